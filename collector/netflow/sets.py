@@ -1,0 +1,136 @@
+"""The set walker shared by NetFlow v9 (RFC 3954 §5) and IPFIX (RFC 7011 §3.3-3.4).
+
+Both versions are a header followed by sets of {id, length, body}. They differ in the set ids
+(v9: 0 template, 1 options template; IPFIX: 2 and 3), in how options templates state their
+scope (v9: octet lengths; IPFIX: a field count) and in IPFIX's enterprise bit and withdrawals.
+`walk` checks the structure of a whole message before anything is applied, so a malformed
+datagram changes no state.
+"""
+
+from __future__ import annotations
+
+from struct import unpack_from
+
+from collector.netflow import fields as F
+from collector.netflow.errors import BadLength, BadTemplate
+from collector.netflow.templates import Template
+
+WITHDRAW_ALL = -1  # (WITHDRAW_ALL, None): every template of this kind is withdrawn
+
+
+class Dialect:
+    __slots__ = ("version", "template_set", "options_set", "header_len")
+
+    def __init__(self, version: int, template_set: int, options_set: int, header_len: int):
+        self.version = version
+        self.template_set = template_set
+        self.options_set = options_set
+        self.header_len = header_len
+
+
+V9 = Dialect(9, 0, 1, 20)
+IPFIX = Dialect(10, 2, 3, 16)
+
+
+def _padding(data: bytes, pos: int, end: int) -> bool:
+    return end - pos < 4 or not any(data[pos:end])
+
+
+def _fields(data: bytes, pos: int, end: int, count: int, ipfix: bool, tid: int, scope: bool = False
+            ) -> tuple[list[tuple[int, int]], int]:
+    out = []
+    for _ in range(count):
+        if pos + 4 > end:
+            raise BadTemplate("field count runs past the set", template_id=tid)
+        element, length = unpack_from(">HH", data, pos)
+        pos += 4
+        if ipfix and element & 0x8000:
+            if pos + 4 > end:
+                raise BadTemplate("enterprise number runs past the set", template_id=tid)
+            (pen,) = unpack_from(">I", data, pos)
+            pos += 4
+            k = F.key(element & 0x7FFF, pen)
+        elif scope and not ipfix:
+            k = F.V9_SCOPE | element
+        else:
+            k = element
+        out.append((k, length))
+    return out, pos
+
+
+def _check(t: Template) -> Template:
+    if t.tid < 256:
+        raise BadTemplate("template id below 256", template_id=t.tid)
+    if t.min_record_len == 0:
+        raise BadTemplate("template of zero-length records", template_id=t.tid)
+    return t
+
+
+def parse_template_set(data: bytes, pos: int, end: int, ipfix: bool) -> list[tuple[int, Template | None]]:
+    """Template records of one set -> [(tid, Template | None for a withdrawal)]."""
+    out = []
+    while not _padding(data, pos, end):
+        tid, count = unpack_from(">HH", data, pos)
+        pos += 4
+        if count == 0:
+            if not ipfix:
+                raise BadTemplate("template with no fields", template_id=tid)
+            out.append((WITHDRAW_ALL, None) if tid == 2 else (tid, None))  # RFC 7011 §8.1
+            continue
+        flds, pos = _fields(data, pos, end, count, ipfix, tid)
+        out.append((tid, _check(Template(tid, tuple(flds)))))
+    return out
+
+
+def parse_options_set(data: bytes, pos: int, end: int, ipfix: bool) -> list[tuple[int, Template | None]]:
+    out = []
+    while not _padding(data, pos, end):
+        if ipfix:
+            tid, count = unpack_from(">HH", data, pos)
+            if count == 0:  # withdrawal record: id and a zero count only
+                pos += 4
+                out.append((WITHDRAW_ALL, None) if tid == 3 else (tid, None))
+                continue
+            if pos + 6 > end:
+                raise BadTemplate("options template header runs past the set", template_id=tid)
+            (scope,) = unpack_from(">H", data, pos + 4)
+            pos += 6
+            if scope == 0 or scope > count:
+                raise BadTemplate(f"scope field count {scope} of {count}", template_id=tid)
+            flds, pos = _fields(data, pos, end, count, True, tid)
+        else:
+            if pos + 6 > end:
+                raise BadTemplate("options template header runs past the set")
+            tid, scope_len, option_len = unpack_from(">HHH", data, pos)
+            pos += 6
+            if scope_len % 4 or option_len % 4:
+                raise BadTemplate("options scope or option length not a multiple of 4", template_id=tid)
+            if scope_len == 0:
+                raise BadTemplate("options template without scope", template_id=tid)
+            if pos + scope_len + option_len > end:
+                raise BadTemplate("options template runs past the set", template_id=tid)
+            scope = scope_len // 4
+            sflds, pos = _fields(data, pos, end, scope, False, tid, scope=True)
+            oflds, pos = _fields(data, pos, end, option_len // 4, False, tid)
+            flds = sflds + oflds
+        out.append((tid, _check(Template(tid, tuple(flds), scope))))
+    return out
+
+
+def split_sets(data: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
+    """The message body -> [(set id, body start, body end)]; raises BadLength on bad framing.
+
+    Fewer than 4 octets left at the end are padding (v9 exporters pad the last flowset's
+    neighbour, RFC 3954 §5.3); a set length below 4 or past the message is fatal.
+    """
+    sets = []
+    while end - pos >= 4:
+        sid, length = unpack_from(">HH", data, pos)
+        if length < 4:
+            raise BadLength(f"set {sid} of length {length}")
+        nxt = pos + length
+        if nxt > end:
+            raise BadLength(f"set {sid} of {length} octets runs past the message")
+        sets.append((sid, pos + 4, nxt))
+        pos = nxt
+    return sets

@@ -1,0 +1,252 @@
+"""Templates and their compilation to NumPy record layouts (RFC 7011 §3.4, RFC 3954 §5).
+
+A template compiles once, on first use, into a structured dtype whose fields sit at the
+template's own offsets (big-endian, reduced-size integers of any width 1..8 octets). The
+records of one template from many datagrams then decode in a single `np.frombuffer`, and
+`Compiled.extract` maps the template's elements to the canonical columns of a `FlowBatch`.
+
+Templates with variable-length fields (RFC 7011 §7) take a slow path: each record is walked
+in Python and rewritten into a fixed "normalised" layout (variable fields dropped, except
+applicationId, which is kept as 8 octets), after which everything is as above.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from collector.netflow import fields as F
+from collector.netflow.batch import ADDR, V4_MAPPED
+from collector.netflow.errors import RecordOverrun
+
+_POW2 = {1: "u1", 2: ">u2", 4: ">u4", 8: ">u8"}
+_U8 = np.uint64
+
+
+@dataclass(slots=True, eq=False)
+class Template:
+    """One (options) template as defined on the wire. `fields` are (key, length) pairs."""
+
+    tid: int
+    fields: tuple[tuple[int, int], ...]
+    scope_count: int = 0  # > 0: an options template; the first `scope_count` fields are scope
+    _compiled: Compiled | None = field(default=None, repr=False)
+    _index: dict[int, int] | None = field(default=None, repr=False)
+    variable: bool = field(init=False, repr=False)
+    record_len: int = field(init=False, repr=False)
+    min_record_len: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        var = any(length == F.VARLEN for _, length in self.fields)
+        self.variable = var
+        # octets per record; 0 for templates with variable-length fields (hot path reads this)
+        self.record_len = 0 if var else sum(length for _, length in self.fields)
+        self.min_record_len = sum(1 if length == F.VARLEN else length for _, length in self.fields)
+
+    @property
+    def is_options(self) -> bool:
+        return self.scope_count > 0
+
+    def same_as(self, other: Template) -> bool:
+        return self.fields == other.fields and self.scope_count == other.scope_count
+
+    def compiled(self) -> Compiled:
+        if self._compiled is None:
+            self._compiled = Compiled(self)
+        return self._compiled
+
+    # --- slow path, shared by options data and variable-length data ---------------------
+
+    def split_records(self, buf: bytes, start: int, end: int) -> list[list[bytes]]:
+        """Walk records one by one; each record is a list of field values (bytes).
+
+        Trailing octets shorter than the minimal record are padding (RFC 7011 §3.3.1).
+        Raises RecordOverrun when a variable-length field runs past the set.
+        """
+        records = []
+        minimum = self.min_record_len
+        pos = start
+        while end - pos >= minimum:
+            values = []
+            for _, length in self.fields:
+                if length == F.VARLEN:
+                    if pos >= end:
+                        raise RecordOverrun("variable-length field past the set", template_id=self.tid)
+                    length = buf[pos]
+                    pos += 1
+                    if length == 255:
+                        if pos + 2 > end:
+                            raise RecordOverrun("variable-length field past the set", template_id=self.tid)
+                        length = (buf[pos] << 8) | buf[pos + 1]
+                        pos += 2
+                if pos + length > end:
+                    raise RecordOverrun(f"field of {length} octets past the set", template_id=self.tid)
+                values.append(bytes(buf[pos:pos + length]))
+                pos += length
+            records.append(values)
+        return records
+
+    def normalise(self, buf: bytes, start: int, end: int) -> tuple[bytes, int]:
+        """Variable-length records -> (fixed-layout bytes for `compiled().dtype`, count)."""
+        keep = self.compiled().keep
+        out = []
+        records = self.split_records(buf, start, end)
+        for values in records:
+            for i, value in enumerate(values):
+                how = keep[i]
+                if how == 1:
+                    out.append(value)
+                elif how == 2:
+                    out.append(struct.pack(">Q", app_id_int(value)))
+        return b"".join(out), len(records)
+
+    def index(self) -> dict[int, int]:
+        """Element key -> position of its first occurrence (RFC 7011 §8 allows repeats)."""
+        if self._index is None:
+            idx: dict[int, int] = {}
+            for i, (k, _) in enumerate(self.fields):
+                idx.setdefault(k, i)
+            self._index = idx
+        return self._index
+
+    def to_json(self) -> list:
+        return [self.tid, self.scope_count, [list(f) for f in self.fields]]
+
+    @classmethod
+    def from_json(cls, data: list) -> Template:
+        tid, scope, flds = data
+        return cls(int(tid), tuple((int(k), int(n)) for k, n in flds), int(scope))
+
+
+def app_id_int(octets: bytes) -> int:
+    """RFC 6759 applicationId octets -> engine << 56 | selector (selector truncated to 56 bits)."""
+    if not octets:
+        return 0
+    selector = int.from_bytes(octets[1:], "big") & ((1 << 56) - 1)
+    return (octets[0] << 56) | selector
+
+
+def app_id_text(value: int) -> str:
+    return f"{value >> 56}:{value & ((1 << 56) - 1)}"
+
+
+class Compiled:
+    """A template's record dtype and its mapping to canonical columns."""
+
+    __slots__ = ("dtype", "keep", "width", "name", "time_kind", "time_fields", "has_reverse",
+                 "sampler_field", "interval_field", "space_field")
+
+    def __init__(self, t: Template):
+        names, formats, offsets = [], [], []
+        self.keep: list[int] = []  # per wire field: 0 drop, 1 copy, 2 applicationId -> 8 octets
+        self.width: dict[int, int] = {}
+        self.name: dict[int, str] = {}
+        offset = 0
+        for i, (k, length) in enumerate(t.fields):
+            if length == F.VARLEN:
+                if k == F.applicationId and k not in self.name:
+                    self.keep.append(2)
+                    length = 8
+                else:
+                    self.keep.append(0)
+                    continue
+            else:
+                self.keep.append(1)
+            nm = f"f{i}"
+            if k in (F.sourceIPv6Address, F.destinationIPv6Address) and length == 16:
+                fmt = (">u8", (2,))
+            elif length in _POW2:
+                fmt = _POW2[length]
+            else:
+                fmt = ("u1", (length,))
+            names.append(nm)
+            formats.append(fmt)
+            offsets.append(offset)
+            offset += length
+            if k not in self.name:
+                self.name[k] = nm
+                self.width[k] = length
+        self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                               "itemsize": offset})
+        has = self.name.__contains__
+        if has(F.flowStartMilliseconds) or has(F.flowEndMilliseconds):
+            self.time_kind, self.time_fields = "ms", (F.flowStartMilliseconds, F.flowEndMilliseconds)
+        elif has(F.flowStartSeconds) or has(F.flowEndSeconds):
+            self.time_kind, self.time_fields = "s", (F.flowStartSeconds, F.flowEndSeconds)
+        elif has(F.flowStartMicroseconds) or has(F.flowEndMicroseconds):
+            self.time_kind, self.time_fields = "ntp", (F.flowStartMicroseconds, F.flowEndMicroseconds)
+        elif has(F.flowStartNanoseconds) or has(F.flowEndNanoseconds):
+            self.time_kind, self.time_fields = "ntp", (F.flowStartNanoseconds, F.flowEndNanoseconds)
+        elif has(F.flowStartSysUpTime) or has(F.flowEndSysUpTime):
+            self.time_kind, self.time_fields = "uptime", (F.flowStartSysUpTime, F.flowEndSysUpTime)
+        elif has(F.flowStartDeltaMicroseconds) or has(F.flowEndDeltaMicroseconds):
+            self.time_kind = "delta"
+            self.time_fields = (F.flowStartDeltaMicroseconds, F.flowEndDeltaMicroseconds)
+        else:
+            self.time_kind, self.time_fields = "export", ()
+        self.has_reverse = (has(F.reverse(F.octetDeltaCount)) or has(F.reverse(F.packetDeltaCount))
+                            or has(F.responderOctets) or has(F.responderPackets))
+        self.sampler_field = next((k for k in (F.samplerId, F.selectorId) if has(k)), None)
+        self.interval_field = next((k for k in (F.samplingInterval, F.samplerRandomInterval,
+                                                F.samplingPacketInterval) if has(k)), None)
+        self.space_field = F.samplingPacketSpace if has(F.samplingPacketSpace) else None
+
+    # --- column extraction ---------------------------------------------------------------
+
+    def uint(self, arr: np.ndarray, k: int, dtype=np.uint64) -> np.ndarray | None:
+        """Element `k` as unsigned integers of `dtype`, or None when the template lacks it."""
+        nm = self.name.get(k)
+        if nm is None:
+            return None
+        col = arr[nm]
+        w = self.width[k]
+        if w in _POW2:
+            return col.astype(dtype)
+        if w == 16:  # an IPv6-sized value of another element: keep the low 64 bits
+            return col[:, 1].astype(dtype) if col.ndim == 2 and col.dtype != np.uint8 else \
+                _be_bytes(col[:, 8:], 8).astype(dtype)
+        if w > 8:
+            col, w = col[:, w - 8:], 8
+        return _be_bytes(col, w).astype(dtype)
+
+    def first(self, arr: np.ndarray, keys: tuple[int, ...], dtype=np.uint64) -> np.ndarray | None:
+        for k in keys:
+            v = self.uint(arr, k, dtype)
+            if v is not None:
+                return v
+        return None
+
+    def addr(self, arr: np.ndarray, v4: int, v6: int) -> np.ndarray:
+        out = np.zeros(len(arr), ADDR)
+        n6 = self.name.get(v6) if self.width.get(v6) == 16 else None
+        n4 = self.name.get(v4) if self.width.get(v4) == 4 else None
+        if n4 is not None:
+            out["lo"] = arr[n4].astype(_U8) | V4_MAPPED
+        if n6 is not None:
+            col = arr[n6]
+            if n4 is None:
+                out["hi"], out["lo"] = col[:, 0], col[:, 1]
+            else:  # both families in one template: the IPv6 one counts where it is set
+                six = (col[:, 0] != 0) | (col[:, 1] != 0)
+                out["hi"] = np.where(six, col[:, 0], 0)
+                out["lo"] = np.where(six, col[:, 1], out["lo"])
+        return out
+
+    def app_ids(self, arr: np.ndarray) -> np.ndarray | None:
+        v = self.uint(arr, F.applicationId)
+        if v is None:
+            return None
+        w = min(self.width[F.applicationId], 8)
+        shift = _U8(8 * (w - 1))
+        engine = v >> shift
+        selector = v & ((_U8(1) << shift) - _U8(1)) if w > 1 else np.zeros_like(v)
+        return (engine << _U8(56)) | selector
+
+
+def _be_bytes(col: np.ndarray, w: int) -> np.ndarray:
+    """(n, w) uint8 big-endian octets -> uint64 values."""
+    buf = np.zeros((len(col), 8), np.uint8)
+    buf[:, 8 - w:] = col
+    return buf.view(">u8").ravel()
