@@ -1,0 +1,306 @@
+"""Vectorized flow classification: service and internal host for every flow of a batch.
+
+Implements DESIGN.md §4. Per flow, in this order:
+
+1. Exporter application id (IE 95): if `app_ids` maps it to a service, that service wins.
+2. Prefix match: an address inside a service prefix makes that side the service side. When
+   both sides match, the external side wins, then the side whose port is one of its service's
+   ports (shared ports count here), then the non-ephemeral, then the lower port, then dst.
+   A prefix match alone classifies the flow, whatever the ports.
+3. Port match on non-shared ("owned") ports, per protocol (tcp, udp, sctp; other protocols only
+   match prefixes). When both ports are owned: the non-ephemeral (< 32768) side, then the
+   external side, then the lower port, then dst.
+4. Otherwise service 0, `other`.
+
+Shared ports (443, 80, 5222 for WhatsApp ...) never classify alone; they only break ties
+between identical prefixes listed by several services (the first service, in catalogue order,
+whose ports include the port on the prefix side; else the first) and between two matching sides.
+
+The host is the internal endpoint; if both are internal, the client (the side that is not the
+service side; if no side is known, the higher port, src on equal ports); if none, no host.
+
+Everything is NumPy over the batch: two uint16 gathers per address (ranges.RangeTable), two per
+port, and a dozen element-wise operations. Rare cases (prefixes longer than /24, both sides
+matching, identical prefixes) run on the affected rows only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from collector.classify.catalogue import Catalogue, CatalogueError, Network, Service
+from collector.classify.ranges import RangeTable, elementary
+from collector.netflow.batch import FlowBatch
+
+DEFAULT_INTERNAL: tuple[str, ...] = (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",  # RFC 1918
+    "100.64.0.0/10",  # RFC 6598 shared address space (carrier-grade NAT)
+    "fc00::/7",  # RFC 4193 unique local addresses
+)
+EPHEMERAL_MIN = 32768  # Linux ip_local_port_range starts here; IANA dynamic range at 49152
+INTERNAL_BIT = 1 << 14  # in range-table values; the low 14 bits are the prefix group
+GROUP_MASK = INTERNAL_BIT - 1
+_INTERNAL = object()  # range tag of internal networks
+_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_PROTO_ROW = {6: 0, 17: 1, 132: 2}  # rows of the port tables; row 3 = any other protocol
+_PORTS = 65536
+
+
+@dataclass(slots=True)
+class Classified:
+    """One row per flow. The category of a flow is `classifier.category[service]`."""
+
+    service: np.ndarray  # uint16 index into catalogue.services (0 = other)
+    host: np.ndarray  # ADDR: the internal host, zeros when there is none
+    has_host: np.ndarray  # bool
+    host_is_src: np.ndarray  # bool: the host is the flow's source (False when no host)
+
+    def __len__(self) -> int:
+        return len(self.service)
+
+
+class Classifier:
+    def __init__(self, catalogue: Catalogue, internal: Sequence[str] = DEFAULT_INTERNAL,
+                 app_ids: dict[int, str] | None = None):
+        self.catalogue = catalogue
+        self.internal = tuple(_parse_internal(internal))
+        self.category = catalogue.category_index()  # service index -> index into categories
+        self._n = n = len(catalogue.services)
+        self._proto_offset = np.full(256, 3 * _PORTS, np.intp)
+        for proto, row in _PROTO_ROW.items():
+            self._proto_offset[proto] = row * _PORTS
+        self._owned = _owned_table(catalogue.services)
+        self._portset, self._member = _membership(catalogue.services)
+        self._groups: dict[tuple[int, ...], int] = {}
+        self._v4, self._v6 = self._range_tables(catalogue.services, self.internal)
+        # Prefix groups >= n are sets of services listing the same most-specific prefix.
+        width = max((len(m) for m in self._groups), default=1)
+        self._group_members = np.zeros((max(len(self._groups), 1), width), np.uint16)
+        for m, g in self._groups.items():
+            self._group_members[g - n, :len(m)] = m
+        self.set_app_ids(app_ids or {})
+
+    def set_app_ids(self, app_ids: dict[int, str]) -> None:
+        """Exporter application id (IE 95 as an integer) -> service id; may change at run time."""
+        keys, values = [], []
+        for app, sid in sorted(app_ids.items()):
+            service = self.catalogue.by_id.get(sid)
+            if service is None:
+                raise CatalogueError(f"app_ids[{app}]", f'"{sid}": no such service')
+            if not 0 < int(app) < 1 << 64:
+                raise CatalogueError(f"app_ids[{app}]", "application id out of range")
+            keys.append(int(app))
+            values.append(service.index)
+        self._app_keys = np.array(keys, np.uint64)
+        self._app_values = np.array(values, np.uint16)
+
+    def classify_batch(self, batch: FlowBatch) -> Classified:
+        return self.classify(batch.src_addr, batch.dst_addr, batch.src_port, batch.dst_port,
+                             batch.proto, batch.app_id)
+
+    def classify(self, src_addr: np.ndarray, dst_addr: np.ndarray, src_port: np.ndarray,
+                 dst_port: np.ndarray, proto: np.ndarray, app_id: np.ndarray | None = None) -> Classified:
+        src_port = np.asarray(src_port, np.uint16)
+        dst_port = np.asarray(dst_port, np.uint16)
+        src_key = self._proto_offset[np.asarray(proto, np.uint8)]  # flat port-table index
+        dst_key = src_key + dst_port
+        src_key += src_port
+        src_val = self._lookup(src_addr)
+        dst_val = self._lookup(dst_addr)
+        src_int = (src_val & INTERNAL_BIT) != 0
+        dst_int = (dst_val & INTERNAL_BIT) != 0
+        src_pfx = self._resolve(src_val & GROUP_MASK, src_key)
+        dst_pfx = self._resolve(dst_val & GROUP_MASK, dst_key)
+        src_own = self._owned[src_key]
+        dst_own = self._owned[dst_key]
+
+        # Prefix match: src side unless dst matches too (ties decided on those rows only).
+        src_m, dst_m = src_pfx != 0, dst_pfx != 0
+        pfx_src = src_m & ~dst_m
+        both = np.flatnonzero(src_m & dst_m)
+        if both.size:
+            pfx_src[both] = self._prefix_tie(both, src_pfx, dst_pfx, src_int, dst_int,
+                                             src_key, dst_key, src_port, dst_port)
+        # Owned ports.
+        src_o, dst_o = src_own != 0, dst_own != 0
+        own_src = src_o & ~dst_o
+        both = np.flatnonzero(src_o & dst_o)
+        if both.size:
+            own_src[both] = _prefer_src(src_port[both] < EPHEMERAL_MIN, dst_port[both] < EPHEMERAL_MIN,
+                                        ~src_int[both], ~dst_int[both],
+                                        src_port[both] < dst_port[both], dst_port[both] < src_port[both])
+        service = np.where(own_src, src_own, dst_own)
+        service_is_src = own_src
+        side_known = src_o | dst_o
+        pfx = np.flatnonzero(src_m | dst_m)  # a few percent of the rows: patch them
+        if pfx.size:
+            on_src = pfx_src[pfx]
+            service[pfx] = np.where(on_src, src_pfx[pfx], dst_pfx[pfx])
+            service_is_src[pfx] = on_src
+            side_known[pfx] = True
+
+        if app_id is not None and self._app_keys.size:
+            self._apply_app_ids(np.asarray(app_id, np.uint64), service)
+
+        # Host: the internal side; if both are, the client side.
+        client_is_src = np.where(side_known, ~service_is_src, src_port >= dst_port)
+        host_is_src = src_int & (~dst_int | client_is_src)
+        has_host = src_int | dst_int
+        host = np.where(host_is_src, src_addr, dst_addr)
+        host[~has_host] = 0
+        return Classified(service, host, has_host, host_is_src)
+
+    # ------------------------------------------------------------ internals
+
+    def _lookup(self, addr: np.ndarray) -> np.ndarray:
+        """Range-table value of each address: IPv4 (mapped) rows on the 32-bit table, the rest
+        on the IPv6 one."""
+        hi = addr["hi"]
+        try:  # 32-bit words of the little-endian ADDR record: hi (0, 1), lo (2, 3)
+            words = addr.view("<u4").reshape(-1, 4)
+        except ValueError:  # a non-contiguous column: copy it once
+            words = np.ascontiguousarray(addr).view("<u4").reshape(-1, 4)
+        out = self._v4.lookup(np.ascontiguousarray(words[:, 2]))
+        not_v4 = words[:, 3] != 0xFFFF
+        not_v4 |= hi != 0
+        v6 = np.flatnonzero(not_v4)
+        if v6.size:
+            out[v6] = self._v6.lookup(hi[v6], addr["lo"][v6])
+        return out
+
+    def _resolve(self, group: np.ndarray, port_key: np.ndarray) -> np.ndarray:
+        """Prefix group -> service: groups of several services (identical prefixes) pick the first
+        member whose ports include the port on that side, else the first member."""
+        if not self._groups:
+            return group
+        multi = np.flatnonzero(group >= self._n)
+        if not multi.size:
+            return group
+        group = group.copy()
+        members = self._group_members[group[multi] - self._n]
+        portset = self._portset[port_key[multi]]
+        chosen = members[:, 0].copy()
+        for k in range(members.shape[1] - 1, -1, -1):  # last to first: the first match wins
+            cand = members[:, k]
+            hit = (cand != 0) & self._member[portset, cand]
+            chosen[hit] = cand[hit]
+        group[multi] = chosen
+        return group
+
+    def _prefix_tie(self, rows, src_pfx, dst_pfx, src_int, dst_int, src_key, dst_key, src_port, dst_port):
+        sp, dp = src_port[rows], dst_port[rows]
+        src_member = self._member[self._portset[src_key[rows]], src_pfx[rows]]
+        dst_member = self._member[self._portset[dst_key[rows]], dst_pfx[rows]]
+        return _prefer_src(~src_int[rows], ~dst_int[rows], src_member, dst_member,
+                           sp < EPHEMERAL_MIN, dp < EPHEMERAL_MIN, sp < dp, dp < sp)
+
+    def _apply_app_ids(self, app_id: np.ndarray, service: np.ndarray) -> None:
+        rows = np.flatnonzero(app_id)
+        if not rows.size:
+            return
+        ids = app_id[rows]
+        i = np.minimum(np.searchsorted(self._app_keys, ids), len(self._app_keys) - 1)
+        hit = self._app_keys[i] == ids
+        service[rows[hit]] = self._app_values[i[hit]]
+
+    def _range_tables(self, services: Sequence[Service], internal: Sequence[Network]):
+        v4: list[tuple[int, int, object]] = []
+        v6: list[tuple[int, int, object]] = []
+        for net in internal:
+            _add_network(net, _INTERNAL, v4, v6)
+        for s in services:
+            for net in s.networks:
+                _add_network(net, s.index, v4, v6)
+        tables = []
+        for items, width, strides in ((v4, 32, (16, 8)), (v6, 128, (16, 16))):
+            starts, values = elementary(items, width, self._combine)
+            tables.append(RangeTable(starts, values, width, strides))
+        return tables
+
+    def _combine(self, tags: list) -> int:
+        internal = any(t is _INTERNAL for t in tags)
+        prefixes = [t for t in tags if t is not _INTERNAL]
+        group = 0
+        if prefixes:
+            longest = max(plen for plen, _ in prefixes)
+            members = tuple(sorted({s for plen, s in prefixes if plen == longest}))
+            if len(members) == 1:
+                group = members[0]
+            else:
+                group = self._groups.setdefault(members, len(self.catalogue.services) + len(self._groups))
+                if group >= INTERNAL_BIT:
+                    raise CatalogueError("prefixes", "too many distinct overlapping prefix groups")
+        return group | (INTERNAL_BIT if internal else 0)
+
+
+def _prefer_src(*criteria: np.ndarray) -> np.ndarray:
+    """criteria = (src_a, dst_a, src_b, dst_b, ...) booleans, most important first: True where the
+    first criterion that differs favours src; False (dst) when none differs."""
+    result = np.zeros(len(criteria[0]), bool)
+    undecided = np.ones(len(criteria[0]), bool)
+    for src_c, dst_c in zip(criteria[::2], criteria[1::2], strict=True):
+        differs = undecided & (src_c != dst_c)
+        result |= differs & src_c
+        undecided &= ~differs
+    return result
+
+
+def _parse_internal(internal: Sequence[str]) -> list[Network]:
+    out = []
+    for i, text in enumerate(internal):
+        try:
+            out.append(ipaddress.ip_network(str(text).strip(), strict=True))
+        except ValueError as e:
+            raise CatalogueError(f"internal[{i}]", f'"{text}": {e}') from None
+    return out
+
+
+def _add_network(net: Network, tag, v4: list, v6: list) -> None:
+    """Range items (first, last, tag) for one network; an IPv6 network covering the IPv4-mapped
+    block ::ffff:0:0/96 (where `ADDR` keeps IPv4) applies to IPv4 too."""
+    plen = net.prefixlen
+    item_tag = tag if tag is _INTERNAL else (plen, tag)
+    if net.version == 4:
+        v4.append((int(net.network_address), int(net.broadcast_address), item_tag))
+        return
+    v6.append((int(net.network_address), int(net.broadcast_address), item_tag))
+    if net.overlaps(_V4_MAPPED):
+        inner = _V4_MAPPED if plen <= 96 else net
+        v4_tag = tag if tag is _INTERNAL else (plen - 96, tag)
+        mask = 0xFFFF_FFFF
+        v4.append((int(inner.network_address) & mask, int(inner.broadcast_address) & mask, v4_tag))
+
+
+def _owned_table(services: Sequence[Service]) -> np.ndarray:
+    """(proto row, port) -> index of the service owning that non-shared port, flattened."""
+    table = np.zeros(4 * _PORTS, np.uint16)
+    for s in services[1:]:
+        shared = np.zeros(4 * _PORTS, bool)
+        for r in s.shared_ranges:
+            base = _PROTO_ROW[r.proto] * _PORTS
+            shared[base + r.lo:base + r.hi + 1] = True
+        for r in s.port_ranges:
+            base = _PROTO_ROW[r.proto] * _PORTS
+            span = slice(base + r.lo, base + r.hi + 1)
+            table[span] = np.where(shared[span], table[span], s.index)
+    return table
+
+
+def _membership(services: Sequence[Service]) -> tuple[np.ndarray, np.ndarray]:
+    """(proto row, port) -> port-set id, and member[port-set id, service] -> the service lists
+    that port (owned or shared). Distinct port sets are few, so both tables stay small."""
+    nbytes = (len(services) + 7) // 8
+    bits = np.zeros((4 * _PORTS, nbytes), np.uint8)
+    for s in services[1:]:
+        for r in (*s.port_ranges, *s.shared_ranges):
+            base = _PROTO_ROW[r.proto] * _PORTS
+            bits[base + r.lo:base + r.hi + 1, s.index >> 3] |= np.uint8(1 << (s.index & 7))
+    rows = np.ascontiguousarray(bits).view(f"V{nbytes}").ravel()
+    unique, inverse = np.unique(rows, return_inverse=True)
+    member = np.unpackbits(unique.view(np.uint8).reshape(len(unique), nbytes), axis=1, bitorder="little")
+    return inverse.astype(np.uint16).ravel(), member[:, :len(services)].astype(bool)
+

@@ -1,0 +1,66 @@
+"""Range tables against brute force over random nested prefixes, both families."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.classify.ranges import RangeTable, elementary
+
+U64 = (1 << 64) - 1
+
+
+def combine(tags):
+    """Longest prefix wins; among equals the smallest value (any deterministic rule will do)."""
+    if not tags:
+        return 0
+    longest = max(plen for plen, _ in tags)
+    return min(v for plen, v in tags if plen == longest)
+
+
+def prefixes(width):
+    # Prefixes clustered around a few bases so that they nest, touch and split table cells.
+    bases = [0, 0x0A00_0000, 0xC0A8_0000, 0xFFFF_FFFF]
+    def make(args):
+        plen, base, noise, value = args
+        addr = ((bases[base] << (width - 32)) ^ noise) & ((1 << width) - 1)
+        first = addr & ~((1 << (width - plen)) - 1) if plen < width else addr
+        return first, first + (1 << (width - plen)) - 1, (plen, value)
+    v6_lengths = [0, 3, 16, 17, 32, 33, 48, 63, 64, 65, 100, 128]
+    lengths = st.integers(0, width) if width == 32 else st.sampled_from(v6_lengths)
+    return st.tuples(lengths, st.integers(0, 3), st.integers(0, (1 << width) - 1) | st.integers(0, 1 << 20),
+                     st.integers(1, 9)).map(make)
+
+
+def check(width, strides, items, extra_keys):
+    starts, values = elementary(items, width, combine)
+    table = RangeTable(starts, values, width, strides)
+    keys = set(extra_keys) | {0, (1 << width) - 1}
+    for first, last, _ in items:
+        keys |= {first, last, max(first - 1, 0), min(last + 1, (1 << width) - 1)}
+    keys = sorted(keys)
+    expected = [combine([tag for first, last, tag in items if first <= k <= last]) for k in keys]
+    if width == 32:
+        got = table.lookup(np.array(keys, np.uint32))
+    else:
+        got = table.lookup(np.array([k >> 64 for k in keys], np.uint64),
+                           np.array([k & U64 for k in keys], np.uint64))
+    assert got.tolist() == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(prefixes(32), max_size=25), st.lists(st.integers(0, 2**32 - 1), max_size=20))
+def test_ipv4_table(items, keys):
+    check(32, (16, 8), items, keys)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(prefixes(128), max_size=25), st.lists(st.integers(0, 2**128 - 1), max_size=20))
+def test_ipv6_table(items, keys):
+    check(128, (16, 16), items, keys)
+
+
+def test_elementary_merges_equal_neighbours():
+    starts, values = elementary([(0, 9, (28, 1)), (10, 19, (28, 1)), (20, 29, (28, 2))], 32, combine)
+    assert (starts, values) == ([0, 20, 30], [1, 2, 0])
