@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from collector import __version__
@@ -34,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # `imflow decode x.pcap | head`
-        sys.stderr.close()
+    except BrokenPipeError:  # `imflow decode x.pcap | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 
@@ -93,6 +94,8 @@ def cmd_decode(args) -> int:
     except CaptureError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise
     except OSError as exc:
         print(f"imflow: {args.capture}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from struct import Struct, unpack_from
 from typing import Iterable
 
@@ -348,8 +348,8 @@ class Decoder:
                     buf = p.data[:n * t.record_len]
                 else:
                     buf, n = t.normalise(p.data, 0, len(p.data))
-            except DecodeError as exc:
-                self.stats.errors[label, exc.reason] += 1
+            except DecodeError as exc:  # the set was held, its datagram already counted
+                self.stats.errors[label, "held-" + exc.reason] += 1
                 continue
             if n:
                 rate = sess.override or sess.sampling_rate
@@ -513,6 +513,13 @@ class Decoder:
         rev.packets = rp[some] * r64[some]
         rev.seq = rev.seq | _U8(1 << 19)  # after its forward record in capture order
         keep = (forward.bytes > 0) | (forward.packets > 0) | ~some
+        # flows were counted per record: add the reverse halves, remove the empty forward ones
+        delta = Counter(rev.session.tolist())
+        delta.subtract(forward.session[~keep].tolist())
+        for sid, k in delta.items():
+            sess = self.by_sid.get(sid)
+            if sess is not None and k:
+                self.stats.flows[sess.stat_label, sess.version] += k
         return [forward.take(keep) if not keep.all() else forward, rev]
 
     def _rates(self, c, arr, ctx: _Chunks, base_rate: np.ndarray) -> np.ndarray:
