@@ -1,0 +1,155 @@
+"""Prometheus metrics (DESIGN.md §6). The only module importing prometheus_client.
+
+Business figures come from a `Snapshot` that the daemon swaps in at each flush; the custom
+collector builds fresh metric families from it at scrape time, so the hot path never touches a
+Prometheus counter. The scrape thread only ever reads an immutable snapshot.
+
+Per-host series are bounded: at most `max_host_series` (host, service) series; traffic of
+hosts beyond that is added to `host="other"`, so every sum over hosts stays exact.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.process_collector import ProcessCollector
+
+from collector import __version__
+
+OTHER_HOST = "other"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a scrape shows, as plain immutable-by-convention data."""
+
+    services: dict = field(default_factory=dict)  # (service, category) -> (bytes, packets, flows)
+    hosts: dict = field(default_factory=dict)  # (host, service, category) -> bytes
+    active_hosts: dict = field(default_factory=dict)  # (service, category) -> n
+    violations: dict = field(default_factory=dict)  # (service, category) -> bytes
+    violation_hosts: dict = field(default_factory=dict)  # (host, service, category) -> bytes
+    datagrams: dict = field(default_factory=dict)  # (exporter, version) -> n
+    flows: dict = field(default_factory=dict)  # (exporter, version) -> n
+    errors: dict = field(default_factory=dict)  # (exporter, reason) -> n
+    held: dict = field(default_factory=dict)  # exporter -> n
+    expired: dict = field(default_factory=dict)  # exporter -> n
+    seq_lost: dict = field(default_factory=dict)  # exporter -> n
+    socket_drops: dict = field(default_factory=dict)  # listener -> n
+    denied: int = 0
+    store_errors: int = 0
+    exporters: int = 0
+    extra: tuple = ()  # more families from other components (SNMP), built by them
+
+
+class HostSeries:
+    """Cumulative bytes per (host, service) with a ceiling on distinct series."""
+
+    def __init__(self, max_series: int):
+        self.max_series = max_series
+        self.series: dict[tuple[str, str, str], int] = {}
+
+    def add(self, host: str, service: str, category: str, nbytes: int) -> None:
+        key = (host, service, category)
+        if key in self.series:
+            self.series[key] += nbytes
+        elif len(self.series) < self.max_series:
+            self.series[key] = nbytes
+        else:
+            other = (OTHER_HOST, service, category)
+            self.series[other] = self.series.get(other, 0) + nbytes
+
+
+class _Collector:
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    def collect(self):
+        s = self.metrics.snapshot
+        info = InfoMetricFamily("imflow_build", "imflow version", labels=["version"])
+        info.add_metric([__version__], {})
+        yield info
+        fam = {name: CounterMetricFamily(f"imflow_service_{name}", f"{name.capitalize()} per service "
+                                         "(every flow, `other` included)", labels=["service", "category"])
+               for name in ("bytes", "packets", "flows")}
+        for (service, category), values in s.services.items():
+            for name, v in zip(("bytes", "packets", "flows"), values):
+                fam[name].add_metric([service, category], v)
+        yield from fam.values()
+        c = CounterMetricFamily("imflow_host_bytes", "Bytes per internal host and service (bounded; "
+                                "the rest under host=\"other\")", labels=["host", "service", "category"])
+        for key, v in s.hosts.items():
+            c.add_metric(list(key), v)
+        yield c
+        g = GaugeMetricFamily("imflow_service_active_hosts", "Distinct internal hosts in the last bin",
+                              labels=["service", "category"])
+        for key, v in s.active_hosts.items():
+            g.add_metric(list(key), v)
+        yield g
+        c = CounterMetricFamily("imflow_policy_violation_bytes", "Bytes of blocked services from internal "
+                                "hosts", labels=["service", "category"])
+        for key, v in s.violations.items():
+            c.add_metric(list(key), v)
+        yield c
+        c = CounterMetricFamily("imflow_policy_violation_host_bytes", "Violation bytes per internal host "
+                                "(bounded like imflow_host_bytes)", labels=["host", "service", "category"])
+        for key, v in s.violation_hosts.items():
+            c.add_metric(list(key), v)
+        yield c
+        for name, doc, labels, data in (
+                ("imflow_datagrams", "Datagrams decoded", ["exporter", "version"], s.datagrams),
+                ("imflow_flows", "Flow records decoded", ["exporter", "version"], s.flows),
+                ("imflow_decode_errors", "Datagrams skipped as malformed, by reason", ["exporter", "reason"],
+                 s.errors),
+                ("imflow_template_held", "Data sets held for a template not yet received", ["exporter"], s.held),
+                ("imflow_template_expired", "Held data sets dropped (age or ceiling)", ["exporter"], s.expired),
+                ("imflow_sequence_lost_flows", "Flow records estimated lost from sequence numbers",
+                 ["exporter"], s.seq_lost),
+                ("imflow_socket_drops", "Datagrams the kernel dropped (receive buffer full)", ["listener"],
+                 s.socket_drops)):
+            c = CounterMetricFamily(name, doc, labels=labels)
+            for key, v in data.items():
+                c.add_metric([str(x) for x in (key if isinstance(key, tuple) else (key,))], v)
+            yield c
+        c = CounterMetricFamily("imflow_denied_datagrams", "Datagrams from sources outside exporters.allow")
+        c.add_metric([], s.denied)
+        yield c
+        c = CounterMetricFamily("imflow_store_errors", "Failed writes to the database")
+        c.add_metric([], s.store_errors)
+        yield c
+        g = GaugeMetricFamily("imflow_exporters", "Exporter sessions with state")
+        g.add_metric([], s.exporters)
+        yield g
+        for family in s.extra:
+            yield family
+
+
+class Metrics:
+    def __init__(self, max_host_series: int = 5000, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.snapshot = Snapshot()
+        self.hosts = HostSeries(max_host_series)
+        self.violation_hosts = HostSeries(max_host_series)
+        self.flush_duration = Histogram("imflow_flush_duration_seconds", "Time to write one flush to the store",
+                                        registry=self.registry,
+                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.registry.register(_Collector(self))
+        ProcessCollector(registry=self.registry)
+        self._server = None
+        self._lock = threading.Lock()
+
+    def serve(self, host: str, port: int) -> tuple[str, int]:
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return server.server_address[:2]
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def swap(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot  # one reference assignment: atomic for the scrape thread
