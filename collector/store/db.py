@@ -1,0 +1,211 @@
+"""Store: the daemon's writer of the SQLite rollups (DESIGN.md §5). The only aiosqlite user.
+
+One flush is one transaction. The rows are bound once into a plain temporary table (appending
+is the cheapest way in from Python), sorted by SQLite into a second one keyed like the rollups
+(which also merges repeats within the flush), and added from there, in key order, into the
+minute, hour and day tables by three INSERT … SELECT upserts that add the counters. Key-ordered
+inserts are several times cheaper for the B-trees than the random order rows arrive in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+
+import aiosqlite
+
+from collector.store import schema
+from collector.store.errors import StoreError, from_sqlite
+from collector.store.rows import BinRow
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = ("(bin INTEGER NOT NULL, exporter TEXT NOT NULL, service TEXT NOT NULL, host TEXT NOT NULL,"
+            " category TEXT NOT NULL, bytes INTEGER NOT NULL, packets INTEGER NOT NULL, flows INTEGER NOT NULL")
+_TEMP_TABLES = (
+    f"CREATE TEMP TABLE IF NOT EXISTS raw {_COLUMNS})",
+    f"CREATE TEMP TABLE IF NOT EXISTS incoming {_COLUMNS},"
+    " PRIMARY KEY (bin, exporter, service, host)) WITHOUT ROWID",
+)
+_ADD = ("ON CONFLICT (bin, exporter, service, host) DO UPDATE SET bytes = bytes + excluded.bytes,"
+        " packets = packets + excluded.packets, flows = flows + excluded.flows,"
+        " category = excluded.category")
+_STAGE = ("INSERT INTO temp.raw (bin, exporter, service, category, host, bytes, packets, flows)"
+          " VALUES (?1 - ?1 % 60, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+_SORT = ("INSERT INTO temp.incoming SELECT bin, exporter, service, host, category, bytes, packets, flows"
+         " FROM temp.raw ORDER BY bin, exporter, service, host " + _ADD)
+_ROLLUP = ("INSERT INTO {table} (bin, exporter, service, host, category, bytes, packets, flows)"
+           " SELECT bin - bin % {width}, exporter, service, host, category, bytes, packets, flows"
+           " FROM temp.incoming WHERE true " + _ADD)
+_row_tuple = attrgetter("bin", "exporter", "service", "category", "host", "bytes", "packets", "flows")
+
+
+def _probe(path: str) -> None:
+    sqlite3.connect(path).close()
+
+
+def _utc(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """The rollup database of one collector. `retention`: seconds per resolution ("minute",
+    "hour", "day"); `busy_timeout`: seconds a write waits for another writer's lock;
+    `max_size`: optional cap on the database size in bytes (writes past it fail as "full")."""
+
+    def __init__(self, path: str, retention: dict[str, float] | None = None,
+                 clock: Callable[[], float] = time.time, busy_timeout: float = 5.0,
+                 max_size: int | None = None):
+        self.path = path
+        self.retention = schema.resolve_retention(retention)
+        self.clock = clock
+        self.busy_timeout = busy_timeout
+        self.max_size = max_size
+        self._conn: aiosqlite.Connection | None = None
+
+    async def start(self) -> None:
+        """Open (create if missing), switch to WAL, migrate to the current schema."""
+        try:
+            # A failed aiosqlite.connect leaves its worker thread to finish on a loop that may be
+            # closed by then; opening once in plain sqlite3 first turns the usual failures
+            # (missing directory, read-only file system) into a clean StoreError.
+            await asyncio.to_thread(_probe, self.path)
+            self._conn = await aiosqlite.connect(self.path, timeout=self.busy_timeout,
+                                                 isolation_level=None)
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc, self.path, "open") from None
+        try:
+            await self._setup()
+        except BaseException as exc:
+            await self._close()
+            if isinstance(exc, sqlite3.Error):
+                raise from_sqlite(exc, self.path, "open", self.busy_timeout) from None
+            raise
+
+    async def _setup(self) -> None:
+        conn = self._conn
+        mode = await self._scalar("PRAGMA journal_mode = WAL")
+        if str(mode).lower() != "wal":
+            log.warning("%s: journal mode is %s, not WAL; readers may block the collector", self.path, mode)
+        for pragma in ("synchronous = NORMAL", "temp_store = MEMORY", "cache_size = -65536"):
+            await conn.execute(f"PRAGMA {pragma}")
+        if self.max_size is not None:
+            page_size = await self._scalar("PRAGMA page_size")
+            await conn.execute(f"PRAGMA max_page_count = {max(1, self.max_size // page_size)}")
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await self._migrate()
+            now = self.clock()
+            meta = [("last_start", _utc(now))]
+            meta += [(f"retention.{res}", repr(sec)) for res, sec in self.retention.items()]
+            await conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
+            await conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+        for stmt in _TEMP_TABLES:
+            await conn.execute(stmt)
+
+    async def _migrate(self) -> None:
+        version = await self._scalar("PRAGMA user_version")
+        app_id = await self._scalar("PRAGMA application_id")
+        has_tables = bool(await self._scalar("SELECT count(*) FROM sqlite_schema WHERE type = 'table'"))
+        schema.check_version(version, app_id, has_tables, self.path)
+        now = _utc(self.clock())
+        for target in range(version + 1, schema.SCHEMA_VERSION + 1):
+            for stmt in schema.MIGRATIONS[target]:
+                await self._conn.execute(stmt)
+            if target == 1:
+                await self._conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
+                await self._conn.execute("INSERT INTO meta VALUES ('created_at', ?)", (now,))
+            await self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"schema.{target}", now))
+            await self._conn.execute(f"PRAGMA user_version = {target}")
+            log.info("%s: schema migrated to version %d", self.path, target)
+
+    async def write(self, rows: Iterable[BinRow]) -> None:
+        """Add `rows` into the minute, hour and day rollups, all in one transaction. On failure
+        nothing is written and StoreError says why; the caller keeps the rows and retries."""
+        conn = self._require()
+        rows = rows if isinstance(rows, list) else list(rows)
+        if not rows:
+            return
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            await conn.executemany(_STAGE, map(_row_tuple, rows))
+            await conn.execute(_SORT)
+            for table, width in schema.RESOLUTIONS.values():
+                await conn.execute(_ROLLUP.format(table=table, width=width))
+            await conn.execute("DELETE FROM temp.raw")
+            await conn.execute("DELETE FROM temp.incoming")
+            await conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            await self._rollback()
+            raise from_sqlite(exc, self.path, "write", self.busy_timeout) from None
+        except BaseException:
+            await self._rollback()
+            raise
+
+    async def prune(self) -> dict[str, int]:
+        """Delete the bins that retention no longer keeps; rows deleted per resolution."""
+        conn = self._require()
+        now = self.clock()
+        deleted: dict[str, int] = {}
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            for res, (table, width) in schema.RESOLUTIONS.items():
+                cutoff = schema.horizon(now, self.retention[res], width)
+                if math.isinf(cutoff):
+                    deleted[res] = 0
+                    continue
+                cur = await conn.execute(f"DELETE FROM {table} WHERE bin < ?", (int(cutoff),))
+                deleted[res] = cur.rowcount
+                await conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                    " SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                    (f"pruned.{res}", str(int(cutoff))))
+            await conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            await self._rollback()
+            raise from_sqlite(exc, self.path, "prune", self.busy_timeout) from None
+        except BaseException:
+            await self._rollback()
+            raise
+        if any(deleted.values()):
+            log.info("%s: pruned %s", self.path, ", ".join(f"{n} {r} rows" for r, n in deleted.items()))
+        return deleted
+
+    async def stop(self) -> None:
+        """Close the database (the WAL is checkpointed by SQLite on the last close)."""
+        await self._close()
+
+    def _require(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("Store.start() was not called (or stop() was)")
+        return self._conn
+
+    async def _scalar(self, sql: str):
+        async with self._conn.execute(sql) as cur:
+            row = await cur.fetchone()
+        return row[0]
+
+    async def _rollback(self) -> None:
+        conn = self._conn
+        try:
+            if conn is not None and conn.in_transaction:
+                await conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # SQLite may have rolled back already (FULL, IOERR)
+            log.debug("%s: rollback: %s", self.path, exc)
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except sqlite3.Error as exc:
+                log.warning("%s: close: %s", self.path, exc)

@@ -1,0 +1,193 @@
+"""Read-only queries on the rollups for the CLI (`imflow top`): standard library sqlite3 only.
+
+`top` answers nfdump-style "top N by …" questions over a time range. It reads the finest rollup
+whose retention still reaches back to the start of the range; a bin counts when it overlaps the
+range, so hour and day tables count whole hours and days at the edges.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import os
+import sqlite3
+import time
+import urllib.parse
+from contextlib import closing
+
+from collector.store import schema
+from collector.store.errors import StoreError, from_sqlite
+
+
+def connect(db_path: str) -> sqlite3.Connection:
+    """Open the database read-only and check that this imflow can read its schema."""
+    if not os.path.exists(db_path):
+        raise StoreError(f"no database at {db_path} (has the collector run with this path?)",
+                         reason="missing", path=db_path)
+    uri = "file:" + urllib.parse.quote(os.path.abspath(db_path)) + "?mode=ro"
+    if _on_read_only_fs(db_path):
+        # No writer can exist there, and a WAL database cannot make its -shm file: read the
+        # file as it is (a snapshot, a mounted backup).
+        uri += "&immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+        version, app_id, tables = conn.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version),"
+            " (SELECT application_id FROM pragma_application_id),"
+            " (SELECT count(*) FROM sqlite_schema WHERE type = 'table')").fetchone()
+    except sqlite3.Error as exc:
+        raise from_sqlite(exc, db_path, "read") from None
+    try:
+        schema.check_version(version, app_id, bool(tables), db_path)
+        if version < schema.SCHEMA_VERSION:  # only reachable once there is a version 2
+            raise StoreError(f"{db_path} has schema version {version}; start the imflow daemon once"
+                             f" to migrate it to version {schema.SCHEMA_VERSION}", reason="schema", path=db_path)
+    except StoreError:
+        conn.close()
+        raise
+    return conn
+
+
+def _on_read_only_fs(path: str) -> bool:
+    try:
+        return bool(os.statvfs(os.path.dirname(os.path.abspath(path))).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def time_range(db_path: str) -> tuple[int, int] | None:
+    """(first bin, last bin) stored, or None when the database holds no traffic.
+
+    The first bin is given at the finest resolution that still holds the oldest data (the
+    minute table is pruned first), the last one from the minute table; both are bin starts.
+    """
+    with closing(connect(db_path)) as conn:
+        try:
+            return _time_range(conn)
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc, db_path, "read") from None
+
+
+def _time_range(conn: sqlite3.Connection) -> tuple[int, int] | None:
+    bounds = {res: conn.execute(f"SELECT min(bin), max(bin) FROM {table}").fetchone()
+              for res, (table, _) in schema.RESOLUTIONS.items()}
+    first = last = None
+    for res, (_, width) in schema.RESOLUTIONS.items():
+        lo, hi = bounds[res]
+        if lo is None:
+            continue
+        if first is None or lo < first - first % width:
+            first = lo  # a coarser table reaches further back
+        last = hi if last is None else last
+    return None if first is None else (first, last)
+
+
+def _meta(conn: sqlite3.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT key, value FROM meta"))
+
+
+def pick_resolution(start: float, now: float, retention: dict[str, float],
+                    pruned: dict[str, float]) -> str:
+    """The finest resolution whose retention (and last prune) still covers `start`."""
+    for res, (_, width) in schema.RESOLUTIONS.items():
+        edge = max(schema.horizon(now, retention[res], width), pruned.get(res, -math.inf))
+        if start - start % width >= edge:
+            return res
+    return "day"
+
+
+def _host_filter(conn: sqlite3.Connection, table: str, lo: int | None, hi: int | None,
+                 hosts: list[str]) -> list[str]:
+    """Addresses and networks → the stored host texts that match ("" matches no-host rows)."""
+    exact, networks = set(), []
+    for item in hosts:
+        item = item.strip()
+        try:
+            if item == "":
+                exact.add("")
+            elif "/" in item:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            else:
+                exact.add(ipaddress.ip_address(item).compressed)
+        except ValueError as exc:
+            raise ValueError(f"host filter {item!r}: {exc}") from None
+    if networks:
+        rows = conn.execute(f"SELECT DISTINCT host FROM {table} WHERE bin >= ? AND bin < ?",
+                            (lo if lo is not None else -2**62, hi if hi is not None else 2**62))
+        for (text,) in rows:
+            try:
+                addr = ipaddress.ip_address(text)
+            except ValueError:
+                continue
+            if any(addr.version == net.version and addr in net for net in networks):
+                exact.add(text)
+    return sorted(exact)
+
+
+def top(db_path: str, start: float | None, end: float | None, by: tuple[str, ...] = ("service",),
+        service: list[str] | None = None, category: list[str] | None = None,
+        host: list[str] | None = None, exporter: list[str] | None = None,
+        limit: int | None = 20, now: float | None = None,
+        retention: dict[str, float] | None = None) -> list[dict]:
+    """Totals grouped by `by` over [start, end), biggest first (bytes desc, then the keys).
+
+    `start=None`: from the first bin stored; `end=None`: up to the last. Filters are lists of
+    accepted values; `host` also takes CIDR networks (IPv4 and IPv6). `retention` defaults to
+    what the collector recorded at its last start. Raises StoreError (missing database, newer
+    schema, I/O) and ValueError (bad arguments).
+    """
+    by = tuple(by)
+    if not by or len(set(by)) != len(by) or not set(by) <= set(schema.DIMENSIONS):
+        raise ValueError(f"by: a non-empty list of distinct fields from {', '.join(schema.DIMENSIONS)}")
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1 (or None for all rows)")
+    with closing(connect(db_path)) as conn:
+        try:
+            return _top(conn, db_path, start, end, by, service, category, host, exporter, limit,
+                        time.time() if now is None else now, retention)
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc, db_path, "read") from None
+
+
+def _top(conn, db_path, start, end, by, service, category, host, exporter, limit, now, retention):
+    meta = _meta(conn)
+    if retention is None:
+        retention = {res: float(meta[f"retention.{res}"]) for res in schema.RESOLUTIONS
+                     if f"retention.{res}" in meta}
+    retention = schema.resolve_retention(retention)
+    pruned = {res: int(meta[f"pruned.{res}"]) for res in schema.RESOLUTIONS if f"pruned.{res}" in meta}
+    if start is None:
+        span = _time_range(conn)
+        if span is None:
+            return []
+        first = span[0]
+    else:
+        first = start
+    res = pick_resolution(first, now, retention, pruned)
+    table, width = schema.RESOLUTIONS[res]
+    lo = None if start is None else math.floor(start / width) * width
+    hi = None if end is None else math.ceil(end)
+    where, params = [], []
+    if lo is not None:
+        where.append("bin >= ?")
+        params.append(lo)
+    if hi is not None:
+        where.append("bin < ?")
+        params.append(hi)
+    if host is not None:
+        host = _host_filter(conn, table, lo, hi, list(host))
+    for column, values in (("service", service), ("category", category), ("exporter", exporter),
+                           ("host", host)):
+        if values is not None:
+            where.append(f"{column} IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps([str(v) for v in values]))
+    keys = ", ".join(by)
+    sql = (f"SELECT {keys}, sum(bytes) AS b, sum(packets), sum(flows) FROM {table}"
+           + (" WHERE " + " AND ".join(where) if where else "")
+           + f" GROUP BY {keys} ORDER BY b DESC, {keys}"
+           + (" LIMIT ?" if limit is not None else ""))
+    if limit is not None:
+        params.append(int(limit))
+    names = (*by, *schema.COUNTERS)
+    return [dict(zip(names, row)) for row in conn.execute(sql, params)]

@@ -1,0 +1,22 @@
+"""The row type the aggregator hands to the store: one closed 1-minute bin of one key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True, frozen=True)
+class BinRow:
+    """Totals of one (bin, exporter, service, host) key.
+
+    `bin` is the UNIX second that starts the minute (a multiple of 60; the store floors it
+    anyway). `host` is the internal host address as text, "" when the flow had no internal end.
+    """
+    bin: int
+    exporter: str
+    service: str
+    category: str
+    host: str
+    bytes: int
+    packets: int
+    flows: int

@@ -1,0 +1,124 @@
+"""The imflow SQLite schema (version 1), for people who query the database directly.
+
+imflow keeps traffic totals per time bin in three rollup tables, one per resolution. Every
+flush adds the same totals into all three, so each table on its own holds everything that was
+written for its bins; they differ only in bin width and in how long they are kept::
+
+    table       bin width   default retention
+    rollup_1m   60 s        2 days
+    rollup_1h   3600 s      90 days
+    rollup_1d   86400 s     5 years
+
+Columns (all tables)::
+
+    bin       INTEGER  UNIX seconds (UTC) at which the bin starts; a multiple of the bin width
+    exporter  TEXT     address of the router/firewall that exported the flows ("192.0.2.1")
+    service   TEXT     service id from the catalogue ("msn", "bittorrent", "sip", "other")
+    host      TEXT     internal host address ("10.1.2.3", "fd00::5"); "" = no internal end
+    category  TEXT     "im", "p2p", "voip", "collab" or "other"
+    bytes     INTEGER  octets, already multiplied by the exporter's sampling rate
+    packets   INTEGER  packets, likewise
+    flows     INTEGER  flow records counted into the row
+
+Primary key ``(bin, exporter, service, host)``; the tables are ``WITHOUT ROWID``, so rows are
+stored in key order and a range of bins is one contiguous scan. Indexes ``<table>_host
+(host, bin)`` and ``<table>_service (service, bin)`` serve per-host and per-service questions
+over a range of bins. Late flows and restarts add into existing rows, never duplicate them.
+
+Picking a table: use the finest one whose retention still reaches back to the start of your
+range. A bin is counted when it overlaps the range, so rollup_1h and rollup_1d count whole
+hours and days at the edges. All times are UTC; rollup_1d days run from 00:00 UTC.
+
+``meta (key TEXT PRIMARY KEY, value TEXT)`` holds ``created_at``, ``schema.<N>`` (when version
+N was applied), ``retention.<resolution>`` (seconds, as configured at the last start) and
+``pruned.<resolution>`` (the first bin kept after the last prune). ``PRAGMA user_version`` is the
+schema version; ``PRAGMA application_id`` is 0x494D464C ("IMFL"). The database is in WAL mode,
+so readers (Grafana, ``sqlite3 -readonly``) never block the collector.
+
+Example — top 10 hosts by BitTorrent bytes over the last 24 hours (Grafana's SQLite data
+source; the minute table covers 2 days)::
+
+    SELECT host, SUM(bytes) AS bytes
+    FROM rollup_1m
+    WHERE service = 'bittorrent' AND bin >= strftime('%s', 'now') - 86400
+    GROUP BY host ORDER BY bytes DESC LIMIT 10;
+
+Example — IM, P2P and VoIP bytes per day over the last 30 days, as a time series::
+
+    SELECT bin AS time, category, SUM(bytes) AS bytes
+    FROM rollup_1d
+    WHERE bin >= strftime('%s', 'now') - 30 * 86400 AND category IN ('im', 'p2p', 'voip')
+    GROUP BY bin, category ORDER BY bin;
+"""
+
+from __future__ import annotations
+
+import math
+
+from collector.store.errors import StoreError
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x494D464C  # "IMFL"
+
+# resolution name -> (table, bin width in seconds); finest first
+RESOLUTIONS: dict[str, tuple[str, int]] = {
+    "minute": ("rollup_1m", 60),
+    "hour": ("rollup_1h", 3600),
+    "day": ("rollup_1d", 86400),
+}
+DEFAULT_RETENTION: dict[str, float] = {"minute": 2 * 86400.0, "hour": 90 * 86400.0, "day": 1826 * 86400.0}
+DIMENSIONS = ("host", "service", "category", "exporter")
+COUNTERS = ("bytes", "packets", "flows")
+
+
+def _rollup_ddl(table: str, indexed: bool) -> tuple[str, ...]:
+    ddl = (
+        f"CREATE TABLE {table} (bin INTEGER NOT NULL, exporter TEXT NOT NULL, service TEXT NOT NULL,"
+        " host TEXT NOT NULL, category TEXT NOT NULL, bytes INTEGER NOT NULL,"
+        " packets INTEGER NOT NULL, flows INTEGER NOT NULL,"
+        " PRIMARY KEY (bin, exporter, service, host)) WITHOUT ROWID",
+    )
+    if indexed:
+        ddl += (f"CREATE INDEX {table}_host ON {table} (host, bin)",
+                f"CREATE INDEX {table}_service ON {table} (service, bin)")
+    return ddl
+
+
+# MIGRATIONS[n]: the statements that take a database from version n-1 to n, run in one
+# transaction together with `PRAGMA user_version = n`.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+        *(stmt for table, width in RESOLUTIONS.values() for stmt in _rollup_ddl(table, width > 60))),
+}
+assert max(MIGRATIONS) == SCHEMA_VERSION
+
+
+def check_version(version: int, application_id: int, has_tables: bool, path: str) -> None:
+    """Refuse a database written by a newer imflow, or one that is not imflow's at all."""
+    if application_id not in (0, APPLICATION_ID) or (version == 0 and has_tables):
+        raise StoreError(f"{path} is not an imflow database (it has other tables and no imflow "
+                         "schema version); point imflow at a new file", reason="schema", path=path)
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path} has schema version {version}, written by a newer imflow; this "
+                         f"imflow knows versions up to {SCHEMA_VERSION}: upgrade imflow",
+                         reason="schema", path=path)
+
+
+def resolve_retention(retention: dict[str, float] | None) -> dict[str, float]:
+    """Defaults filled in; seconds per resolution, `math.inf` (or None) keeps forever."""
+    out = dict(DEFAULT_RETENTION)
+    for key, value in (retention or {}).items():
+        if key not in RESOLUTIONS:
+            raise ValueError(f"retention: unknown resolution {key!r} (expected minute, hour or day)")
+        value = math.inf if value is None else float(value)
+        if not value > 0:
+            raise ValueError(f"retention.{key}: must be a positive number of seconds, got {value!r}")
+        out[key] = value
+    return out
+
+
+def horizon(now: float, retention_seconds: float, width: int) -> float:
+    """The first bin that retention keeps: bins that start before it are old enough to prune."""
+    if math.isinf(retention_seconds):
+        return -math.inf
+    return math.floor((now - retention_seconds) / width) * width
