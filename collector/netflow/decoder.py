@@ -451,19 +451,22 @@ class Decoder:
 
         if t is _V5:
             # 12 big-endian words per record, swapped once (v5.RECORD documents the layout)
-            w = np.frombuffer(raw, ">u4").reshape(n, 12).astype(np.uint32)
+            w = np.empty((12, n), np.uint32)  # one pass: swap and transpose, then rows are contiguous
+            w[...] = np.frombuffer(raw, ">u4").reshape(n, 12).T
             out["version"] = np.full(n, 5, np.uint8)
-            out["src_addr"], out["dst_addr"] = v4_to_addr(w[:, 0]), v4_to_addr(w[:, 1])
-            out["src_port"] = (w[:, 8] >> 16).astype(np.uint16)
-            out["dst_port"] = (w[:, 8] & 0xFFFF).astype(np.uint16)
-            out["proto"] = ((w[:, 9] >> 8) & 0xFF).astype(np.uint8)
-            out["in_if"], out["out_if"] = w[:, 3] >> 16, w[:, 3] & 0xFFFF
-            r64 = base_rate.astype(_U8)
-            out["bytes"] = w[:, 5] * r64
-            out["packets"] = w[:, 4] * r64
+            out["src_addr"], out["dst_addr"] = v4_to_addr(w[0]), v4_to_addr(w[1])
+            out["src_port"] = (w[8] >> 16).astype(np.uint16)
+            out["dst_port"] = (w[8] & 0xFFFF).astype(np.uint16)
+            out["proto"] = ((w[9] >> 8) & 0xFF).astype(np.uint8)
+            out["in_if"], out["out_if"] = w[3] >> 16, w[3] & 0xFFFF
+            if (base_rate == 1).all():
+                out["bytes"], out["packets"] = w[5].astype(_U8), w[4].astype(_U8)
+            else:
+                r64 = base_rate.astype(_U8)
+                out["bytes"], out["packets"] = w[5] * r64, w[4] * r64
             uptime = ctx.uptime()
-            out["start"] = export + _uptime_delta(w[:, 6], uptime)
-            out["end"] = export + _uptime_delta(w[:, 7], uptime)
+            out["start"] = export + _uptime_delta(w[6], uptime)
+            out["end"] = export + _uptime_delta(w[7], uptime)
             out["app_id"] = np.zeros(n, _U8)
             out["sampling_rate"] = base_rate
             return [FlowBatch(**out)]
