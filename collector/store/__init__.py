@@ -6,6 +6,6 @@ library; `report.render` formats query results. The schema is documented in `sch
 
 from collector.store.db import Store
 from collector.store.errors import StoreError
-from collector.store.rows import BinRow
+from collector.store.rows import BinRow, IfRow
 
-__all__ = ["BinRow", "Store", "StoreError"]
+__all__ = ["BinRow", "IfRow", "Store", "StoreError"]

@@ -22,7 +22,7 @@ import aiosqlite
 
 from collector.store import schema
 from collector.store.errors import StoreError, from_sqlite
-from collector.store.rows import BinRow
+from collector.store.rows import BinRow, IfRow
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,14 @@ _SORT = ("INSERT INTO temp.incoming SELECT bin, exporter, service, host, categor
 _ROLLUP = ("INSERT INTO {table} (bin, exporter, service, host, category, bytes, packets, flows)"
            " SELECT bin - bin % {width}, exporter, service, host, category, bytes, packets, flows"
            " FROM temp.incoming WHERE true " + _ADD)
+_IF_ROLLUP = ("INSERT INTO {table} (bin, exporter, if_index, direction, service, if_name, category,"
+              " bytes, packets, flows) VALUES (?1 - ?1 % {width}, ?2, ?3, ?5, ?6, ?4, ?7, ?8, ?9, ?10)"
+              " ON CONFLICT (bin, exporter, if_index, direction, service) DO UPDATE"
+              " SET bytes = bytes + excluded.bytes, packets = packets + excluded.packets,"
+              " flows = flows + excluded.flows, category = excluded.category,"
+              " if_name = CASE excluded.if_name WHEN '' THEN if_name ELSE excluded.if_name END")
+_if_tuple = attrgetter("bin", "exporter", "if_index", "if_name", "direction", "service", "category",
+                       "bytes", "packets", "flows")
 _row_tuple = attrgetter("bin", "exporter", "service", "category", "host", "bytes", "packets", "flows")
 
 
@@ -128,19 +136,26 @@ class Store:
             await self._conn.execute(f"PRAGMA user_version = {target}")
             log.info("%s: schema migrated to version %d", self.path, target)
 
-    async def write(self, rows: Iterable[BinRow]) -> None:
-        """Add `rows` into the minute, hour and day rollups, all in one transaction. On failure
-        nothing is written and StoreError says why; the caller keeps the rows and retries."""
+    async def write(self, rows: Iterable[BinRow], if_rows: Iterable[IfRow] = ()) -> None:
+        """Add `rows` (and per-interface `if_rows`) into the minute, hour and day rollups, all in
+        one transaction. On failure nothing is written and StoreError says why; the caller keeps
+        the rows and retries."""
         conn = self._require()
         rows = rows if isinstance(rows, list) else list(rows)
-        if not rows:
+        if_rows = if_rows if isinstance(if_rows, list) else list(if_rows)
+        if not rows and not if_rows:
             return
         try:
             await conn.execute("BEGIN IMMEDIATE")
-            await conn.executemany(_STAGE, map(_row_tuple, rows))
-            await conn.execute(_SORT)
-            for table, width in schema.RESOLUTIONS.values():
-                await conn.execute(_ROLLUP.format(table=table, width=width))
+            if rows:
+                await conn.executemany(_STAGE, map(_row_tuple, rows))
+                await conn.execute(_SORT)
+                for table, width in schema.RESOLUTIONS.values():
+                    await conn.execute(_ROLLUP.format(table=table, width=width))
+            if if_rows:
+                params = list(map(_if_tuple, if_rows))
+                for res, (_, width) in schema.RESOLUTIONS.items():
+                    await conn.executemany(_IF_ROLLUP.format(table=schema.IF_TABLES[res], width=width), params)
             await conn.execute("DELETE FROM temp.raw")
             await conn.execute("DELETE FROM temp.incoming")
             await conn.execute("COMMIT")
@@ -152,7 +167,8 @@ class Store:
             raise
 
     async def prune(self) -> dict[str, int]:
-        """Delete the bins that retention no longer keeps; rows deleted per resolution."""
+        """Delete the bins that retention no longer keeps; rows deleted per resolution (traffic
+        and interface rollups together)."""
         conn = self._require()
         now = self.clock()
         deleted: dict[str, int] = {}
@@ -160,11 +176,12 @@ class Store:
             await conn.execute("BEGIN IMMEDIATE")
             for res, (table, width) in schema.RESOLUTIONS.items():
                 cutoff = schema.horizon(now, self.retention[res], width)
+                deleted[res] = 0
                 if math.isinf(cutoff):
-                    deleted[res] = 0
                     continue
-                cur = await conn.execute(f"DELETE FROM {table} WHERE bin < ?", (int(cutoff),))
-                deleted[res] = cur.rowcount
+                for name in (table, schema.IF_TABLES[res]):
+                    cur = await conn.execute(f"DELETE FROM {name} WHERE bin < ?", (int(cutoff),))
+                    deleted[res] += cur.rowcount
                 await conn.execute(
                     "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
                     " SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",

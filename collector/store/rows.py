@@ -20,3 +20,22 @@ class BinRow:
     bytes: int
     packets: int
     flows: int
+
+
+@dataclass(slots=True, frozen=True)
+class IfRow:
+    """Totals of one (bin, exporter, interface, direction, service) key.
+
+    `direction` is "in" (entered through the interface) or "out" (left through it); `if_name`
+    is the interface's name when known (SNMP ifName or the exporter's options data), else "".
+    """
+    bin: int
+    exporter: str
+    if_index: int
+    if_name: str
+    direction: str
+    service: str
+    category: str
+    bytes: int
+    packets: int
+    flows: int

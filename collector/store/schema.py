@@ -29,6 +29,12 @@ Picking a table: use the finest one whose retention still reaches back to the st
 range. A bin is counted when it overlaps the range, so rollup_1h and rollup_1d count whole
 hours and days at the edges. All times are UTC; rollup_1d days run from 00:00 UTC.
 
+Interface rollups ``if_rollup_1m``, ``if_rollup_1h``, ``if_rollup_1d`` (same widths and
+retention) count the same traffic per exporter interface: columns ``bin, exporter, if_index``
+(SNMP ifIndex as exported), ``direction`` ("in": entered through the interface, "out": left
+through it), ``service, if_name`` (ifName when known, else ""), ``category, bytes, packets,
+flows``; primary key ``(bin, exporter, if_index, direction, service)``.
+
 ``meta (key TEXT PRIMARY KEY, value TEXT)`` holds ``created_at``, ``schema.<N>`` (when version
 N was applied), ``retention.<resolution>`` (seconds, as configured at the last start) and
 ``pruned.<resolution>`` (the first bin kept after the last prune). ``PRAGMA user_version`` is the
@@ -67,6 +73,7 @@ RESOLUTIONS: dict[str, tuple[str, int]] = {
     "day": ("rollup_1d", 86400),
 }
 DEFAULT_RETENTION: dict[str, float] = {"minute": 2 * 86400.0, "hour": 90 * 86400.0, "day": 1826 * 86400.0}
+IF_TABLES = {"minute": "if_rollup_1m", "hour": "if_rollup_1h", "day": "if_rollup_1d"}
 DIMENSIONS = ("host", "service", "category", "exporter")
 COUNTERS = ("bytes", "packets", "flows")
 
@@ -84,11 +91,22 @@ def _rollup_ddl(table: str, indexed: bool) -> tuple[str, ...]:
     return ddl
 
 
+def _if_rollup_ddl(table: str) -> tuple[str, ...]:
+    return (
+        f"CREATE TABLE {table} (bin INTEGER NOT NULL, exporter TEXT NOT NULL,"
+        " if_index INTEGER NOT NULL, direction TEXT NOT NULL, service TEXT NOT NULL,"
+        " if_name TEXT NOT NULL, category TEXT NOT NULL, bytes INTEGER NOT NULL,"
+        " packets INTEGER NOT NULL, flows INTEGER NOT NULL,"
+        " PRIMARY KEY (bin, exporter, if_index, direction, service)) WITHOUT ROWID",
+    )
+
+
 # MIGRATIONS[n]: the statements that take a database from version n-1 to n, run in one
 # transaction together with `PRAGMA user_version = n`.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-        *(stmt for table, width in RESOLUTIONS.values() for stmt in _rollup_ddl(table, width > 60))),
+        *(stmt for table, width in RESOLUTIONS.values() for stmt in _rollup_ddl(table, width > 60)),
+        *(stmt for table in IF_TABLES.values() for stmt in _if_rollup_ddl(table))),
 }
 assert max(MIGRATIONS) == SCHEMA_VERSION
 

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from collector.store import BinRow, Store, StoreError
+from collector.store import BinRow, IfRow, Store, StoreError
 from collector.store.schema import APPLICATION_ID, SCHEMA_VERSION
 from tests.store.helpers import T0, expected, row, run, table_contents
 
@@ -211,3 +211,26 @@ def test_binrow_is_frozen_and_slotted():
     with pytest.raises(AttributeError):
         r.bytes = 2
     assert not hasattr(r, "__dict__")
+
+
+def test_interface_rows_roll_up_with_the_traffic(tmp_path):
+    db = tmp_path / "imflow.db"
+    ifr = [IfRow(T0 + 60, "192.0.2.1", 3, "", "in", "msn", "im", 100, 2, 1),
+           IfRow(T0 + 120, "192.0.2.1", 3, "ge-0/0/3", "in", "msn", "im", 50, 1, 1),
+           IfRow(T0 + 180, "192.0.2.1", 3, "", "in", "msn", "im", 5, 1, 1),  # name unknown: kept
+           IfRow(T0 + 60, "192.0.2.1", 3, "", "out", "msn", "im", 7, 1, 1)]
+
+    async def go():
+        store = Store(str(db), clock=lambda: T0 + 10 * 86400)
+        await store.start()
+        await store.write([row(T0 + 60)], ifr[:2])
+        await store.write([], ifr[2:])
+        deleted = await store.prune()
+        await store.stop()
+        return deleted
+    assert run(go()) == {"minute": 1 + 4, "hour": 0, "day": 0}
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT bin, direction, if_name, bytes, packets, flows FROM if_rollup_1h"
+                            " ORDER BY direction").fetchall() == [
+            (T0, "in", "ge-0/0/3", 155, 4, 3), (T0, "out", "", 7, 1, 1)]
+        assert conn.execute("SELECT sum(bytes) FROM if_rollup_1d").fetchone() == (162,)
