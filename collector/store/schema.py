@@ -21,9 +21,11 @@ Columns (all tables)::
     flows     INTEGER  flow records counted into the row
 
 Primary key ``(bin, exporter, service, host)``; the tables are ``WITHOUT ROWID``, so rows are
-stored in key order and a range of bins is one contiguous scan. Indexes ``<table>_host
-(host, bin)`` and ``<table>_service (service, bin)`` serve per-host and per-service questions
-over a range of bins. Late flows and restarts add into existing rows, never duplicate them.
+stored in key order and a range of bins is one contiguous scan. On rollup_1h and rollup_1d,
+indexes ``<table>_host (host, bin)`` and ``<table>_service (service, bin)`` serve per-host and
+per-service questions over long ranges; rollup_1m has none (its ranges are short, and every
+index would cost each flush a second B-tree insert per row). Late flows and restarts add into
+existing rows, never duplicate them.
 
 Picking a table: use the finest one whose retention still reaches back to the start of your
 range. A bin is counted when it overlaps the range, so rollup_1h and rollup_1d count whole
@@ -79,11 +81,11 @@ COUNTERS = ("bytes", "packets", "flows")
 
 
 def _rollup_ddl(table: str, indexed: bool) -> tuple[str, ...]:
-    ddl = (
-        f"CREATE TABLE {table} (bin INTEGER NOT NULL, exporter TEXT NOT NULL, service TEXT NOT NULL,"
-        " host TEXT NOT NULL, category TEXT NOT NULL, bytes INTEGER NOT NULL,"
-        " packets INTEGER NOT NULL, flows INTEGER NOT NULL,"
-        " PRIMARY KEY (bin, exporter, service, host)) WITHOUT ROWID",
+    ddl: tuple[str, ...] = (
+        (f"CREATE TABLE {table} (bin INTEGER NOT NULL, exporter TEXT NOT NULL, service TEXT NOT NULL,"
+         " host TEXT NOT NULL, category TEXT NOT NULL, bytes INTEGER NOT NULL,"
+         " packets INTEGER NOT NULL, flows INTEGER NOT NULL,"
+         " PRIMARY KEY (bin, exporter, service, host)) WITHOUT ROWID"),
     )
     if indexed:
         ddl += (f"CREATE INDEX {table}_host ON {table} (host, bin)",
@@ -93,11 +95,11 @@ def _rollup_ddl(table: str, indexed: bool) -> tuple[str, ...]:
 
 def _if_rollup_ddl(table: str) -> tuple[str, ...]:
     return (
-        f"CREATE TABLE {table} (bin INTEGER NOT NULL, exporter TEXT NOT NULL,"
-        " if_index INTEGER NOT NULL, direction TEXT NOT NULL, service TEXT NOT NULL,"
-        " if_name TEXT NOT NULL, category TEXT NOT NULL, bytes INTEGER NOT NULL,"
-        " packets INTEGER NOT NULL, flows INTEGER NOT NULL,"
-        " PRIMARY KEY (bin, exporter, if_index, direction, service)) WITHOUT ROWID",
+        (f"CREATE TABLE {table} (bin INTEGER NOT NULL, exporter TEXT NOT NULL,"
+         " if_index INTEGER NOT NULL, direction TEXT NOT NULL, service TEXT NOT NULL,"
+         " if_name TEXT NOT NULL, category TEXT NOT NULL, bytes INTEGER NOT NULL,"
+         " packets INTEGER NOT NULL, flows INTEGER NOT NULL,"
+         " PRIMARY KEY (bin, exporter, if_index, direction, service)) WITHOUT ROWID"),
     )
 
 

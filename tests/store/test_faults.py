@@ -8,7 +8,6 @@ reason where the machine does not allow mounting.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import time
@@ -16,8 +15,7 @@ import time
 import pytest
 
 from collector.store import Store, StoreError, query
-from tests.store.helpers import (T0, chattr, expected, ext4, remount, row, run, table_contents,
-                                 tmpfs, totals)
+from tests.store.helpers import T0, chattr, expected, ext4, remount, row, run, table_contents, tmpfs, totals
 
 
 def batch(n: int, bin_: int = T0 + 60, offset: int = 0):

@@ -151,13 +151,16 @@ def test_newer_schema_is_refused(db):
 
 def test_queries_never_write(db):
     os.chmod(db, 0o444)
-    before = os.stat(db).st_mtime_ns, open(db, "rb").read()
+
+    def state():
+        with open(db, "rb") as f:
+            return os.stat(db).st_mtime_ns, f.read()
+    before = state()
     query.top(db, None, None, by=("host",), host=["10.0.0.0/8"])
     query.time_range(db)
-    assert (os.stat(db).st_mtime_ns, open(db, "rb").read()) == before
-    with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        with contextlib.closing(query.connect(db)) as conn:
-            conn.execute("DELETE FROM meta")
+    assert state() == before
+    with pytest.raises(sqlite3.OperationalError, match="readonly"), contextlib.closing(query.connect(db)) as conn:
+        conn.execute("DELETE FROM meta")
 
 
 def test_empty_database(tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import sqlite3
 
 import pytest
@@ -234,3 +236,36 @@ def test_interface_rows_roll_up_with_the_traffic(tmp_path):
                             " ORDER BY direction").fetchall() == [
             (T0, "in", "ge-0/0/3", 155, 4, 3), (T0, "out", "", 7, 1, 1)]
         assert conn.execute("SELECT sum(bytes) FROM if_rollup_1d").fetchone() == (162,)
+
+
+def test_flushes_reach_the_main_file_while_the_store_runs(tmp_path):
+    """The background checkpoint copies each flush from the WAL into the database file: a copy
+    of that file alone (no -wal) already holds the rows while the collector keeps running."""
+    db = tmp_path / "imflow.db"
+    copy = tmp_path / "copy.db"
+
+    def copied() -> dict:
+        copy.write_bytes(db.read_bytes())
+        try:
+            return table_contents(copy, "minute")
+        except sqlite3.OperationalError:  # not even the schema in the main file yet
+            return {}
+        finally:
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(f"{copy}{suffix}")
+
+    async def go():
+        store = Store(str(db))
+        await store.start()
+        try:
+            await store.write([row(T0 + 60, nbytes=42)])
+            for _ in range(100):
+                if copied():
+                    break
+                await asyncio.sleep(0.05)
+            assert os.path.exists(f"{db}-wal")  # still open, still in WAL mode
+        finally:
+            await store.stop()
+    run(go())
+    assert table_contents(copy, "minute") == {(T0 + 60, "192.0.2.1", "msn", "10.0.0.1"): (42, 2, 1)}
