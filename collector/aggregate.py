@@ -18,23 +18,14 @@ import numpy as np
 
 from collector.classify.classifier import Classified
 from collector.netflow.batch import FlowBatch, addr_from_str, addr_to_str
+from collector.store.rows import BinRow, IfRow
 
 BIN = 60
 _U8 = np.uint64
 
 
-@dataclass(slots=True, frozen=True)
-class Row:
-    """One closed bin, as the store takes it (collector.store.BinRow has the same fields)."""
-
-    bin: int
-    exporter: str
-    service: str
-    category: str
-    host: str
-    bytes: int
-    packets: int
-    flows: int
+DIRECTIONS = ("in", "out")
+Row = BinRow  # what drain() hands to the store
 
 
 @dataclass
@@ -47,6 +38,22 @@ class Totals:
     dropped_bins: int = 0  # bins lost to the open-bin ceiling
 
 
+def _group(keys: list[tuple[np.ndarray, int | None]], nbytes: np.ndarray, npackets: np.ndarray):
+    """Group rows by the composite of small non-negative integer `keys` (each with its
+    cardinality, None = max + 1): -> (a row index per group, bytes, packets, flows) sums,
+    exact in uint64."""
+    key = np.zeros(len(nbytes), _U8)
+    for col, size in keys:
+        col = col.astype(_U8)
+        key = key * _U8(size if size is not None else int(col.max()) + 1) + col
+    order = np.argsort(key, kind="stable")
+    skey = key[order]
+    starts = np.flatnonzero(np.concatenate(([True], skey[1:] != skey[:-1])))
+    counts = np.diff(np.append(starts, len(key)))
+    return (order[starts], np.add.reduceat(nbytes[order], starts), np.add.reduceat(npackets[order], starts),
+            counts)
+
+
 class Aggregator:
     def __init__(self, services: list[str], categories: list[str], max_open_bins: int = 2_000_000,
                  max_age: float = 86400.0, max_skew: float = 300.0):
@@ -55,7 +62,8 @@ class Aggregator:
         self.max_open_bins = max_open_bins
         self.max_age = max_age
         self.max_skew = max_skew
-        self.bins: dict[tuple, list[int]] = {}  # (minute start, exporter, service idx, hi, lo, has_host)
+        self.bins: dict[tuple, list[int]] = {}  # (minute, exporter, service idx, hi, lo, flags)
+        self.if_bins: dict[tuple, list[int]] = {}  # (minute, exporter, service idx, if_index, direction)
         self.totals = Totals()
         self.service_bytes = np.zeros(len(services), np.uint64)
         self.service_packets = np.zeros(len(services), np.uint64)
@@ -72,8 +80,9 @@ class Aggregator:
             self.service_flows = np.concatenate([self.service_flows, pad])
 
     def add(self, batch: FlowBatch, cls: Classified, exporters: np.ndarray, exporter_names: list[str],
-            now: float) -> None:
-        """Add one classified batch. `exporters[i]` indexes `exporter_names` for flow i."""
+            now: float, violations: np.ndarray | None = None) -> None:
+        """Add one classified batch. `exporters[i]` indexes `exporter_names` for flow i;
+        `violations[i]` marks flows of blocked services from internal hosts."""
         n = len(batch)
         if not n:
             return
@@ -83,48 +92,54 @@ class Aggregator:
             end = np.where(bad, now, end)
             self.totals.clamped += int(bad.sum())
         minute = (end // BIN).astype(np.int64)
-        mbase = int(minute.min())
-        minute -= mbase
         service = cls.service.astype(_U8)
-        hosts, host_idx = np.unique(cls.host, return_inverse=True)
-        host_idx = host_idx.ravel().astype(_U8)
-        n_svc, n_hosts = _U8(len(self.services)), _U8(len(hosts))
-        n_exp = _U8(int(exporters.max()) + 1)
-        key = ((minute.astype(_U8) * n_exp + exporters.astype(_U8)) * n_svc + service) * n_hosts + host_idx
-        order = np.argsort(key, kind="stable")
-        skey = key[order]
-        starts = np.flatnonzero(np.concatenate(([True], skey[1:] != skey[:-1])))
-        sums_b = np.add.reduceat(batch.bytes[order], starts)
-        sums_p = np.add.reduceat(batch.packets[order], starts)
-        counts = np.diff(np.append(starts, n))
         np.add.at(self.service_bytes, service, batch.bytes)
         np.add.at(self.service_packets, service, batch.packets)
         np.add.at(self.service_flows, service, 1)
         self.totals.flows += n
 
-        first = order[starts]
-        k_min = (minute[first] + mbase) * BIN
-        k_exp = exporters[first]
-        k_svc = service[first]
-        k_host = host_idx[first]
-        has = cls.has_host
-        k_has = has[first]
-        bins = self.bins
+        hosts, host_idx = np.unique(cls.host, return_inverse=True)
+        flag = cls.has_host.astype(_U8)
+        if violations is not None:
+            flag |= violations.astype(_U8) << _U8(1)
+        first, sums_b, sums_p, counts = _group(
+            [(minute - minute.min(), None), (exporters, None), (service, len(self.services)),
+             (host_idx.ravel(), len(hosts)), (flag, 4)], batch.bytes, batch.packets)
         h_hi, h_lo = hosts["hi"], hosts["lo"]
-        for i in range(len(starts)):
-            h = int(k_host[i])
-            k = (int(k_min[i]), exporter_names[int(k_exp[i])], int(k_svc[i]),
-                 int(h_hi[h]), int(h_lo[h]), bool(k_has[i]))
+        keys = [(m * BIN, exporter_names[e], sv, int(h_hi[h]), int(h_lo[h]), f)
+                for m, e, sv, h, f in zip(minute[first].tolist(), exporters[first].tolist(),
+                                          service[first].tolist(), host_idx.ravel()[first].tolist(),
+                                          flag[first].tolist())]
+        self._merge(self.bins, keys, sums_b, sums_p, counts)
+
+        # per interface and direction: the flow's bytes count "in" on in_if and "out" on out_if
+        for ifs, direction in ((batch.in_if, 0), (batch.out_if, 1)):
+            known = np.flatnonzero(ifs != 0)
+            if not known.size:
+                continue
+            ifaces, if_idx = np.unique(ifs[known], return_inverse=True)
+            m = minute[known]
+            first, sums_b, sums_p, counts = _group(
+                [(m - m.min(), None), (exporters[known], None), (service[known], len(self.services)),
+                 (if_idx.ravel(), len(ifaces))], batch.bytes[known], batch.packets[known])
+            sel = known[first]
+            keys = [(mm * BIN, exporter_names[e], sv, int(ifaces[i]), direction)
+                    for mm, e, sv, i in zip(minute[sel].tolist(), exporters[sel].tolist(),
+                                            service[sel].tolist(), if_idx.ravel()[first].tolist())]
+            self._merge(self.if_bins, keys, sums_b, sums_p, counts)
+
+    def _merge(self, bins: dict, keys: list, sums_b, sums_p, counts) -> None:
+        for k, b, p, c in zip(keys, sums_b.tolist(), sums_p.tolist(), counts.tolist()):
             acc = bins.get(k)
             if acc is None:
-                if len(bins) >= self.max_open_bins:
+                if len(self.bins) + len(self.if_bins) >= self.max_open_bins:
                     self.totals.dropped_bins += 1
                     continue
-                bins[k] = [int(sums_b[i]), int(sums_p[i]), int(counts[i])]
+                bins[k] = [b, p, c]
             else:
-                acc[0] += int(sums_b[i])
-                acc[1] += int(sums_p[i])
-                acc[2] += int(counts[i])
+                acc[0] += b
+                acc[1] += p
+                acc[2] += c
 
     def drain(self, before: float | None = None) -> list[Row]:
         """Remove and return the bins that started before `before` (None: all of them)."""
@@ -136,15 +151,39 @@ class Aggregator:
             for k in taken:
                 del self.bins[k]
         return [Row(k[0], k[1], self.services[k[2]], self.categories[k[2]],
-                    addr_to_str(k[3], k[4]) if k[5] else "", v[0], v[1], v[2])
+                    addr_to_str(k[3], k[4]) if k[5] & 1 else "", v[0], v[1], v[2], bool(k[5] & 2))
                 for k, v in taken.items()]
 
-    def restore(self, rows: list[Row]) -> None:
-        """Put rows back that the store refused (they are retried at the next flush)."""
+    def drain_interfaces(self, name_of=None) -> list[IfRow]:
+        """Remove and return every interface bin; `name_of(exporter, if_index)` names them."""
+        taken, self.if_bins = self.if_bins, {}
+        out = []
+        for (b, exporter, svc, ifindex, direction), v in taken.items():
+            name = (name_of(exporter, ifindex) if name_of else None) or ""
+            out.append(IfRow(b, exporter, ifindex, name, DIRECTIONS[direction], self.services[svc],
+                             self.categories[svc], v[0], v[1], v[2]))
+        return out
+
+    def restore(self, rows: list[Row], if_rows: list[IfRow] = ()) -> None:
+        """Put rows back that the store refused (they are retried at the next flush).
+        Over the open-bin ceiling the oldest are dropped and counted."""
+        room = self.max_open_bins - len(self.bins) - len(self.if_bins)
+        if len(rows) + len(if_rows) > room:
+            keep = max(room, 0)
+            ordered = sorted(rows, key=lambda r: r.bin, reverse=True)
+            self.totals.dropped_bins += len(rows) + len(if_rows) - keep
+            rows = ordered[:keep]
+            if_rows = sorted(if_rows, key=lambda r: r.bin, reverse=True)[:max(keep - len(rows), 0)]
         index = {s: i for i, s in enumerate(self.services)}
+        for r in if_rows:
+            k = (r.bin, r.exporter, index.get(r.service, 0), r.if_index, DIRECTIONS.index(r.direction))
+            acc = self.if_bins.setdefault(k, [0, 0, 0])
+            acc[0] += r.bytes
+            acc[1] += r.packets
+            acc[2] += r.flows
         for r in rows:
             hi, lo = addr_from_str(r.host) if r.host else (0, 0)
-            k = (r.bin, r.exporter, index.get(r.service, 0), hi, lo, bool(r.host))
+            k = (r.bin, r.exporter, index.get(r.service, 0), hi, lo, bool(r.host) | (r.violation << 1))
             acc = self.bins.setdefault(k, [0, 0, 0])
             acc[0] += r.bytes
             acc[1] += r.packets

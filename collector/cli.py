@@ -6,17 +6,15 @@ import argparse
 import logging
 import os
 import sys
+import time
 
 from collector import __version__
 from collector.config import ConfigError
 
 EPILOG = """\
-commands:
-  decode CAPTURE        print every flow record in a pcap/pcapng of export traffic
-  check-config FILE     validate a configuration file (exit 2 on the first problem)
-
+Start with `imflow demo`. `imflow COMMAND --help` explains each command.
 Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.
-Docs: README.md (configuration reference, metrics, schema).
+Docs: README.md (configuration reference, schema, sending flows from routers).
 """
 
 
@@ -26,7 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    logging.basicConfig(level=getattr(args, "log_level", "INFO").upper(),
+    from collector.tuning import tune_malloc
+
+    tune_malloc()
+    logging.basicConfig(level=getattr(args, "log_level", "info").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args) or 0
@@ -73,13 +74,305 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the first bad key, and exits 2 on a problem.")
     c.add_argument("file")
     c.set_defaults(func=cmd_check_config, log_level="warning")
+
+    r = sub.add_parser("run", help="run the collector daemon",
+                       description="Collect NetFlow v5/v9 and IPFIX, classify every flow to a service, "
+                                   "keep 1-minute/1-hour/1-day rollups per (exporter, service, internal "
+                                   "host) in SQLite. Flags override the config file. SIGTERM/SIGINT flush "
+                                   "everything and exit 0; SIGHUP reloads the catalogue and config.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example:\n  imflow run --listen 0.0.0.0:2055 --listen [::]:4739 --db /var/lib/imflow/imflow.db")
+    r.add_argument("--config", "-c", metavar="FILE", help="TOML configuration (see README)")
+    r.add_argument("--listen", action="append", metavar="ADDR:PORT",
+                   help="UDP listener, repeatable (default 0.0.0.0:2055, [::]:2055, 0.0.0.0:4739, [::]:4739)")
+    r.add_argument("--db", metavar="PATH", help="SQLite database (default ./imflow.db)")
+    r.add_argument("--internal", action="append", metavar="CIDR",
+                   help="internal network, repeatable (default RFC 1918, RFC 4193, 100.64.0.0/10)")
+    r.add_argument("--refresh-time", metavar="SECONDS", help="flush cadence (default 60)")
+    r.add_argument("--metrics", metavar="ADDR:PORT", help="Prometheus /metrics endpoint (e.g. 127.0.0.1:9750)")
+    r.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("top", help="top hosts, services or categories from the database",
+                       description="Who used what: bytes, packets and flows grouped by host, service, "
+                                   "category or exporter, from the rollups `imflow run` keeps.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  imflow top --since 24h --by host,service --category p2p\n"
+                              "  imflow top --since 7d --by service --format json\n"
+                              "  imflow top --from 2026-11-01 --to 2026-11-02 --host 10.1.2.0/24")
+    t.add_argument("--db", default="imflow.db", metavar="PATH", help="database (default ./imflow.db)")
+    t.add_argument("--since", default="1h", metavar="DURATION",
+                   help="how far back: 15m, 24h, 7d ... or 'all' (default 1h)")
+    t.add_argument("--from", dest="start", metavar="TIME", help="start (ISO date/time or UNIX seconds); overrides --since")
+    t.add_argument("--to", dest="end", metavar="TIME", help="end (default now)")
+    t.add_argument("--by", default="service",
+                   help="host, service, category, exporter, interface, direction, or a comma list "
+                        "(default service; interface and direction read the per-interface rollups)")
+    t.add_argument("--service", action="append", metavar="ID", help="only this service (repeatable)")
+    t.add_argument("--category", action="append", metavar="NAME", help="im, p2p, voip, collab or other (repeatable)")
+    t.add_argument("--host", action="append", metavar="ADDR|CIDR", help="only these internal hosts (repeatable)")
+    t.add_argument("--exporter", action="append", metavar="ADDR", help="only this exporter (repeatable)")
+    t.add_argument("--limit", type=int, default=20, help="rows (default 20; 0 = all)")
+    t.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    t.set_defaults(func=cmd_top, log_level="warning")
+
+    s = sub.add_parser("services", help="show the service catalogue",
+                       description="The catalogue imflow classifies with: the shipped one plus the "
+                                   "[[classify.service]] entries of the config.")
+    s.add_argument("--config", "-c", metavar="FILE")
+    s.add_argument("--category", action="append", metavar="NAME")
+    s.add_argument("--format", choices=("table", "json"), default="table")
+    s.set_defaults(func=cmd_services, log_level="warning")
+
+    cat = sub.add_parser("catalogue", help="catalogue maintenance (update)")
+    catsub = cat.add_subparsers(title="commands", metavar="COMMAND")
+    u = catsub.add_parser("update", help="refresh vendor prefix lists",
+                          description="Fetch the prefix lists vendors publish (Telegram cidr.txt, Zoom, "
+                                      "Microsoft 365 endpoints, Webex ...) and write a catalogue file with "
+                                      "the fetch date. Point classify.catalogue at it. Offline, it fails "
+                                      "with a clear error and the shipped snapshot stays in use.")
+    u.add_argument("--config", "-c", metavar="FILE", help="read classify.catalogue from this config")
+    u.add_argument("--out", default="imflow-catalogue.toml", metavar="FILE",
+                   help="where to write (default ./imflow-catalogue.toml)")
+    u.set_defaults(func=cmd_catalogue_update, log_level="warning")
+    cat.set_defaults(func=lambda a: cat.print_help() or 2, log_level="warning")
+
+    v = sub.add_parser("violations", help="internal hosts that used services the policy blocks",
+                       description="Host, service, bytes, flows, first and last seen of every flow of a "
+                                   "blocked service from an internal host ([policy] in the config).")
+    v.add_argument("--db", default="imflow.db", metavar="PATH")
+    v.add_argument("--since", default="24h", metavar="DURATION", help="15m, 24h, 7d ... or 'all' (default 24h)")
+    v.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    v.set_defaults(func=cmd_violations, log_level="warning")
+
+    pol = sub.add_parser("policy", help="policy tools (render firewall rules)")
+    polsub = pol.add_subparsers(title="commands", metavar="COMMAND")
+    pr = polsub.add_parser("render", help="firewall rules for the blocked services",
+                           description="Turn the blocked services' ports and prefixes (and the exceptions) "
+                                       "into rules: nftables (nft -f), iptables / ip6tables "
+                                       "(iptables-restore --noflush), pf, or a Cisco extended ACL. Shared "
+                                       "ports (443, 80 ...) are only ever blocked together with a "
+                                       "service's prefixes.")
+    pr.add_argument("--config", "-c", metavar="FILE", help="the config with the [policy] section")
+    pr.add_argument("--format", choices=("nftables", "iptables", "ip6tables", "pf", "cisco-acl"), required=True)
+    pr.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    pr.set_defaults(func=cmd_policy_render, log_level="warning")
+    pol.set_defaults(func=lambda a: pol.print_help() or 2, log_level="warning")
+
+    m = sub.add_parser("demo", help="collector + simulated router + live top lists",
+                       description="Starts the collector on loopback and a built-in exporter that sends "
+                                   "NetFlow v9 for simulated hosts (IM, P2P, VoIP, collaboration and web), "
+                                   "and prints the top services and hosts every few seconds until Ctrl-C.")
+    m.add_argument("--db", metavar="PATH", help="database (default: a temporary folder)")
+    m.add_argument("--hosts", type=int, default=40, help="simulated internal hosts (default 40)")
+    m.add_argument("--every", type=float, default=5.0, metavar="SECONDS", help="screen refresh (default 5)")
+    m.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
+    m.add_argument("--port", type=int, default=0, help="loopback UDP port for the collector (default: any free)")
+    m.set_defaults(func=cmd_demo, log_level="warning")
     return p
 
 
-def cmd_check_config(args) -> int:
+def load_run_config(args):
     from collector import config
 
-    config.load(args.file)
+    cfg = config.load(args.config)
+    if args.listen:
+        cfg.set("collector.listen", args.listen)
+    if args.db:
+        cfg.set("store.path", args.db)
+    if args.internal:
+        cfg.set("classify.internal", args.internal)
+    if args.refresh_time:
+        cfg.set("collector.refresh_time", args.refresh_time)
+    if args.metrics:
+        cfg.set("metrics.listen", args.metrics)
+    return cfg
+
+
+def cmd_run(args) -> int:
+    from collector import app
+    from collector.store import StoreError
+
+    cfg = load_run_config(args)
+    try:
+        return app.run(cfg)
+    except StoreError as exc:
+        print(f"imflow: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"imflow: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_top(args) -> int:
+    from collector.config import parse_duration
+    from collector.store import StoreError, query, report
+
+    by = tuple(x.strip() for x in args.by.split(",") if x.strip())
+    allowed = ("host", "service", "category", "exporter", "interface", "direction")
+    bad = [x for x in by if x not in allowed]
+    if not by or bad:
+        print(f"imflow: --by: expected a comma list of {', '.join(allowed)}", file=sys.stderr)
+        return 2
+    try:
+        end = parse_time(args.end) if args.end else None
+        if args.start:
+            start = parse_time(args.start)
+        elif args.since == "all":
+            start = None
+        else:
+            start = (end or time.time()) - parse_duration(args.since)
+    except ValueError as exc:
+        print(f"imflow: {exc}", file=sys.stderr)
+        return 2
+    try:
+        rows = query.top(args.db, start, end, by=by, service=args.service, category=args.category,
+                         host=args.host, exporter=args.exporter, limit=args.limit or None)
+    except StoreError as exc:
+        print(f"imflow: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"imflow: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(report.render(rows, by, args.format))
+    return 0
+
+
+def parse_time(text: str) -> float:
+    """UNIX seconds, or an ISO date/time (UTC unless it says otherwise)."""
+    from datetime import datetime, timezone
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r}: expected an ISO date/time (2026-11-28 or 2026-11-28T14:00) "
+                         "or UNIX seconds") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return t.timestamp()
+
+
+def cmd_services(args) -> int:
+    import json
+
+    from collector import config
+    from collector.app import build_catalogue
+
+    catalogue = build_catalogue(config.load(args.config))
+    services = [s for s in catalogue.services[1:] if not args.category or s.category in args.category]
+    if args.format == "json":
+        print(json.dumps([dict(s.to_dict(), index=s.index) for s in services], indent=1))
+        return 0
+    print(f"{'id':<16} {'category':<8} {'name':<38} {'ports':<34} prefixes")
+    for s in services:
+        ports = ", ".join(s.ports) if s.ports else "-"
+        if s.shared_ports:
+            ports += " (+" + ", ".join(s.shared_ports) + " with prefixes)"
+        if len(ports) > 34:
+            ports = ports[:31] + "..."
+        print(f"{s.id:<16} {s.category:<8} {s.name[:38]:<38} {ports:<34} {len(s.prefixes)}")
+    print(f"{len(services)} services, prefix snapshot {catalogue.snapshot}"
+          + (f", updated {catalogue.fetched}" if catalogue.fetched else ""))
+    return 0
+
+
+def cmd_catalogue_update(args) -> int:
+    from collector import config
+    from collector.classify.catalogue import load_catalogue
+    from collector.classify.update import UpdateError, update_catalogue
+
+    cfg = config.load(args.config)
+    catalogue = load_catalogue(cfg.get("classify.catalogue") or None)
+    try:
+        rep = update_catalogue(catalogue, args.out)
+    except UpdateError as exc:
+        print(f"imflow: catalogue update failed, nothing written, the snapshot of {catalogue.snapshot} "
+              f"stays in use: {exc}", file=sys.stderr)
+        return 1
+    for line in rep.lines():
+        print(line)
+    print(f"wrote {args.out}; set classify.catalogue = \"{args.out}\" in the config to use it")
+    return 1 if rep.failed else 0
+
+
+def _since(text: str) -> float | None:
+    from collector.config import parse_duration
+
+    return None if text == "all" else time.time() - parse_duration(text)
+
+
+def cmd_violations(args) -> int:
+    import csv
+    import io
+    import json
+    from datetime import datetime, timezone
+
+    from collector.store import StoreError, query
+    from collector.store.report import human_bytes
+
+    try:
+        rows = query.usage(args.db, _since(args.since), None, violations_only=True)
+    except StoreError as exc:
+        print(f"imflow: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"imflow: {exc}", file=sys.stderr)
+        return 2
+    keys = ("host", "service", "category", "bytes", "packets", "flows", "first_seen", "last_seen")
+    out = [{k: r[k] for k in keys} for r in rows]
+
+    def iso(t: int) -> str:
+        return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+    if args.format == "json":
+        print(json.dumps(out, indent=1))
+    elif args.format == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        w.writeheader()
+        w.writerows(out)
+        sys.stdout.write(buf.getvalue())
+    else:
+        print(f"{'host':<40} {'service':<14} {'bytes':>14} {'flows':>9}  first seen (UTC)  last seen (UTC)")
+        for r in out:
+            print(f"{r['host']:<40} {r['service']:<14} {human_bytes(r['bytes']):>14} {r['flows']:>9}  "
+                  f"{iso(r['first_seen'])}  {iso(r['last_seen'])}")
+        print(f"{len(out)} violations" if out else "no violations")
+    return 0
+
+
+def cmd_policy_render(args) -> int:
+    from datetime import datetime, timezone
+
+    from collector import app, config, firewall
+
+    cfg = config.load(args.config)
+    catalogue = app.build_catalogue(cfg)
+    policy = app.build_policy(cfg, catalogue)
+    info = {"source": args.config or "(defaults: no [policy])", "generated": datetime.now(timezone.utc)}
+    text = firewall.render(policy, catalogue, args.format, info)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from collector.demo import run_demo
+
+    return run_demo(db=args.db, hosts=args.hosts, every=args.every, duration=args.duration, port=args.port)
+
+
+def cmd_check_config(args) -> int:
+    from collector import app, config
+
+    app.check(config.load(args.file))
     print(f"{args.file}: ok")
     return 0
 

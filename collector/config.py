@@ -198,6 +198,22 @@ SCHEMA: dict[str, dict[str, tuple[Callable, Any]]] = {
     "log": {
         "level": (string(("debug", "info", "warning", "error")), "info"),
     },
+    # Checked in depth by collector.policy.parse_policy against the catalogue.
+    "policy": {
+        "default": (string(("allow", "monitor", "block")), "monitor"),
+        "prefix_block": (string(("service-ports", "all")), "service-ports"),
+        "categories": (passthrough(dict, "a table of category = action"), {}),
+        "services": (passthrough(dict, "a table of service = action"), {}),
+        "exceptions": (passthrough(list, "a list of [[policy.exceptions]] tables"), []),
+        "hosts_file": (string(), ""),
+        "reverse_dns": (boolean, False),
+    },
+    # Checked in depth by collector.snmp.parse_targets.
+    "snmp": {
+        "targets": (passthrough(list, "a list of [[snmp.targets]] tables"), []),
+        "timeout": (number(0.1), 2.0),
+        "retries": (integer(0, 10), 1),
+    },
 }
 
 

@@ -41,7 +41,8 @@ class Snapshot:
     denied: int = 0
     store_errors: int = 0
     exporters: int = 0
-    extra: tuple = ()  # more families from other components (SNMP), built by them
+    snmp: tuple = ()  # collector.snmp.AgentState of each target (replaced, never changed, per poll)
+    interface_service: dict = field(default_factory=dict)  # (exporter, if_name, direction, category) -> bytes
 
 
 class HostSeries:
@@ -122,8 +123,39 @@ class _Collector:
         g = GaugeMetricFamily("imflow_exporters", "Exporter sessions with state")
         g.add_metric([], s.exporters)
         yield g
-        for family in s.extra:
-            yield family
+        yield from _snmp_families(s)
+
+
+def _snmp_families(s: Snapshot):
+    up = GaugeMetricFamily("imflow_snmp_up", "1 if the exporter's SNMP agent answered the last poll",
+                           labels=["exporter"])
+    duration = GaugeMetricFamily("imflow_snmp_poll_duration_seconds", "Duration of the last SNMP poll",
+                                 labels=["exporter"])
+    errors = CounterMetricFamily("imflow_snmp_errors", "Failed SNMP polls by reason", labels=["exporter", "reason"])
+    info = InfoMetricFamily("imflow_interface", "Interfaces of each exporter (SNMP)",
+                            labels=["exporter", "if_index", "if_name", "if_alias"])
+    speed = GaugeMetricFamily("imflow_interface_speed_bits", "Interface speed (ifHighSpeed/ifSpeed)",
+                              labels=["exporter", "if_name"])
+    octets = CounterMetricFamily("imflow_interface_octets", "Interface octets as the agent counts them",
+                                 labels=["exporter", "if_name", "direction"])
+    for a in s.snmp:
+        up.add_metric([a.exporter], 1 if a.up else 0)
+        duration.add_metric([a.exporter], a.last_duration)
+        for reason in ("timeout", "auth", "decryption", "other"):
+            errors.add_metric([a.exporter, reason], a.errors.get(reason, 0))
+        for iface in a.interfaces.values():
+            info.add_metric([a.exporter, str(iface.index), iface.name, iface.alias], {})
+            speed.add_metric([a.exporter, iface.name], iface.speed_bits)
+            if iface.counter_bits:
+                octets.add_metric([a.exporter, iface.name, "in"], iface.in_octets)
+                octets.add_metric([a.exporter, iface.name, "out"], iface.out_octets)
+    yield from (up, duration, errors, info, speed, octets)
+    c = CounterMetricFamily("imflow_interface_service_bytes", "Flow bytes per interface, direction and "
+                            "category (exporters with an SNMP target)",
+                            labels=["exporter", "if_name", "direction", "category"])
+    for key, v in s.interface_service.items():
+        c.add_metric(list(key), v)
+    yield c
 
 
 class Metrics:

@@ -31,7 +31,8 @@ from collector.store.rows import BinRow, IfRow
 log = logging.getLogger(__name__)
 
 _COLUMNS = ("(bin INTEGER NOT NULL, exporter TEXT NOT NULL, service TEXT NOT NULL, host TEXT NOT NULL,"
-            " category TEXT NOT NULL, bytes INTEGER NOT NULL, packets INTEGER NOT NULL, flows INTEGER NOT NULL")
+            " category TEXT NOT NULL, bytes INTEGER NOT NULL, packets INTEGER NOT NULL, flows INTEGER NOT NULL,"
+            " violation INTEGER NOT NULL")
 _TEMP_TABLES = (
     f"CREATE TEMP TABLE IF NOT EXISTS raw {_COLUMNS})",
     (f"CREATE TEMP TABLE IF NOT EXISTS incoming {_COLUMNS},"
@@ -39,13 +40,13 @@ _TEMP_TABLES = (
 )
 _ADD = ("ON CONFLICT (bin, exporter, service, host) DO UPDATE SET bytes = bytes + excluded.bytes,"
         " packets = packets + excluded.packets, flows = flows + excluded.flows,"
-        " category = excluded.category")
-_STAGE = ("INSERT INTO temp.raw (bin, exporter, service, category, host, bytes, packets, flows)"
-          " VALUES (?1 - ?1 % 60, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-_SORT = ("INSERT INTO temp.incoming SELECT bin, exporter, service, host, category, bytes, packets, flows"
-         " FROM temp.raw ORDER BY bin, exporter, service, host " + _ADD)
-_ROLLUP = ("INSERT INTO {table} (bin, exporter, service, host, category, bytes, packets, flows)"
-           " SELECT bin - bin % {width}, exporter, service, host, category, bytes, packets, flows"
+        " category = excluded.category, violation = max(violation, excluded.violation)")
+_STAGE = ("INSERT INTO temp.raw (bin, exporter, service, category, host, bytes, packets, flows, violation)"
+          " VALUES (?1 - ?1 % 60, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+_SORT = ("INSERT INTO temp.incoming SELECT bin, exporter, service, host, category, bytes, packets, flows,"
+         " violation FROM temp.raw ORDER BY bin, exporter, service, host " + _ADD)
+_ROLLUP = ("INSERT INTO {table} (bin, exporter, service, host, category, bytes, packets, flows, violation)"
+           " SELECT bin - bin % {width}, exporter, service, host, category, bytes, packets, flows, violation"
            " FROM temp.incoming WHERE true " + _ADD)
 _IF_ROLLUP = ("INSERT INTO {table} (bin, exporter, if_index, direction, service, if_name, category,"
               " bytes, packets, flows) VALUES (?1 - ?1 % {width}, ?2, ?3, ?5, ?6, ?4, ?7, ?8, ?9, ?10)"
@@ -56,7 +57,8 @@ _IF_ROLLUP = ("INSERT INTO {table} (bin, exporter, if_index, direction, service,
 _if_tuple = attrgetter("bin", "exporter", "if_index", "if_name", "direction", "service", "category",
                        "bytes", "packets", "flows")
 _AUTOCHECKPOINT_PAGES = 16384  # 64 MiB of WAL at 4 KiB pages, if the background checkpoints lag
-_row_tuple = attrgetter("bin", "exporter", "service", "category", "host", "bytes", "packets", "flows")
+_row_tuple = attrgetter("bin", "exporter", "service", "category", "host", "bytes", "packets", "flows",
+                        "violation")
 
 
 def _probe(path: str) -> None:

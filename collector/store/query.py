@@ -125,6 +125,11 @@ def _host_filter(conn: sqlite3.Connection, table: str, lo: int | None, hi: int |
     return sorted(exact)
 
 
+IF_DIMENSIONS = ("interface", "direction", "service", "category", "exporter")
+# an interface is shown by name (SNMP ifName or the exporter's options data), else its ifIndex
+_IF_COLUMN = {"interface": "CASE if_name WHEN '' THEN CAST(if_index AS TEXT) ELSE if_name END AS interface"}
+
+
 def top(db_path: str, start: float | None, end: float | None, by: tuple[str, ...] = ("service",),
         service: list[str] | None = None, category: list[str] | None = None,
         host: list[str] | None = None, exporter: list[str] | None = None,
@@ -138,8 +143,13 @@ def top(db_path: str, start: float | None, end: float | None, by: tuple[str, ...
     schema, I/O) and ValueError (bad arguments).
     """
     by = tuple(by)
-    if not by or len(set(by)) != len(by) or not set(by) <= set(schema.DIMENSIONS):
-        raise ValueError(f"by: a non-empty list of distinct fields from {', '.join(schema.DIMENSIONS)}")
+    interfaces = bool(set(by) & {"interface", "direction"})
+    allowed = IF_DIMENSIONS if interfaces else schema.DIMENSIONS
+    if not by or len(set(by)) != len(by) or not set(by) <= set(allowed):
+        raise ValueError(f"by: a non-empty list of distinct fields from {', '.join(allowed)}"
+                         + (" (interface and direction cannot be combined with host)" if interfaces else ""))
+    if interfaces and host is not None:
+        raise ValueError("host: interface rollups are not kept per host; drop --host or --by interface")
     if limit is not None and limit < 1:
         raise ValueError("limit must be at least 1 (or None for all rows)")
     with closing(connect(db_path)) as conn:
@@ -166,6 +176,9 @@ def _top(conn, db_path, start, end, by, service, category, host, exporter, limit
         first = start
     res = pick_resolution(first, now, retention, pruned)
     table, width = schema.RESOLUTIONS[res]
+    interfaces = bool(set(by) & {"interface", "direction"})
+    if interfaces:
+        table = schema.IF_TABLES[res]
     lo = None if start is None else math.floor(start / width) * width
     hi = None if end is None else math.ceil(end)
     where, params = [], []
@@ -183,7 +196,8 @@ def _top(conn, db_path, start, end, by, service, category, host, exporter, limit
             where.append(f"{column} IN (SELECT value FROM json_each(?))")
             params.append(json.dumps([str(v) for v in values]))
     keys = ", ".join(by)
-    sql = (f"SELECT {keys}, sum(bytes) AS b, sum(packets), sum(flows) FROM {table}"
+    columns = ", ".join(_IF_COLUMN.get(k, k) if interfaces else k for k in by)
+    sql = (f"SELECT {columns}, sum(bytes) AS b, sum(packets), sum(flows) FROM {table}"
            + (" WHERE " + " AND ".join(where) if where else "")
            + f" GROUP BY {keys} ORDER BY b DESC, {keys}"
            + (" LIMIT ?" if limit is not None else ""))
@@ -191,3 +205,39 @@ def _top(conn, db_path, start, end, by, service, category, host, exporter, limit
         params.append(int(limit))
     names = (*by, *schema.COUNTERS)
     return [dict(zip(names, row)) for row in conn.execute(sql, params)]
+
+
+def usage(db_path: str, start: float | None, end: float | None, violations_only: bool = False,
+          now: float | None = None) -> list[dict]:
+    """Per (host, service): bytes, packets, flows, first and last seen (bin starts and ends),
+    and whether any of it was a policy violation; internal hosts only, biggest first."""
+    with closing(connect(db_path)) as conn:
+        try:
+            meta = _meta(conn)
+            retention = schema.resolve_retention({res: float(meta[f"retention.{res}"]) for res in schema.RESOLUTIONS
+                                                  if f"retention.{res}" in meta})
+            pruned = {res: int(meta[f"pruned.{res}"]) for res in schema.RESOLUTIONS if f"pruned.{res}" in meta}
+            if start is None:
+                span = _time_range(conn)
+                if span is None:
+                    return []
+            first = span[0] if start is None else start
+            res = pick_resolution(first, time.time() if now is None else now, retention, pruned)
+            table, width = schema.RESOLUTIONS[res]
+            where, params = ["host != ''"], []
+            if start is not None:
+                where.append("bin >= ?")
+                params.append(math.floor(start / width) * width)
+            if end is not None:
+                where.append("bin < ?")
+                params.append(math.ceil(end))
+            if violations_only:
+                where.append("violation = 1")
+            sql = (f"SELECT host, service, category, sum(bytes) AS b, sum(packets), sum(flows), min(bin),"
+                   f" max(bin) + {width}, max(violation) FROM {table} WHERE " + " AND ".join(where)
+                   + " GROUP BY host, service, category ORDER BY b DESC, host, service")
+            names = ("host", "service", "category", "bytes", "packets", "flows", "first_seen", "last_seen",
+                     "violation")
+            return [dict(zip(names, row)) | {"violation": bool(row[-1])} for row in conn.execute(sql, params)]
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc, db_path, "read") from None

@@ -20,6 +20,7 @@ class BinRow:
     bytes: int
     packets: int
     flows: int
+    violation: bool = False  # the policy blocks this service for this host
 
 
 @dataclass(slots=True, frozen=True)

@@ -19,6 +19,7 @@ Columns (all tables)::
     bytes     INTEGER  octets, already multiplied by the exporter's sampling rate
     packets   INTEGER  packets, likewise
     flows     INTEGER  flow records counted into the row
+    violation INTEGER  1 when the policy blocked this service for this host (see [policy])
 
 Primary key ``(bin, exporter, service, host)``; the tables are ``WITHOUT ROWID``, so rows are
 stored in key order and a range of bins is one contiguous scan. On rollup_1h and rollup_1d,
@@ -84,7 +85,7 @@ def _rollup_ddl(table: str, indexed: bool) -> tuple[str, ...]:
     ddl: tuple[str, ...] = (
         (f"CREATE TABLE {table} (bin INTEGER NOT NULL, exporter TEXT NOT NULL, service TEXT NOT NULL,"
          " host TEXT NOT NULL, category TEXT NOT NULL, bytes INTEGER NOT NULL,"
-         " packets INTEGER NOT NULL, flows INTEGER NOT NULL,"
+         " packets INTEGER NOT NULL, flows INTEGER NOT NULL, violation INTEGER NOT NULL DEFAULT 0,"
          " PRIMARY KEY (bin, exporter, service, host)) WITHOUT ROWID"),
     )
     if indexed:

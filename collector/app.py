@@ -1,0 +1,405 @@
+"""The daemon: wires intake -> decode -> classify -> aggregate -> flush -> store, starts the
+components in order and stops them in reverse. Signals and shutdown live only here.
+
+SIGTERM / SIGINT: stop intake (after its queues are drained), decode what was received, flush
+every bin, save template state, close the store, exit 0. A second signal exits at once.
+SIGHUP: flush, then reload the catalogue and the config file's classification and exporter
+settings; listeners and the database path need a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from collector import config as C
+from collector.aggregate import Aggregator
+from collector.classify.catalogue import Catalogue, CatalogueError, load_catalogue
+from collector.classify.classifier import Classifier
+from collector.intake import Intake
+from collector.metrics import Metrics, Snapshot
+from collector.netflow.decoder import Decoder
+from collector.netflow.session import Limits
+from collector.policy import POLICY_KEYS, Policy, PolicyError, parse_policy
+from collector import snmp
+from collector.store import Store, StoreError
+from collector.config import parse_endpoint
+
+log = logging.getLogger(__name__)
+
+
+def build_catalogue(cfg: C.Config) -> Catalogue:
+    try:
+        return load_catalogue(cfg.get("classify.catalogue") or None,
+                              extra={"service": cfg.get("classify.service")})
+    except CatalogueError as exc:
+        raise C.ConfigError(f"classify.{exc.key}" if not str(exc.key).startswith("/") else exc.key,
+                            exc.message) from None
+    except OSError as exc:
+        raise C.ConfigError("classify.catalogue", f"{exc.filename}: {exc.strerror}") from None
+
+
+def app_id_table(cfg: C.Config, catalogue: Catalogue) -> dict[int, str]:
+    out = {}
+    for text, service in cfg.get("classify.app_ids").items():
+        try:
+            engine, selector = (int(x) for x in text.split(":"))
+        except ValueError:
+            raise C.ConfigError(f"classify.app_ids.{text}", "expected ENGINE:SELECTOR, like 13:453") from None
+        if service not in catalogue.by_id:
+            raise C.ConfigError(f"classify.app_ids.{text}", f"unknown service {service!r}")
+        out[(engine << 56) | selector] = service
+    return out
+
+
+def build_policy(cfg: C.Config, catalogue: Catalogue) -> Policy:
+    section = {k: v for k, v in cfg["policy"].items() if k in POLICY_KEYS}
+    try:
+        return parse_policy(section, catalogue)
+    except PolicyError as exc:
+        raise C.ConfigError(exc.key, exc.message) from None
+
+
+def build_targets(cfg: C.Config) -> list:
+    try:
+        return snmp.parse_targets(cfg["snmp"])
+    except snmp.SnmpConfigError as exc:
+        raise C.ConfigError(exc.key, str(exc).split(": ", 1)[-1]) from None
+
+
+def check(cfg: C.Config) -> None:
+    """Everything a start would refuse, without starting: catalogue, policy, SNMP targets."""
+    catalogue = build_catalogue(cfg)
+    app_id_table(cfg, catalogue)
+    build_policy(cfg, catalogue)
+    build_targets(cfg)
+
+
+def limits_of(cfg: C.Config) -> Limits:
+    lim = cfg["limits"]
+    return Limits(max_sessions=lim["max_sessions"], max_templates_per_session=lim["max_templates_per_session"],
+                  max_templates=lim["max_templates"], max_pending_per_session=lim["max_pending_per_session"],
+                  max_pending_bytes_per_session=lim["max_pending_bytes_per_session"],
+                  max_pending_bytes=lim["max_pending_bytes"], pending_max_age=lim["pending_max_age"],
+                  max_names_per_session=lim["max_names_per_session"])
+
+
+SNAPSHOT_EVERY = 5.0  # seconds between refreshes of the health figures scrapes see
+
+
+@dataclass
+class Health:
+    store_errors: int = 0
+    store_lost_rows: int = 0
+    flushes: int = 0
+    started: float = 0.0
+
+
+class App:
+    def __init__(self, cfg: C.Config, clock=time.time):
+        self.cfg = cfg
+        self.clock = clock
+        self.catalogue = build_catalogue(cfg)
+        self.app_ids = app_id_table(cfg, self.catalogue)
+        self.classifier = Classifier(self.catalogue, cfg.get("classify.internal"), self.app_ids)
+        self.policy = build_policy(cfg, self.catalogue)
+        self.policy_table = self.policy.vectorized(self.catalogue)
+        self.snmp_targets = build_targets(cfg)
+        self.poller = snmp.Poller(self.snmp_targets, clock=clock) if self.snmp_targets else None
+        self.decoder = Decoder(limits_of(cfg), sampling=cfg.get("exporters.sampling"))
+        self.aggregator = Aggregator([s.id for s in self.catalogue.services],
+                                     [s.category for s in self.catalogue.services],
+                                     max_open_bins=cfg.get("limits.max_open_bins"))
+        db = cfg.get("store.path")
+        self.store = Store(db, retention={"minute": cfg.get("store.retention_minute"),
+                                          "hour": cfg.get("store.retention_hour"),
+                                          "day": cfg.get("store.retention_day")}, clock=clock)
+        self.template_path = cfg.get("collector.template_state") or db + ".templates.json"
+        self.intake = Intake(cfg.get("collector.listen"), self.process, cfg.get("exporters.allow") or None,
+                             rcvbuf=cfg.get("collector.rcvbuf"), batch_size=cfg.get("collector.batch_size"),
+                             delay=cfg.get("collector.batch_delay"))
+        self.health = Health()
+        self.metrics = Metrics(cfg.get("metrics.max_host_series"))
+        self.metrics_address: tuple[str, int] | None = None
+        self._active_hosts: dict = {}
+        self._violations: dict = {}
+        self._interface_service: dict = {}
+        self.stopping = asyncio.Event()
+        self.reload_requested = False
+        self.bound: list[str] = []
+        self._last_status = (0.0, 0, 0)
+        self._last_prune = 0.0
+
+    # --- the data path (runs on the event loop, between receives) ---------------------------
+
+    def process(self, datagrams: list) -> None:
+        batch = self.decoder.decode(datagrams)
+        if not len(batch):
+            return
+        cls = self.classifier.classify_batch(batch)
+        sids, inverse = np.unique(batch.session, return_inverse=True)
+        names: list[str] = []
+        index: dict[str, int] = {}
+        codes = []
+        for sid in sids.tolist():
+            sess = self.decoder.by_sid.get(sid)
+            name = sess.stat_label if sess else "other"
+            codes.append(index.setdefault(name, len(names)))
+            if len(names) < len(index):
+                names.append(name)
+        exporters = np.array(codes, np.uint32)[inverse.ravel()]
+        violations = self.policy_table.violations(cls.service, cls.host["hi"], cls.host["lo"], cls.has_host)
+        self.aggregator.add(batch, cls, exporters, names, self.clock(), violations)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.health.started = self.clock()
+        await self.store.start()
+        if os.path.exists(self.template_path):
+            try:
+                n = self.decoder.load_state(self.template_path)
+                log.info("loaded %d templates from %s", n, self.template_path)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("ignoring template state %s: %s", self.template_path, exc)
+        if self.poller is not None:
+            await self.poller.start()
+        try:
+            self.bound = await self.intake.start()
+            if self.cfg.get("metrics.listen"):
+                host, port = parse_endpoint(self.cfg.get("metrics.listen"))
+                self.metrics_address = self.metrics.serve(host, port)
+        except OSError:
+            self.intake.close()
+            if self.poller is not None:
+                await self.poller.stop()
+            await self.store.stop()
+            raise
+        allow = self.cfg.get("exporters.allow")
+        log.info("imflow listening on %s (UDP; NetFlow v5/v9 and IPFIX on every port), storing in %s, "
+                 "refresh_time %gs, %d services%s; %s", ", ".join(self.bound), self.cfg.get("store.path"),
+                 self.cfg.get("collector.refresh_time"), len(self.catalogue.services),
+                 ", metrics on http://%s:%d/metrics" % self.metrics_address if self.metrics_address else "",
+                 f"exporters allowed: {', '.join(allow)}" if allow else
+                 "WARNING: accepting flows from any source (set exporters.allow)")
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit status."""
+        loop = asyncio.get_running_loop()
+        self._install_signals(loop)
+        await self.start()
+        refresh = self.cfg.get("collector.refresh_time")
+        status = self.cfg.get("collector.status_interval")
+        next_flush = loop.time() + refresh
+        next_status = loop.time() + status
+        next_snapshot = loop.time() + SNAPSHOT_EVERY
+        while not self.stopping.is_set():
+            timeout = max(0.0, min(next_flush, next_status, next_snapshot) - loop.time())
+            try:
+                await asyncio.wait_for(self.stopping.wait(), timeout=min(timeout, 1.0))
+            except asyncio.TimeoutError:
+                pass
+            if self.reload_requested:
+                self.reload_requested = False
+                await self.reload()
+            now = loop.time()
+            if now >= next_flush:
+                await self.flush()
+                next_flush = now + refresh
+            if now >= next_status:
+                log.info("%s", self.status_line())
+                next_status = now + status
+            if now >= next_snapshot:
+                self.refresh_snapshot()
+                next_snapshot = now + SNAPSHOT_EVERY
+        return await self.stop()
+
+    async def stop(self) -> int:
+        await self.intake.drain()
+        self.intake.close()
+        ok = await self.flush(final=True)
+        try:
+            self.decoder.save_state(self.template_path)
+        except OSError as exc:
+            log.error("cannot save template state to %s: %s", self.template_path, exc)
+        if self.poller is not None:
+            await self.poller.stop()
+        await self.store.stop()
+        self.metrics.close()
+        log.info("stopped: %s", self.status_line())
+        return 0 if ok else 1
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        def stop() -> None:
+            if self.stopping.is_set():
+                log.warning("second signal: exiting without flushing")
+                os._exit(1)
+            log.info("stopping: draining sockets, flushing bins")
+            self.stopping.set()
+
+        def hup() -> None:
+            self.reload_requested = True
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(signal.SIGHUP, hup)
+
+    # --- flush -----------------------------------------------------------------------------------
+
+    async def flush(self, final: bool = False) -> bool:
+        """Write every bin (open ones too: upserts add, so a crash loses at most one interval)."""
+        now = self.clock()
+        self.intake.hand_on()
+        self.decoder.expire(now)
+        self.classifier.set_app_ids({**self._learned_app_ids(), **self.app_ids})
+        rows = self.aggregator.drain()
+        if_rows = self.aggregator.drain_interfaces(self.interface_name)
+        self._count_rows(rows, if_rows)
+        self.refresh_snapshot()
+        if not rows and not if_rows:
+            return True
+        t0 = time.perf_counter()
+        attempts = 3 if final else 1
+        for attempt in range(attempts):
+            try:
+                await self.store.write(rows, if_rows)
+                break
+            except StoreError as exc:
+                self.health.store_errors += 1
+                log.error("store: %s (%d rows kept in memory, retried %s)", exc, len(rows),
+                          "now" if final and attempt + 1 < attempts else "at the next flush")
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(1.0)
+        else:
+            if final:
+                self.health.store_lost_rows += len(rows)
+                log.error("store: %d rows could not be written at shutdown", len(rows))
+                return False
+            self.aggregator.restore(rows, if_rows)
+            return True
+        self.health.flushes += 1
+        self.metrics.flush_duration.observe(time.perf_counter() - t0)
+        if now - self._last_prune > 3600:
+            self._last_prune = now
+            try:
+                await self.store.prune()
+            except StoreError as exc:
+                log.warning("store: pruning old rows failed: %s", exc)
+        return True
+
+    def interface_name(self, exporter: str, if_index: int) -> str:
+        """SNMP's ifName, else the name the exporter sent in options data, else the index."""
+        name = self.poller.interface_name(exporter, if_index) if self.poller is not None else None
+        if not name:
+            for sess in self.decoder.sessions.values():
+                if sess.exporter == exporter and if_index in sess.if_names:
+                    name = sess.if_names[if_index]
+                    break
+        return name or str(if_index)
+
+    def _count_rows(self, rows, if_rows) -> None:
+        """Per-host series, violations and active hosts of the newest bin, from one flush."""
+        if rows:
+            newest = max(r.bin for r in rows)
+            active: dict[tuple[str, str], set] = {}
+            for r in rows:
+                if r.host:
+                    self.metrics.hosts.add(r.host, r.service, r.category, r.bytes)
+                    if r.bin == newest:
+                        active.setdefault((r.service, r.category), set()).add(r.host)
+                if r.violation:
+                    key = (r.service, r.category)
+                    self._violations[key] = self._violations.get(key, 0) + r.bytes
+                    self.metrics.violation_hosts.add(r.host, r.service, r.category, r.bytes)
+            self._active_hosts = {k: len(v) for k, v in active.items()}
+        targets = {t.exporter for t in self.snmp_targets}
+        for r in if_rows:
+            if r.exporter in targets:  # bounded: configured exporters, their interfaces, 5 categories
+                key = (r.exporter, r.if_name, r.direction, r.category)
+                self._interface_service[key] = self._interface_service.get(key, 0) + r.bytes
+
+    def refresh_snapshot(self) -> None:
+        s, agg = self.decoder.stats, self.aggregator
+        services = {}
+        for i, (sid, cat) in enumerate(zip(agg.services, agg.categories)):
+            services[(sid, cat)] = (int(agg.service_bytes[i]), int(agg.service_packets[i]),
+                                    int(agg.service_flows[i]))
+        self.metrics.swap(Snapshot(
+            services=services, hosts=dict(self.metrics.hosts.series), active_hosts=dict(self._active_hosts),
+            datagrams={(e, str(v)): n for (e, v), n in s.datagrams.items()},
+            flows={(e, str(v)): n for (e, v), n in s.flows.items()},
+            errors=dict(s.errors), held=dict(s.held), expired=dict(s.expired), seq_lost=dict(s.seq_lost),
+            socket_drops={k: d for k, (_, d) in self.intake.queue_stats().items()},
+            denied=self.intake.denied, store_errors=self.health.store_errors,
+            exporters=len(self.decoder.sessions),
+            violations=dict(self._violations), violation_hosts=dict(self.metrics.violation_hosts.series),
+            snmp=tuple(self.poller.state().values()) if self.poller is not None else (),
+            interface_service=dict(self._interface_service)))
+
+    def _learned_app_ids(self) -> dict[int, str]:
+        names: dict[int, str] = {}
+        for sess in self.decoder.sessions.values():
+            names.update(sess.app_names)
+        return self.catalogue.app_ids_for(names) if names else {}
+
+    # --- reload ----------------------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        path = self.cfg.path
+        try:
+            cfg = C.load(path) if path else self.cfg
+            for key in ("store.path", "collector.listen"):
+                if path and cfg.get(key) != self.cfg.get(key):
+                    log.warning("reload: %s changed; it takes effect at the next restart", key)
+            catalogue = build_catalogue(cfg)
+            app_ids = app_id_table(cfg, catalogue)
+            classifier = Classifier(catalogue, cfg.get("classify.internal"), app_ids)
+            policy = build_policy(cfg, catalogue)
+        except (C.ConfigError, CatalogueError) as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return
+        await self.flush()  # bins hold service indexes of the old catalogue
+        for key in ("classify.internal", "classify.service", "classify.catalogue", "classify.app_ids",
+                    "exporters.allow", "exporters.sampling"):
+            self.cfg.set(key, cfg.get(key))
+        self.cfg.values["policy"] = cfg["policy"]
+        self.catalogue, self.app_ids, self.classifier = catalogue, app_ids, classifier
+        self.policy, self.policy_table = policy, policy.vectorized(catalogue)
+        self.aggregator.set_services([s.id for s in catalogue.services], [s.category for s in catalogue.services])
+        self.intake.allow = Intake([], None, cfg.get("exporters.allow") or None).allow
+        self.decoder.sampling_override = dict(cfg.get("exporters.sampling"))
+        for sess in self.decoder.sessions.values():
+            sess.override = self.decoder.sampling_override.get(sess.exporter)
+        log.info("reloaded: %d services (snapshot %s)", len(catalogue.services), catalogue.snapshot)
+
+    # --- status ----------------------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        s = self.decoder.stats
+        now = time.monotonic()
+        datagrams, flows = s.total("datagrams"), s.total("flows")
+        t, d0, f0 = self._last_status
+        rate = (flows - f0) / (now - t) if t else 0.0
+        self._last_status = (now, datagrams, flows)
+        drops = sum(d for _, d in self.intake.queue_stats().values())
+        return (f"datagrams {datagrams} flows {flows} ({rate:,.0f}/s) exporters {len(self.decoder.sessions)} "
+                f"held {s.total('held')} expired {s.total('expired')} errors {s.total('errors')} "
+                f"denied {self.intake.denied} kernel-drops {drops} open-bins {len(self.aggregator.bins)} "
+                f"store-errors {self.health.store_errors}")
+
+
+def run(cfg: C.Config) -> int:
+    try:
+        import uvloop
+    except ImportError:  # plain asyncio receives ~8x fewer datagrams/s
+        uvloop = None
+    app = App(cfg)
+    if uvloop is not None:
+        return uvloop.run(app.run())
+    return asyncio.run(app.run())
