@@ -164,6 +164,17 @@ class Aggregator:
                              self.categories[svc], v[0], v[1], v[2]))
         return out
 
+    def absorb(self, rows: list[Row], if_rows: list[IfRow] = ()) -> None:
+        """Bins aggregated elsewhere (a worker process): add them, and count their traffic."""
+        index = {s: i for i, s in enumerate(self.services)}
+        for r in rows:
+            i = index.get(r.service, 0)
+            self.service_bytes[i] += r.bytes
+            self.service_packets[i] += r.packets
+            self.service_flows[i] += r.flows
+            self.totals.flows += r.flows
+        self.restore(rows, if_rows)
+
     def restore(self, rows: list[Row], if_rows: list[IfRow] = ()) -> None:
         """Put rows back that the store refused (they are retried at the next flush).
         Over the open-bin ceiling the oldest are dropped and counted."""

@@ -102,7 +102,9 @@ class Health:
 
 
 class App:
-    def __init__(self, cfg: C.Config, clock=time.time):
+    store_wants_empty = False  # a worker's pipe carries its statistics even without rows
+
+    def __init__(self, cfg: C.Config, clock=time.time, store=None, reuse_port: bool = False):
         self.cfg = cfg
         self.clock = clock
         self.catalogue = build_catalogue(cfg)
@@ -117,13 +119,13 @@ class App:
                                      [s.category for s in self.catalogue.services],
                                      max_open_bins=cfg.get("limits.max_open_bins"))
         db = cfg.get("store.path")
-        self.store = Store(db, retention={"minute": cfg.get("store.retention_minute"),
-                                          "hour": cfg.get("store.retention_hour"),
-                                          "day": cfg.get("store.retention_day")}, clock=clock)
+        self.store = store or Store(db, retention={"minute": cfg.get("store.retention_minute"),
+                                                   "hour": cfg.get("store.retention_hour"),
+                                                   "day": cfg.get("store.retention_day")}, clock=clock)
         self.template_path = cfg.get("collector.template_state") or db + ".templates.json"
         self.intake = Intake(cfg.get("collector.listen"), self.process, cfg.get("exporters.allow") or None,
                              rcvbuf=cfg.get("collector.rcvbuf"), batch_size=cfg.get("collector.batch_size"),
-                             delay=cfg.get("collector.batch_delay"))
+                             delay=cfg.get("collector.batch_delay"), reuse_port=reuse_port)
         self.health = Health()
         self.metrics = Metrics(cfg.get("metrics.max_host_series"))
         self.metrics_address: tuple[str, int] | None = None
@@ -182,6 +184,8 @@ class App:
             await self.store.stop()
             raise
         allow = self.cfg.get("exporters.allow")
+        if not self.bound:  # the supervisor of workers says where they listen
+            return
         log.info("imflow listening on %s (UDP; NetFlow v5/v9 and IPFIX on every port), storing in %s, "
                  "refresh_time %gs, %d services%s; %s", ", ".join(self.bound), self.cfg.get("store.path"),
                  self.cfg.get("collector.refresh_time"), len(self.catalogue.services),
@@ -262,7 +266,7 @@ class App:
         if_rows = self.aggregator.drain_interfaces(self.interface_name)
         self._count_rows(rows, if_rows)
         self.refresh_snapshot()
-        if not rows and not if_rows:
+        if not rows and not if_rows and not self.store_wants_empty:
             return True
         t0 = time.perf_counter()
         attempts = 3 if final else 1
@@ -284,7 +288,8 @@ class App:
             self.aggregator.restore(rows, if_rows)
             return True
         self.health.flushes += 1
-        self.metrics.flush_duration.observe(time.perf_counter() - t0)
+        if rows or if_rows:
+            self.metrics.flush_duration.observe(time.perf_counter() - t0)
         if now - self._last_prune > 3600:
             self._last_prune = now
             try:
@@ -324,8 +329,18 @@ class App:
                 key = (r.exporter, r.if_name, r.direction, r.category)
                 self._interface_service[key] = self._interface_service.get(key, 0) + r.bytes
 
+    def decode_stats(self):
+        """The decoder's counters (the supervisor of workers sums its workers' instead)."""
+        return self.decoder.stats
+
+    def intake_counters(self) -> tuple[int, dict[str, int], int]:
+        """(datagrams denied, kernel drops per listener, exporter sessions)."""
+        return (self.intake.denied, {k: d for k, (_, d) in self.intake.queue_stats().items()},
+                len(self.decoder.sessions))
+
     def refresh_snapshot(self) -> None:
-        s, agg = self.decoder.stats, self.aggregator
+        s, agg = self.decode_stats(), self.aggregator
+        denied, drops, exporters = self.intake_counters()
         services = {}
         for i, (sid, cat) in enumerate(zip(agg.services, agg.categories)):
             services[(sid, cat)] = (int(agg.service_bytes[i]), int(agg.service_packets[i]),
@@ -335,9 +350,7 @@ class App:
             datagrams={(e, str(v)): n for (e, v), n in s.datagrams.items()},
             flows={(e, str(v)): n for (e, v), n in s.flows.items()},
             errors=dict(s.errors), held=dict(s.held), expired=dict(s.expired), seq_lost=dict(s.seq_lost),
-            socket_drops={k: d for k, (_, d) in self.intake.queue_stats().items()},
-            denied=self.intake.denied, store_errors=self.health.store_errors,
-            exporters=len(self.decoder.sessions),
+            socket_drops=drops, denied=denied, store_errors=self.health.store_errors, exporters=exporters,
             violations=dict(self._violations), violation_hosts=dict(self.metrics.violation_hosts.series),
             snmp=tuple(self.poller.state().values()) if self.poller is not None else (),
             interface_service=dict(self._interface_service)))
@@ -381,25 +394,30 @@ class App:
     # --- status ----------------------------------------------------------------------------------
 
     def status_line(self) -> str:
-        s = self.decoder.stats
+        s = self.decode_stats()
+        denied, drops, exporters = self.intake_counters()
         now = time.monotonic()
         datagrams, flows = s.total("datagrams"), s.total("flows")
         t, d0, f0 = self._last_status
         rate = (flows - f0) / (now - t) if t else 0.0
         self._last_status = (now, datagrams, flows)
-        drops = sum(d for _, d in self.intake.queue_stats().values())
-        return (f"datagrams {datagrams} flows {flows} ({rate:,.0f}/s) exporters {len(self.decoder.sessions)} "
+        return (f"datagrams {datagrams} flows {flows} ({rate:,.0f}/s) exporters {exporters} "
                 f"held {s.total('held')} expired {s.total('expired')} errors {s.total('errors')} "
-                f"denied {self.intake.denied} kernel-drops {drops} open-bins {len(self.aggregator.bins)} "
+                f"denied {denied} kernel-drops {sum(drops.values())} open-bins {len(self.aggregator.bins)} "
                 f"store-errors {self.health.store_errors}")
 
 
-def run(cfg: C.Config) -> int:
+def run(cfg: C.Config, workers: int = 1) -> int:
+    if workers > 1:
+        from collector.workers import Supervisor
+
+        return run_loop(Supervisor(cfg, workers).run())
+    return run_loop(App(cfg).run())
+
+
+def run_loop(coro) -> int:
     try:
         import uvloop
     except ImportError:  # plain asyncio receives ~8x fewer datagrams/s
-        uvloop = None
-    app = App(cfg)
-    if uvloop is not None:
-        return uvloop.run(app.run())
-    return asyncio.run(app.run())
+        return asyncio.run(coro)
+    return uvloop.run(coro)

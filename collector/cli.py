@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     from collector.tuning import tune_malloc
 
     tune_malloc()
-    logging.basicConfig(level=getattr(args, "log_level", "info").upper(),
+    logging.basicConfig(level=(getattr(args, "log_level", None) or "info").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args) or 0
@@ -90,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="internal network, repeatable (default RFC 1918, RFC 4193, 100.64.0.0/10)")
     r.add_argument("--refresh-time", metavar="SECONDS", help="flush cadence (default 60)")
     r.add_argument("--metrics", metavar="ADDR:PORT", help="Prometheus /metrics endpoint (e.g. 127.0.0.1:9750)")
-    r.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    r.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="receiving processes sharing the ports (SO_REUSEPORT); default 1")
+    r.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   help="default: log.level of the config (info)")
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("top", help="top hosts, services or categories from the database",
@@ -194,8 +197,13 @@ def cmd_run(args) -> int:
     from collector.store import StoreError
 
     cfg = load_run_config(args)
+    if not args.log_level:
+        logging.getLogger().setLevel(cfg.get("log.level").upper())
+    if not 1 <= args.workers <= 64:
+        print("imflow: --workers: expected 1 to 64", file=sys.stderr)
+        return 2
     try:
-        return app.run(cfg)
+        return app.run(cfg, workers=args.workers)
     except StoreError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 1
@@ -267,17 +275,19 @@ def cmd_services(args) -> int:
     if args.format == "json":
         print(json.dumps([dict(s.to_dict(), index=s.index) for s in services], indent=1))
         return 0
-    print(f"{'id':<16} {'category':<8} {'name':<38} {'ports':<34} prefixes")
+    print(f"{'id':<14} {'category':<8} {'name':<36} {'ports (alone)':<30} {'ports with prefixes':<22} prefixes")
     for s in services:
-        ports = ", ".join(s.ports) if s.ports else "-"
-        if s.shared_ports:
-            ports += " (+" + ", ".join(s.shared_ports) + " with prefixes)"
-        if len(ports) > 34:
-            ports = ports[:31] + "..."
-        print(f"{s.id:<16} {s.category:<8} {s.name[:38]:<38} {ports:<34} {len(s.prefixes)}")
+        owned = ", ".join(p for p in s.ports if p not in s.shared_ports) or "-"
+        shared = ", ".join(s.shared_ports) or "-"
+        print(f"{s.id:<14} {s.category:<8} {s.name[:36]:<36} {_cut(owned, 30):<30} {_cut(shared, 22):<22} "
+              f"{len(s.prefixes)}")
     print(f"{len(services)} services, prefix snapshot {catalogue.snapshot}"
           + (f", updated {catalogue.fetched}" if catalogue.fetched else ""))
     return 0
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def cmd_catalogue_update(args) -> int:

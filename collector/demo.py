@@ -25,7 +25,9 @@ def run_demo(db: str | None = None, hosts: int = 40, every: float = 5.0, duratio
         tmp = tempfile.TemporaryDirectory(prefix="imflow-demo-")
         db = os.path.join(tmp.name, "imflow.db")
     cfg = C.validate({
-        "collector": {"listen": [f"127.0.0.1:{port}"], "refresh_time": 2.0, "status_interval": 3600},
+        # a small receive buffer: the demo's rate needs no more, and it never exceeds rmem_max
+        "collector": {"listen": [f"127.0.0.1:{port}"], "refresh_time": 2.0, "status_interval": 3600,
+                      "rcvbuf": 212992},
         "store": {"path": db},
     })
     try:

@@ -65,7 +65,8 @@ class _Protocol(asyncio.DatagramProtocol):
 
 class Intake:
     def __init__(self, listen: list[str], on_batch: Callable[[list], None], allow: list[str] | None = None,
-                 rcvbuf: int = 32 << 20, batch_size: int = 1024, delay: float = 0.005):
+                 rcvbuf: int = 32 << 20, batch_size: int = 1024, delay: float = 0.005,
+                 reuse_port: bool = False):
         self.listen = listen
         self.on_batch = on_batch
         self.allow = Allow(allow) if allow else None
@@ -80,6 +81,7 @@ class Intake:
         self.denied = 0
         self.socket_errors = 0
         self.received = 0  # datagrams handed on
+        self.reuse_port = reuse_port  # SO_REUSEPORT: worker processes share the ports
 
     async def start(self) -> list[str]:
         """Bind every listener; returns their actual addresses (port 0 gets one)."""
@@ -91,6 +93,8 @@ class Intake:
             sock = socket.socket(family, socket.SOCK_DGRAM)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+                if self.reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind((host, port))

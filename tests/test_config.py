@@ -86,3 +86,12 @@ def test_endpoints(text, expect):
                                           ("2w", 1209600), ("5y", 5 * 31536000), ("42", 42)])
 def test_durations(text, seconds):
     assert config.parse_duration(text) == seconds
+
+
+def test_shipped_example_config_is_valid():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "deploy" / "imflow.toml.example"
+    p = subprocess.run([sys.executable, "-m", "collector", "check-config", str(example)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr

@@ -104,7 +104,8 @@ class Daemon:
         return code
 
     def stopped_line(self) -> str:
-        return next(line for line in self.text().splitlines() if "stopped:" in line)
+        """The daemon's last status line (with --workers, the supervisor's: it stops last)."""
+        return [line for line in self.text().splitlines() if "stopped:" in line][-1]
 
 
 def send_with_softflowd(pcap: Path, port: int, args: list[str]) -> None:
