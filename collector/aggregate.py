@@ -150,9 +150,17 @@ class Aggregator:
             taken = {k: v for k, v in self.bins.items() if k[0] < limit}
             for k in taken:
                 del self.bins[k]
-        return [Row(k[0], k[1], self.services[k[2]], self.categories[k[2]],
-                    addr_to_str(k[3], k[4]) if k[5] & 1 else "", v[0], v[1], v[2], bool(k[5] & 2))
-                for k, v in taken.items()]
+        names: dict[tuple[int, int], str] = {}  # hosts repeat across services and minutes
+        out = []
+        for k, v in taken.items():
+            host = ""
+            if k[5] & 1:
+                host = names.get((k[3], k[4]))
+                if host is None:
+                    host = names[(k[3], k[4])] = addr_to_str(k[3], k[4])
+            out.append(Row(k[0], k[1], self.services[k[2]], self.categories[k[2]], host, v[0], v[1], v[2],
+                           bool(k[5] & 2)))
+        return out
 
     def drain_interfaces(self, name_of=None) -> list[IfRow]:
         """Remove and return every interface bin; `name_of(exporter, if_index)` names them."""
