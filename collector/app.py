@@ -338,6 +338,10 @@ class App:
         return (self.intake.denied, {k: d for k, (_, d) in self.intake.queue_stats().items()},
                 len(self.decoder.sessions))
 
+    def worker_counts(self) -> tuple[int, int]:
+        """(receiving processes alive, restarts): one and none, unless workers run."""
+        return 1, 0
+
     def refresh_snapshot(self) -> None:
         s, agg = self.decode_stats(), self.aggregator
         denied, drops, exporters = self.intake_counters()
@@ -351,6 +355,7 @@ class App:
             flows={(e, str(v)): n for (e, v), n in s.flows.items()},
             errors=dict(s.errors), held=dict(s.held), expired=dict(s.expired), seq_lost=dict(s.seq_lost),
             socket_drops=drops, denied=denied, store_errors=self.health.store_errors, exporters=exporters,
+            workers=self.worker_counts()[0], worker_restarts=self.worker_counts()[1],
             violations=dict(self._violations), violation_hosts=dict(self.metrics.violation_hosts.series),
             snmp=tuple(self.poller.state().values()) if self.poller is not None else (),
             interface_service=dict(self._interface_service)))

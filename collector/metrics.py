@@ -41,6 +41,8 @@ class Snapshot:
     denied: int = 0
     store_errors: int = 0
     exporters: int = 0
+    workers: int = 1  # receiving processes alive
+    worker_restarts: int = 0
     snmp: tuple = ()  # collector.snmp.AgentState of each target (replaced, never changed, per poll)
     interface_service: dict = field(default_factory=dict)  # (exporter, if_name, direction, category) -> bytes
 
@@ -123,6 +125,12 @@ class _Collector:
         g = GaugeMetricFamily("imflow_exporters", "Exporter sessions with state")
         g.add_metric([], s.exporters)
         yield g
+        g = GaugeMetricFamily("imflow_workers", "Receiving processes alive (imflow run --workers)")
+        g.add_metric([], s.workers)
+        yield g
+        c = CounterMetricFamily("imflow_worker_restarts", "Worker processes that died and were restarted")
+        c.add_metric([], s.worker_restarts)
+        yield c
         yield from _snmp_families(s)
 
 

@@ -234,6 +234,9 @@ class Supervisor(App):
             drops.update(e.get("drops", {}))
         return denied, dict(drops), sum(e.get("exporters", 0) for _, e in self.latest.values())
 
+    def worker_counts(self) -> tuple[int, int]:
+        return sum(p.is_alive() for p in self.procs.values()), self.restarts
+
     def status_line(self) -> str:
-        return super().status_line() + f" workers {sum(p.is_alive() for p in self.procs.values())}" \
-                                       f" worker-restarts {self.restarts}"
+        alive, restarts = self.worker_counts()
+        return super().status_line() + f" workers {alive} worker-restarts {restarts}"
