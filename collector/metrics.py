@@ -116,21 +116,17 @@ class _Collector:
             for key, v in data.items():
                 c.add_metric([str(x) for x in (key if isinstance(key, tuple) else (key,))], v)
             yield c
-        c = CounterMetricFamily("imflow_denied_datagrams", "Datagrams from sources outside exporters.allow")
-        c.add_metric([], s.denied)
-        yield c
-        c = CounterMetricFamily("imflow_store_errors", "Failed writes to the database")
-        c.add_metric([], s.store_errors)
-        yield c
-        g = GaugeMetricFamily("imflow_exporters", "Exporter sessions with state")
-        g.add_metric([], s.exporters)
-        yield g
-        g = GaugeMetricFamily("imflow_workers", "Receiving processes alive (imflow run --workers)")
-        g.add_metric([], s.workers)
-        yield g
-        c = CounterMetricFamily("imflow_worker_restarts", "Worker processes that died and were restarted")
-        c.add_metric([], s.worker_restarts)
-        yield c
+        for family, name, doc, value in (
+                (CounterMetricFamily, "imflow_denied_datagrams", "Datagrams from sources outside exporters.allow",
+                 s.denied),
+                (CounterMetricFamily, "imflow_store_errors", "Failed writes to the database", s.store_errors),
+                (GaugeMetricFamily, "imflow_exporters", "Exporter sessions with state", s.exporters),
+                (GaugeMetricFamily, "imflow_workers", "Receiving processes alive (imflow run --workers)", s.workers),
+                (CounterMetricFamily, "imflow_worker_restarts", "Worker processes that died and were restarted",
+                 s.worker_restarts)):
+            f = family(name, doc)
+            f.add_metric([], value)
+            yield f
         yield from _snmp_families(s)
 
 
