@@ -253,3 +253,14 @@ def test_policy_violations_are_counted_and_listed(tmp_path, sessions):
     assert got == dict(want)
     rows = json.loads(p.stdout)
     assert all(r["first_seen"] < r["last_seen"] for r in rows)
+    # the audit report of the same database: totals and the violations agree with the truth
+    p = subprocess.run([sys.executable, "-m", "collector", "report", "--db", str(db), "--since", "all",
+                        "--config", str(cfg), "--format", "json"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(p.stdout)
+    assert rep["totals"]["bytes"] == sum(f.bytes for f in truth)
+    assert rep["totals"]["violation_bytes"] == sum(want.values())
+    p = subprocess.run([sys.executable, "-m", "collector", "report", "--db", str(db), "--since", "all",
+                        "--config", str(cfg), "--out", str(tmp_path / "r.html")], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and "<svg" in (tmp_path / "r.html").read_text()
