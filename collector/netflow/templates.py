@@ -204,10 +204,9 @@ class Compiled:
         w = self.width[k]
         if w in _POW2:
             return col.astype(dtype)
-        if w == 16:  # an IPv6-sized value of another element: keep the low 64 bits
-            return col[:, 1].astype(dtype) if col.ndim == 2 and col.dtype != np.uint8 else \
-                _be_bytes(col[:, 8:], 8).astype(dtype)
-        if w > 8:
+        if col.dtype != np.uint8:  # an IPv6 address column (two big-endian halves): the low half
+            return col[:, 1].astype(dtype)
+        if w > 8:  # wider than any integer: the low 8 octets
             col, w = col[:, w - 8:], 8
         return _be_bytes(col, w).astype(dtype)
 
