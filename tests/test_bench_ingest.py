@@ -1,0 +1,73 @@
+"""Smoke test of bench/ingest: one short low-rate v9 trial against imflow only.
+
+Checks the harness's own accounting (the sender's record count, imflow's stored count, the
+kernel drop and sender error counters), never a timing or a rate.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HARNESS = ROOT / "bench" / "ingest" / "run.py"
+
+pytestmark = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                                reason="needs a C compiler for bench/ingest/sender.c")
+
+
+def test_quick_v9_imflow_counts_every_record(tmp_path):
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, str(HARNESS), "--quick", "--versions", "v9", "--collectors", "imflow",
+         "--rate", "300", "--duration", "1", "--records", "2000", "--no-sysctl", "--quiet-wait", "0",
+         "--json", str(out)],
+        check=False, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    [res] = result["results"]
+    assert (res["collector"], res["version"]) == ("imflow", "v9")
+    [trial] = res["trials"]
+    assert not trial["error"], trial["error"]
+    assert trial["sent"] > 0 and trial["errors"] == 0
+    # every v9 datagram of the benchmark carries between 1 and 27 flow records
+    assert trial["sent"] <= trial["records"] <= 27 * trial["sent"]
+    assert trial["drops"] == 0
+    assert trial["counted"] == trial["records"], (
+        f"imflow stored {trial['counted']} flow records, the sender sent {trial['records']}")
+    assert "imflow" in proc.stdout and "v9" in proc.stdout
+
+
+def test_datagram_file_round_trip(tmp_path):
+    sys.path.insert(0, str(HARNESS.parent))
+    try:
+        import datagrams as D
+    finally:
+        sys.path.remove(str(HARNESS.parent))
+    import struct
+
+    for version in ("v5", "v9", "ipfix"):
+        built = D.build(version, 500)
+        assert built.total_records >= 500 * (0.9 if version == "v5" else 1)
+        per = 30 if version == "v5" else 27
+        assert all(1 <= r <= per for r in built.records)
+        path = tmp_path / f"{version}.bin"
+        D.write(str(path), built)
+        data = path.read_bytes()
+        assert data[:4] == b"IMFB"
+        _, count = struct.unpack_from("<II", data, 4)
+        assert count == len(built.datagrams)
+        off, seen = 12, 0
+        for d, r in zip(built.datagrams, built.records):
+            n, rec = struct.unpack_from("<HH", data, off)
+            assert (n, rec) == (len(d), r)
+            assert data[off + 4:off + 4 + n] == d
+            off += 4 + n
+            seen += rec
+        assert off == len(data) and seen == built.total_records
+        assert D.records_sent(built, len(built.datagrams) + 3) == built.total_records + sum(built.records[:3])
