@@ -73,18 +73,19 @@ def main() -> None:
     tune_malloc()
     services = [f"s{i}" for i in range(21)]
     now = time.time()
-    times = []
+    times, held_first = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(3):
             agg = Aggregator(["other"] + services, ["other"] + ["im"] * len(services))
             before = rss_mib()
             fill(agg, args.keys, len(services), now)
             held = rss_mib() - before
+            held_first = held if held_first is None else held_first  # later runs reuse freed pages
             times.append(asyncio.run(flush(agg, f"{tmp}/bench{run}.db")))
             print(f"run {run + 1}: {args.keys:,} open (host, service) bins, RSS +{held:.0f} MiB "
                   f"(process {rss_mib():.0f} MiB), flush {times[-1]:.2f} s")
     print(f"median flush of {args.keys:,} bins: {statistics.median(times):.2f} s "
-          f"(target < 1 s); RSS of the open bins: {held:.0f} MiB (target <= 200 MiB)")
+          f"(target < 1 s); RSS of the open bins (first run): {held_first:.0f} MiB (target <= 200 MiB)")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--datagrams", type=int, default=20000)
-    ap.add_argument("--batch", type=int, default=2048, help="datagrams per decode call (daemon default)")
+    ap.add_argument("--batch", type=int, default=1024, help="datagrams per decode call (the daemon's collector.batch_size)")
     args = ap.parse_args()
     tune_malloc()  # as the imflow command does
     targets = {5: 5e6, 9: 3e6, 10: 3e6}
