@@ -356,6 +356,7 @@ class App:
             errors=dict(s.errors), held=dict(s.held), expired=dict(s.expired), seq_lost=dict(s.seq_lost),
             socket_drops=drops, denied=denied, store_errors=self.health.store_errors, exporters=exporters,
             workers=self.worker_counts()[0], worker_restarts=self.worker_counts()[1],
+            evicted=dict(s.evicted) | {"open-bins": agg.totals.dropped_bins},
             violations=dict(self._violations), violation_hosts=dict(self.metrics.violation_hosts.series),
             snmp=tuple(self.poller.state().values()) if self.poller is not None else (),
             interface_service=dict(self._interface_service)))

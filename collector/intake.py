@@ -82,6 +82,7 @@ class Intake:
         self.socket_errors = 0
         self.received = 0  # datagrams handed on
         self.reuse_port = reuse_port  # SO_REUSEPORT: worker processes share the ports
+        self._last_queue_stats: dict[str, tuple[int, int]] = {}
 
     async def start(self) -> list[str]:
         """Bind every listener; returns their actual addresses (port 0 gets one)."""
@@ -133,14 +134,18 @@ class Intake:
         self.hand_on()
 
     def close(self) -> None:
+        self.queue_stats()  # keep the final kernel figures for the last status line
         for t in self.transports:
             t.close()
         self.transports.clear()
         self.hand_on()
 
     def queue_stats(self) -> dict[str, tuple[int, int]]:
-        """listener -> (bytes queued in the kernel, datagrams dropped by the kernel)."""
+        """listener -> (bytes queued in the kernel, datagrams dropped by the kernel); after
+        close, the last figures read while the sockets were open."""
         inodes = {os.fstat(s.fileno()).st_ino: label for label, s in self.sockets if s.fileno() >= 0}
+        if not inodes:
+            return dict(self._last_queue_stats)
         out: dict[str, tuple[int, int]] = {}
         for path in ("/proc/net/udp", "/proc/net/udp6"):
             try:
@@ -154,4 +159,5 @@ class Intake:
                             out[inodes[inode]] = (rx, int(cols[-1]))
             except OSError:
                 continue
+        self._last_queue_stats = out
         return out

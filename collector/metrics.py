@@ -41,6 +41,7 @@ class Snapshot:
     denied: int = 0
     store_errors: int = 0
     exporters: int = 0
+    evicted: dict = field(default_factory=dict)  # table -> entries a ceiling dropped
     workers: int = 1  # receiving processes alive
     worker_restarts: int = 0
     snmp: tuple = ()  # collector.snmp.AgentState of each target (replaced, never changed, per poll)
@@ -111,7 +112,9 @@ class _Collector:
                 ("imflow_sequence_lost_flows", "Flow records estimated lost from sequence numbers",
                  ["exporter"], s.seq_lost),
                 ("imflow_socket_drops", "Datagrams the kernel dropped (receive buffer full)", ["listener"],
-                 s.socket_drops)):
+                 s.socket_drops),
+                ("imflow_evictions", "Entries dropped by a ceiling (sessions, templates, names, samplers, "
+                 "open bins, stats-exporters)", ["table"], s.evicted)):
             c = CounterMetricFamily(name, doc, labels=labels)
             for key, v in data.items():
                 c.add_metric([str(x) for x in (key if isinstance(key, tuple) else (key,))], v)
