@@ -52,7 +52,7 @@ def fill(agg: Aggregator, keys: int, services: int, now: float) -> None:
                          np.ones(len(idx), bool))
         agg.add(b, cls, np.zeros(len(idx), np.uint32), ["192.0.2.1"], now)
         done += len(idx)
-    assert len(agg.bins) == keys, (len(agg.bins), keys, hosts)
+    assert agg.open_bins() == keys, (agg.open_bins(), keys, hosts)
 
 
 async def flush(agg: Aggregator, path: str) -> float:

@@ -71,6 +71,77 @@ def _group(keys: list[tuple[np.ndarray, int | None]], nbytes: np.ndarray, npacke
             counts)
 
 
+_KEYS = ("minute", "exporter", "service", "hi", "lo", "flag")
+_SUMS = ("bytes", "packets", "flows")
+_DTYPES = {"minute": np.int64, "exporter": np.uint32, "service": np.uint16, "hi": _U8, "lo": _U8,
+           "flag": np.uint8, "bytes": _U8, "packets": _U8, "flows": _U8}
+
+
+class HostBins:
+    """Open (minute, exporter, service, host, flags) bins as columns.
+
+    Each batch appends its own reduction; the parts are merged in bulk (one lexsort) when they
+    outgrow the merged table, and before anything reads the bins. No Python work per key on the
+    hot path. At the ceiling, keys already open keep their place and new ones are dropped
+    (counted), as a dict that refuses new keys would.
+    """
+
+    def __init__(self, ceiling: int):
+        self.ceiling = ceiling
+        self.merged = {c: np.zeros(0, t) for c, t in _DTYPES.items()}
+        self.parts: list[dict[str, np.ndarray]] = []
+        self.pending = 0
+        self.dropped = 0
+
+    def append(self, cols: dict[str, np.ndarray]) -> None:
+        self.parts.append(cols)
+        self.pending += len(cols["bytes"])
+        if self.pending >= max(200_000, len(self.merged["bytes"])):
+            self.merge()
+
+    def merge(self) -> dict[str, np.ndarray]:
+        if not self.parts:
+            return self.merged
+        old = len(self.merged["bytes"])
+        cols = {c: np.concatenate([self.merged[c]] + [p[c] for p in self.parts]).astype(t, copy=False)
+                for c, t in _DTYPES.items()}
+        self.parts, self.pending = [], 0
+        order = np.lexsort(tuple(cols[c] for c in reversed(_KEYS)))
+        new = np.ones(len(order), bool)
+        if len(order) > 1:
+            same = np.ones(len(order) - 1, bool)
+            for c in _KEYS:
+                k = cols[c][order]
+                same &= k[1:] == k[:-1]
+            new[1:] = ~same
+        starts = np.flatnonzero(new)
+        out = {c: cols[c][order[starts]] for c in _KEYS}
+        for c in _SUMS:
+            out[c] = np.add.reduceat(cols[c][order], starts) if len(order) else cols[c]
+        if len(starts) > self.ceiling:
+            # a group is "old" when one of its rows came from the merged table
+            was_open = np.logical_or.reduceat(order < old, starts) if len(order) else new
+            room = max(self.ceiling - int(was_open.sum()), 0)
+            keep = was_open | (np.cumsum(~was_open) <= room)
+            self.dropped += int((~keep).sum())
+            out = {c: v[keep] for c, v in out.items()}
+        self.merged = out
+        return out
+
+    def take(self, mask_of=None) -> dict[str, np.ndarray]:
+        """Remove and return the bins `mask_of(columns)` selects (all when None)."""
+        cols = self.merge()
+        if mask_of is None:
+            self.merged = {c: np.zeros(0, t) for c, t in _DTYPES.items()}
+            return cols
+        mask = mask_of(cols)
+        self.merged = {c: v[~mask] for c, v in cols.items()}
+        return {c: v[mask] for c, v in cols.items()}
+
+    def __len__(self) -> int:
+        return len(self.merge()["bytes"])
+
+
 class Aggregator:
     def __init__(self, services: list[str], categories: list[str], max_open_bins: int = 2_000_000,
                  max_age: float = 86400.0, max_skew: float = 300.0):
@@ -79,8 +150,11 @@ class Aggregator:
         self.max_open_bins = max_open_bins
         self.max_age = max_age
         self.max_skew = max_skew
-        self.bins: dict[tuple, list[int]] = {}  # (minute, exporter, service idx, hi, lo, flags)
+        self.bins = HostBins(max_open_bins)
+        self.exporter_names: list[str] = []  # global exporter index -> name (bounded upstream)
+        self._exporter_index: dict[str, int] = {}
         self.if_bins: dict[tuple, list[int]] = {}  # (minute, exporter, service idx, if_index, direction)
+        self._if_dropped = 0
         self.totals = Totals()
         self.service_bytes = np.zeros(len(services), np.uint64)
         self.service_packets = np.zeros(len(services), np.uint64)
@@ -122,12 +196,12 @@ class Aggregator:
         first, sums_b, sums_p, counts = _group(
             [(minute - minute.min(), None), (exporters, None), (service, len(self.services)),
              (host_idx, len(hosts)), (flag, 4)], batch.bytes, batch.packets)
-        h_hi, h_lo = hosts["hi"].tolist(), hosts["lo"].tolist()
-        keys = [(m * BIN, exporter_names[e], sv, h_hi[h], h_lo[h], f)
-                for m, e, sv, h, f in zip(minute[first].tolist(), exporters[first].tolist(),
-                                          service[first].tolist(), host_idx[first].tolist(),
-                                          flag[first].tolist())]
-        self._merge(self.bins, keys, sums_b, sums_p, counts)
+        glob = np.array([self._exporter(name) for name in exporter_names], np.uint32)
+        self.bins.append({"minute": minute[first] * BIN, "exporter": glob[exporters[first]],
+                          "service": service[first].astype(np.uint16), "hi": hosts["hi"][host_idx[first]],
+                          "lo": hosts["lo"][host_idx[first]], "flag": flag[first].astype(np.uint8),
+                          "bytes": sums_b, "packets": sums_p, "flows": counts.astype(_U8)})
+        self.totals.dropped_bins = self.bins.dropped + self._if_dropped
 
         # per interface and direction: the flow's bytes count "in" on in_if and "out" on out_if
         for ifs, direction in ((batch.in_if, 0), (batch.out_if, 1)):
@@ -145,11 +219,24 @@ class Aggregator:
                                             service[sel].tolist(), if_idx.ravel()[first].tolist())]
             self._merge(self.if_bins, keys, sums_b, sums_p, counts)
 
+    def _exporter(self, name: str) -> int:
+        i = self._exporter_index.get(name)
+        if i is None:
+            i = self._exporter_index[name] = len(self.exporter_names)
+            self.exporter_names.append(name)
+        return i
+
+    def open_bins(self) -> int:
+        n = len(self.bins) + len(self.if_bins)  # merges, so the drop count below is current
+        self.totals.dropped_bins = self.bins.dropped + self._if_dropped
+        return n
+
     def _merge(self, bins: dict, keys: list, sums_b, sums_p, counts) -> None:
         for k, b, p, c in zip(keys, sums_b.tolist(), sums_p.tolist(), counts.tolist()):
             acc = bins.get(k)
             if acc is None:
-                if len(self.bins) + len(self.if_bins) >= self.max_open_bins:
+                if len(bins) >= self.max_open_bins:
+                    self._if_dropped += 1
                     self.totals.dropped_bins += 1
                     continue
                 bins[k] = [b, p, c]
@@ -161,22 +248,21 @@ class Aggregator:
     def drain(self, before: float | None = None) -> list[Row]:
         """Remove and return the bins that started before `before` (None: all of them)."""
         if before is None:
-            taken, self.bins = self.bins, {}
+            cols = self.bins.take()
         else:
             limit = int(before // BIN) * BIN
-            taken = {k: v for k, v in self.bins.items() if k[0] < limit}
-            for k in taken:
-                del self.bins[k]
+            cols = self.bins.take(lambda c: c["minute"] < limit)
+        self.totals.dropped_bins = self.bins.dropped + self._if_dropped
         names: dict[tuple[int, int], str] = {}  # hosts repeat across services and minutes
         out = []
-        for k, v in taken.items():
+        services, categories, exporters = self.services, self.categories, self.exporter_names
+        for m, e, sv, hi, lo, f, b, p, n in zip(*(cols[c].tolist() for c in _KEYS + _SUMS)):
             host = ""
-            if k[5] & 1:
-                host = names.get((k[3], k[4]))
+            if f & 1:
+                host = names.get((hi, lo))
                 if host is None:
-                    host = names[(k[3], k[4])] = addr_to_str(k[3], k[4])
-            out.append(Row(k[0], k[1], self.services[k[2]], self.categories[k[2]], host, v[0], v[1], v[2],
-                           bool(k[5] & 2)))
+                    host = names[(hi, lo)] = addr_to_str(hi, lo)
+            out.append(Row(m, exporters[e], services[sv], categories[sv], host, b, p, n, bool(f & 2)))
         return out
 
     def drain_interfaces(self, name_of=None) -> list[IfRow]:
@@ -201,26 +287,22 @@ class Aggregator:
         self.restore(rows, if_rows)
 
     def restore(self, rows: list[Row], if_rows: list[IfRow] = ()) -> None:
-        """Put rows back that the store refused (they are retried at the next flush).
-        Over the open-bin ceiling the oldest are dropped and counted."""
-        room = self.max_open_bins - len(self.bins) - len(self.if_bins)
-        if len(rows) + len(if_rows) > room:
-            keep = max(room, 0)
-            ordered = sorted(rows, key=lambda r: r.bin, reverse=True)
-            self.totals.dropped_bins += len(rows) + len(if_rows) - keep
-            rows = ordered[:keep]
-            if_rows = sorted(if_rows, key=lambda r: r.bin, reverse=True)[:max(keep - len(rows), 0)]
+        """Put rows back that the store refused (they are retried at the next flush), or add
+        a worker's. Over the open-bin ceiling, what does not fit is dropped and counted."""
         index = {s: i for i, s in enumerate(self.services)}
-        for r in if_rows:
-            k = (r.bin, r.exporter, index.get(r.service, 0), r.if_index, DIRECTIONS.index(r.direction))
-            acc = self.if_bins.setdefault(k, [0, 0, 0])
-            acc[0] += r.bytes
-            acc[1] += r.packets
-            acc[2] += r.flows
-        for r in rows:
-            hi, lo = addr_from_str(r.host) if r.host else (0, 0)
-            k = (r.bin, r.exporter, index.get(r.service, 0), hi, lo, bool(r.host) | (r.violation << 1))
-            acc = self.bins.setdefault(k, [0, 0, 0])
-            acc[0] += r.bytes
-            acc[1] += r.packets
-            acc[2] += r.flows
+        self._merge(self.if_bins, [(r.bin, r.exporter, index.get(r.service, 0), r.if_index,
+                                    DIRECTIONS.index(r.direction)) for r in if_rows],
+                    np.array([r.bytes for r in if_rows], _U8), np.array([r.packets for r in if_rows], _U8),
+                    np.array([r.flows for r in if_rows], _U8))
+        if not rows:
+            return
+        hosts = [addr_from_str(r.host) if r.host else (0, 0) for r in rows]
+        self.bins.append({
+            "minute": np.array([r.bin for r in rows], np.int64),
+            "exporter": np.array([self._exporter(r.exporter) for r in rows], np.uint32),
+            "service": np.array([index.get(r.service, 0) for r in rows], np.uint16),
+            "hi": np.array([h[0] for h in hosts], _U8), "lo": np.array([h[1] for h in hosts], _U8),
+            "flag": np.array([bool(r.host) | (r.violation << 1) for r in rows], np.uint8),
+            "bytes": np.array([r.bytes for r in rows], _U8), "packets": np.array([r.packets for r in rows], _U8),
+            "flows": np.array([r.flows for r in rows], _U8)})
+        self.totals.dropped_bins = self.bins.dropped + self._if_dropped

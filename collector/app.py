@@ -409,7 +409,7 @@ class App:
         self._last_status = (now, datagrams, flows)
         return (f"datagrams {datagrams} flows {flows} ({rate:,.0f}/s) exporters {exporters} "
                 f"held {s.total('held')} expired {s.total('expired')} errors {s.total('errors')} "
-                f"denied {denied} kernel-drops {sum(drops.values())} open-bins {len(self.aggregator.bins)} "
+                f"denied {denied} kernel-drops {sum(drops.values())} open-bins {self.aggregator.open_bins()} "
                 f"store-errors {self.health.store_errors}")
 
 

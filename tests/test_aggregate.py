@@ -57,7 +57,7 @@ def test_bins_equal_a_plain_reduction(batches):
         got[key + ("packets",)] += r.packets
         got[key + ("flows",)] += r.flows
     assert +got == +expect
-    assert agg.bins == {}
+    assert agg.open_bins() == 0
     total = sum(f[3] for fl in batches for f in fl)
     assert int(agg.service_bytes.sum()) == total
 
@@ -77,7 +77,7 @@ def test_open_bin_ceiling_counts_what_it_drops():
     flows = [(1, f"10.0.0.{i}", 0, 10, 1, 0) for i in range(1, 6)]
     b, cls, exp = make(flows)
     agg.add(b, cls, exp, ["192.0.2.1"], NOW)
-    assert len(agg.bins) == 3 and agg.totals.dropped_bins == 2
+    assert agg.open_bins() == 3 and agg.totals.dropped_bins == 2
 
 
 def test_hosts_round_trip_text():
