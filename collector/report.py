@@ -110,28 +110,9 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
 
 
 def _read(conn, start, end, now):
-    meta = dict(conn.execute("SELECT key, value FROM meta"))
-    retention = schema.resolve_retention({r: float(meta[f"retention.{r}"]) for r in schema.RESOLUTIONS
-                                          if f"retention.{r}" in meta})
-    pruned = {r: int(meta[f"pruned.{r}"]) for r in schema.RESOLUTIONS if f"pruned.{r}" in meta}
-    first = start
-    if first is None:
-        # the oldest data, at the finest table that still holds it (minutes are pruned first,
-        # and a coarser table's bin start is earlier than the data in it)
-        for table, width in schema.RESOLUTIONS.values():
-            (lo,) = conn.execute(f"SELECT min(bin) FROM {table}").fetchone()
-            if lo is not None and (first is None or lo < first - first % width):
-                first = lo
-        first = now if first is None else first
-    res = query.pick_resolution(first, now, retention, pruned)
-    table, width = schema.RESOLUTIONS[res]
-    where, params = ["1"], []
-    if start is not None:
-        where.append("bin >= ?")
-        params.append(math.floor(start / width) * width)
-    if end is not None:
-        where.append("bin < ?")
-        params.append(math.ceil(end))
+    rng = query.Range(conn, start, end, now)
+    res, table, width = rng.resolution, rng.table, rng.width
+    where, params = ["1"] + rng.where, rng.params
     cond = " AND ".join(where)
     rows = conn.execute(
         f"SELECT category, service, host, sum(bytes), sum(packets), sum(flows), min(bin),"

@@ -21,7 +21,6 @@ import pytest
 
 from tests.support import pcapgen as pg
 from tests.support import softflowd
-from tests.support.scenario import IM_SESSIONS, T0
 
 pytestmark = pytest.mark.skipif(not softflowd.available(), reason="softflowd not on PATH")
 
@@ -111,19 +110,6 @@ class Daemon:
 def send_with_softflowd(pcap: Path, port: int, args: list[str]) -> None:
     subprocess.run(["softflowd", "-r", str(pcap), "-n", f"127.0.0.1:{port}", "-p", str(pcap) + ".pid",
                     *args], check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture(scope="module")
-def sessions(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sessions")
-    extra = [pg.Session("10.5.5.5", "198.51.100.80", 50001, 8074, pg.TCP,
-                        [(0, 60), (1, 60), (0, 300), (1, 700)], start=T0 + 6),
-             pg.Session("10.5.5.6", "10.9.9.9", 50002, 5061, pg.TCP,  # both ends internal
-                        [(0, 60), (1, 60), (0, 500), (1, 900)], start=T0 + 6.5),
-             pg.Session("198.51.100.1", "203.0.113.9", 40000, 5060, pg.UDP,  # no internal end
-                        [(0, 400), (1, 400)], start=T0 + 7)]
-    truth = pg.write_sessions(tmp / "s.pcap", IM_SESSIONS + extra)
-    return tmp / "s.pcap", truth
 
 
 @pytest.mark.parametrize("args", [["-v", "5", "-a"], ["-v", "9", "-a"], ["-v", "10", "-A", "milli"],

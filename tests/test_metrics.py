@@ -19,7 +19,7 @@ import pytest
 
 from collector.metrics import HostSeries, Metrics, Snapshot
 from tests.support import softflowd
-from tests.test_daemon import Daemon, expected_service, send_with_softflowd, sessions  # noqa: F401
+from tests.test_daemon import Daemon, expected_service, send_with_softflowd
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_prometheus = pytest.mark.skipif(not shutil.which("prometheus"), reason="prometheus not on PATH")
@@ -138,7 +138,7 @@ def substitute(expr: str, host: str) -> str:
 
 @needs_prometheus
 @pytest.mark.skipif(not softflowd.available(), reason="softflowd not on PATH")
-def test_prometheus_scrapes_exact_totals_and_every_panel_query_works(tmp_path, sessions):  # noqa: F811
+def test_prometheus_scrapes_exact_totals_and_every_panel_query_works(tmp_path, sessions):
     pcap, truth = sessions
     mport = free_port()
     cfg = tmp_path / "imflow.toml"

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.support import softflowd
-from tests.test_daemon import Daemon, db_totals, send_with_softflowd, sessions, truth_totals  # noqa: F401
+from tests.test_daemon import Daemon, db_totals, send_with_softflowd, truth_totals
 
 pytestmark = pytest.mark.skipif(not softflowd.available(), reason="softflowd not on PATH")
 
@@ -29,7 +29,7 @@ def wait_workers(d: Daemon, n: int) -> dict[int, int]:
     raise AssertionError(d.text())
 
 
-def test_two_workers_add_up_exactly(tmp_path, sessions):  # noqa: F811
+def test_two_workers_add_up_exactly(tmp_path, sessions):
     pcap, truth = sessions
     d = Daemon(tmp_path, tmp_path / "imflow.db", "--workers", "2")
     wait_workers(d, 2)
@@ -44,7 +44,7 @@ def test_two_workers_add_up_exactly(tmp_path, sessions):  # noqa: F811
     assert "worker-restarts 0" in d.stopped_line()
 
 
-def test_a_killed_worker_is_restarted_and_counted(tmp_path, sessions):  # noqa: F811
+def test_a_killed_worker_is_restarted_and_counted(tmp_path, sessions):
     pcap, truth = sessions
     d = Daemon(tmp_path, tmp_path / "imflow.db", "--workers", "2")
     pids = wait_workers(d, 2)

@@ -125,6 +125,34 @@ def _host_filter(conn: sqlite3.Connection, table: str, lo: int | None, hi: int |
     return sorted(exact)
 
 
+class Range:
+    """Which rollup resolution answers [start, end), and the WHERE terms selecting its bins."""
+
+    def __init__(self, conn: sqlite3.Connection, start: float | None, end: float | None, now: float,
+                 retention: dict[str, float] | None = None):
+        meta = _meta(conn)
+        if retention is None:
+            retention = {res: float(meta[f"retention.{res}"]) for res in schema.RESOLUTIONS
+                         if f"retention.{res}" in meta}
+        retention = schema.resolve_retention(retention)
+        pruned = {res: int(meta[f"pruned.{res}"]) for res in schema.RESOLUTIONS if f"pruned.{res}" in meta}
+        span = _time_range(conn) if start is None else None
+        self.empty = start is None and span is None
+        first = start if start is not None else (span[0] if span else now)
+        self.resolution = pick_resolution(first, now, retention, pruned)
+        self.table, self.width = schema.RESOLUTIONS[self.resolution]
+        self.lo = None if start is None else math.floor(start / self.width) * self.width
+        self.hi = None if end is None else math.ceil(end)
+        self.where: list[str] = []
+        self.params: list = []
+        if self.lo is not None:
+            self.where.append("bin >= ?")
+            self.params.append(self.lo)
+        if self.hi is not None:
+            self.where.append("bin < ?")
+            self.params.append(self.hi)
+
+
 IF_DIMENSIONS = ("interface", "direction", "service", "category", "exporter")
 # an interface is shown by name (SNMP ifName or the exporter's options data), else its ifIndex
 _IF_COLUMN = {"interface": "CASE if_name WHEN '' THEN CAST(if_index AS TEXT) ELSE if_name END AS interface"}
@@ -161,33 +189,14 @@ def top(db_path: str, start: float | None, end: float | None, by: tuple[str, ...
 
 
 def _top(conn, db_path, start, end, by, service, category, host, exporter, limit, now, retention):
-    meta = _meta(conn)
-    if retention is None:
-        retention = {res: float(meta[f"retention.{res}"]) for res in schema.RESOLUTIONS
-                     if f"retention.{res}" in meta}
-    retention = schema.resolve_retention(retention)
-    pruned = {res: int(meta[f"pruned.{res}"]) for res in schema.RESOLUTIONS if f"pruned.{res}" in meta}
-    if start is None:
-        span = _time_range(conn)
-        if span is None:
-            return []
-        first = span[0]
-    else:
-        first = start
-    res = pick_resolution(first, now, retention, pruned)
-    table, width = schema.RESOLUTIONS[res]
+    rng = Range(conn, start, end, now, retention)
+    if rng.empty:
+        return []
+    table = rng.table
     interfaces = bool(set(by) & {"interface", "direction"})
     if interfaces:
-        table = schema.IF_TABLES[res]
-    lo = None if start is None else math.floor(start / width) * width
-    hi = None if end is None else math.ceil(end)
-    where, params = [], []
-    if lo is not None:
-        where.append("bin >= ?")
-        params.append(lo)
-    if hi is not None:
-        where.append("bin < ?")
-        params.append(hi)
+        table = schema.IF_TABLES[rng.resolution]
+    lo, hi, where, params = rng.lo, rng.hi, rng.where, rng.params
     if host is not None:
         host = _host_filter(conn, table, lo, hi, list(host))
     for column, values in (("service", service), ("category", category), ("exporter", exporter),
@@ -213,24 +222,11 @@ def usage(db_path: str, start: float | None, end: float | None, violations_only:
     and whether any of it was a policy violation; internal hosts only, biggest first."""
     with closing(connect(db_path)) as conn:
         try:
-            meta = _meta(conn)
-            retention = schema.resolve_retention({res: float(meta[f"retention.{res}"]) for res in schema.RESOLUTIONS
-                                                  if f"retention.{res}" in meta})
-            pruned = {res: int(meta[f"pruned.{res}"]) for res in schema.RESOLUTIONS if f"pruned.{res}" in meta}
-            if start is None:
-                span = _time_range(conn)
-                if span is None:
-                    return []
-            first = span[0] if start is None else start
-            res = pick_resolution(first, time.time() if now is None else now, retention, pruned)
-            table, width = schema.RESOLUTIONS[res]
-            where, params = ["host != ''"], []
-            if start is not None:
-                where.append("bin >= ?")
-                params.append(math.floor(start / width) * width)
-            if end is not None:
-                where.append("bin < ?")
-                params.append(math.ceil(end))
+            rng = Range(conn, start, end, time.time() if now is None else now)
+            if rng.empty:
+                return []
+            table, width = rng.table, rng.width
+            where, params = ["host != ''"] + rng.where, rng.params
             if violations_only:
                 where.append("violation = 1")
             sql = (f"SELECT host, service, category, sum(bytes) AS b, sum(packets), sum(flows), min(bin),"
