@@ -164,7 +164,12 @@ class Supervisor(App):
 
     def _receive(self, index: int) -> None:
         conn = self.conns.get(index)
+        if conn is None:
+            return
         try:
+            # the event loop makes watched fds non-blocking; a delta larger than the pipe's
+            # buffer must be read whole, and the worker is writing it right now
+            os.set_blocking(conn.fileno(), True)
             msg = conn.recv()
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(conn.fileno())

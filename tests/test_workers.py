@@ -61,3 +61,37 @@ def test_a_killed_worker_is_restarted_and_counted(tmp_path, sessions):
     assert d.stop() == 0, d.text()
     assert "worker-restarts 1" in d.stopped_line()
     assert db_totals(tmp_path / "imflow.db") == truth_totals(truth, times=2)
+
+
+def test_large_deltas_cross_the_pipe_whole(tmp_path):
+    """Thousands of distinct hosts make a worker's delta larger than a pipe buffer: every flow
+    must still arrive (the supervisor once read such deltas non-blocking and dropped them)."""
+    import socket
+
+    from collector.netflow import encode as E
+    from collector.netflow import fields as F
+
+    flds = [(F.sourceIPv4Address, 4), (F.destinationIPv4Address, 4), (F.sourceTransportPort, 2),
+            (F.destinationTransportPort, 2), (F.protocolIdentifier, 1), (F.octetDeltaCount, 4),
+            (F.packetDeltaCount, 4)]
+    d = Daemon(tmp_path, tmp_path / "imflow.db", "--workers", "2")
+    wait_workers(d, 2)
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for i in range(300):
+            rows = [{8: f"10.{(i * 27 + j) >> 8 & 255}.{(i * 27 + j) & 255}.7", 12: "198.51.100.1", 7: 40000,
+                     11: 6881, 4: 6, 1: 1000 + j, 2: 1} for j in range(27)]
+            sets = [E.data_set(256, flds, rows)]
+            if i % 20 == 0:
+                sets.insert(0, E.template_set([(256, flds)], False))
+            s.sendto(E.v9_message(sets, uptime_ms=1, unix_secs=int(time.time()), sequence=i), ("127.0.0.1", d.port))
+            sent += sum(r[1] for r in rows)
+            time.sleep(0.002)
+    time.sleep(1.5)
+    assert d.stop() == 0, d.text()
+    assert "worker-restarts 0" in d.stopped_line() and "supervisor gone" not in d.text()
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "imflow.db")
+    assert con.execute("SELECT sum(bytes), count(DISTINCT host) FROM rollup_1m").fetchone() == (sent, 8100)
+    con.close()

@@ -228,10 +228,22 @@ class Collector:
 
 class Imflow(Collector):
     name = "imflow"
+    workers = 1  # `imflow run --workers N` (run.py --imflow-workers)
 
     def command(self, workdir: Path, port: int) -> list[str]:
         return [sys.executable, "-m", "collector", "run", "--listen", f"127.0.0.1:{port}",
-                "--db", str(workdir / "imflow.db"), "--refresh-time", "1"]
+                "--db", str(workdir / "imflow.db"), "--refresh-time", "1", "--workers", str(self.workers)]
+
+    def start(self, workdir: Path, port: int, extra: list[str] | None = None) -> Running:
+        run = super().start(workdir, port, extra)
+        if self.workers > 1:  # every worker's socket must be in the SO_REUSEPORT group first
+            deadline = time.monotonic() + 30
+            while run.log.read_text(errors="replace").count("collector.app: imflow listening") < self.workers:
+                if time.monotonic() > deadline:
+                    raise CollectorError(f"imflow workers did not all start; log: {run.log.read_text()[-800:]}")
+                time.sleep(0.05)
+            time.sleep(0.2)
+        return run
 
     def env(self) -> dict[str, str]:
         path = os.environ.get("PYTHONPATH")

@@ -386,6 +386,8 @@ def parse_args(argv=None):
     p.add_argument("--budget", type=float, default=840.0, help="seconds for the whole search run (default 840)")
     p.add_argument("--records", type=int, default=100_000, help="flow records in each datagram file")
     p.add_argument("--json", metavar="FILE", help="write every trial and result as JSON")
+    p.add_argument("--imflow-workers", type=int, default=1, metavar="N",
+                   help="run imflow with --workers N (default 1); CPU and RSS cover all its processes")
     p.add_argument("--keep", action="store_true", help="keep the temporary folders")
     p.add_argument("--quiet-wait", type=float, default=3.0, metavar="SECONDS",
                    help="before each trial wait up to this long for other programs to calm down (default 3)")
@@ -428,6 +430,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    P.Imflow.workers = args.imflow_workers
     rmem = P.RmemMax(P.RCVBUF)
     workdir = Path(tempfile.mkdtemp(prefix="imflow-ingest-"))
     try:
