@@ -77,18 +77,16 @@ def build(version: int, count: int, per: int, seed: int = 1) -> list[tuple[bytes
 
 
 def run_imflow(datagrams, batch: int) -> float:
+    """Flows per second of this process's CPU time (the machine is a shared VM: wall time
+    includes whatever else ran; CPU time is what one core spent on decoding)."""
     dec = Decoder()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     flows = 0
     for i in range(0, len(datagrams), batch):
         flows += len(dec.decode(datagrams[i:i + batch]))
-    dt = time.perf_counter() - t0
-    assert flows == sum(_records(d[0]) for d in datagrams[:0]) or flows > 0
+    dt = time.process_time() - t0
+    assert flows == len(datagrams) * (30 if datagrams[0][0][1] == 5 else 27)
     return flows / dt
-
-
-def _records(data: bytes) -> int:
-    return 0
 
 
 def run_netflow_pkg(datagrams, version: int, limit: int) -> float | None:
@@ -100,7 +98,7 @@ def run_netflow_pkg(datagrams, version: int, limit: int) -> float | None:
         return None
     sample = datagrams[:limit]
     templates = {"netflow": {}, "ipfix": {}}
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     flows = 0
     for data, _, _ in sample:
         if version == 5:
@@ -110,7 +108,7 @@ def run_netflow_pkg(datagrams, version: int, limit: int) -> float | None:
         else:
             p = netflow.ipfix.IPFIXExportPacket(data, templates["ipfix"])
         flows += len(p.flows)
-    return flows / (time.perf_counter() - t0)
+    return flows / (time.process_time() - t0)
 
 
 def main() -> None:
