@@ -11,8 +11,7 @@ receive time and counted, so a router with a broken clock cannot open bins in 19
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,8 +31,6 @@ Row = BinRow  # what drain() hands to the store
 class Totals:
     """Cumulative figures since start, read by the metrics snapshot."""
 
-    service: Counter = field(default_factory=Counter)  # service index -> [bytes, packets, flows]
-    flows: int = 0
     clamped: int = 0  # flows whose timestamps were replaced by the receive time
     dropped_bins: int = 0  # bins lost to the open-bin ceiling
 
@@ -187,7 +184,6 @@ class Aggregator:
         np.add.at(self.service_bytes, service, batch.bytes)
         np.add.at(self.service_packets, service, batch.packets)
         np.add.at(self.service_flows, service, 1)
-        self.totals.flows += n
 
         hosts, host_idx = unique_addr(cls.host)
         flag = cls.has_host.astype(_U8)
@@ -283,7 +279,6 @@ class Aggregator:
             self.service_bytes[i] += r.bytes
             self.service_packets[i] += r.packets
             self.service_flows[i] += r.flows
-            self.totals.flows += r.flows
         self.restore(rows, if_rows)
 
     def restore(self, rows: list[Row], if_rows: list[IfRow] = ()) -> None:

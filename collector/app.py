@@ -98,7 +98,6 @@ class Health:
     store_errors: int = 0
     store_lost_rows: int = 0
     flushes: int = 0
-    started: float = 0.0
 
 
 class App:
@@ -162,7 +161,6 @@ class App:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.health.started = self.clock()
         await self.store.start()
         if os.path.exists(self.template_path):
             try:
@@ -410,7 +408,7 @@ class App:
         return (f"datagrams {datagrams} flows {flows} ({rate:,.0f}/s) exporters {exporters} "
                 f"held {s.total('held')} expired {s.total('expired')} errors {s.total('errors')} "
                 f"denied {denied} kernel-drops {sum(drops.values())} open-bins {self.aggregator.open_bins()} "
-                f"store-errors {self.health.store_errors}")
+                f"store-errors {self.health.store_errors} clamped-times {self.aggregator.totals.clamped}")
 
 
 def run(cfg: C.Config, workers: int = 1) -> int:

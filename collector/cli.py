@@ -103,9 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  imflow top --since 24h --by host,service --category p2p\n"
                               "  imflow top --since 7d --by service --format json\n"
                               "  imflow top --from 2026-11-01 --to 2026-11-02 --host 10.1.2.0/24")
-    t.add_argument("--db", default="imflow.db", metavar="PATH", help="database (default ./imflow.db)")
-    t.add_argument("--since", default="1h", metavar="DURATION",
-                   help="how far back: 15m, 24h, 7d ... or 'all' (default 1h)")
+    _window(t, "1h")
     t.add_argument("--from", dest="start", metavar="TIME", help="start (ISO date/time or UNIX seconds); overrides --since")
     t.add_argument("--to", dest="end", metavar="TIME", help="end (default now)")
     t.add_argument("--by", default="service",
@@ -143,8 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("violations", help="internal hosts that used services the policy blocks",
                        description="Host, service, bytes, flows, first and last seen of every flow of a "
                                    "blocked service from an internal host ([policy] in the config).")
-    v.add_argument("--db", default="imflow.db", metavar="PATH")
-    v.add_argument("--since", default="24h", metavar="DURATION", help="15m, 24h, 7d ... or 'all' (default 24h)")
+    _window(v, "24h")
     v.add_argument("--format", choices=("table", "json", "csv"), default="table")
     v.add_argument("--config", "-c", metavar="FILE", help="for host names (policy.hosts_file, policy.reverse_dns)")
     v.set_defaults(func=cmd_violations, log_level="warning")
@@ -154,9 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "flows, first and last seen, policy status and violations; totals and "
                                      "shares of all traffic. HTML is one self-contained file with inline SVG "
                                      "charts (no network fetches), readable printed.")
-    rep.add_argument("--db", default="imflow.db", metavar="PATH")
+    _window(rep, "7d")
     rep.add_argument("--config", "-c", metavar="FILE", help="for [policy] and host names (policy.hosts_file)")
-    rep.add_argument("--since", default="7d", metavar="DURATION", help="15m, 24h, 7d ... or 'all' (default 7d)")
     rep.add_argument("--format", choices=("html", "csv", "json"), default="html")
     rep.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     rep.set_defaults(func=cmd_report, log_level="warning")
@@ -186,6 +182,29 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--port", type=int, default=0, help="loopback UDP port for the collector (default: any free)")
     m.set_defaults(func=cmd_demo, log_level="warning")
     return p
+
+
+def _duration(text: str) -> float | None:
+    """--since: seconds, or None for 'all'; a bad value is argparse's usage error (exit 2)."""
+    from collector.config import parse_duration
+
+    if text == "all":
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _window(p: argparse.ArgumentParser, since: str) -> None:
+    """The database and how far back: shared by top, violations and report."""
+    p.add_argument("--db", default="imflow.db", metavar="PATH", help="database (default ./imflow.db)")
+    p.add_argument("--since", default=since, type=_duration, metavar="DURATION",
+                   help=f"how far back: 15m, 24h, 7d ... or 'all' (default {since})")
+
+
+def _start(since: float | None, end: float | None = None) -> float | None:
+    return None if since is None else (end or time.time()) - since
 
 
 def load_run_config(args):
@@ -226,7 +245,6 @@ def cmd_run(args) -> int:
 
 
 def cmd_top(args) -> int:
-    from collector.config import parse_duration
     from collector.store import StoreError, query, report
 
     by = tuple(x.strip() for x in args.by.split(",") if x.strip())
@@ -237,12 +255,7 @@ def cmd_top(args) -> int:
         return 2
     try:
         end = parse_time(args.end) if args.end else None
-        if args.start:
-            start = parse_time(args.start)
-        elif args.since == "all":
-            start = None
-        else:
-            start = (end or time.time()) - parse_duration(args.since)
+        start = parse_time(args.start) if args.start else _start(args.since, end)
     except ValueError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 2
@@ -322,12 +335,6 @@ def cmd_catalogue_update(args) -> int:
     return 1 if rep.failed else 0
 
 
-def _since(text: str) -> float | None:
-    from collector.config import parse_duration
-
-    return None if text == "all" else time.time() - parse_duration(text)
-
-
 def cmd_violations(args) -> int:
     import csv
     import io
@@ -338,7 +345,7 @@ def cmd_violations(args) -> int:
     from collector.store.report import human_bytes
 
     try:
-        rows = query.usage(args.db, _since(args.since), None, violations_only=True)
+        rows = query.usage(args.db, _start(args.since), None, violations_only=True)
     except StoreError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 1
@@ -391,7 +398,7 @@ def cmd_report(args) -> int:
     catalogue = app.build_catalogue(cfg)
     policy = app.build_policy(cfg, catalogue)
     try:
-        data = report.build(args.db, _since(args.since), None, catalogue, policy, host_names(args.config))
+        data = report.build(args.db, _start(args.since), None, catalogue, policy, host_names(args.config))
     except StoreError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 1

@@ -80,7 +80,6 @@ class Intake:
         self.transports: list[asyncio.DatagramTransport] = []
         self.denied = 0
         self.socket_errors = 0
-        self.received = 0  # datagrams handed on
         self.reuse_port = reuse_port  # SO_REUSEPORT: worker processes share the ports
         self._last_queue_stats: dict[str, tuple[int, int]] = {}
 
@@ -120,7 +119,6 @@ class Intake:
             self.timer = None
         if self.batch:
             batch, self.batch = self.batch, []
-            self.received += len(batch)
             self.on_batch(batch)
 
     async def drain(self, timeout: float = 2.0) -> None:

@@ -10,7 +10,6 @@ hosts beyond that is added to `host="other"`, so every sum over hosts stays exac
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
@@ -177,7 +176,6 @@ class Metrics:
         self.registry.register(_Collector(self))
         ProcessCollector(registry=self.registry)
         self._server = None
-        self._lock = threading.Lock()
 
     def serve(self, host: str, port: int) -> tuple[str, int]:
         server, _thread = start_http_server(port, addr=host, registry=self.registry)

@@ -95,3 +95,10 @@ def test_shipped_example_config_is_valid():
     p = subprocess.run([sys.executable, "-m", "collector", "check-config", str(example)],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("command", ["top", "violations", "report"])
+def test_bad_since_is_a_usage_error(tmp_path, command):
+    p = subprocess.run([sys.executable, "-m", "collector", command, "--db", str(tmp_path / "x.db"),
+                        "--since", "9q"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "not a duration" in p.stderr

@@ -447,7 +447,7 @@ class Decoder:
         out["seq"] = order
         base_rate = rep(np.array(rates, np.uint32), counts)
         export = rep(np.array(exports, np.float64), counts)
-        ctx = _Chunks(chunks, counts, sids, uptimes, export, self.by_sid)
+        ctx = _Chunks(counts, sids, uptimes, self.by_sid)
 
         if t is _V5:
             # 12 big-endian words per record, swapped once (v5.RECORD documents the layout)
@@ -589,11 +589,10 @@ class Decoder:
 class _Chunks:
     """What `_columns` needs to know about the chunks of one template group."""
 
-    __slots__ = ("chunks", "counts", "sids", "uptimes", "export", "by_sid")
+    __slots__ = ("counts", "sids", "uptimes", "by_sid")
 
-    def __init__(self, chunks, counts, sids, uptimes, export, by_sid):
-        self.chunks, self.counts, self.sids = chunks, counts, sids
-        self.uptimes, self.export, self.by_sid = uptimes, export, by_sid
+    def __init__(self, counts, sids, uptimes, by_sid):
+        self.counts, self.sids, self.uptimes, self.by_sid = counts, sids, uptimes, by_sid
 
     def session(self, sid: int) -> Session | None:
         return self.by_sid.get(sid)

@@ -54,7 +54,6 @@ class Session:
     app_names: dict[int, str] = field(default_factory=dict)
     # sequence tracking (RFC 3954 §5.1 counts packets; RFC 7011 §3.1 and v5 count records)
     next_seq: int | None = None
-    lost: int = 0  # estimated lost flow records
     records_seen: int = 0
     packets_seen: int = 0
     pending: deque = field(default_factory=deque)
@@ -87,7 +86,6 @@ class Session:
             gap = (seq - expected) & 0xFFFF_FFFF
             if gap < 0x8000_0000:
                 lost = round(gap * self.records_seen / self.packets_seen) if packet_counting else gap
-                self.lost += lost
                 self.n_lost += lost
 
     def to_json(self) -> dict:
