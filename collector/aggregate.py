@@ -35,37 +35,77 @@ class Totals:
     dropped_bins: int = 0  # bins lost to the open-bin ceiling
 
 
-def unique_addr(addr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(addr, return_inverse=True) for ADDR columns, on integer sorts: a structured
-    (void) sort is several times slower, and all-IPv4 batches need only the low half."""
+def group_rows(cols: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Group rows by a composite of small non-negative integer columns, each given with its
+    cardinality (every value < it): -> (row order, start of each group in that order).
+
+    The columns fold into one integer key. When the key and a row index fit in 64 bits
+    together, one `np.sort` of (key << bits | index) does the work: a plain integer sort is
+    3-4x faster than `argsort`, and sorted indexes come out with the keys. Wider keys fall
+    back to `argsort` of the key, and keys wider than 64 bits to `lexsort` of the columns.
+    """
+    n = len(cols[0][0])
+    width = sum(max(size - 1, 0).bit_length() for _, size in cols)
+    if width > 64:
+        order = np.lexsort(tuple(c.astype(_U8, copy=False) for c, _ in reversed(cols)))
+        same = np.ones(max(n - 1, 0), bool)
+        for c, _ in cols:
+            k = c[order]
+            same &= k[1:] == k[:-1]
+        return order, np.flatnonzero(np.concatenate(([True], ~same))) if n else np.zeros(0, np.intp)
+    key = np.zeros(n, _U8)
+    for col, size in cols:
+        key = key * _U8(size) + col.astype(_U8, copy=False) if size > 1 else key
+    bits = max(n - 1, 0).bit_length()
+    if width + bits <= 64:
+        packed = np.sort((key << _U8(bits)) | np.arange(n, dtype=_U8))
+        order = (packed & _U8((1 << bits) - 1)).astype(np.intp)
+        skey = packed >> _U8(bits)
+    else:
+        order = np.argsort(key)
+        skey = key[order]
+    if not n:
+        return order, np.zeros(0, np.intp)
+    return order, np.flatnonzero(np.concatenate(([True], skey[1:] != skey[:-1])))
+
+
+def dense(col: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+    """Values below `size` -> (a code per row, 0..k-1 in value order; k distinct values)."""
+    order, starts = group_rows([(col, size)])
+    code = np.empty(len(col), np.intp)
+    if len(col):
+        new = np.zeros(len(col), np.intp)
+        new[starts] = 1
+        code[order] = np.cumsum(new) - 1
+    return code, len(starts)
+
+
+def _small(col: np.ndarray) -> tuple[np.ndarray, int]:
+    """An integer column as a grouping column: as it is when its values are small, else as
+    dense codes."""
+    top = int(col.max()) + 1 if len(col) else 1
+    return (col, top) if top <= 1 << 16 else dense(col, top)
+
+
+def host_codes(addr: np.ndarray, has_host: np.ndarray) -> tuple[np.ndarray, int]:
+    """ADDR column -> (an integer per row that is equal exactly when addresses are, its
+    cardinality). IPv4 (mapped) addresses are their own 32-bit value; other addresses get
+    dense codes above 2^32 (one lexsort of those rows only). Rows without a host are 0."""
     hi, lo = addr["hi"], addr["lo"]
-    if not hi.any():
-        u, inverse = np.unique(lo, return_inverse=True)
-        out = np.zeros(len(u), addr.dtype)
-        out["lo"] = u
-        return out, inverse.ravel()
-    order = np.lexsort((lo, hi))
-    shi, slo = hi[order], lo[order]
-    new = np.concatenate(([True], (shi[1:] != shi[:-1]) | (slo[1:] != slo[:-1])))
-    inverse = np.empty(len(addr), np.intp)
-    inverse[order] = np.cumsum(new) - 1
-    return addr[order[new]], inverse
-
-
-def _group(keys: list[tuple[np.ndarray, int | None]], nbytes: np.ndarray, npackets: np.ndarray):
-    """Group rows by the composite of small non-negative integer `keys` (each with its
-    cardinality, None = max + 1): -> (a row index per group, bytes, packets, flows) sums,
-    exact in uint64."""
-    key = np.zeros(len(nbytes), _U8)
-    for col, size in keys:
-        col = col.astype(_U8)
-        key = key * _U8(size if size is not None else int(col.max()) + 1) + col
-    order = np.argsort(key, kind="stable")
-    skey = key[order]
-    starts = np.flatnonzero(np.concatenate(([True], skey[1:] != skey[:-1])))
-    counts = np.diff(np.append(starts, len(key)))
-    return (order[starts], np.add.reduceat(nbytes[order], starts), np.add.reduceat(npackets[order], starts),
-            counts)
+    v4 = ((hi == 0) & ((lo >> _U8(32)) == _U8(0xFFFF))) | ~has_host
+    if v4.all():
+        return lo & _U8(0xFFFF_FFFF), 1 << 32
+    out = np.where(v4, lo & _U8(0xFFFF_FFFF), _U8(0))
+    six = np.flatnonzero(~v4 & has_host)
+    if six.size:
+        order, starts = group_rows([(hi[six], 1 << 64), (lo[six], 1 << 64)])
+        new = np.zeros(six.size, _U8)
+        new[starts] = 1
+        codes = np.empty(six.size, _U8)
+        codes[order] = np.cumsum(new) - _U8(1)
+        out[six] = codes + _U8(1 << 32)
+        return out, (1 << 32) + len(starts)
+    return out, 1 << 32
 
 
 _KEYS = ("minute", "exporter", "service", "hi", "lo", "flag")
@@ -179,41 +219,62 @@ class Aggregator:
         if bad.any():
             end = np.where(bad, now, end)
             self.totals.clamped += int(bad.sum())
-        minute = (end // BIN).astype(np.int64)
-        service = cls.service.astype(_U8)
-        np.add.at(self.service_bytes, service, batch.bytes)
-        np.add.at(self.service_packets, service, batch.packets)
-        np.add.at(self.service_flows, service, 1)
-
-        hosts, host_idx = unique_addr(cls.host)
-        flag = cls.has_host.astype(_U8)
+        minute = np.floor(end).astype(np.int64) // BIN  # 3x faster than float floor division
+        service = cls.service
+        flag = cls.has_host.astype(np.uint8)
         if violations is not None:
-            flag |= violations.astype(_U8) << _U8(1)
-        first, sums_b, sums_p, counts = _group(
-            [(minute - minute.min(), None), (exporters, None), (service, len(self.services)),
-             (host_idx, len(hosts)), (flag, 4)], batch.bytes, batch.packets)
+            flag |= violations.astype(np.uint8) << np.uint8(1)
+        m0 = int(minute.min())
+        mrel = minute - m0
+        mcard = int(mrel.max()) + 1
+        ecard = len(exporter_names)
+        ncard = len(self.services)
+        hosts, hcard = host_codes(cls.host, cls.has_host)
+        cols = [(mrel, mcard), (exporters, ecard), (service, ncard), (flag, 4), (hosts, hcard)]
+        if sum(max(c - 1, 0).bit_length() for _, c in cols) + (n - 1).bit_length() > 64:
+            cols[-1] = dense(hosts, hcard)
+        order, starts = group_rows(cols)
+        first = order[starts]
+        sums_b = np.add.reduceat(batch.bytes[order], starts)
+        sums_p = np.add.reduceat(batch.packets[order], starts)
+        counts = np.diff(np.append(starts, n)).astype(_U8)
+        gservice = service[first]
+        np.add.at(self.service_bytes, gservice, sums_b)
+        np.add.at(self.service_packets, gservice, sums_p)
+        np.add.at(self.service_flows, gservice, counts)
         glob = np.array([self._exporter(name) for name in exporter_names], np.uint32)
+        host = cls.host[first]
         self.bins.append({"minute": minute[first] * BIN, "exporter": glob[exporters[first]],
-                          "service": service[first].astype(np.uint16), "hi": hosts["hi"][host_idx[first]],
-                          "lo": hosts["lo"][host_idx[first]], "flag": flag[first].astype(np.uint8),
-                          "bytes": sums_b, "packets": sums_p, "flows": counts.astype(_U8)})
+                          "service": gservice.astype(np.uint16), "hi": host["hi"], "lo": host["lo"],
+                          "flag": flag[first], "bytes": sums_b, "packets": sums_p, "flows": counts})
         self.totals.dropped_bins = self.bins.dropped + self._if_dropped
 
-        # per interface and direction: the flow's bytes count "in" on in_if and "out" on out_if
-        for ifs, direction in ((batch.in_if, 0), (batch.out_if, 1)):
+        # per interface and direction: the flow's bytes count "in" on in_if and "out" on out_if.
+        # One grouping of the flows by (minute, exporter, service, in_if, out_if), then one per
+        # direction over those groups, which are few.
+        in_if, out_if = batch.in_if, batch.out_if
+        if not (in_if.any() or out_if.any()):
+            return
+        icol = _small(in_if)
+        ocol = _small(out_if)
+        order, starts = group_rows([(mrel, mcard), (exporters, ecard), (service, ncard), icol, ocol])
+        first = order[starts]
+        sums_b = np.add.reduceat(batch.bytes[order], starts)
+        sums_p = np.add.reduceat(batch.packets[order], starts)
+        counts = np.diff(np.append(starts, n)).astype(_U8)
+        g_m, g_e, g_s = mrel[first], exporters[first], service[first]
+        for ifs, direction in ((in_if[first], 0), (out_if[first], 1)):
             known = np.flatnonzero(ifs != 0)
             if not known.size:
                 continue
-            ifaces, if_idx = np.unique(ifs[known], return_inverse=True)
-            m = minute[known]
-            first, sums_b, sums_p, counts = _group(
-                [(m - m.min(), None), (exporters[known], None), (service[known], len(self.services)),
-                 (if_idx.ravel(), len(ifaces))], batch.bytes[known], batch.packets[known])
-            sel = known[first]
-            keys = [(mm * BIN, exporter_names[e], sv, int(ifaces[i]), direction)
-                    for mm, e, sv, i in zip(minute[sel].tolist(), exporters[sel].tolist(),
-                                            service[sel].tolist(), if_idx.ravel()[first].tolist())]
-            self._merge(self.if_bins, keys, sums_b, sums_p, counts)
+            o2, s2 = group_rows([(g_m[known], mcard), (g_e[known], ecard), (g_s[known], ncard),
+                                 _small(ifs[known])])
+            sel = known[o2[s2]]
+            keys = [((mm + m0) * BIN, exporter_names[e], sv, i, direction)
+                    for mm, e, sv, i in zip(g_m[sel].tolist(), g_e[sel].tolist(), g_s[sel].tolist(),
+                                            ifs[sel].tolist())]
+            self._merge(self.if_bins, keys, np.add.reduceat(sums_b[known][o2], s2),
+                        np.add.reduceat(sums_p[known][o2], s2), np.add.reduceat(counts[known][o2], s2))
 
     def _exporter(self, name: str) -> int:
         i = self._exporter_index.get(name)
