@@ -1,7 +1,10 @@
 """Intake: UDP sockets -> batches of (payload, source, receive time). Nothing is parsed here.
 
-`datagram_received` only appends to the current batch; the batch is handed on when it is full
-or `delay` seconds old. Sources outside `exporters.allow` are dropped and counted before any
+On Linux the sockets are read with recvmmsg(2) (`collector.mmsg`): one system call and one
+Python call per readable event take up to 64 datagrams, which is several times cheaper per
+datagram than the event loop's own datagram transport (one `recvfrom` and one callback each);
+elsewhere that transport is used. Either way datagrams are only appended to the current batch,
+which is handed on when it is full or `delay` seconds old. Sources outside `exporters.allow` are dropped and counted before any
 state exists for them. Kernel drops and queue depth come from /proc/net/udp[6] (the `drops`
 and `rx_queue` columns of each socket's inode), which counts what SO_RXQ_OVFL would report
 without a recvmsg per datagram.
@@ -17,9 +20,13 @@ import socket
 import time
 from typing import Callable
 
+from collector import mmsg
 from collector.config import parse_endpoint
 
 log = logging.getLogger(__name__)
+
+
+READS_PER_WAKEUP = 64  # recvmmsg calls per readable event at most
 
 
 class Allow:
@@ -66,7 +73,7 @@ class _Protocol(asyncio.DatagramProtocol):
 class Intake:
     def __init__(self, listen: list[str], on_batch: Callable[[list], None], allow: list[str] | None = None,
                  rcvbuf: int = 32 << 20, batch_size: int = 1024, delay: float = 0.005,
-                 reuse_port: bool = False):
+                 reuse_port: bool = False, use_mmsg: bool | None = None):
         self.listen = listen
         self.on_batch = on_batch
         self.allow = Allow(allow) if allow else None
@@ -81,6 +88,9 @@ class Intake:
         self.denied = 0
         self.socket_errors = 0
         self.reuse_port = reuse_port  # SO_REUSEPORT: worker processes share the ports
+        self.use_mmsg = mmsg.available() if use_mmsg is None else use_mmsg
+        self.receiver: mmsg.Receiver | None = None
+        self.readers: list[int] = []
         self._last_queue_stats: dict[str, tuple[int, int]] = {}
 
     async def start(self) -> list[str]:
@@ -103,15 +113,52 @@ class Intake:
                 raise OSError(exc.errno, f"cannot listen on {spec}: {exc.strerror}") from None
             got = sock.getsockname()
             label = f"[{got[0]}]:{got[1]}" if family == socket.AF_INET6 else f"{got[0]}:{got[1]}"
-            transport, _ = await self.loop.create_datagram_endpoint(lambda lb=label: _Protocol(self, lb), sock=sock)
             self.sockets.append((label, sock))
-            self.transports.append(transport)
+            if self.use_mmsg:
+                if self.receiver is None:
+                    self.receiver = mmsg.Receiver()
+                sock.setblocking(False)
+                self.loop.add_reader(sock.fileno(), self._readable, sock.fileno())
+                self.readers.append(sock.fileno())
+            else:
+                transport, _ = await self.loop.create_datagram_endpoint(lambda lb=label: _Protocol(self, lb),
+                                                                        sock=sock)
+                self.transports.append(transport)
             bound.append(label)
             granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
             if granted < self.rcvbuf:
                 log.warning("%s: receive buffer %d bytes, asked %d (raise net.core.rmem_max)",
                             label, granted, self.rcvbuf)
         return bound
+
+    def _readable(self, fd: int) -> None:
+        """A socket has datagrams: take them (bounded per wakeup, so timers still run)."""
+        receiver, allow = self.receiver, self.allow
+        now = time.time()
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                got = receiver.receive(fd)
+            except OSError:
+                self.socket_errors += 1
+                break
+            if not got:
+                break
+            batch = self.batch
+            if allow is None:
+                batch.extend([(data, source, now) for data, source in got])
+            else:
+                for data, source in got:
+                    if allow(source[0]):
+                        batch.append((data, source, now))
+                    else:
+                        self.denied += 1
+            if len(batch) >= self.batch_size:
+                self.hand_on()
+                now = time.time()
+            if len(got) < receiver.slots:
+                break
+        if self.batch and self.timer is None:
+            self.timer = self.loop.call_later(self.delay, self.hand_on)
 
     def hand_on(self) -> None:
         if self.timer is not None:
@@ -136,6 +183,15 @@ class Intake:
         for t in self.transports:
             t.close()
         self.transports.clear()
+        for fd in self.readers:
+            self.loop.remove_reader(fd)
+        self.readers.clear()
+        for _, sock in self.sockets:
+            if self.use_mmsg:
+                sock.close()
+        if self.receiver is not None:
+            self.receiver.close()
+            self.receiver = None
         self.hand_on()
 
     def queue_stats(self) -> dict[str, tuple[int, int]]:
