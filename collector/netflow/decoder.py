@@ -20,6 +20,7 @@ import numpy as np
 
 from collector.netflow import fields as F
 from collector.netflow import v5
+from collector.netflow.bulk import Block, bulk
 from collector.netflow.batch import COLUMNS, FlowBatch, v4_to_addr
 from collector.netflow.errors import BadLength, BadVersion, DecodeError, ShortHeader
 from collector.netflow.session import Limits, Pending, Session
@@ -34,13 +35,18 @@ _U8 = np.uint64
 _V5_HEADER = Struct(">HIIIIBBH").unpack_from
 _V5 = object()  # group key of NetFlow v5 records
 STATE_FORMAT = 1
+TEMPLATE_MEMO = 4096  # template sets remembered by their octets
 
 
 class Decoder:
     """Holds every exporter session's state across calls to `decode`."""
 
-    def __init__(self, limits: Limits | None = None, sampling: dict[str, int] | None = None):
+    _V5_KEY = _V5  # the bulk path files v5 records under it too
+
+    def __init__(self, limits: Limits | None = None, sampling: dict[str, int] | None = None,
+                 bulk: bool = True):
         self.limits = limits or Limits()
+        self.bulk = bulk  # False: every datagram takes the per-datagram path (the reference)
         self.sampling_override = dict(sampling or {})  # exporter address -> rate
         self.sessions: dict[tuple, Session] = {}
         self.by_sid: dict[int, Session] = {}
@@ -51,6 +57,7 @@ class Decoder:
         self._dgram = 0  # datagrams seen, for capture order
         self._groups: dict[object, list] = defaultdict(list)
         self._retired: list[int] = []
+        self._template_memo: dict[tuple, list] = {}
 
     # --- the boundary --------------------------------------------------------------------
 
@@ -61,8 +68,12 @@ class Decoder:
         self._retired.clear()
         stats = self.stats
         self._touched = touched = set()
-        for data, source, received in datagrams:
-            self._dgram += 1
+        items = datagrams if isinstance(datagrams, list) else list(datagrams)
+        base = self._dgram
+        rest = bulk(self, items, base) if items and self.bulk else range(len(items))
+        for i in rest:
+            data, source, received = items[i]
+            self._dgram = base + i + 1
             exporter = source[0]
             try:
                 if len(data) < 4:
@@ -79,6 +90,7 @@ class Decoder:
             except Exception:  # a decoder bug must cost one datagram, not the daemon
                 stats.errors[stats.label(exporter), "internal"] += 1
                 log.exception("internal error decoding a datagram from %s", exporter)
+        self._dgram = base + len(items)
         for sess in touched:  # per-session tallies -> the shared counters, once per call
             key = sess.stat_label, sess.version
             stats.datagrams[key] += sess.n_datagrams
@@ -134,28 +146,39 @@ class Decoder:
         sess = self.sessions.get(key)
         ipfix = version == 10
         hl = dialect.header_len
-        if sess is not None and end - hl >= 4:
-            # Fast path: one data set of a known fixed-size template, the usual datagram.
-            sid, size = unpack_from(">HH", data, hl)
-            if sid >= 256 and hl + size == end:
-                t = sess.templates.get(sid)
-                if t is not None and t.record_len and not t.scope_count:
-                    n = (size - 4) // t.record_len
-                    sess.last_seen = received
-                    self._touched.add(sess)
-                    sess.n_datagrams += 1
-                    sess.n_flows += n
-                    if seq == sess.next_seq:
-                        sess.next_seq = (seq + (n if ipfix else 1)) & 0xFFFF_FFFF
-                        sess.packets_seen += 1
-                        sess.records_seen += n
-                    else:
-                        sess.track_sequence(seq, n, not ipfix)
-                    if n:
-                        self._groups[t].append((data[hl + 4:hl + 4 + n * t.record_len], n, sess.sid,
-                                                sess.override or sess.sampling_rate, export, uptime,
-                                                self._dgram, 0))
-                    return
+        if sess is not None:
+            # Fast path: only data sets of known fixed-size templates, the usual datagram.
+            # Anything else (templates, options, unknown ids, bad framing) takes pass 1 below.
+            templates = sess.templates
+            found = []
+            pos, n = hl, 0
+            while end - pos >= 4:
+                sid, size = unpack_from(">HH", data, pos)
+                t = templates.get(sid) if sid >= 256 else None
+                if t is None or not t.record_len or t.scope_count or size < 4 or pos + size > end:
+                    break
+                k = (size - 4) // t.record_len
+                if k:
+                    found.append((t, pos + 4, k, n))
+                    n += k
+                pos += size
+            else:
+                sess.last_seen = received
+                self._touched.add(sess)
+                sess.n_datagrams += 1
+                sess.n_flows += n
+                if seq == sess.next_seq:
+                    sess.next_seq = (seq + (n if ipfix else 1)) & 0xFFFF_FFFF
+                    sess.packets_seen += 1
+                    sess.records_seen += n
+                else:
+                    sess.track_sequence(seq, n, not ipfix)
+                if found:
+                    group, sid, rate, dgram = self._groups, sess.sid, sess.override or sess.sampling_rate, self._dgram
+                    for t, start, k, base in found:
+                        group[t].append((data[start:start + k * t.record_len], k, sid, rate, export, uptime,
+                                         dgram, base))
+                return
         known = sess.templates if sess is not None else {}
 
         # Pass 1: check the whole message and locate records; nothing is applied yet.
@@ -182,19 +205,19 @@ class Decoder:
                                 chunks.append((t, buf, n, records))
                         records += n
                 elif sid == dialect.template_set or sid == dialect.options_set:
-                    parse = parse_template_set if sid == dialect.template_set else parse_options_set
                     if new is None:
                         new = {}
-                    for tid, t in parse(data, start, stop, ipfix):
+                    for tid, t in self._parse_templates(data, start, stop, ipfix, sid == dialect.options_set):
                         if tid == WITHDRAW_ALL:
                             opts = sid == dialect.options_set
                             for k, old in list(known.items()) + list(new.items()):
                                 if old is not None and bool(old.scope_count) == opts:
                                     new[k] = None
                         else:
-                            new[tid] = t
+                            old = known.get(tid)  # a refresh: keep the object decode groups use
+                            new[tid] = old if t is not None and old is not None and old.same_as(t) else t
                 # other set ids are reserved (RFC 7011 §3.3.2): skipped
-            option_records = [(t, t.split_records(data, start, stop)) for t, start, stop in options]
+            option_records = [(t, t.split_records(data, start, stop), start, stop) for t, start, stop in options]
         except DecodeError as exc:
             exc.version, exc.domain = version, domain
             raise
@@ -205,13 +228,13 @@ class Decoder:
         sess.last_seen = received
         self._touched.add(sess)
         sess.n_datagrams += 1
-        for _, recs in option_records:
+        for _, recs, _, _ in option_records:
             records += len(recs)
         sess.track_sequence(seq, records, not ipfix)
         if new:
             self._define(sess, new)
-        for t, recs in option_records:
-            self._options(sess, t, recs)
+        for t, recs, start, stop in option_records:
+            sess.options_applied(t.tid, data[start:stop], len(recs), self._options(sess, t, recs))
         if chunks:
             group = self._groups
             sid, rate, dgram = sess.sid, sess.override or sess.sampling_rate, self._dgram
@@ -224,6 +247,21 @@ class Decoder:
         if new and sess.pending:
             self._replay(sess, [tid for tid, t in new.items() if t is not None])
 
+    def _parse_templates(self, data: bytes, start: int, stop: int, ipfix: bool, options: bool) -> list:
+        """A template set -> [(tid, Template | None)], memoised on the set's octets: exporters
+        re-send the same templates every few seconds, and one shared Template object per
+        definition keeps their records in one decode group (and compiles it once). Bounded:
+        a sender can make every set unique, so the memo is cleared when full."""
+        key = (ipfix, options, data[start:stop])
+        parsed = self._template_memo.get(key)
+        if parsed is None:
+            parse = parse_options_set if options else parse_template_set
+            parsed = parse(data, start, stop, ipfix)  # raises before anything is kept
+            if len(self._template_memo) >= TEMPLATE_MEMO:
+                self._template_memo.clear()
+            self._template_memo[key] = parsed
+        return parsed
+
     def _define(self, sess: Session, new: dict[int, Template | None]) -> None:
         label = sess.stat_label
         templates = sess.templates
@@ -233,11 +271,13 @@ class Decoder:
                 if old is not None:
                     del templates[tid]
                     self._ntemplates -= 1
+                    sess.options_seen.clear()
                 continue
             self.stats.templates[label] += 1
             if old is not None:
                 if not old.same_as(t):
                     templates[tid] = t  # redefinition replaces (RFC 7011 §8.1)
+                    sess.options_seen.clear()
                 continue
             if len(templates) >= self.limits.max_templates_per_session:
                 self.stats.evicted["templates"] += 1
@@ -247,10 +287,12 @@ class Decoder:
             templates[tid] = t
             self._ntemplates += 1
 
-    def _options(self, sess: Session, t: Template, records: list[list[bytes]]) -> None:
-        """Options data (RFC 7011 §3.4.2.2, RFC 3954 §6.2): sampling, init time, names."""
+    def _options(self, sess: Session, t: Template, records: list[list[bytes]]) -> bool:
+        """Options data (RFC 7011 §3.4.2.2, RFC 3954 §6.2): sampling, init time, names.
+        Returns whether it changed anything (session state or counters)."""
         idx = t.index()
         limit = self.limits.max_names_per_session
+        changed = False
 
         def num(values, *keys):
             for k in keys:
@@ -260,8 +302,9 @@ class Decoder:
 
         for values in records:
             init = num(values, F.systemInitTimeMilliseconds)
-            if init is not None:
+            if init is not None and init != sess.system_init_ms:
                 sess.system_init_ms = init
+                changed = True
             interval = num(values, F.samplingInterval, F.samplerRandomInterval, F.samplingPacketInterval)
             if interval is None and F.samplingPopulation in idx and F.samplingSize in idx:
                 size = num(values, F.samplingSize)
@@ -272,19 +315,24 @@ class Decoder:
                 sampler = num(values, F.samplerId, F.selectorId)
                 if rate <= 0:
                     self.stats.notices[sess.stat_label, "sampling-interval-zero"] += 1
+                    changed = True
                 elif sampler is None:
+                    changed |= sess.sampling_rate != rate
                     sess.sampling_rate = rate
                 elif sampler in sess.samplers or len(sess.samplers) < self.limits.max_samplers_per_session:
+                    changed |= sess.samplers.get(sampler) != rate
                     sess.samplers[sampler] = rate
                 else:
                     self.stats.evicted["samplers"] += 1
+                    changed = True
             ifindex = num(values, F.ingressInterface, F.V9_SCOPE_INTERFACE, F.egressInterface)
             name_at = idx.get(F.interfaceName, idx.get(F.interfaceDescription))
             if ifindex is not None and name_at is not None:
-                _put(sess.if_names, ifindex, _text(values[name_at]), limit, self.stats)
+                changed |= _put(sess.if_names, ifindex, _text(values[name_at]), limit, self.stats)
             if F.applicationId in idx and F.applicationName in idx:
                 app = app_id_int(values[idx[F.applicationId]])
-                _put(sess.app_names, app, _text(values[idx[F.applicationName]]), limit, self.stats)
+                changed |= _put(sess.app_names, app, _text(values[idx[F.applicationName]]), limit, self.stats)
+        return changed
 
     # --- data before its template --------------------------------------------------------
 
@@ -341,7 +389,8 @@ class Decoder:
             export, uptime, dgram, base = p.meta
             try:
                 if t.scope_count:
-                    self._options(sess, t, t.split_records(p.data, 0, len(p.data)))
+                    if self._options(sess, t, t.split_records(p.data, 0, len(p.data))):
+                        sess.options_seen.clear()
                     continue
                 if t.record_len:
                     n = len(p.data) // t.record_len
@@ -430,24 +479,23 @@ class Decoder:
             except Exception:  # never lose the other templates' records to one bad group
                 log.exception("internal error decoding records of template %r", t)
                 for c in chunks:
-                    sess = self.by_sid.get(c[2])
-                    self.stats.errors[sess.stat_label if sess else "other", "internal"] += 1
+                    for sid in (c.sids.tolist() if type(c) is Block else (c[2],)):
+                        sess = self.by_sid.get(sid)
+                        self.stats.errors[sess.stat_label if sess else "other", "internal"] += 1
         return FlowBatch.concat(parts)
 
     def _columns(self, t, chunks: list[tuple]) -> list[FlowBatch]:
-        bufs, counts, sids, rates, exports, uptimes, dgrams, bases = zip(*chunks)
-        raw = b"".join(bufs)
-        counts = np.array(counts, np.int64)
+        raw, counts, sids, rates, exports, uptimes, dgrams, bases = _gather(chunks)
         n = int(counts.sum())
         rep = np.repeat
         out = dict.fromkeys(COLUMNS)
-        out["session"] = rep(np.array(sids, np.uint32), counts)
-        order = rep((np.array(dgrams, np.uint64) << _U8(20)) | np.array(bases, np.uint64), counts)
+        out["session"] = rep(sids, counts)
+        order = rep((dgrams << _U8(20)) | bases, counts)
         order += np.arange(n, dtype=np.uint64) - rep((np.cumsum(counts) - counts).astype(np.uint64), counts)
         out["seq"] = order
-        base_rate = rep(np.array(rates, np.uint32), counts)
-        export = rep(np.array(exports, np.float64), counts)
-        ctx = _Chunks(counts, sids, uptimes, self.by_sid)
+        base_rate = rep(rates, counts)
+        export = rep(exports, counts)
+        ctx = _Chunks(counts, sids.tolist(), uptimes, self.by_sid)
 
         if t is _V5:
             # 12 big-endian words per record, swapped once (v5.RECORD documents the layout)
@@ -586,6 +634,30 @@ class Decoder:
         return start, end
 
 
+def _gather(chunks: list) -> tuple:
+    """A group's chunks (per-datagram tuples and bulk `Block`s) -> one buffer and per-chunk
+    columns: counts, session ids, rates, export times, uptimes, datagram numbers, record bases."""
+    tuples = [c for c in chunks if type(c) is tuple]
+    blocks = [c for c in chunks if type(c) is Block]
+    if tuples:
+        bufs, counts, sids, rates, exports, uptimes, dgrams, bases = zip(*tuples)
+        blocks.insert(0, Block(b"".join(bufs), np.array(counts, np.int64), np.array(sids, np.uint32),
+                               np.array(rates, np.uint32), np.array(exports, np.float64),
+                               np.array(uptimes, np.int64), np.array(dgrams, np.uint64),
+                               np.array(bases, np.uint64)))
+    if len(blocks) == 1:
+        b = blocks[0]
+        return (b.buf, b.counts.astype(np.int64, copy=False), b.sids.astype(np.uint32, copy=False),
+                b.rates.astype(np.uint32, copy=False), b.exports.astype(np.float64, copy=False),
+                b.uptimes.astype(np.int64, copy=False), b.dgrams.astype(np.uint64, copy=False),
+                b.bases.astype(np.uint64, copy=False))
+    cat = np.concatenate
+    return (b"".join(b.buf for b in blocks), cat([b.counts for b in blocks]).astype(np.int64),
+            cat([b.sids for b in blocks]).astype(np.uint32), cat([b.rates for b in blocks]).astype(np.uint32),
+            cat([b.exports for b in blocks]).astype(np.float64), cat([b.uptimes for b in blocks]).astype(np.int64),
+            cat([b.dgrams for b in blocks]).astype(np.uint64), cat([b.bases for b in blocks]).astype(np.uint64))
+
+
 class _Chunks:
     """What `_columns` needs to know about the chunks of one template group."""
 
@@ -618,8 +690,11 @@ def _text(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
 
 
-def _put(table: dict, k: int, v: str, limit: int, stats: DecodeStats) -> None:
+def _put(table: dict, k: int, v: str, limit: int, stats: DecodeStats) -> bool:
+    """Store a name under the ceiling; returns whether anything changed or was counted."""
     if k in table or len(table) < limit:
+        changed = table.get(k) != v
         table[k] = v
-    else:
-        stats.evicted["names"] += 1
+        return changed
+    stats.evicted["names"] += 1
+    return True

@@ -61,6 +61,11 @@ class Session:
     last_seen: float = 0.0
     stat_label: str = ""  # the exporter's label in DecodeStats (bounded)
     override: int | None = None  # configured sampling rate for this exporter
+    # options data sets that changed nothing when last applied, by template id: (length, hash)
+    # of the set and its record count. Exporters re-send identical options every few seconds;
+    # the decoder's bulk path skips such a set while nothing has changed since (any change to
+    # options-derived state or to the templates forgets them all). Bounded by the templates.
+    options_seen: dict[int, tuple[tuple[int, int], int]] = field(default_factory=dict)
     # tallies since the end of the last decode call, folded into DecodeStats there
     n_datagrams: int = 0
     n_flows: int = 0
@@ -87,6 +92,13 @@ class Session:
             if gap < 0x8000_0000:
                 lost = round(gap * self.records_seen / self.packets_seen) if packet_counting else gap
                 self.n_lost += lost
+
+    def options_applied(self, tid: int, body: bytes, records: int, changed: bool) -> None:
+        """Options data of template `tid` was applied; `changed`: it changed state or counters."""
+        if changed:
+            self.options_seen.clear()
+        else:
+            self.options_seen[tid] = ((len(body), hash(body)), records)
 
     def to_json(self) -> dict:
         return {

@@ -1,0 +1,301 @@
+"""The bulk path of the decoder: the usual datagrams of a batch, located all at once.
+
+Nearly every datagram an exporter sends is plain data: a header, then data sets of templates
+the session already knows (NetFlow v5: a header and its records). For those the decoder's
+per-datagram Python (header unpacking, session lookup, set walk, sequence check) cost more
+than decoding their records. Here the batch's datagrams are joined into one buffer and read
+as NumPy columns: headers, session keys and the set walk (one step per set position, for all
+datagrams at once), sequence checks per session. Only a handful of Python operations per
+session and per (session, template) pair remain, plus one slice per data set.
+
+A datagram takes the bulk path only when that cannot change what the per-datagram path would
+do: its session exists, every set is a data set of a known fixed-length template (or a v5
+datagram's records fit), and no earlier datagram of the same session in this batch needs the
+per-datagram path (which may define templates or options that later datagrams depend on).
+Everything else — templates, options, unknown sessions and templates, anything malformed — is
+left to the per-datagram path, in its original order, with its original checks and errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from collector.netflow import v5
+
+MAX_SETS = 16  # set positions walked per datagram; datagrams with more go the other way
+_I8 = np.int64
+
+
+@dataclass(slots=True)
+class Block:
+    """Records of one template from many datagrams: the bulk path's form of decode chunks."""
+
+    buf: bytes
+    counts: np.ndarray  # records per chunk
+    sids: np.ndarray  # session id per chunk
+    rates: np.ndarray  # sampling rate per chunk
+    exports: np.ndarray  # export time (seconds) per chunk
+    uptimes: np.ndarray  # header sysUpTime (ms) per chunk, 0 for IPFIX
+    dgrams: np.ndarray  # datagram number per chunk (capture order)
+    bases: np.ndarray  # records before the chunk in its datagram
+
+
+def _be16(u8: np.ndarray, at: np.ndarray) -> np.ndarray:
+    return (u8[at].astype(_I8) << 8) | u8[at + 1]
+
+
+def _be32(u8: np.ndarray, at: np.ndarray) -> np.ndarray:
+    return (_be16(u8, at) << 16) | _be16(u8, at + 2)
+
+
+def _keys_unique(key: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """Distinct values (as ints) and, per row, the index of its value (a sort, no np.unique)."""
+    if not key.size:
+        return [], np.zeros(0, _I8)
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    new = np.concatenate(([True], sk[1:] != sk[:-1]))
+    inverse = np.empty(key.size, _I8)
+    inverse[order] = np.cumsum(new) - 1
+    return sk[new].tolist(), inverse
+
+
+def bulk(dec, items: list, base: int) -> list[int]:
+    """Decode what can be decoded in bulk from `items` (payload, source, received); returns
+    the indexes of the rest, in order. Datagram i is number base + i + 1 in capture order."""
+    n = len(items)
+    datas = [it[0] for it in items]
+    lens = np.fromiter(map(len, datas), _I8, n)
+    joined = b"".join(datas)
+    u8 = np.frombuffer(joined + bytes(24), np.uint8)  # padded: header reads never run off the end
+    off = np.zeros(n, _I8)
+    np.cumsum(lens[:-1], out=off[1:])
+    at = off
+    version = _be16(u8, at)
+    ipfix = version == 10
+    is5 = version == 5
+    # a whole header (the per-datagram path names any fault; these change no state there)
+    ok = np.where(ipfix, lens >= 16, np.where(is5, lens >= 24, (version == 9) & (lens >= 20)))
+    # header fields; v9: uptime 4, secs 8, seq 12, source id 16; IPFIX: length 2, export 4,
+    # seq 8, domain 12; v5: count 2, uptime 4, secs 8, nsecs 12, seq 16, engine 20-21, sampling 22
+    f2, f4, f8, f12 = _be16(u8, at + 2), _be32(u8, at + 4), _be32(u8, at + 8), _be32(u8, at + 12)
+    f16 = _be32(u8, at + 16)
+    domain = np.where(ipfix, f12, np.where(is5, _be16(u8, at + 20), f16))
+    seq = np.where(ipfix, f8, np.where(is5, f16, f12))
+    export = np.where(ipfix, f4, f8).astype(np.float64)
+    export[is5] += f12[is5] * 1e-9
+    uptime = np.where(ipfix, 0, f4)
+    hl = np.where(ipfix, 16, np.where(is5, 24, 20))
+    end = off + np.where(ipfix, f2, lens)
+    header = ok.copy()  # rows whose session is known from the header
+    ok &= ~ipfix | ((f2 >= 16) & (f2 <= lens))
+    ok &= ~is5 | (24 + 48 * f2 <= lens)
+
+    # sessions: (exporter, port, version, domain), looked up once per distinct key
+    memo: dict = {}
+    codes = np.fromiter((memo.setdefault(it[1], len(memo)) for it in items), _I8, n)
+    sources = list(memo)
+    keys, inverse = _keys_unique(np.where(header, (codes << 40) | (version << 32) | domain, -1))
+    sessions = []
+    found = np.zeros(len(keys), bool)
+    for j, k in enumerate(keys):
+        sess = None
+        if k >= 0:
+            src = sources[k >> 40]
+            sess = dec.sessions.get((src[0], src[1], (k >> 32) & 0xFF, k & 0xFFFF_FFFF))
+        sessions.append(sess)
+        found[j] = sess is not None
+    sidx = inverse
+    known = found[sidx]
+    ok &= known
+
+    # the set walk: one step per set position, for every candidate datagram at once
+    chunk_d, chunk_at, chunk_n, chunk_t, chunk_base = [], [], [], [], []
+    templates: list = []
+    tindex: dict = {}
+    nrec = np.zeros(n, _I8)  # flow records per datagram
+    opt_records = np.zeros(n, _I8)  # options records (skipped sets): they count in IPFIX sequences
+    notes: list = []  # (datagram, session, templates refreshed), counted once the datagram is taken
+    five = np.flatnonzero(ok & is5)
+    if five.size:
+        tindex[None] = 0
+        templates.append(None)
+        chunk_d.append(five)
+        chunk_at.append(off[five] + 24)
+        chunk_n.append(f2[five])
+        chunk_t.append(np.zeros(five.size, _I8))
+        chunk_base.append(np.zeros(five.size, _I8))
+        nrec[five] = f2[five]
+    alive = np.flatnonzero(ok & ~is5)
+    pos = off[alive] + hl[alive]
+    for _ in range(MAX_SETS):
+        more = end[alive] - pos >= 4
+        alive, pos = alive[more], pos[more]
+        if not alive.size:
+            break
+        sid = _be16(u8, pos)
+        size = _be16(u8, pos + 2)
+        pairs, pinv = _keys_unique((sidx[alive] << 16) | sid)
+        reclen = np.zeros(len(pairs), _I8)
+        tcode = np.zeros(len(pairs), _I8)
+        special = []  # pairs whose sets need a look in Python: template sets, options data
+        for j, pk in enumerate(pairs):
+            sess, tid = sessions[pk >> 16], pk & 0xFFFF
+            t = sess.templates.get(tid) if tid >= 256 else None
+            if t is not None and t.record_len and not t.scope_count:
+                reclen[j] = t.record_len
+                code = tindex.get(id(t))
+                if code is None:
+                    code = tindex[id(t)] = len(templates)
+                    templates.append(t)
+                tcode[j] = code
+            elif t is not None or tid in (_TEMPLATE_SETS[sess.version] if not sess.pending else ()):
+                special.append(j)
+        rowbad = None
+        if special:
+            reclen[special] = -1  # walked, no flow records
+            rows = np.flatnonzero(np.isin(pinv, special) & (size >= 4) & (pos + size <= end[alive]))
+            extra, rowbad = _special_sets(dec, joined, sessions, sidx, alive[rows], pos[rows], size[rows],
+                                          sid[rows], notes)
+            opt_records[alive[rows]] += extra
+            rowbad = rows[rowbad]
+        rl = reclen[pinv]
+        good = (rl != 0) & (size >= 4) & (pos + size <= end[alive])
+        if rowbad is not None:
+            good[rowbad] = False
+        ok[alive[~good]] = False
+        alive, pos, sid, size, rl, pinv = alive[good], pos[good], sid[good], size[good], rl[good], pinv[good]
+        k = np.where(rl > 0, (size - 4) // np.maximum(rl, 1), 0)
+        chunk_d.append(alive)
+        chunk_at.append(pos + 4)
+        chunk_n.append(k)
+        chunk_t.append(tcode[pinv])
+        chunk_base.append(nrec[alive])
+        nrec[alive] += k
+        pos = pos + size
+    else:
+        ok[alive[end[alive] - pos >= 4]] = False  # more sets than walked
+
+    # a session's datagrams stay in order: none after its first one left to the other path
+    idx = np.arange(n)
+    first_slow = np.full(len(sessions), n, _I8)
+    slow_here = known & ~ok
+    np.minimum.at(first_slow, sidx[slow_here], idx[slow_here])
+    ok &= idx < first_slow[sidx]
+    rest = np.flatnonzero(~ok).tolist()
+    if not ok.any():
+        return rest
+
+    for d, sess, count in notes:
+        if ok[d]:
+            dec.stats.templates[sess.stat_label] += count
+    _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, u8, at)
+    _emit(dec, joined, templates, sessions, sidx, ok, chunk_d, chunk_at, chunk_n, chunk_t, chunk_base,
+          export, uptime, base, is5, u8, at)
+    return rest
+
+
+_TEMPLATE_SETS = {9: (0, 1), 10: (2, 3)}  # template and options template set ids
+
+
+def _special_sets(dec, joined: bytes, sessions: list, sidx: np.ndarray, rows: np.ndarray, pos: np.ndarray,
+                  size: np.ndarray, sid: np.ndarray, notes: list) -> tuple[np.ndarray, np.ndarray]:
+    """Sets the bulk path can pass over when they change nothing: a template set identical to
+    the templates the session holds (a refresh), options data identical to the last set of
+    its template that changed nothing. -> (options records per row, rows that cannot pass)."""
+    extra = np.zeros(rows.size, _I8)
+    bad = np.zeros(rows.size, bool)
+    memo = dec._template_memo
+    for i, (d, p, z, tid) in enumerate(zip(rows.tolist(), pos.tolist(), size.tolist(), sid.tolist())):
+        sess = sessions[sidx[d]]
+        body = joined[p + 4:p + z]
+        if tid >= 256:  # options data
+            seen = sess.options_seen.get(tid)
+            if seen is not None and seen[0] == (len(body), hash(body)):
+                extra[i] = seen[1]
+            else:
+                bad[i] = True
+            continue
+        sets = _TEMPLATE_SETS[sess.version]
+        parsed = memo.get((sess.version == 10, tid == sets[1], body))
+        if parsed and all(t is not None and sess.templates.get(k) is t for k, t in parsed):
+            notes.append((d, sess, len(parsed)))
+        else:
+            bad[i] = True
+    return extra, bad
+
+
+def _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, u8, at) -> None:
+    """Per session: tallies, sampling from v5 headers, and sequence numbers in datagram order
+    (the per-datagram rule, `Session.track_sequence`, wherever a number is not the expected one)."""
+    good = np.flatnonzero(ok)
+    order = good[np.argsort(sidx[good], kind="stable")]
+    s = sidx[order]
+    bounds = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1], [True])))
+    allrec = nrec + opt_records  # what the per-datagram path counts as the message's records
+    step = np.where(ipfix | is5, allrec, 1)
+    expect = (seq + step) & 0xFFFF_FFFF
+    touched = dec._touched
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        rows = order[a:b]
+        sess = sessions[int(s[a])]
+        touched.add(sess)
+        sess.last_seen = items[int(rows[-1])][2]
+        recs = int(allrec[rows].sum())
+        sess.n_datagrams += b - a
+        sess.n_flows += int(nrec[rows].sum())
+        if sess.version == 5:
+            sampling = _be16(u8, at[rows[-1:]] + 22)[0]
+            sess.sampling_rate = int(sampling & 0x3FFF) or 1
+        sq = seq[rows]
+        chained = sess.next_seq == int(sq[0]) and (b - a == 1 or bool((sq[1:] == expect[rows[:-1]]).all()))
+        if chained:
+            sess.next_seq = int(expect[rows[-1]])
+            sess.packets_seen += b - a
+            sess.records_seen += recs
+        else:
+            counting = sess.version == 9
+            for q, r in zip(sq.tolist(), allrec[rows].tolist()):
+                if q == sess.next_seq:
+                    sess.next_seq = (q + (1 if counting else r)) & 0xFFFF_FFFF
+                    sess.packets_seen += 1
+                    sess.records_seen += r
+                else:
+                    sess.track_sequence(q, r, counting)
+
+
+def _emit(dec, joined, templates, sessions, sidx, ok, chunk_d, chunk_at, chunk_n, chunk_t, chunk_base,
+          export, uptime, base, is5, u8, at) -> None:
+    """The located records -> one `Block` per template in the decoder's groups."""
+    if not chunk_d:
+        return
+    d = np.concatenate(chunk_d)
+    keep = ok[d] & (np.concatenate(chunk_n) > 0)
+    d = d[keep]
+    if not d.size:
+        return
+    start = np.concatenate(chunk_at)[keep]
+    count = np.concatenate(chunk_n)[keep]
+    tcode = np.concatenate(chunk_t)[keep]
+    rbase = np.concatenate(chunk_base)[keep]
+    order = np.lexsort((d, tcode))  # by template, then capture order
+    d, start, count, tcode, rbase = d[order], start[order], count[order], tcode[order], rbase[order]
+    sess_sid = np.array([s.sid if s is not None else 0 for s in sessions], np.uint32)
+    sess_rate = np.array([(s.override or s.sampling_rate) if s is not None else 1 for s in sessions], np.uint32)
+    rate = sess_rate[sidx[d]]
+    five = is5[d]
+    if five.any():  # v5: the header's own sampling interval, unless overridden
+        hdr = (_be16(u8, at[d[five]] + 22) & 0x3FFF).astype(np.uint32)
+        over = np.array([bool(s is not None and s.override) for s in sessions], bool)[sidx[d[five]]]
+        rate[five] = np.where(over, rate[five], np.maximum(hdr, 1))
+    cuts = np.flatnonzero(np.concatenate(([True], tcode[1:] != tcode[:-1], [True])))
+    for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+        t = templates[int(tcode[a])]
+        size = v5.RECORD_LEN if t is None else t.record_len
+        parts = [joined[p:p + c * size] for p, c in zip(start[a:b].tolist(), count[a:b].tolist())]
+        rows = d[a:b]
+        dec._groups[dec._V5_KEY if t is None else t].append(Block(
+            b"".join(parts), count[a:b], sess_sid[sidx[rows]], rate[a:b], export[rows], uptime[rows],
+            (base + 1 + rows).astype(np.uint64), rbase[a:b].astype(np.uint64)))
