@@ -136,6 +136,7 @@ class App:
         self.bound: list[str] = []
         self._last_status = (0.0, 0, 0)
         self._last_prune = 0.0
+        self._if_names: dict | None = None  # (exporter, if_index) -> name from options data
 
     # --- the data path (runs on the event loop, between receives) ---------------------------
 
@@ -261,6 +262,7 @@ class App:
         self.decoder.expire(now)
         self.classifier.set_app_ids({**self._learned_app_ids(), **self.app_ids})
         rows = self.aggregator.drain()
+        self._if_names = None  # rebuilt once per flush by interface_name
         if_rows = self.aggregator.drain_interfaces(self.interface_name)
         self._count_rows(rows, if_rows)
         self.refresh_snapshot()
@@ -300,10 +302,12 @@ class App:
         """SNMP's ifName, else the name the exporter sent in options data, else the index."""
         name = self.poller.interface_name(exporter, if_index) if self.poller is not None else None
         if not name:
-            for sess in self.decoder.sessions.values():
-                if sess.exporter == exporter and if_index in sess.if_names:
-                    name = sess.if_names[if_index]
-                    break
+            if self._if_names is None:
+                self._if_names = {}
+                for sess in self.decoder.sessions.values():
+                    for k, v in sess.if_names.items():
+                        self._if_names.setdefault((sess.exporter, k), v)
+            name = self._if_names.get((exporter, if_index))
         return name or str(if_index)
 
     def _count_rows(self, rows, if_rows) -> None:

@@ -133,29 +133,19 @@ class Intake:
 
     def _readable(self, fd: int) -> None:
         """A socket has datagrams: take them (bounded per wakeup, so timers still run)."""
-        receiver, allow = self.receiver, self.allow
+        receiver = self.receiver
         now = time.time()
         for _ in range(READS_PER_WAKEUP):
             try:
-                got = receiver.receive(fd)
+                got, refused = receiver.receive(fd, now, self.batch, self.allow)
             except OSError:
                 self.socket_errors += 1
                 break
-            if not got:
-                break
-            batch = self.batch
-            if allow is None:
-                batch.extend([(data, source, now) for data, source in got])
-            else:
-                for data, source in got:
-                    if allow(source[0]):
-                        batch.append((data, source, now))
-                    else:
-                        self.denied += 1
-            if len(batch) >= self.batch_size:
+            self.denied += refused
+            if len(self.batch) >= self.batch_size:
                 self.hand_on()
                 now = time.time()
-            if len(got) < receiver.slots:
+            if got < receiver.slots:
                 break
         if self.batch and self.timer is None:
             self.timer = self.loop.call_later(self.delay, self.hand_on)

@@ -83,12 +83,15 @@ class Receiver:
         at = hdr + _MsgHdr.namelen.offset
         self._namelen = raw[:, at:at + 4].view(np.uint32)[:, 0]
         self._addr = ctypes.addressof(self.msgs)
-        self._memo: dict[bytes, tuple[str, int]] = {}
+        self._memo: dict[bytes, tuple[tuple[str, int], bool]] = {}  # sockaddr -> (source, allowed)
+        self._memo_allow = None
         self._memo_size = addr_memo
 
-    def receive(self, fd: int) -> list[tuple[bytes, tuple[str, int]]]:
-        """Datagrams waiting on `fd` (non-blocking): up to `slots`; [] when there are none.
-        Raises OSError for errors other than 'nothing to read'."""
+    def receive(self, fd: int, now: float, batch: list, allow=None) -> tuple[int, int]:
+        """Append the datagrams waiting on `fd` (non-blocking, up to `slots`) to `batch` as
+        `(payload, (address, port), now)`; sources that `allow(address)` refuses are counted
+        instead. -> (datagrams read, datagrams refused). Raises OSError for errors other than
+        'nothing to read'."""
         self._namelen[:] = NAME
         k = _RECVMMSG(fd, self._addr, self.slots, MSG_DONTWAIT, None)
         if k <= 0:
@@ -96,19 +99,29 @@ class Receiver:
                 err = ctypes.get_errno()
                 if err not in _AGAIN:
                     raise OSError(err, f"recvmmsg: {errno.errorcode.get(err, err)}")
-            return []
+            return 0, 0
+        if allow is not self._memo_allow:  # a reloaded filter: decisions made with the old one go
+            self._memo.clear()
+            self._memo_allow = allow
         data, names, memo = self.data, self.names, self._memo
-        out = []
-        for i, (n, nl) in enumerate(zip(self._len[:k].tolist(), self._namelen[:k].tolist())):
-            raw = names[i * NAME:i * NAME + nl]
-            source = memo.get(raw)
-            if source is None:
+        append = batch.append
+        refused = 0
+        at = 0
+        for n, nl in zip(self._len[:k].tolist(), self._namelen[:k].tolist()):
+            raw = names[at // SLOT * NAME:at // SLOT * NAME + nl]
+            known = memo.get(raw)
+            if known is None:
                 source = _sockaddr(raw)
+                known = (source, allow is None or allow(source[0]))
                 if len(memo) >= self._memo_size:
                     memo.clear()
-                memo[raw] = source
-            out.append((data[i * SLOT:i * SLOT + n], source))
-        return out
+                memo[raw] = known
+            if known[1]:
+                append((data[at:at + n], known[0], now))
+            else:
+                refused += 1
+            at += SLOT
+        return k, refused
 
     def close(self) -> None:
         self._anchors = ()

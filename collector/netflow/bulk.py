@@ -68,8 +68,9 @@ def bulk(dec, items: list, base: int) -> list[int]:
     n = len(items)
     datas = [it[0] for it in items]
     lens = np.fromiter(map(len, datas), _I8, n)
+    datas.append(bytes(24))  # padding: header reads never run off the end
     joined = b"".join(datas)
-    u8 = np.frombuffer(joined + bytes(24), np.uint8)  # padded: header reads never run off the end
+    u8 = np.frombuffer(joined, np.uint8)
     off = np.zeros(n, _I8)
     np.cumsum(lens[:-1], out=off[1:])
     at = off
@@ -251,17 +252,20 @@ def _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is
             sess.sampling_rate = int(sampling & 0x3FFF) or 1
         sq = seq[rows]
         chained = sess.next_seq == int(sq[0]) and (b - a == 1 or bool((sq[1:] == expect[rows[:-1]]).all()))
+        templated = sess.version != 5  # the per-datagram v5 path keeps no packet tallies
         if chained:
             sess.next_seq = int(expect[rows[-1]])
-            sess.packets_seen += b - a
-            sess.records_seen += recs
+            if templated:
+                sess.packets_seen += b - a
+                sess.records_seen += recs
         else:
             counting = sess.version == 9
             for q, r in zip(sq.tolist(), allrec[rows].tolist()):
                 if q == sess.next_seq:
                     sess.next_seq = (q + (1 if counting else r)) & 0xFFFF_FFFF
-                    sess.packets_seen += 1
-                    sess.records_seen += r
+                    if templated:
+                        sess.packets_seen += 1
+                        sess.records_seen += r
                 else:
                     sess.track_sequence(q, r, counting)
 

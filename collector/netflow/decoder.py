@@ -622,13 +622,15 @@ class Decoder:
             uptime = ctx.uptime()
             return export + _uptime_delta(first, uptime), export + _uptime_delta(last, uptime)
         inits = []
-        for s in ctx.sids:
+        for s, count in zip(ctx.sids, ctx.counts.tolist()):
             sess = ctx.session(s)
-            inits.append(sess.system_init_ms if sess and sess.system_init_ms is not None else -1)
+            if sess and sess.system_init_ms is not None:
+                inits.append(sess.system_init_ms)
+            else:
+                inits.append(-1)
+                self.stats.notices[sess.stat_label if sess else "other", "no-system-init-time"] += count
         init = np.repeat(np.array(inits, np.float64), ctx.counts)
         missing = init < 0
-        if missing.any():
-            self.stats.notices[sess0.stat_label, "no-system-init-time"] += int(missing.sum())
         start = np.where(missing, export, (init + first) / 1e3)
         end = np.where(missing, export, (init + last) / 1e3)
         return start, end
@@ -673,12 +675,12 @@ class _Chunks:
         return self.by_sid[self.sids[0]]
 
     def uptime(self) -> np.ndarray:
-        return np.repeat(np.array(self.uptimes, np.int64), self.counts)
+        return np.repeat(np.asarray(self.uptimes).astype(np.uint32), self.counts)
 
 
 def _uptime_delta(t: np.ndarray, uptime: np.ndarray) -> np.ndarray:
     """Seconds from the header's sysUpTime to `t`, both 32-bit milliseconds (wrap-safe)."""
-    d = (t.astype(np.int64) - uptime.astype(np.int64) + (1 << 31)) % (1 << 32) - (1 << 31)
+    d = (t.astype(np.uint32) - uptime.astype(np.uint32)).view(np.int32)  # wraps mod 2^32, signed
     return d / 1e3
 
 
