@@ -145,7 +145,14 @@ class App:
         if not len(batch):
             return
         cls = self.classifier.classify_batch(batch)
-        sids, inverse = np.unique(batch.session, return_inverse=True)
+        top = int(batch.session.max()) + 1
+        if top <= 1 << 20:  # session ids are small integers: a table instead of a sort
+            sids = np.flatnonzero(np.bincount(batch.session, minlength=top))
+            table = np.zeros(top, np.intp)
+            table[sids] = np.arange(len(sids))
+            inverse = table[batch.session]
+        else:
+            sids, inverse = np.unique(batch.session, return_inverse=True)
         names: list[str] = []
         index: dict[str, int] = {}
         codes = []
