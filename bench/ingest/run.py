@@ -186,7 +186,8 @@ class Bench:
             busy0, child0 = P.machine_busy(), resource.getrusage(resource.RUSAGE_CHILDREN)
             w0 = time.monotonic()
             out = subprocess.run([str(self.sender), str(self.datagram_file(version)), str(port),
-                                  f"{target:.3f}", str(max(count, 1)), f"{args.duration:.3f}"],
+                                  f"{target:.3f}", str(max(count, 1)), f"{args.duration:.3f}",
+                                  str(args.exporters)],
                                  check=False, capture_output=True, text=True, timeout=args.duration + 30)
             end = time.monotonic()
             child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -386,6 +387,8 @@ def parse_args(argv=None):
     p.add_argument("--budget", type=float, default=840.0, help="seconds for the whole search run (default 840)")
     p.add_argument("--records", type=int, default=100_000, help="flow records in each datagram file")
     p.add_argument("--json", metavar="FILE", help="write every trial and result as JSON")
+    p.add_argument("--exporters", type=int, default=1, metavar="N",
+                   help="exporters the sender plays (sockets of their own, 1-64; default 1)")
     p.add_argument("--imflow-workers", type=int, default=1, metavar="N",
                    help="run imflow with --workers N (default 1); CPU and RSS cover all its processes")
     p.add_argument("--keep", action="store_true", help="keep the temporary folders")

@@ -2,7 +2,7 @@
  * imflow bench/ingest sender: replays prebuilt NetFlow/IPFIX datagrams to one loopback
  * collector with sendmmsg(2), paced to a target datagram rate, bounded in count and time.
  *
- *   sender FILE PORT RATE MAX_DATAGRAMS MAX_SECONDS
+ *   sender FILE PORT RATE MAX_DATAGRAMS MAX_SECONDS [EXPORTERS]
  *
  *   FILE           datagram file written by bench/ingest/datagrams.py:
  *                  "IMFB" u32 version(=1) u32 count, then per datagram
@@ -11,9 +11,11 @@
  *   RATE           datagrams per second; 0 = as fast as the machine allows
  *   MAX_DATAGRAMS  stop after this many datagrams
  *   MAX_SECONDS    stop after this long (whichever comes first)
+ *   EXPORTERS      1-64 (default 1): sockets of their own, so separate exporters (source
+ *                  ports) to the collector, taking turns burst by burst
  *
- * The file is replayed from its first datagram (which carries the templates) in a loop.
- * Sequence numbers are rewritten as a real exporter counts them, so replays stay gap-free:
+ * Each exporter replays the file from its first datagram (which carries the templates) in a loop.
+ * Sequence numbers are rewritten per exporter as a real exporter counts them, so replays stay gap-free:
  * v5 and IPFIX count flow records sent before the message, v9 counts export packets.
  *
  * Prints one line on stdout:
@@ -36,6 +38,7 @@
 
 #define BATCH 64
 #define MAXLEN 65535
+#define MAXEXP 64 /* exporters: sockets of their own (source ports), each replaying the file */
 
 struct dgram {
     const uint8_t *data;
@@ -92,16 +95,18 @@ static int load(const char *path, uint8_t **buf, struct dgram **out, size_t *n)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s FILE PORT RATE MAX_DATAGRAMS MAX_SECONDS\n", argv[0]);
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: %s FILE PORT RATE MAX_DATAGRAMS MAX_SECONDS [EXPORTERS]\n", argv[0]);
         return 2;
     }
+    long exporters = argc == 7 ? strtol(argv[6], NULL, 10) : 1;
     long port = strtol(argv[2], NULL, 10);
     double rate = strtod(argv[3], NULL);
     long long max_count = strtoll(argv[4], NULL, 10);
     double max_seconds = strtod(argv[5], NULL);
-    if (port < 1 || port > 65535 || rate < 0 || max_count < 1 || !(max_seconds > 0) || max_seconds > 600) {
-        fprintf(stderr, "bad arguments (port 1-65535, rate >= 0, count >= 1, 0 < seconds <= 600)\n");
+    if (port < 1 || port > 65535 || rate < 0 || max_count < 1 || !(max_seconds > 0) || max_seconds > 600
+        || exporters < 1 || exporters > MAXEXP) {
+        fprintf(stderr, "bad arguments (port 1-65535, rate >= 0, count >= 1, 0 < seconds <= 600, 1-64 exporters)\n");
         return 2;
     }
     uint8_t *file;
@@ -110,23 +115,28 @@ int main(int argc, char **argv)
     if (load(argv[1], &file, &dg, &n) != 0)
         return 1;
 
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    if (fd < 0) { perror("socket"); return 1; }
-    int sndbuf = 4 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    int fds[MAXEXP];
     struct sockaddr_in to = {0};
     to.sin_family = AF_INET;
     to.sin_port = htons((uint16_t)port);
     to.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* loopback only, by construction */
-    if (connect(fd, (struct sockaddr *)&to, sizeof to) != 0) { perror("connect"); return 1; }
+    for (long e = 0; e < exporters; e++) {
+        fds[e] = socket(AF_INET, SOCK_DGRAM, 0);
+        if (fds[e] < 0) { perror("socket"); return 1; }
+        int sndbuf = 4 << 20;
+        setsockopt(fds[e], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+        if (connect(fds[e], (struct sockaddr *)&to, sizeof to) != 0) { perror("connect"); return 1; }
+    }
 
     static uint8_t bufs[BATCH][MAXLEN];
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
     size_t idx[BATCH];
-    uint32_t seq_v9 = 0, seq_records = 0; /* packets sent; records sent (v5, IPFIX) */
+    /* per exporter: packets sent (v9), records sent (v5, IPFIX), its place in the file */
+    uint32_t seq_v9[MAXEXP] = {0}, seq_records[MAXEXP] = {0};
+    size_t nexts[MAXEXP] = {0};
     long long sent = 0, records = 0, errors = 0, made = 0;
-    size_t next = 0;
+    long turn = 0;
     double t0 = now_s(), last = t0, deadline = t0 + max_seconds;
 
     while (made < max_count) {
@@ -154,20 +164,25 @@ int main(int argc, char **argv)
             if (due > BATCH) due = BATCH;
         }
         if (due > max_count - made) due = max_count - made;
-        /* Build the batch; sequence numbers assume every earlier datagram went out. */
+        /* Build the batch from the next exporter in turn; sequence numbers assume every
+         * earlier datagram of that exporter went out. */
+        long e = turn;
+        turn = (turn + 1) % exporters;
+        int fd = fds[e];
+        size_t next = nexts[e];
         int k = 0;
         for (; k < due; k++) {
             const struct dgram *d = &dg[next];
             memcpy(bufs[k], d->data, d->len);
             uint16_t version = (uint16_t)(d->data[0] << 8 | d->data[1]);
             if (version == 5)
-                put32(bufs[k] + 16, seq_records);
+                put32(bufs[k] + 16, seq_records[e]);
             else if (version == 9)
-                put32(bufs[k] + 12, seq_v9);
+                put32(bufs[k] + 12, seq_v9[e]);
             else if (version == 10)
-                put32(bufs[k] + 8, seq_records);
-            seq_v9 += 1;
-            seq_records += d->records;
+                put32(bufs[k] + 8, seq_records[e]);
+            seq_v9[e] += 1;
+            seq_records[e] += d->records;
             iov[k].iov_base = bufs[k];
             iov[k].iov_len = d->len;
             memset(&msgs[k], 0, sizeof msgs[k]);
@@ -176,6 +191,7 @@ int main(int argc, char **argv)
             idx[k] = next;
             next = (next + 1) % n;
         }
+        nexts[e] = next;
         made += k;
         int done = 0;
         while (done < k) {
@@ -195,7 +211,8 @@ int main(int argc, char **argv)
         last = now_s();
     }
     printf("sent=%lld records=%lld errors=%lld seconds=%.6f\n", sent, records, errors, last - t0);
-    close(fd);
+    for (long e = 0; e < exporters; e++)
+        close(fds[e]);
     free(dg);
     free(file);
     return 0;
