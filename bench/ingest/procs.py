@@ -85,19 +85,22 @@ def rss(pid: int) -> int:
 
 
 def udp_socket(port: int) -> tuple[int, int] | None:
-    """(bytes queued, datagrams dropped) of the UDP socket bound to 127.0.0.1:port, from the
-    rx_queue and drops columns of /proc/net/udp; None if no such socket."""
+    """(bytes queued, datagrams dropped) of the UDP sockets bound to 127.0.0.1:port, summed
+    (imflow's workers share the port with SO_REUSEPORT, one socket each), from the rx_queue
+    and drops columns of /proc/net/udp; None if there is no such socket."""
     local = f"0100007F:{port:04X}"
+    found = None
     try:
         with open("/proc/net/udp") as fh:
             next(fh)
             for line in fh:
                 cols = line.split()
                 if cols[1] == local:
-                    return int(cols[4].split(":")[1], 16), int(cols[-1])
+                    q, d = found or (0, 0)
+                    found = (q + int(cols[4].split(":")[1], 16), d + int(cols[-1]))
     except OSError:
         pass
-    return None
+    return found
 
 
 def machine_busy() -> float:
