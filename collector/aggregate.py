@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collector.classify.classifier import Classified
+from collector.grouping import codes, dense, fits, group_rows
 from collector.netflow.batch import FlowBatch, addr_from_str, addr_to_str
 from collector.store.rows import BinRow, IfRow
 
@@ -35,51 +36,6 @@ class Totals:
     dropped_bins: int = 0  # bins lost to the open-bin ceiling
 
 
-def group_rows(cols: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Group rows by a composite of small non-negative integer columns, each given with its
-    cardinality (every value < it): -> (row order, start of each group in that order).
-
-    The columns fold into one integer key. When the key and a row index fit in 64 bits
-    together, one `np.sort` of (key << bits | index) does the work: a plain integer sort is
-    3-4x faster than `argsort`, and sorted indexes come out with the keys. Wider keys fall
-    back to `argsort` of the key, and keys wider than 64 bits to `lexsort` of the columns.
-    """
-    n = len(cols[0][0])
-    width = sum(max(size - 1, 0).bit_length() for _, size in cols)
-    if width > 64:
-        order = np.lexsort(tuple(c.astype(_U8, copy=False) for c, _ in reversed(cols)))
-        same = np.ones(max(n - 1, 0), bool)
-        for c, _ in cols:
-            k = c[order]
-            same &= k[1:] == k[:-1]
-        return order, np.flatnonzero(np.concatenate(([True], ~same))) if n else np.zeros(0, np.intp)
-    key = np.zeros(n, _U8)
-    for col, size in cols:
-        key = key * _U8(size) + col.astype(_U8, copy=False) if size > 1 else key
-    bits = max(n - 1, 0).bit_length()
-    if width + bits <= 64:
-        packed = np.sort((key << _U8(bits)) | np.arange(n, dtype=_U8))
-        order = (packed & _U8((1 << bits) - 1)).astype(np.intp)
-        skey = packed >> _U8(bits)
-    else:
-        order = np.argsort(key)
-        skey = key[order]
-    if not n:
-        return order, np.zeros(0, np.intp)
-    return order, np.flatnonzero(np.concatenate(([True], skey[1:] != skey[:-1])))
-
-
-def dense(col: np.ndarray, size: int) -> tuple[np.ndarray, int]:
-    """Values below `size` -> (a code per row, 0..k-1 in value order; k distinct values)."""
-    order, starts = group_rows([(col, size)])
-    code = np.empty(len(col), np.intp)
-    if len(col):
-        new = np.zeros(len(col), np.intp)
-        new[starts] = 1
-        code[order] = np.cumsum(new) - 1
-    return code, len(starts)
-
-
 def _small(col: np.ndarray) -> tuple[np.ndarray, int]:
     """An integer column as a grouping column: as it is when its values are small, else as
     dense codes."""
@@ -96,16 +52,10 @@ def host_codes(addr: np.ndarray, has_host: np.ndarray) -> tuple[np.ndarray, int]
     if v4.all():
         return lo & _U8(0xFFFF_FFFF), 1 << 32
     out = np.where(v4, lo & _U8(0xFFFF_FFFF), _U8(0))
-    six = np.flatnonzero(~v4 & has_host)
-    if six.size:
-        order, starts = group_rows([(hi[six], 1 << 64), (lo[six], 1 << 64)])
-        new = np.zeros(six.size, _U8)
-        new[starts] = 1
-        codes = np.empty(six.size, _U8)
-        codes[order] = np.cumsum(new) - _U8(1)
-        out[six] = codes + _U8(1 << 32)
-        return out, (1 << 32) + len(starts)
-    return out, 1 << 32
+    six = np.flatnonzero(~v4)
+    order, starts = group_rows([(hi[six], 1 << 64), (lo[six], 1 << 64)])
+    out[six] = codes(order, starts).astype(_U8) + _U8(1 << 32)
+    return out, (1 << 32) + len(starts)
 
 
 _KEYS = ("minute", "exporter", "service", "hi", "lo", "flag")
@@ -231,7 +181,7 @@ class Aggregator:
         ncard = len(self.services)
         hosts, hcard = host_codes(cls.host, cls.has_host)
         cols = [(mrel, mcard), (exporters, ecard), (service, ncard), (flag, 4), (hosts, hcard)]
-        if sum(max(c - 1, 0).bit_length() for _, c in cols) + (n - 1).bit_length() > 64:
+        if not fits(cols):
             cols[-1] = dense(hosts, hcard)
         order, starts = group_rows(cols)
         first = order[starts]

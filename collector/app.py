@@ -22,6 +22,7 @@ from collector import config as C
 from collector.aggregate import Aggregator
 from collector.classify.catalogue import Catalogue, CatalogueError, load_catalogue
 from collector.classify.classifier import Classifier
+from collector.grouping import unique_inverse
 from collector.intake import Intake
 from collector.metrics import Metrics, Snapshot
 from collector.netflow.decoder import Decoder
@@ -145,14 +146,7 @@ class App:
         if not len(batch):
             return
         cls = self.classifier.classify_batch(batch)
-        top = int(batch.session.max()) + 1
-        if top <= 1 << 20:  # session ids are small integers: a table instead of a sort
-            sids = np.flatnonzero(np.bincount(batch.session, minlength=top))
-            table = np.zeros(top, np.intp)
-            table[sids] = np.arange(len(sids))
-            inverse = table[batch.session]
-        else:
-            sids, inverse = np.unique(batch.session, return_inverse=True)
+        sids, inverse = unique_inverse(batch.session, int(batch.session.max()) + 1)
         names: list[str] = []
         index: dict[str, int] = {}
         codes = []
@@ -162,7 +156,7 @@ class App:
             codes.append(index.setdefault(name, len(names)))
             if len(names) < len(index):
                 names.append(name)
-        exporters = np.array(codes, np.uint32)[inverse.ravel()]
+        exporters = np.array(codes, np.uint32)[inverse]
         violations = self.policy_table.violations(cls.service, cls.host["hi"], cls.host["lo"], cls.has_host)
         self.aggregator.add(batch, cls, exporters, names, self.clock(), violations)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from collector.grouping import unique_inverse
 from collector.netflow import v5
 
 MAX_SETS = 16  # set positions walked per datagram; datagrams with more go the other way
@@ -50,18 +51,6 @@ def _be32(u8: np.ndarray, at: np.ndarray) -> np.ndarray:
     return (_be16(u8, at) << 16) | _be16(u8, at + 2)
 
 
-def _keys_unique(key: np.ndarray) -> tuple[list[int], np.ndarray]:
-    """Distinct values (as ints) and, per row, the index of its value (a sort, no np.unique)."""
-    if not key.size:
-        return [], np.zeros(0, _I8)
-    order = np.argsort(key, kind="stable")
-    sk = key[order]
-    new = np.concatenate(([True], sk[1:] != sk[:-1]))
-    inverse = np.empty(key.size, _I8)
-    inverse[order] = np.cumsum(new) - 1
-    return sk[new].tolist(), inverse
-
-
 def bulk(dec, items: list, base: int) -> list[int]:
     """Decode what can be decoded in bulk from `items` (payload, source, received); returns
     the indexes of the rest, in order. Datagram i is number base + i + 1 in capture order."""
@@ -88,6 +77,8 @@ def bulk(dec, items: list, base: int) -> list[int]:
     export = np.where(ipfix, f4, f8).astype(np.float64)
     export[is5] += f12[is5] * 1e-9
     uptime = np.where(ipfix, 0, f4)
+    # v5: a 2-bit mode and a 14-bit interval; interval 0 means unsampled whatever the mode
+    rate5 = np.maximum(_be16(u8, at + 22) & 0x3FFF, 1)
     hl = np.where(ipfix, 16, np.where(is5, 24, 20))
     end = off + np.where(ipfix, f2, lens)
     header = ok.copy()  # rows whose session is known from the header
@@ -96,9 +87,10 @@ def bulk(dec, items: list, base: int) -> list[int]:
 
     # sessions: (exporter, port, version, domain), looked up once per distinct key
     memo: dict = {}
-    codes = np.fromiter((memo.setdefault(it[1], len(memo)) for it in items), _I8, n)
+    src = np.fromiter((memo.setdefault(it[1], len(memo)) for it in items), _I8, n)
     sources = list(memo)
-    keys, inverse = _keys_unique(np.where(header, (codes << 40) | (version << 32) | domain, -1))
+    keys, sidx = unique_inverse(np.where(header, (src << 40) | (version << 32) | domain, -1) + 1, 1 << 62)
+    keys = (keys - 1).tolist()
     sessions = []
     found = np.zeros(len(keys), bool)
     for j, k in enumerate(keys):
@@ -108,7 +100,6 @@ def bulk(dec, items: list, base: int) -> list[int]:
             sess = dec.sessions.get((src[0], src[1], (k >> 32) & 0xFF, k & 0xFFFF_FFFF))
         sessions.append(sess)
         found[j] = sess is not None
-    sidx = inverse
     known = found[sidx]
     ok &= known
 
@@ -138,7 +129,8 @@ def bulk(dec, items: list, base: int) -> list[int]:
             break
         sid = _be16(u8, pos)
         size = _be16(u8, pos + 2)
-        pairs, pinv = _keys_unique((sidx[alive] << 16) | sid)
+        pairs, pinv = unique_inverse((sidx[alive] << 16) | sid, len(sessions) << 16)
+        pairs = pairs.tolist()
         reclen = np.zeros(len(pairs), _I8)
         tcode = np.zeros(len(pairs), _I8)
         special = []  # pairs whose sets need a look in Python: template sets, options data
@@ -157,7 +149,9 @@ def bulk(dec, items: list, base: int) -> list[int]:
         rowbad = None
         if special:
             reclen[special] = -1  # walked, no flow records
-            rows = np.flatnonzero(np.isin(pinv, special) & (size >= 4) & (pos + size <= end[alive]))
+            looked = np.zeros(len(pairs), bool)
+            looked[special] = True
+            rows = np.flatnonzero(looked[pinv] & (size >= 4) & (pos + size <= end[alive]))
             extra, rowbad = _special_sets(dec, joined, sessions, sidx, alive[rows], pos[rows], size[rows],
                                           sid[rows], notes)
             opt_records[alive[rows]] += extra
@@ -192,9 +186,9 @@ def bulk(dec, items: list, base: int) -> list[int]:
     for d, sess, count in notes:
         if ok[d]:
             dec.stats.templates[sess.stat_label] += count
-    _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, u8, at)
+    _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, rate5)
     _emit(dec, joined, templates, sessions, sidx, ok, chunk_d, chunk_at, chunk_n, chunk_t, chunk_base,
-          export, uptime, base, is5, u8, at)
+          export, uptime, base, is5, rate5)
     return rest
 
 
@@ -228,7 +222,7 @@ def _special_sets(dec, joined: bytes, sessions: list, sidx: np.ndarray, rows: np
     return extra, bad
 
 
-def _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, u8, at) -> None:
+def _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, rate5) -> None:
     """Per session: tallies, sampling from v5 headers, and sequence numbers in datagram order
     (the per-datagram rule, `Session.track_sequence`, wherever a number is not the expected one)."""
     good = np.flatnonzero(ok)
@@ -248,8 +242,7 @@ def _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is
         sess.n_datagrams += b - a
         sess.n_flows += int(nrec[rows].sum())
         if sess.version == 5:
-            sampling = _be16(u8, at[rows[-1:]] + 22)[0]
-            sess.sampling_rate = int(sampling & 0x3FFF) or 1
+            sess.sampling_rate = int(rate5[rows[-1]])
         sq = seq[rows]
         chained = sess.next_seq == int(sq[0]) and (b - a == 1 or bool((sq[1:] == expect[rows[:-1]]).all()))
         templated = sess.version != 5  # the per-datagram v5 path keeps no packet tallies
@@ -271,7 +264,7 @@ def _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is
 
 
 def _emit(dec, joined, templates, sessions, sidx, ok, chunk_d, chunk_at, chunk_n, chunk_t, chunk_base,
-          export, uptime, base, is5, u8, at) -> None:
+          export, uptime, base, is5, rate5) -> None:
     """The located records -> one `Block` per template in the decoder's groups."""
     if not chunk_d:
         return
@@ -288,12 +281,9 @@ def _emit(dec, joined, templates, sessions, sidx, ok, chunk_d, chunk_at, chunk_n
     d, start, count, tcode, rbase = d[order], start[order], count[order], tcode[order], rbase[order]
     sess_sid = np.array([s.sid if s is not None else 0 for s in sessions], np.uint32)
     sess_rate = np.array([(s.override or s.sampling_rate) if s is not None else 1 for s in sessions], np.uint32)
-    rate = sess_rate[sidx[d]]
-    five = is5[d]
-    if five.any():  # v5: the header's own sampling interval, unless overridden
-        hdr = (_be16(u8, at[d[five]] + 22) & 0x3FFF).astype(np.uint32)
-        over = np.array([bool(s is not None and s.override) for s in sessions], bool)[sidx[d[five]]]
-        rate[five] = np.where(over, rate[five], np.maximum(hdr, 1))
+    overridden = np.array([bool(s is not None and s.override) for s in sessions], bool)
+    own = is5[d] & ~overridden[sidx[d]]  # v5: each datagram's header interval, unless overridden
+    rate = np.where(own, rate5[d], sess_rate[sidx[d]]).astype(np.uint32)
     cuts = np.flatnonzero(np.concatenate(([True], tcode[1:] != tcode[:-1], [True])))
     for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
         t = templates[int(tcode[a])]

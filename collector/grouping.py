@@ -1,0 +1,79 @@
+"""Grouping rows of integer columns, the one mechanism behind decode's session and template
+lookups, the aggregator's bins and the daemon's exporter codes.
+
+Everything here is a sort of one integer key. When the key and a row index fit in 64 bits
+together, one `np.sort` of (key << bits | row) does the work: measured on 27k rows here, that
+is about 3x faster than the stable `argsort` it replaces (1.7x a quicksort `argsort`), and the
+row order comes out with the keys. `np.unique` took 5.8 ms on the same rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_U8 = np.uint64
+TABLE_MAX = 1 << 20  # keys below this are coded through a table instead of a sort
+
+
+def group_rows(cols: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Group rows by a composite of non-negative integer columns, each given with its
+    cardinality (every value < it): -> (row order, start of each group in that order).
+    Groups come in key order. Keys wider than 64 bits fall back to `lexsort` of the columns."""
+    n = len(cols[0][0])
+    if not n:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    width = sum(max(size - 1, 0).bit_length() for _, size in cols)
+    if width > 64:
+        order = np.lexsort(tuple(c.astype(_U8, copy=False) for c, _ in reversed(cols)))
+        same = np.ones(n - 1, bool)
+        for c, _ in cols:
+            k = c[order]
+            same &= k[1:] == k[:-1]
+        return order, np.flatnonzero(np.concatenate(([True], ~same)))
+    key = np.zeros(n, _U8)
+    for col, size in cols:
+        if size > 1:
+            key = key * _U8(size) + col.astype(_U8, copy=False)
+    bits = (n - 1).bit_length()
+    if width + bits <= 64:
+        packed = np.sort((key << _U8(bits)) | np.arange(n, dtype=_U8))
+        order = (packed & _U8((1 << bits) - 1)).astype(np.intp)
+        skey = packed >> _U8(bits)
+    else:
+        order = np.argsort(key)
+        skey = key[order]
+    return order, np.flatnonzero(np.concatenate(([True], skey[1:] != skey[:-1])))
+
+
+def fits(cols: list[tuple[np.ndarray, int]]) -> bool:
+    """Whether `group_rows(cols)` takes its fastest way (key and row index in 64 bits)."""
+    n = len(cols[0][0])
+    return sum(max(size - 1, 0).bit_length() for _, size in cols) + max(n - 1, 0).bit_length() <= 64
+
+
+def codes(order: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The group of each row (0..k-1 in key order), from `group_rows`' result."""
+    new = np.zeros(len(order), np.intp)
+    new[starts] = 1
+    out = np.empty(len(order), np.intp)
+    out[order] = np.cumsum(new) - 1
+    return out
+
+
+def unique_inverse(col: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(col, return_inverse=True)` for non-negative integers below `size`: through
+    a table when `size` is small, else one sort."""
+    if size <= TABLE_MAX:
+        idx = col.astype(np.intp, copy=False)
+        values = np.flatnonzero(np.bincount(idx, minlength=size))
+        table = np.zeros(size, np.intp)
+        table[values] = np.arange(len(values))
+        return values.astype(col.dtype, copy=False), table[idx]
+    order, starts = group_rows([(col, size)])
+    return col[order[starts]], codes(order, starts)
+
+
+def dense(col: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+    """Values below `size` -> (a code per row, the number of distinct values)."""
+    values, inverse = unique_inverse(col, size)
+    return inverse, len(values)
