@@ -146,39 +146,6 @@ class Decoder:
         sess = self.sessions.get(key)
         ipfix = version == 10
         hl = dialect.header_len
-        if sess is not None:
-            # Fast path: only data sets of known fixed-size templates, the usual datagram.
-            # Anything else (templates, options, unknown ids, bad framing) takes pass 1 below.
-            templates = sess.templates
-            found = []
-            pos, n = hl, 0
-            while end - pos >= 4:
-                sid, size = unpack_from(">HH", data, pos)
-                t = templates.get(sid) if sid >= 256 else None
-                if t is None or not t.record_len or t.scope_count or size < 4 or pos + size > end:
-                    break
-                k = (size - 4) // t.record_len
-                if k:
-                    found.append((t, pos + 4, k, n))
-                    n += k
-                pos += size
-            else:
-                sess.last_seen = received
-                self._touched.add(sess)
-                sess.n_datagrams += 1
-                sess.n_flows += n
-                if seq == sess.next_seq:
-                    sess.next_seq = (seq + (n if ipfix else 1)) & 0xFFFF_FFFF
-                    sess.packets_seen += 1
-                    sess.records_seen += n
-                else:
-                    sess.track_sequence(seq, n, not ipfix)
-                if found:
-                    group, sid, rate, dgram = self._groups, sess.sid, sess.override or sess.sampling_rate, self._dgram
-                    for t, start, k, base in found:
-                        group[t].append((data[start:start + k * t.record_len], k, sid, rate, export, uptime,
-                                         dgram, base))
-                return
         known = sess.templates if sess is not None else {}
 
         # Pass 1: check the whole message and locate records; nothing is applied yet.
