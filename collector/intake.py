@@ -4,8 +4,8 @@ On Linux the sockets are read with recvmmsg(2) (`collector.mmsg`): one system ca
 Python call per readable event take up to 64 datagrams, which is several times cheaper per
 datagram than the event loop's own datagram transport (one `recvfrom` and one callback each);
 elsewhere that transport is used. Either way datagrams are only appended to the current batch,
-which is handed on when it is full or `delay` seconds old. Sources outside `exporters.allow` are dropped and counted before any
-state exists for them. Kernel drops and queue depth come from /proc/net/udp[6] (the `drops`
+which is handed on when it is full or `delay` seconds old. Sources outside `exporters.allow`
+are dropped and counted before any state exists for them. Kernel drops and queue depth come from /proc/net/udp[6] (the `drops`
 and `rx_queue` columns of each socket's inode), which counts what SO_RXQ_OVFL would report
 without a recvmsg per datagram.
 """
@@ -176,8 +176,8 @@ class Intake:
         for fd in self.readers:
             self.loop.remove_reader(fd)
         self.readers.clear()
-        for _, sock in self.sockets:
-            if self.use_mmsg:
+        if self.use_mmsg:  # transports close their own sockets
+            for _, sock in self.sockets:
                 sock.close()
         if self.receiver is not None:
             self.receiver.close()

@@ -3,7 +3,7 @@
 asyncio (and uvloop) receive one datagram per `recvfrom` and one Python callback per datagram;
 at NetFlow rates that is most of a core. `Receiver.receive` takes up to `slots` datagrams in
 one call into a fixed anonymous mapping (pages are only touched as datagrams land in them) and
-returns them as `(payload, (address, port))` items. Each slot holds 64 KiB, the largest UDP
+appends them to the intake's batch as `(payload, (address, port), receive time)`. Each slot holds 64 KiB, the largest UDP
 payload, so nothing is ever truncated. Linux only; `available()` says whether it can be used,
 and the intake falls back to the event loop's own datagram transport when it cannot.
 """
@@ -106,9 +106,8 @@ class Receiver:
         data, names, memo = self.data, self.names, self._memo
         append = batch.append
         refused = 0
-        at = 0
-        for n, nl in zip(self._len[:k].tolist(), self._namelen[:k].tolist()):
-            raw = names[at // SLOT * NAME:at // SLOT * NAME + nl]
+        for i, (n, nl) in enumerate(zip(self._len[:k].tolist(), self._namelen[:k].tolist())):
+            raw = names[i * NAME:i * NAME + nl]
             known = memo.get(raw)
             if known is None:
                 source = _sockaddr(raw)
@@ -117,10 +116,9 @@ class Receiver:
                     memo.clear()
                 memo[raw] = known
             if known[1]:
-                append((data[at:at + n], known[0], now))
+                append((data[i * SLOT:i * SLOT + n], known[0], now))
             else:
                 refused += 1
-            at += SLOT
         return k, refused
 
     def close(self) -> None:
