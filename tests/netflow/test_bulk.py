@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.netflow import encode as E
+from collector.netflow import decoder as D
 from collector.netflow import fields as F
 from collector.netflow.decoder import Decoder
 from collector.netflow.session import Limits
@@ -147,7 +148,7 @@ def test_bulk_path_equals_per_datagram_path(events, cuts):
     assert bulk_state["sessions"] == ref_state["sessions"]
 
 
-def test_bulk_path_takes_the_usual_datagrams():
+def test_bulk_path_takes_the_usual_datagrams(monkeypatch):
     """Plain data of known templates is decoded in bulk (not by the per-datagram path), and a
     template refresh or repeated options do not send the rest of a batch the slow way."""
     events = [(0, 9, 0, "data", [], 1)]
@@ -159,8 +160,6 @@ def test_bulk_path_takes_the_usual_datagrams():
     dec = Decoder()
     dec.decode(datagrams[:3])  # defines the templates; the options become known to change nothing
     taken = {}
-
-    from collector.netflow import decoder as D
     real = D.bulk
 
     def spy(d, items, base):
@@ -168,11 +167,8 @@ def test_bulk_path_takes_the_usual_datagrams():
         taken["bulk"] = len(items) - len(rest)
         return rest
 
-    D.bulk = spy
-    try:
-        batch = dec.decode(datagrams[3:])
-    finally:
-        D.bulk = real
+    monkeypatch.setattr(D, "bulk", spy)
+    batch = dec.decode(datagrams[3:])
     assert taken["bulk"] == len(datagrams) - 3
     assert len(batch) == 5 * (len(datagrams) - 3)
     assert sorted(batch.bytes.tolist()) == sorted([100 + i for i in range(5)] * (len(datagrams) - 3))
