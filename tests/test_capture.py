@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from collector.capture import Capture, CaptureError, CaptureStats, Datagram, read_capture
 from tests.support import pcapgen as pg
+from tests.support import tshark
 
 T0 = 1_700_000_000.0
 
@@ -544,38 +545,9 @@ def test_files_converted_by_editcap(tmp_path, fmt, magic):
 
 
 def tshark_udp(path) -> list[tuple]:
-    out = subprocess.run(
-        [
-            "tshark",
-            "-n",
-            "-r",
-            str(path),
-            "-Y",
-            "udp",
-            "-T",
-            "fields",
-            "-E",
-            "separator=,",
-            "-e",
-            "frame.time_epoch",
-            "-e",
-            "udp.srcport",
-            "-e",
-            "udp.dstport",
-            "-e",
-            "udp.length",
-            "-e",
-            "ip.src",
-            "-e",
-            "ipv6.src",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
     rows = []
-    for line in out.splitlines():
-        t, sport, dport, length, src4, src6 = line.split(",")
+    for t, sport, dport, length, src4, src6 in tshark.fields(
+            path, ["frame.time_epoch", "udp.srcport", "udp.dstport", "udp.length", "ip.src", "ipv6.src"], "udp"):
         rows.append((round(float(t), 6), int(sport), int(dport), int(length) - 8, src4 or src6))
     return rows
 

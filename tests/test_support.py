@@ -80,50 +80,11 @@ def test_sessions_fixture_is_what_pcapgen_writes(tmp_path):
 def test_truth_matches_packets_as_tshark_reads_them():
     """Count the sessions pcap per direction with tshark's IP/TCP/UDP dissectors: the
     FlowTruth records must say the same (bytes = IPv4 total length, IPv6 40 + payload)."""
-    out = subprocess.run(
-        [
-            "tshark",
-            "-n",
-            "-r",
-            str(FIXTURES / "sessions.pcap"),
-            "-T",
-            "fields",
-            "-E",
-            "separator=,",
-            "-e",
-            "frame.time_epoch",
-            "-e",
-            "ip.src",
-            "-e",
-            "ip.dst",
-            "-e",
-            "ipv6.src",
-            "-e",
-            "ipv6.dst",
-            "-e",
-            "ip.proto",
-            "-e",
-            "ipv6.nxt",
-            "-e",
-            "tcp.srcport",
-            "-e",
-            "tcp.dstport",
-            "-e",
-            "udp.srcport",
-            "-e",
-            "udp.dstport",
-            "-e",
-            "ip.len",
-            "-e",
-            "ipv6.plen",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    rows = tshark.fields(FIXTURES / "sessions.pcap", [
+        "frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "ip.proto", "ipv6.nxt",
+        "tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport", "ip.len", "ipv6.plen"])
     flows: dict[tuple, list] = defaultdict(lambda: [0, 0, None, None])
-    for line in out.splitlines():
-        t, s4, d4, s6, d6, p4, p6, ts, td, us, ud, len4, plen6 = line.split(",")
+    for t, s4, d4, s6, d6, p4, p6, ts, td, us, ud, len4, plen6 in rows:
         key = (s4 or s6, d4 or d6, int(ts or us), int(td or ud), int(p4 or p6))
         f = flows[key]
         f[0] += int(len4) if len4 else 40 + int(plen6)

@@ -127,6 +127,15 @@ class Result:
     trials: list = field(default_factory=list)
     note: str = ""
 
+    def summarise(self, passed: list[Trial]) -> None:
+        """The figures of a rate from its passing trials: medians, and maxima of RSS and noise."""
+        self.flows_per_s = statistics.median(t.flow_rate for t in passed)
+        self.datagrams_per_s = statistics.median(t.rate for t in passed)
+        self.cpu = statistics.median(t.cpu for t in passed)
+        self.cpu_per_flow_us = statistics.median(t.cpu / t.records * 1e6 for t in passed)
+        self.peak_rss = max(t.peak_rss for t in passed)
+        self.others = max(t.others for t in passed)
+
 
 class Bench:
     def __init__(self, args, workdir: Path, sender: Path):
@@ -308,12 +317,7 @@ class Bench:
         if not reps:
             res.note = "no rate passed every repetition"
             return res
-        res.flows_per_s = statistics.median(t.flow_rate for t in reps)
-        res.datagrams_per_s = statistics.median(t.rate for t in reps)
-        res.cpu = statistics.median(t.cpu for t in reps)
-        res.cpu_per_flow_us = statistics.median(t.cpu / t.records * 1e6 for t in reps)
-        res.peak_rss = max(t.peak_rss for t in reps)
-        res.others = max(t.others for t in reps)
+        res.summarise(reps)
         return res
 
     def fixed(self, coll: P.Collector, version: str) -> Result:
@@ -323,12 +327,7 @@ class Bench:
             res.trials.append(self.trial(coll, version, self.args.rate))
         good = [t for t in res.trials if t.ok]
         if good and len(good) == len(res.trials):
-            res.flows_per_s = statistics.median(t.flow_rate for t in good)
-            res.datagrams_per_s = statistics.median(t.rate for t in good)
-            res.cpu = statistics.median(t.cpu for t in good)
-            res.cpu_per_flow_us = statistics.median(t.cpu / t.records * 1e6 for t in good)
-            res.peak_rss = max(t.peak_rss for t in good)
-            res.others = max(t.others for t in good)
+            res.summarise(good)
         else:
             res.note = "; ".join(t.why() for t in res.trials if not t.ok)
         return res
