@@ -105,8 +105,8 @@ def bulk(dec, items: list, base: int) -> list[int]:
 
     # the set walk: one step per set position, for every candidate datagram at once
     chunk_d, chunk_at, chunk_n, chunk_t, chunk_base = [], [], [], [], []
-    templates: list = []
-    tindex: dict = {}
+    templates: list = []  # decode groups met: a Template, or None for v5 records
+    tindex: dict = {}  # Template (or None) -> its index in `templates`
     nrec = np.zeros(n, _I8)  # flow records per datagram
     opt_records = np.zeros(n, _I8)  # options records (skipped sets): they count in IPFIX sequences
     notes: list = []  # (datagram, session, templates refreshed), counted once the datagram is taken
@@ -139,12 +139,12 @@ def bulk(dec, items: list, base: int) -> list[int]:
             t = sess.templates.get(tid) if tid >= 256 else None
             if t is not None and t.record_len and not t.scope_count:
                 reclen[j] = t.record_len
-                code = tindex.get(id(t))
+                code = tindex.get(t)
                 if code is None:
-                    code = tindex[id(t)] = len(templates)
+                    code = tindex[t] = len(templates)
                     templates.append(t)
                 tcode[j] = code
-            elif t is not None or tid in (_TEMPLATE_SETS[sess.version] if not sess.pending else ()):
+            elif (t is not None and t.scope_count) or (tid in _TEMPLATE_SETS[sess.version] and not sess.pending):
                 special.append(j)
         rowbad = None
         if special:
