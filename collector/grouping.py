@@ -61,14 +61,19 @@ def codes(order: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 
 def unique_inverse(col: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """`np.unique(col, return_inverse=True)` for non-negative integers below `size`: through
-    a table when `size` is small, else one sort."""
-    if size <= TABLE_MAX:
+    """`np.unique(col, return_inverse=True)` for non-negative integers below `size`, through
+    a table when `size` is small beside the column (measured here: 12 us against 22 us for
+    1,024 values below 2,000; but 190 us against 27 us below 2^16), else by `np.unique` for
+    short columns and `group_rows`' sort for long ones (1.2-1.8 ms against 0.9-2.3 ms on 27k)."""
+    if size <= TABLE_MAX and size <= 4 * len(col) + 4096:  # the table costs O(size)
         idx = col.astype(np.intp, copy=False)
         values = np.flatnonzero(np.bincount(idx, minlength=size))
         table = np.zeros(size, np.intp)
         table[values] = np.arange(len(values))
         return values.astype(col.dtype, copy=False), table[idx]
+    if len(col) <= 4096:
+        values, inverse = np.unique(col, return_inverse=True)
+        return values, inverse.ravel()
     order, starts = group_rows([(col, size)])
     return col[order[starts]], codes(order, starts)
 

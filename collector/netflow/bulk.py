@@ -33,7 +33,7 @@ _I8 = np.int64
 class Block:
     """Records of one template from many datagrams: the bulk path's form of decode chunks."""
 
-    buf: bytes
+    buf: bytes | np.ndarray  # the records, back to back (any contiguous buffer)
     counts: np.ndarray  # records per chunk
     sids: np.ndarray  # session id per chunk
     rates: np.ndarray  # sampling rate per chunk
@@ -55,10 +55,9 @@ def bulk(dec, items: list, base: int) -> list[int]:
     """Decode what can be decoded in bulk from `items` (payload, source, received); returns
     the indexes of the rest, in order. Datagram i is number base + i + 1 in capture order."""
     n = len(items)
-    datas = [it[0] for it in items]
+    datas, srcs, _ = zip(*items)
     lens = np.fromiter(map(len, datas), _I8, n)
-    datas.append(bytes(24))  # padding: header reads never run off the end
-    joined = b"".join(datas)
+    joined = b"".join(datas) + bytes(24)  # padding: header reads never run off the end
     u8 = np.frombuffer(joined, np.uint8)
     off = np.zeros(n, _I8)
     np.cumsum(lens[:-1], out=off[1:])
@@ -86,9 +85,11 @@ def bulk(dec, items: list, base: int) -> list[int]:
     ok &= ~is5 | (24 + 48 * f2 <= lens)
 
     # sessions: (exporter, port, version, domain), looked up once per distinct key
-    memo: dict = {}
-    src = np.fromiter((memo.setdefault(it[1], len(memo)) for it in items), _I8, n)
-    sources = list(memo)
+    sources = list(dict.fromkeys(srcs))
+    if len(sources) == 1:
+        src = np.zeros(n, _I8)
+    else:
+        src = np.fromiter(map({s: i for i, s in enumerate(sources)}.__getitem__, srcs), _I8, n)
     keys, sidx = unique_inverse(np.where(header, (src << 40) | (version << 32) | domain, -1) + 1, 1 << 62)
     keys = (keys - 1).tolist()
     sessions = []
@@ -203,23 +204,33 @@ def _special_sets(dec, joined: bytes, sessions: list, sidx: np.ndarray, rows: np
     extra = np.zeros(rows.size, _I8)
     bad = np.zeros(rows.size, bool)
     memo = dec._template_memo
-    for i, (d, p, z, tid) in enumerate(zip(rows.tolist(), pos.tolist(), size.tolist(), sid.tolist())):
-        sess = sessions[sidx[d]]
-        body = joined[p + 4:p + z]
-        if tid >= 256:  # options data
-            seen = sess.options_seen.get(tid)
-            if seen is not None and seen[0] == (len(body), hash(body)):
-                extra[i] = seen[1]
-            else:
-                bad[i] = True
-            continue
-        sets = _TEMPLATE_SETS[sess.version]
-        parsed = memo.get((sess.version == 10, tid == sets[1], body))
-        if parsed and all(t is not None and sess.templates.get(k) is t for k, t in parsed):
-            notes.append((d, sess, len(parsed)))
-        else:
+    seen_here: dict = {}  # (session, set id, octets) -> verdict: state does not change in bulk
+    for i, (d, s, p, z, tid) in enumerate(zip(rows.tolist(), sidx[rows].tolist(), pos.tolist(), size.tolist(),
+                                              sid.tolist())):
+        key = (s, tid, joined[p + 4:p + z])
+        verdict = seen_here.get(key)
+        if verdict is None:
+            verdict = seen_here[key] = _verdict(sessions[s], tid, key[2], memo)
+        if verdict < 0:
             bad[i] = True
+        elif tid >= 256:
+            extra[i] = verdict
+        else:
+            notes.append((d, sessions[s], verdict))
     return extra, bad
+
+
+def _verdict(sess, tid: int, body: bytes, memo: dict) -> int:
+    """Whether a set changes nothing: options data -> its records, a template set -> its
+    templates; -1 when it may change something (the per-datagram path takes it)."""
+    if tid >= 256:  # options data
+        seen = sess.options_seen.get(tid)
+        return seen[1] if seen is not None and seen[0] == (len(body), hash(body)) else -1
+    sets = _TEMPLATE_SETS[sess.version]
+    parsed = memo.get((sess.version == 10, tid == sets[1], body))
+    if parsed and all(t is not None and sess.templates.get(k) is t for k, t in parsed):
+        return len(parsed)
+    return -1
 
 
 def _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, rate5) -> None:
@@ -288,8 +299,14 @@ def _emit(dec, joined, templates, sessions, sidx, ok, chunk_d, chunk_at, chunk_n
     for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
         t = templates[int(tcode[a])]
         size = v5.RECORD_LEN if t is None else t.record_len
-        parts = [joined[p:p + c * size] for p, c in zip(start[a:b].tolist(), count[a:b].tolist())]
+        counts = count[a:b]
+        # every record's offset, then one gather of `size`-octet items (10x the speed of
+        # slicing and joining per chunk)
+        total = int(counts.sum())
+        at = np.repeat(start[a:b] - (np.cumsum(counts) - counts) * size, counts)
+        at += np.arange(0, total * size, size, dtype=_I8)
+        records = np.ndarray((len(joined) - size + 1,), np.dtype((np.void, size)), joined, 0, (1,))[at]
         rows = d[a:b]
         dec._groups[dec._V5_KEY if t is None else t].append(Block(
-            b"".join(parts), count[a:b], sess_sid[sidx[rows]], rate[a:b], export[rows], uptime[rows],
+            records, counts, sess_sid[sidx[rows]], rate[a:b], export[rows], uptime[rows],
             (base + 1 + rows).astype(np.uint64), rbase[a:b].astype(np.uint64)))
