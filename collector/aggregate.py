@@ -58,14 +58,16 @@ def host_codes(addr: np.ndarray, has_host: np.ndarray) -> tuple[np.ndarray, int]
     return out, (1 << 32) + len(starts)
 
 
-_KEYS = ("minute", "exporter", "service", "hi", "lo", "flag")
 _SUMS = ("bytes", "packets", "flows")
-_DTYPES = {"minute": np.int64, "exporter": np.uint32, "service": np.uint16, "hi": _U8, "lo": _U8,
-           "flag": np.uint8, "bytes": _U8, "packets": _U8, "flows": _U8}
+HOST_KEYS = {"minute": np.int64, "exporter": np.uint32, "service": np.uint16, "hi": _U8, "lo": _U8,
+             "flag": np.uint8}
+IF_KEYS = {"minute": np.int64, "exporter": np.uint32, "service": np.uint16, "ifindex": np.uint32,
+           "direction": np.uint8}
 
 
-class HostBins:
-    """Open (minute, exporter, service, host, flags) bins as columns.
+class Bins:
+    """Open bins as columns: key columns (`HOST_KEYS`: (minute, exporter, service, host,
+    flags); `IF_KEYS`: (minute, exporter, service, interface, direction)) and sums.
 
     Each batch appends its own reduction; the parts are merged in bulk (one lexsort) when they
     outgrow the merged table, and before anything reads the bins. No Python work per key on the
@@ -73,12 +75,17 @@ class HostBins:
     (counted), as a dict that refuses new keys would.
     """
 
-    def __init__(self, ceiling: int):
+    def __init__(self, ceiling: int, keys: dict[str, type]):
         self.ceiling = ceiling
-        self.merged = {c: np.zeros(0, t) for c, t in _DTYPES.items()}
+        self.keys = tuple(keys)
+        self.dtypes = {**keys, **dict.fromkeys(_SUMS, _U8)}
+        self.merged = self._empty()
         self.parts: list[dict[str, np.ndarray]] = []
         self.pending = 0
         self.dropped = 0
+
+    def _empty(self) -> dict[str, np.ndarray]:
+        return {c: np.zeros(0, t) for c, t in self.dtypes.items()}
 
     def append(self, cols: dict[str, np.ndarray]) -> None:
         self.parts.append(cols)
@@ -91,18 +98,18 @@ class HostBins:
             return self.merged
         old = len(self.merged["bytes"])
         cols = {c: np.concatenate([self.merged[c]] + [p[c] for p in self.parts]).astype(t, copy=False)
-                for c, t in _DTYPES.items()}
+                for c, t in self.dtypes.items()}
         self.parts, self.pending = [], 0
-        order = np.lexsort(tuple(cols[c] for c in reversed(_KEYS)))
+        order = np.lexsort(tuple(cols[c] for c in reversed(self.keys)))
         new = np.ones(len(order), bool)
         if len(order) > 1:
             same = np.ones(len(order) - 1, bool)
-            for c in _KEYS:
+            for c in self.keys:
                 k = cols[c][order]
                 same &= k[1:] == k[:-1]
             new[1:] = ~same
         starts = np.flatnonzero(new)
-        out = {c: cols[c][order[starts]] for c in _KEYS}
+        out = {c: cols[c][order[starts]] for c in self.keys}
         for c in _SUMS:
             out[c] = np.add.reduceat(cols[c][order], starts) if len(order) else cols[c]
         if len(starts) > self.ceiling:
@@ -119,7 +126,7 @@ class HostBins:
         """Remove and return the bins `mask_of(columns)` selects (all when None)."""
         cols = self.merge()
         if mask_of is None:
-            self.merged = {c: np.zeros(0, t) for c, t in _DTYPES.items()}
+            self.merged = self._empty()
             return cols
         mask = mask_of(cols)
         self.merged = {c: v[~mask] for c, v in cols.items()}
@@ -130,6 +137,8 @@ class HostBins:
 
 
 class Aggregator:
+    COLUMNS = frozenset(("bytes", "packets", "end", "in_if", "out_if"))  # what `add` reads of a batch
+
     def __init__(self, services: list[str], categories: list[str], max_open_bins: int = 2_000_000,
                  max_age: float = 86400.0, max_skew: float = 300.0):
         self.services = services  # service index -> id
@@ -137,11 +146,10 @@ class Aggregator:
         self.max_open_bins = max_open_bins
         self.max_age = max_age
         self.max_skew = max_skew
-        self.bins = HostBins(max_open_bins)
+        self.bins = Bins(max_open_bins, HOST_KEYS)
+        self.if_bins = Bins(max_open_bins, IF_KEYS)
         self.exporter_names: list[str] = []  # global exporter index -> name (bounded upstream)
         self._exporter_index: dict[str, int] = {}
-        self.if_bins: dict[tuple, list[int]] = {}  # (minute, exporter, service idx, if_index, direction)
-        self._if_dropped = 0
         self.totals = Totals()
         self.service_bytes = np.zeros(len(services), np.uint64)
         self.service_packets = np.zeros(len(services), np.uint64)
@@ -197,34 +205,32 @@ class Aggregator:
         self.bins.append({"minute": minute[first] * BIN, "exporter": glob[exporters[first]],
                           "service": gservice.astype(np.uint16), "hi": host["hi"], "lo": host["lo"],
                           "flag": flag[first], "bytes": sums_b, "packets": sums_p, "flows": counts})
-        self.totals.dropped_bins = self.bins.dropped + self._if_dropped
+        self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped
 
         # per interface and direction: the flow's bytes count "in" on in_if and "out" on out_if.
-        # One grouping of the flows by (minute, exporter, service, in_if, out_if), then one per
-        # direction over those groups, which are few.
+        # One grouping of the flows by (minute, exporter, service, in_if, out_if); its groups,
+        # which are few, go to the interface bins once per direction (merged there).
         in_if, out_if = batch.in_if, batch.out_if
         if not (in_if.any() or out_if.any()):
             return
-        icol = _small(in_if)
-        ocol = _small(out_if)
-        order, starts = group_rows([(mrel, mcard), (exporters, ecard), (service, ncard), icol, ocol])
+        order, starts = group_rows([(mrel, mcard), (exporters, ecard), (service, ncard), _small(in_if),
+                                    _small(out_if)])
         first = order[starts]
         sums_b = np.add.reduceat(batch.bytes[order], starts)
         sums_p = np.add.reduceat(batch.packets[order], starts)
         counts = np.diff(np.append(starts, n)).astype(_U8)
-        g_m, g_e, g_s = mrel[first], exporters[first], service[first]
+        g_m, g_e, g_s = minute[first] * BIN, glob[exporters[first]], service[first].astype(np.uint16)
         for ifs, direction in ((in_if[first], 0), (out_if[first], 1)):
-            known = np.flatnonzero(ifs != 0)
-            if not known.size:
-                continue
-            o2, s2 = group_rows([(g_m[known], mcard), (g_e[known], ecard), (g_s[known], ncard),
-                                 _small(ifs[known])])
-            sel = known[o2[s2]]
-            keys = [((mm + m0) * BIN, exporter_names[e], sv, i, direction)
-                    for mm, e, sv, i in zip(g_m[sel].tolist(), g_e[sel].tolist(), g_s[sel].tolist(),
-                                            ifs[sel].tolist())]
-            self._merge(self.if_bins, keys, np.add.reduceat(sums_b[known][o2], s2),
-                        np.add.reduceat(sums_p[known][o2], s2), np.add.reduceat(counts[known][o2], s2))
+            known = ifs != 0
+            if known.all():
+                self.if_bins.append({"minute": g_m, "exporter": g_e, "service": g_s, "ifindex": ifs,
+                                     "direction": np.full(len(ifs), direction, np.uint8),
+                                     "bytes": sums_b, "packets": sums_p, "flows": counts})
+            elif known.any():
+                self.if_bins.append({"minute": g_m[known], "exporter": g_e[known], "service": g_s[known],
+                                     "ifindex": ifs[known], "direction": np.full(int(known.sum()), direction, np.uint8),
+                                     "bytes": sums_b[known], "packets": sums_p[known], "flows": counts[known]})
+        self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped
 
     def _exporter(self, name: str) -> int:
         i = self._exporter_index.get(name)
@@ -234,23 +240,9 @@ class Aggregator:
         return i
 
     def open_bins(self) -> int:
-        n = len(self.bins) + len(self.if_bins)  # merges, so the drop count below is current
-        self.totals.dropped_bins = self.bins.dropped + self._if_dropped
+        n = len(self.bins) + len(self.if_bins)  # merges, so the drop counts below are current
+        self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped
         return n
-
-    def _merge(self, bins: dict, keys: list, sums_b, sums_p, counts) -> None:
-        for k, b, p, c in zip(keys, sums_b.tolist(), sums_p.tolist(), counts.tolist()):
-            acc = bins.get(k)
-            if acc is None:
-                if len(bins) >= self.max_open_bins:
-                    self._if_dropped += 1
-                    self.totals.dropped_bins += 1
-                    continue
-                bins[k] = [b, p, c]
-            else:
-                acc[0] += b
-                acc[1] += p
-                acc[2] += c
 
     def drain(self, before: float | None = None) -> list[Row]:
         """Remove and return the bins that started before `before` (None: all of them)."""
@@ -259,11 +251,11 @@ class Aggregator:
         else:
             limit = int(before // BIN) * BIN
             cols = self.bins.take(lambda c: c["minute"] < limit)
-        self.totals.dropped_bins = self.bins.dropped + self._if_dropped
+        self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped
         names: dict[tuple[int, int], str] = {}  # hosts repeat across services and minutes
         out = []
         services, categories, exporters = self.services, self.categories, self.exporter_names
-        for m, e, sv, hi, lo, f, b, p, n in zip(*(cols[c].tolist() for c in _KEYS + _SUMS)):
+        for m, e, sv, hi, lo, f, b, p, n in zip(*(cols[c].tolist() for c in self.bins.keys + _SUMS)):
             host = ""
             if f & 1:
                 host = names.get((hi, lo))
@@ -274,12 +266,15 @@ class Aggregator:
 
     def drain_interfaces(self, name_of=None) -> list[IfRow]:
         """Remove and return every interface bin; `name_of(exporter, if_index)` names them."""
-        taken, self.if_bins = self.if_bins, {}
+        cols = self.if_bins.take()
+        self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped
         out = []
-        for (b, exporter, svc, ifindex, direction), v in taken.items():
+        exporters = self.exporter_names
+        for m, e, sv, ifindex, d, b, p, n in zip(*(cols[c].tolist() for c in self.if_bins.keys + _SUMS)):
+            exporter = exporters[e]
             name = (name_of(exporter, ifindex) if name_of else None) or ""
-            out.append(IfRow(b, exporter, ifindex, name, DIRECTIONS[direction], self.services[svc],
-                             self.categories[svc], v[0], v[1], v[2]))
+            out.append(IfRow(m, exporter, ifindex, name, DIRECTIONS[d], self.services[sv],
+                             self.categories[sv], b, p, n))
         return out
 
     def absorb(self, rows: list[Row], if_rows: list[IfRow] = ()) -> None:
@@ -296,11 +291,18 @@ class Aggregator:
         """Put rows back that the store refused (they are retried at the next flush), or add
         a worker's. Over the open-bin ceiling, what does not fit is dropped and counted."""
         index = {s: i for i, s in enumerate(self.services)}
-        self._merge(self.if_bins, [(r.bin, r.exporter, index.get(r.service, 0), r.if_index,
-                                    DIRECTIONS.index(r.direction)) for r in if_rows],
-                    np.array([r.bytes for r in if_rows], _U8), np.array([r.packets for r in if_rows], _U8),
-                    np.array([r.flows for r in if_rows], _U8))
+        if if_rows:
+            self.if_bins.append({
+                "minute": np.array([r.bin for r in if_rows], np.int64),
+                "exporter": np.array([self._exporter(r.exporter) for r in if_rows], np.uint32),
+                "service": np.array([index.get(r.service, 0) for r in if_rows], np.uint16),
+                "ifindex": np.array([r.if_index for r in if_rows], np.uint32),
+                "direction": np.array([DIRECTIONS.index(r.direction) for r in if_rows], np.uint8),
+                "bytes": np.array([r.bytes for r in if_rows], _U8),
+                "packets": np.array([r.packets for r in if_rows], _U8),
+                "flows": np.array([r.flows for r in if_rows], _U8)})
         if not rows:
+            self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped
             return
         hosts = [addr_from_str(r.host) if r.host else (0, 0) for r in rows]
         self.bins.append({
@@ -311,4 +313,4 @@ class Aggregator:
             "flag": np.array([bool(r.host) | (r.violation << 1) for r in rows], np.uint8),
             "bytes": np.array([r.bytes for r in rows], _U8), "packets": np.array([r.packets for r in rows], _U8),
             "flows": np.array([r.flows for r in rows], _U8)})
-        self.totals.dropped_bins = self.bins.dropped + self._if_dropped
+        self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped

@@ -24,6 +24,7 @@ from collector.classify.catalogue import Catalogue, CatalogueError, load_catalog
 from collector.classify.classifier import Classifier
 from collector.grouping import unique_inverse
 from collector.intake import Intake
+from collector.tuning import tune_gc
 from collector.metrics import Metrics, Snapshot
 from collector.netflow.decoder import Decoder
 from collector.netflow.session import Limits
@@ -114,7 +115,8 @@ class App:
         self.policy_table = self.policy.vectorized(self.catalogue)
         self.snmp_targets = build_targets(cfg)
         self.poller = snmp.Poller(self.snmp_targets, clock=clock) if self.snmp_targets else None
-        self.decoder = Decoder(limits_of(cfg), sampling=cfg.get("exporters.sampling"))
+        self.decoder = Decoder(limits_of(cfg), sampling=cfg.get("exporters.sampling"),
+                               columns=Classifier.COLUMNS | Aggregator.COLUMNS)  # + session (exporter)
         self.aggregator = Aggregator([s.id for s in self.catalogue.services],
                                      [s.category for s in self.catalogue.services],
                                      max_open_bins=cfg.get("limits.max_open_bins"))
@@ -198,6 +200,7 @@ class App:
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
         await self.start()
+        tune_gc()
         refresh = self.cfg.get("collector.refresh_time")
         status = self.cfg.get("collector.status_interval")
         next_flush = loop.time() + refresh

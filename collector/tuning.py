@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 
 M_TRIM_THRESHOLD = -1
 M_TOP_PAD = -2
@@ -32,3 +33,15 @@ def tune_malloc(mmap_threshold: int = 256 << 20, trim: int = 512 << 20, top_pad:
     ok &= mallopt(M_TRIM_THRESHOLD, trim) == 1
     ok &= mallopt(M_TOP_PAD, top_pad) == 1
     return bool(ok)
+
+
+def tune_gc(threshold: int = 20_000) -> None:
+    """After start-up: move every object alive now (catalogue, prefix tables, templates) out
+    of the cyclic collector's reach, and let it run less often. The data path allocates a few
+    thousand short-lived tuples per batch and makes no reference cycles of its own; with the
+    defaults, collections took about 4 % of the daemon's CPU under load, most of it in
+    full passes over the start-up objects."""
+    gc.collect()
+    gc.freeze()
+    _, g1, g2 = gc.get_threshold()
+    gc.set_threshold(threshold, g1, g2)

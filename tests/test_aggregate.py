@@ -17,8 +17,10 @@ CATEGORIES = ["other", "im", "p2p", "voip"]
 HOSTS = ["10.0.0.1", "10.0.0.2", "fd00::5", None]
 NOW = 1_764_000_000.0
 
+IFS = [0, 1, 2, 70_000]  # 0: not given; above 2^16 takes the dense-code path
 flow = st.tuples(st.sampled_from(range(len(SERVICES))), st.sampled_from(HOSTS), st.integers(0, 2),
-                 st.integers(0, 10**12), st.integers(0, 10**6), st.floats(-4000, 400))
+                 st.integers(0, 10**12), st.integers(0, 10**6), st.floats(-4000, 400),
+                 st.sampled_from(IFS), st.sampled_from(IFS))
 
 
 def make(flows):
@@ -26,8 +28,8 @@ def make(flows):
     b = FlowBatch.empty(n)
     host = np.zeros(n, ADDR)
     has = np.zeros(n, bool)
-    for i, (svc, h, exp, nbytes, pkts, dt) in enumerate(flows):
-        b.bytes[i], b.packets[i], b.end[i] = nbytes, pkts, NOW + dt
+    for i, (svc, h, exp, nbytes, pkts, dt, in_if, out_if) in enumerate(flows):
+        b.bytes[i], b.packets[i], b.end[i], b.in_if[i], b.out_if[i] = nbytes, pkts, NOW + dt, in_if, out_if
         if h:
             host[i] = addr_from_str(h)
             has[i] = True
@@ -41,15 +43,30 @@ def test_bins_equal_a_plain_reduction(batches):
     agg = Aggregator(SERVICES, CATEGORIES, max_age=3600, max_skew=300)
     names = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
     expect: Counter = Counter()
+    expect_if: Counter = Counter()
     for flows in batches:
         b, cls, exp = make(flows)
         agg.add(b, cls, exp, names, NOW)
-        for svc, h, e, nbytes, pkts, dt in flows:
+        for svc, h, e, nbytes, pkts, dt, in_if, out_if in flows:
             t = NOW + dt if -3600 <= dt <= 300 else NOW
             key = (int(t // 60) * 60, names[e], SERVICES[svc], CATEGORIES[svc], h or "")
             expect[key + ("bytes",)] += nbytes
             expect[key + ("packets",)] += pkts
             expect[key + ("flows",)] += 1
+            for ifindex, direction in ((in_if, "in"), (out_if, "out")):
+                if ifindex:
+                    k = (int(t // 60) * 60, names[e], ifindex, direction, SERVICES[svc])
+                    expect_if[k + ("bytes",)] += nbytes
+                    expect_if[k + ("packets",)] += pkts
+                    expect_if[k + ("flows",)] += 1
+    got_if: Counter = Counter()
+    for r in agg.drain_interfaces(lambda exporter, ifindex: f"{exporter}/{ifindex}"):
+        assert r.if_name == f"{r.exporter}/{r.if_index}"
+        k = (r.bin, r.exporter, r.if_index, r.direction, r.service)
+        got_if[k + ("bytes",)] += r.bytes
+        got_if[k + ("packets",)] += r.packets
+        got_if[k + ("flows",)] += r.flows
+    assert +got_if == +expect_if
     got: Counter = Counter()
     for r in agg.drain():
         key = (r.bin, r.exporter, r.service, r.category, r.host)
@@ -64,17 +81,22 @@ def test_bins_equal_a_plain_reduction(batches):
 
 def test_drain_before_keeps_open_bins_and_restore_puts_rows_back():
     agg = Aggregator(SERVICES, CATEGORIES)
-    b, cls, exp = make([(1, "10.0.0.1", 0, 100, 1, -120), (1, "10.0.0.1", 0, 50, 1, 0)])
+    b, cls, exp = make([(1, "10.0.0.1", 0, 100, 1, -120, 3, 0), (1, "10.0.0.1", 0, 50, 1, 0, 3, 0)])
     agg.add(b, cls, exp, ["192.0.2.1"], NOW)
     closed = agg.drain(before=NOW // 60 * 60)
     assert [(r.bytes, r.host) for r in closed] == [(100, "10.0.0.1")]
     agg.restore(closed)
     assert sorted(r.bytes for r in agg.drain()) == [50, 100]
+    if_rows = agg.drain_interfaces()
+    assert sorted((r.bytes, r.if_index, r.direction) for r in if_rows) == [(50, 3, "in"), (100, 3, "in")]
+    agg.restore([], if_rows)
+    agg.restore([], if_rows)
+    assert sorted(r.bytes for r in agg.drain_interfaces()) == [100, 200]
 
 
 def test_open_bin_ceiling_counts_what_it_drops():
     agg = Aggregator(SERVICES, CATEGORIES, max_open_bins=3)
-    flows = [(1, f"10.0.0.{i}", 0, 10, 1, 0) for i in range(1, 6)]
+    flows = [(1, f"10.0.0.{i}", 0, 10, 1, 0, 0, 0) for i in range(1, 6)]
     b, cls, exp = make(flows)
     agg.add(b, cls, exp, ["192.0.2.1"], NOW)
     assert agg.open_bins() == 3 and agg.totals.dropped_bins == 2

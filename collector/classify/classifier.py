@@ -98,6 +98,8 @@ class Classifier:
         self._app_keys = np.array(keys, np.uint64)
         self._app_values = np.array(values, np.uint16)
 
+    COLUMNS = frozenset(("src_addr", "dst_addr", "src_port", "dst_port", "proto", "app_id"))  # what it reads
+
     def classify_batch(self, batch: FlowBatch) -> Classified:
         return self.classify(batch.src_addr, batch.dst_addr, batch.src_port, batch.dst_port,
                              batch.proto, batch.app_id)

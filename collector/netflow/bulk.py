@@ -110,7 +110,7 @@ def bulk(dec, items: list, base: int) -> list[int]:
     tindex: dict = {}  # Template (or None) -> its index in `templates`
     nrec = np.zeros(n, _I8)  # flow records per datagram
     opt_records = np.zeros(n, _I8)  # options records (skipped sets): they count in IPFIX sequences
-    notes: list = []  # (datagram, session, templates refreshed), counted once the datagram is taken
+    notes: list = []  # (datagrams, sessions, templates refreshed) arrays, counted once a datagram is taken
     five = np.flatnonzero(ok & is5)
     if five.size:
         tindex[None] = 0
@@ -153,7 +153,7 @@ def bulk(dec, items: list, base: int) -> list[int]:
             looked = np.zeros(len(pairs), bool)
             looked[special] = True
             rows = np.flatnonzero(looked[pinv] & (size >= 4) & (pos + size <= end[alive]))
-            extra, rowbad = _special_sets(dec, joined, sessions, sidx, alive[rows], pos[rows], size[rows],
+            extra, rowbad = _special_sets(dec, joined, u8, sessions, sidx, alive[rows], pos[rows], size[rows],
                                           sid[rows], notes)
             opt_records[alive[rows]] += extra
             rowbad = rows[rowbad]
@@ -184,9 +184,12 @@ def bulk(dec, items: list, base: int) -> list[int]:
     if not ok.any():
         return rest
 
-    for d, sess, count in notes:
-        if ok[d]:
-            dec.stats.templates[sess.stat_label] += count
+    if notes:  # templates refreshed, per session, in the datagrams taken
+        d, s, count = (np.concatenate(v) for v in zip(*notes))
+        taken = ok[d]
+        per = np.bincount(s[taken], count[taken], len(sessions))
+        for j in np.flatnonzero(per).tolist():
+            dec.stats.templates[sessions[j].stat_label] += int(per[j])
     _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, rate5)
     _emit(dec, joined, templates, sessions, sidx, ok, chunk_d, chunk_at, chunk_n, chunk_t, chunk_base,
           export, uptime, base, is5, rate5)
@@ -196,27 +199,37 @@ def bulk(dec, items: list, base: int) -> list[int]:
 _TEMPLATE_SETS = {9: (0, 1), 10: (2, 3)}  # template and options template set ids
 
 
-def _special_sets(dec, joined: bytes, sessions: list, sidx: np.ndarray, rows: np.ndarray, pos: np.ndarray,
-                  size: np.ndarray, sid: np.ndarray, notes: list) -> tuple[np.ndarray, np.ndarray]:
+def _special_sets(dec, joined: bytes, u8: np.ndarray, sessions: list, sidx: np.ndarray, rows: np.ndarray,
+                  pos: np.ndarray, size: np.ndarray, sid: np.ndarray, notes: list) -> tuple[np.ndarray, np.ndarray]:
     """Sets the bulk path can pass over when they change nothing: a template set identical to
     the templates the session holds (a refresh), options data identical to the last set of
-    its template that changed nothing. -> (options records per row, rows that cannot pass)."""
-    extra = np.zeros(rows.size, _I8)
-    bad = np.zeros(rows.size, bool)
+    its template that changed nothing. -> (options records per row, rows that cannot pass).
+
+    Exporters repeat the same few sets in every refresh, so the sets are compared in NumPy
+    with the first set of the same session, set id and length in the batch, and only those
+    first ones (and any that differ from theirs) are judged in Python. State does not change
+    on the bulk path, so one verdict holds for every copy."""
+    s = sidx[rows]
+    _, first, inv = np.unique((s << 32) | (sid << 16) | size, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    ref = first[inv]  # the row each set is compared with
+    body = size - 4
+    total = int(body.sum())
+    at = np.repeat(pos + 4 - (np.cumsum(body) - body), body) + np.arange(total)
+    differs = u8[at] != u8[at + np.repeat(pos[ref] - pos, body)]
+    run = np.concatenate(([0], np.cumsum(differs)))
+    ends = np.cumsum(body)
+    own = (run[ends] != run[ends - body]) | (ref == np.arange(rows.size))  # judged on their own
+    verdict = np.empty(rows.size, _I8)
     memo = dec._template_memo
-    seen_here: dict = {}  # (session, set id, octets) -> verdict: state does not change in bulk
-    for i, (d, s, p, z, tid) in enumerate(zip(rows.tolist(), sidx[rows].tolist(), pos.tolist(), size.tolist(),
-                                              sid.tolist())):
-        key = (s, tid, joined[p + 4:p + z])
-        verdict = seen_here.get(key)
-        if verdict is None:
-            verdict = seen_here[key] = _verdict(sessions[s], tid, key[2], memo)
-        if verdict < 0:
-            bad[i] = True
-        elif tid >= 256:
-            extra[i] = verdict
-        else:
-            notes.append((d, sessions[s], verdict))
+    for i, si, p, z, tid in zip(*(v[own].tolist() for v in (np.arange(rows.size), s, pos, size, sid))):
+        verdict[i] = _verdict(sessions[si], tid, joined[p + 4:p + z], memo)
+    verdict = np.where(own, verdict, verdict[ref])
+    bad = verdict < 0
+    options = sid >= 256
+    extra = np.where(options & ~bad, verdict, 0)
+    refresh = ~options & ~bad
+    notes.append((rows[refresh], s[refresh], verdict[refresh]))
     return extra, bad
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from collector.netflow import fields as F
 from collector.netflow import v5
 from collector.netflow.bulk import Block, bulk
-from collector.netflow.batch import COLUMNS, FlowBatch, v4_to_addr
+from collector.netflow.batch import COLUMNS, V4_MAPPED, FlowBatch
 from collector.netflow.errors import BadLength, BadVersion, DecodeError, ShortHeader
 from collector.netflow.session import Limits, Pending, Session
 from collector.netflow.sets import (IPFIX, V9, WITHDRAW_ALL, parse_options_set,
@@ -35,6 +35,7 @@ _U8 = np.uint64
 _V5_HEADER = Struct(">HIIIIBBH").unpack_from
 _V5 = object()  # group key of NetFlow v5 records
 STATE_FORMAT = 1
+ALWAYS = frozenset(("session", "src_addr", "dst_addr", "bytes", "packets", "end"))  # filled whatever is asked
 TEMPLATE_MEMO = 4096  # template sets remembered by their octets
 
 
@@ -44,9 +45,14 @@ class Decoder:
     _V5_KEY = _V5  # the bulk path files v5 records under it too
 
     def __init__(self, limits: Limits | None = None, sampling: dict[str, int] | None = None,
-                 bulk: bool = True):
+                 bulk: bool = True, columns: Iterable[str] | None = None):
         self.limits = limits or Limits()
         self.bulk = bulk  # False: every datagram takes the per-datagram path (the reference)
+        # columns to fill; the others are zeros (the daemon needs neither seq nor start, ...)
+        self.columns = frozenset(COLUMNS if columns is None else columns) | ALWAYS
+        unknown = self.columns - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown columns: {', '.join(sorted(unknown))}")
         self.sampling_override = dict(sampling or {})  # exporter address -> rate
         self.sessions: dict[tuple, Session] = {}
         self.by_sid: dict[int, Session] = {}
@@ -438,28 +444,64 @@ class Decoder:
     # --- columns -----------------------------------------------------------------------------
 
     def _finish(self) -> FlowBatch:
+        """Every group's records -> one batch. The columns are allocated once for the whole
+        batch and each group converts its fields straight into its rows (no per-group
+        batches to concatenate); columns the caller did not ask for stay zero views."""
         groups, self._groups = self._groups, defaultdict(list)
-        parts = []
+        if not groups:
+            return FlowBatch.empty()
+        gathered = []
+        total = 0
         for t, chunks in groups.items():
+            g = _gather(chunks)
+            gathered.append((t, chunks, g))
+            total += int(g[1].sum())
+        keep = self.columns
+        cols = {c: np.empty(total, d) if c in keep else np.broadcast_to(np.zeros((), d), (total,))
+                for c, d in COLUMNS.items()}
+        extra: list[FlowBatch] = []
+        cut: list[tuple[int, np.ndarray]] = []  # (first row, rows of the group to drop)
+        pos = 0
+        for t, chunks, g in gathered:
+            n = int(g[1].sum())
+            dst = {c: v[pos:pos + n] for c, v in cols.items()}
             try:
-                parts.extend(self._columns(t, chunks))
+                more, drop = self._columns(t, g, n, dst)
+                extra.extend(more)
+                if drop is not None:
+                    cut.append((pos, drop))
             except Exception:  # never lose the other templates' records to one bad group
                 log.exception("internal error decoding records of template %r", t)
+                cut.append((pos, np.ones(n, bool)))
                 for c in chunks:
                     for sid in (c.sids.tolist() if type(c) is Block else (c[2],)):
                         sess = self.by_sid.get(sid)
                         self.stats.errors[sess.stat_label if sess else "other", "internal"] += 1
-        return FlowBatch.concat(parts)
+            pos += n
+        batch = FlowBatch(**cols)
+        if cut:
+            kept = np.ones(total, bool)
+            for at, drop in cut:
+                kept[at:at + len(drop)] &= ~drop
+            batch = batch.take(kept)
+        return FlowBatch.concat([batch] + extra) if extra else batch
 
-    def _columns(self, t, chunks: list[tuple]) -> list[FlowBatch]:
-        raw, counts, sids, rates, exports, uptimes, dgrams, bases = _gather(chunks)
-        n = int(counts.sum())
+    def _columns(self, t, g: tuple, n: int, dst: dict) -> tuple[list[FlowBatch], np.ndarray | None]:
+        """One group's records into `dst` (its rows of every column). -> (extra batches: the
+        reverse halves of biflow records, rows of the group to drop)."""
+        raw, counts, sids, rates, exports, uptimes, dgrams, bases = g
+        keep = self.columns
         rep = np.repeat
-        out = dict.fromkeys(COLUMNS)
-        out["session"] = rep(sids, counts)
-        order = rep((dgrams << _U8(20)) | bases, counts)
-        order += np.arange(n, dtype=np.uint64) - rep((np.cumsum(counts) - counts).astype(np.uint64), counts)
-        out["seq"] = order
+
+        def put(col: str, value) -> None:  # convert and copy in one pass
+            if col in keep:
+                np.copyto(dst[col], value, casting="unsafe")
+
+        put("session", rep(sids, counts))
+        if "seq" in keep:
+            order = rep((dgrams << _U8(20)) | bases, counts)
+            order += np.arange(n, dtype=np.uint64) - rep((np.cumsum(counts) - counts).astype(np.uint64), counts)
+            put("seq", order)
         base_rate = rep(rates, counts)
         export = rep(exports, counts)
         ctx = _Chunks(counts, sids.tolist(), uptimes, self.by_sid)
@@ -468,61 +510,58 @@ class Decoder:
             # 12 big-endian words per record, swapped once (v5.RECORD documents the layout)
             w = np.empty((12, n), np.uint32)  # one pass: swap and transpose, then rows are contiguous
             w[...] = np.frombuffer(raw, ">u4").reshape(n, 12).T
-            out["version"] = np.full(n, 5, np.uint8)
-            out["src_addr"], out["dst_addr"] = v4_to_addr(w[0]), v4_to_addr(w[1])
-            out["src_port"] = (w[8] >> 16).astype(np.uint16)
-            out["dst_port"] = (w[8] & 0xFFFF).astype(np.uint16)
-            out["proto"] = ((w[9] >> 8) & 0xFF).astype(np.uint8)
-            out["in_if"], out["out_if"] = w[3] >> 16, w[3] & 0xFFFF
-            if (base_rate == 1).all():
-                out["bytes"], out["packets"] = w[5].astype(_U8), w[4].astype(_U8)
-            else:
-                r64 = base_rate.astype(_U8)
-                out["bytes"], out["packets"] = w[5] * r64, w[4] * r64
+            put("version", 5)
+            for col, word in (("src_addr", w[0]), ("dst_addr", w[1])):
+                dst[col]["hi"] = 0
+                np.bitwise_or(word, V4_MAPPED, out=dst[col]["lo"])
+            put("src_port", w[8] >> 16)
+            put("dst_port", w[8] & 0xFFFF)
+            put("proto", (w[9] >> 8) & 0xFF)
+            put("in_if", w[3] >> 16)
+            put("out_if", w[3] & 0xFFFF)
+            _counters(dst, w[5], w[4], base_rate)
+            put("sampling_rate", base_rate)
             uptime = ctx.uptime()
-            out["start"] = export + _uptime_delta(w[6], uptime)
-            out["end"] = export + _uptime_delta(w[7], uptime)
-            out["app_id"] = np.zeros(n, _U8)
-            out["sampling_rate"] = base_rate
-            return [FlowBatch(**out)]
+            if "start" in keep:
+                np.add(export, _uptime_delta(w[6], uptime), out=dst["start"])
+            np.add(export, _uptime_delta(w[7], uptime), out=dst["end"])
+            put("app_id", 0)
+            return [], None
 
         c = t.compiled()
         arr = np.frombuffer(raw, c.dtype)
-        out["version"] = np.full(n, ctx.first_session().version, np.uint8)
-        out["src_addr"] = c.addr(arr, F.sourceIPv4Address, F.sourceIPv6Address)
-        out["dst_addr"] = c.addr(arr, F.destinationIPv4Address, F.destinationIPv6Address)
-        for col, k in (("src_port", F.sourceTransportPort), ("dst_port", F.destinationTransportPort)):
-            v = c.uint(arr, k, np.uint16)
-            out[col] = v if v is not None else np.zeros(n, np.uint16)
-        proto = c.uint(arr, F.protocolIdentifier, np.uint8)
-        out["proto"] = proto if proto is not None else np.zeros(n, np.uint8)
-        for col, k in (("in_if", F.ingressInterface), ("out_if", F.egressInterface)):
-            v = c.uint(arr, k, np.uint32)
-            out[col] = v if v is not None else np.zeros(n, np.uint32)
+        put("version", ctx.first_session().version)
+        c.addr(arr, F.sourceIPv4Address, F.sourceIPv6Address, dst["src_addr"])
+        c.addr(arr, F.destinationIPv4Address, F.destinationIPv6Address, dst["dst_addr"])
+        for col, k in (("src_port", F.sourceTransportPort), ("dst_port", F.destinationTransportPort),
+                       ("proto", F.protocolIdentifier), ("in_if", F.ingressInterface),
+                       ("out_if", F.egressInterface)):
+            v = c.raw(arr, k)
+            put(col, v if v is not None else 0)
         app = c.app_ids(arr)
-        out["app_id"] = app if app is not None else np.zeros(n, _U8)
+        put("app_id", app if app is not None else 0)
 
         rate = self._rates(c, arr, ctx, base_rate)
-        out["sampling_rate"] = rate
-        r64 = rate.astype(_U8)
-        fwd_bytes = c.first(arr, (F.octetDeltaCount, F.postOctetDeltaCount, F.initiatorOctets))
-        fwd_pkts = c.first(arr, (F.packetDeltaCount, F.postPacketDeltaCount, F.initiatorPackets))
-        out["bytes"] = (fwd_bytes if fwd_bytes is not None else np.zeros(n, _U8)) * r64
-        out["packets"] = (fwd_pkts if fwd_pkts is not None else np.zeros(n, _U8)) * r64
-        out["start"], out["end"] = self._times(c, arr, ctx, export)
-        forward = FlowBatch(**out)
+        put("sampling_rate", rate)
+        _counters(dst, c.first_raw(arr, (F.octetDeltaCount, F.postOctetDeltaCount, F.initiatorOctets)),
+                  c.first_raw(arr, (F.packetDeltaCount, F.postPacketDeltaCount, F.initiatorPackets)), rate)
+        start, end = self._times(c, arr, ctx, export)
+        put("start", start)
+        put("end", end)
         if not c.has_reverse:
-            return [forward]
+            return [], None
 
         # RFC 5103 biflow (or initiator/responder counters): the reverse direction is a flow
         # of its own, where the record says it carried anything.
+        r64 = rate.astype(_U8)
         rb = c.first(arr, (F.reverse(F.octetDeltaCount), F.responderOctets))
         rp = c.first(arr, (F.reverse(F.packetDeltaCount), F.responderPackets))
         rb = rb if rb is not None else np.zeros(n, _U8)
         rp = rp if rp is not None else np.zeros(n, _U8)
         some = (rb > 0) | (rp > 0)
         if not some.any():
-            return [forward]
+            return [], None
+        forward = FlowBatch(**dst)
         rev = forward.take(some)
         rev.src_addr, rev.dst_addr = rev.dst_addr, rev.src_addr
         rev.src_port, rev.dst_port = rev.dst_port, rev.src_port
@@ -530,15 +569,15 @@ class Decoder:
         rev.bytes = rb[some] * r64[some]
         rev.packets = rp[some] * r64[some]
         rev.seq = rev.seq | _U8(1 << 19)  # after its forward record in capture order
-        keep = (forward.bytes > 0) | (forward.packets > 0) | ~some
+        keep_fwd = (forward.bytes > 0) | (forward.packets > 0) | ~some
         # flows were counted per record: add the reverse halves, remove the empty forward ones
         delta = Counter(rev.session.tolist())
-        delta.subtract(forward.session[~keep].tolist())
+        delta.subtract(forward.session[~keep_fwd].tolist())
         for sid, k in delta.items():
             sess = self.by_sid.get(sid)
             if sess is not None and k:
                 self.stats.flows[sess.stat_label, sess.version] += k
-        return [forward.take(keep) if not keep.all() else forward, rev]
+        return [rev], (None if keep_fwd.all() else ~keep_fwd)
 
     def _rates(self, c, arr, ctx: _Chunks, base_rate: np.ndarray) -> np.ndarray:
         """Sampling rate per record: a per-record interval, else the record's sampler id in
@@ -643,6 +682,19 @@ class _Chunks:
 
     def uptime(self) -> np.ndarray:
         return np.repeat(np.asarray(self.uptimes).astype(np.uint32), self.counts)
+
+
+def _counters(dst: dict, octets, packets, rate: np.ndarray) -> None:
+    """Bytes and packets (either may be missing: 0) times the sampling rate, into `dst`."""
+    ones = bool((rate == 1).all())
+    r64 = None if ones else rate.astype(_U8)
+    for col, v in (("bytes", octets), ("packets", packets)):
+        if v is None:
+            dst[col][...] = 0
+        elif ones:
+            np.copyto(dst[col], v, casting="unsafe")
+        else:
+            np.multiply(v, r64, out=dst[col], casting="unsafe")
 
 
 def _uptime_delta(t: np.ndarray, uptime: np.ndarray) -> np.ndarray:

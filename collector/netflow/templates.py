@@ -210,6 +210,21 @@ class Compiled:
             col, w = col[:, w - 8:], 8
         return _be_bytes(col, w).astype(dtype)
 
+    def raw(self, arr: np.ndarray, k: int) -> np.ndarray | None:
+        """Element `k` as stored (a big-endian view for widths 1, 2, 4, 8; else unsigned
+        integers), for callers that convert while copying; None when the template lacks it."""
+        nm = self.name.get(k)
+        if nm is None:
+            return None
+        return arr[nm] if self.width[k] in _POW2 else self.uint(arr, k)
+
+    def first_raw(self, arr: np.ndarray, keys: tuple[int, ...]) -> np.ndarray | None:
+        for k in keys:
+            v = self.raw(arr, k)
+            if v is not None:
+                return v
+        return None
+
     def first(self, arr: np.ndarray, keys: tuple[int, ...], dtype=np.uint64) -> np.ndarray | None:
         for k in keys:
             v = self.uint(arr, k, dtype)
@@ -217,20 +232,28 @@ class Compiled:
                 return v
         return None
 
-    def addr(self, arr: np.ndarray, v4: int, v6: int) -> np.ndarray:
-        out = np.zeros(len(arr), ADDR)
+    def addr(self, arr: np.ndarray, v4: int, v6: int, out: np.ndarray | None = None) -> np.ndarray:
+        """An address column (`ADDR`), written into `out` when given."""
+        if out is None:
+            out = np.empty(len(arr), ADDR)
         n6 = self.name.get(v6) if self.width.get(v6) == 16 else None
         n4 = self.name.get(v4) if self.width.get(v4) == 4 else None
+        hi, lo = out["hi"], out["lo"]
         if n4 is not None:
-            out["lo"] = arr[n4].astype(_U8) | V4_MAPPED
-        if n6 is not None:
-            col = arr[n6]
+            np.bitwise_or(arr[n4], V4_MAPPED, out=lo, casting="unsafe")
+        if n6 is None:
+            hi[...] = 0
             if n4 is None:
-                out["hi"], out["lo"] = col[:, 0], col[:, 1]
-            else:  # both families in one template: the IPv6 one counts where it is set
-                six = (col[:, 0] != 0) | (col[:, 1] != 0)
-                out["hi"] = np.where(six, col[:, 0], 0)
-                out["lo"] = np.where(six, col[:, 1], out["lo"])
+                lo[...] = 0
+            return out
+        col = arr[n6]
+        if n4 is None:
+            np.copyto(hi, col[:, 0], casting="unsafe")
+            np.copyto(lo, col[:, 1], casting="unsafe")
+        else:  # both families in one template: the IPv6 one counts where it is set
+            six = (col[:, 0] != 0) | (col[:, 1] != 0)
+            hi[...] = np.where(six, col[:, 0], 0)
+            lo[...] = np.where(six, col[:, 1], lo)
         return out
 
     def app_ids(self, arr: np.ndarray) -> np.ndarray | None:
