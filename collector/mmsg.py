@@ -83,6 +83,7 @@ class Receiver:
         at = hdr + _MsgHdr.namelen.offset
         self._namelen = raw[:, at:at + 4].view(np.uint32)[:, 0]
         self._addr = ctypes.addressof(self.msgs)
+        self._names = np.frombuffer(self.names, np.uint8).reshape(slots, NAME)  # to compare sources at once
         self._memo: dict[bytes, tuple[tuple[str, int], bool]] = {}  # sockaddr -> (source, allowed)
         self._memo_allow = None
         self._memo_size = addr_memo
@@ -103,28 +104,42 @@ class Receiver:
         if allow is not self._memo_allow:  # a reloaded filter: decisions made with the old one go
             self._memo.clear()
             self._memo_allow = allow
-        data, names, memo = self.data, self.names, self._memo
+        data, names = self.data, self.names
+        lens, namelens = self._len[:k].tolist(), self._namelen[:k].tolist()
+        nl = namelens[0]
+        if k == 1 or (namelens.count(nl) == k and bool((self._names[1:k, :nl] == self._names[0, :nl]).all())):
+            # the usual case: one exporter sent them all
+            source, allowed = self._source(names[:nl], allow)
+            if not allowed:
+                return k, k
+            batch += [(data[i * SLOT:i * SLOT + n], source, now) for i, n in enumerate(lens)]
+            return k, 0
         append = batch.append
         refused = 0
-        for i, (n, nl) in enumerate(zip(self._len[:k].tolist(), self._namelen[:k].tolist())):
-            raw = names[i * NAME:i * NAME + nl]
-            known = memo.get(raw)
-            if known is None:
-                source = _sockaddr(raw)
-                known = (source, allow is None or allow(source[0]))
-                if len(memo) >= self._memo_size:
-                    memo.clear()
-                memo[raw] = known
-            if known[1]:
-                append((data[i * SLOT:i * SLOT + n], known[0], now))
+        for i, (n, nl) in enumerate(zip(lens, namelens)):
+            source, allowed = self._source(names[i * NAME:i * NAME + nl], allow)
+            if allowed:
+                append((data[i * SLOT:i * SLOT + n], source, now))
             else:
                 refused += 1
         return k, refused
 
+    def _source(self, raw: bytes, allow) -> tuple[tuple[str, int], bool]:
+        """A sockaddr -> ((address, port), allowed), memoised."""
+        memo = self._memo
+        known = memo.get(raw)
+        if known is None:
+            source = _sockaddr(raw)
+            known = (source, allow is None or allow(source[0]))
+            if len(memo) >= self._memo_size:
+                memo.clear()
+            memo[raw] = known
+        return known
+
     def close(self) -> None:
         self._anchors = ()
         self.msgs = self.iov = None
-        self._len = self._namelen = None
+        self._len = self._namelen = self._names = None
         self.data.close()
         self.names.close()
 

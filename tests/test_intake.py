@@ -23,13 +23,15 @@ async def _collect(use_mmsg: bool, allow: list[str] | None, sends) -> tuple[list
     bound = await intake.start()
     ports = {"4": int(bound[0].rsplit(":", 1)[1]), "6": int(bound[1].rsplit(":", 1)[1])}
     senders = {"4": socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+               "4b": socket.socket(socket.AF_INET, socket.SOCK_DGRAM),  # a second exporter
                "6": socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)}
     senders["4"].bind(("127.0.0.1", 0))
+    senders["4b"].bind(("127.0.0.2", 0))
     senders["6"].bind(("::1", 0))
     expected = []
     for family, payload in sends:
         sock = senders[family]
-        sock.sendto(payload, ("127.0.0.1" if family == "4" else "::1", ports[family]))
+        sock.sendto(payload, ("::1", ports["6"]) if family == "6" else ("127.0.0.1", ports["4"]))
         expected.append((payload, sock.getsockname()[:2]))
         if len(expected) % 50 == 0:
             await asyncio.sleep(0.01)  # stay under the socket buffer
@@ -58,3 +60,15 @@ def test_allow_list_refuses_and_counts(use_mmsg):
     got, expected, intake = asyncio.run(_collect(use_mmsg, ["::1/128"], sends))
     assert sorted(got) == sorted(e for e in expected if e[1][0] == "::1")
     assert intake.denied == 40
+
+
+@pytest.mark.parametrize("use_mmsg", MODES)
+def test_exporters_interleaved_on_one_socket(use_mmsg):
+    """Datagrams of two sources queued together (one recvmmsg takes both): each keeps its
+    own source, and the allow list judges each."""
+    sends = [("4" if i % 3 else "4b", b"dg-%d" % i) for i in range(300)]
+    got, expected, intake = asyncio.run(_collect(use_mmsg, None, sends))
+    assert sorted(got) == sorted(expected)
+    got, expected, intake = asyncio.run(_collect(use_mmsg, ["127.0.0.2/32"], sends))
+    assert sorted(got) == sorted(e for e in expected if e[1][0] == "127.0.0.2")
+    assert intake.denied == 200

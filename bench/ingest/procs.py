@@ -232,10 +232,12 @@ class Collector:
 class Imflow(Collector):
     name = "imflow"
     workers = 1  # `imflow run --workers N` (run.py --imflow-workers)
+    refresh = 1.0  # seconds between flushes to SQLite (run.py --imflow-refresh; imflow's default is 60)
 
     def command(self, workdir: Path, port: int) -> list[str]:
         return [sys.executable, "-m", "collector", "run", "--listen", f"127.0.0.1:{port}",
-                "--db", str(workdir / "imflow.db"), "--refresh-time", "1", "--workers", str(self.workers)]
+                "--db", str(workdir / "imflow.db"), "--refresh-time", f"{self.refresh:g}",
+                "--workers", str(self.workers)]
 
     def start(self, workdir: Path, port: int, extra: list[str] | None = None) -> Running:
         run = super().start(workdir, port, extra)

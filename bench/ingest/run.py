@@ -388,6 +388,9 @@ def parse_args(argv=None):
     p.add_argument("--json", metavar="FILE", help="write every trial and result as JSON")
     p.add_argument("--exporters", type=int, default=1, metavar="N",
                    help="exporters the sender plays (sockets of their own, 1-64; default 1)")
+    p.add_argument("--imflow-refresh", type=float, default=1.0, metavar="SECONDS",
+                   help="imflow's --refresh-time (default 1: a flush to SQLite every second of the trial; "
+                        "imflow's own default is 60, which leaves only the final flush in a trial)")
     p.add_argument("--imflow-workers", type=int, default=1, metavar="N",
                    help="run imflow with --workers N (default 1); CPU and RSS cover all its processes")
     p.add_argument("--keep", action="store_true", help="keep the temporary folders")
@@ -433,6 +436,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     P.Imflow.workers = args.imflow_workers
+    P.Imflow.refresh = args.imflow_refresh
     rmem = P.RmemMax(P.RCVBUF)
     workdir = Path(tempfile.mkdtemp(prefix="imflow-ingest-"))
     try:
@@ -455,7 +459,8 @@ def main(argv=None) -> int:
 
 def bench_main(args, workdir: Path, sender: Path, rmem_note: str) -> int:
     print(f"# imflow ingest benchmark: {os.cpu_count()} CPUs, {rmem_note}; trials of {args.duration:g} s, "
-          f"receive buffer {P.RCVBUF >> 20} MiB asked by every collector", flush=True)
+          f"receive buffer {P.RCVBUF >> 20} MiB asked by every collector; imflow flushes every "
+          f"{P.Imflow.refresh:g} s with {P.Imflow.workers} worker(s)", flush=True)
     bench = Bench(args, workdir, sender)
     colls = []
     for name in args.collectors:
