@@ -161,7 +161,7 @@ SCHEMA: dict[str, dict[str, tuple[Callable, Any]]] = {
         "refresh_time": (duration, 60.0),
         "status_interval": (duration, 60.0),
         "batch_size": (integer(1, 1_000_000), 2048),
-        "batch_delay": (number(0.0), 0.005),
+        "batch_delay": (number(0.0), 0.1),
         "template_state": (string(), ""),
     },
     "exporters": {

@@ -36,7 +36,11 @@ def group_rows(cols: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarr
             key = key * _U8(size) + col.astype(_U8, copy=False)
     bits = (n - 1).bit_length()
     if width + bits <= 64:
-        packed = np.sort((key << _U8(bits)) | np.arange(n, dtype=_U8))
+        packed = (key << _U8(bits)) | np.arange(n, dtype=_U8)
+        if width + bits <= 63:  # NumPy sorts int64 faster than uint64 (357 against 518 us on 27k)
+            packed = np.sort(packed.view(np.int64)).view(_U8)
+        else:
+            packed = np.sort(packed)
         order = (packed & _U8((1 << bits) - 1)).astype(np.intp)
         skey = packed >> _U8(bits)
     else:

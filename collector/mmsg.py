@@ -1,11 +1,15 @@
-"""recvmmsg(2) for UDP sockets, through ctypes: many datagrams per system call.
+"""recvmmsg(2) for UDP sockets, through ctypes: many datagrams per system call, no copies.
 
 asyncio (and uvloop) receive one datagram per `recvfrom` and one Python callback per datagram;
 at NetFlow rates that is most of a core. `Receiver.receive` takes up to `slots` datagrams in
-one call into a fixed anonymous mapping (pages are only touched as datagrams land in them) and
-appends them to the intake's batch as `(payload, (address, port), receive time)`. Each slot holds 64 KiB, the largest UDP
-payload, so nothing is ever truncated. Linux only; `available()` says whether it can be used,
-and the intake falls back to the event loop's own datagram transport when it cannot.
+one call, straight into the next free slots of an anonymous mapping (the arena) that holds a
+whole batch; pages are only touched as datagrams land in them. The intake's batch is a `Batch`:
+a sequence of `(payload, (address, port), receive time)` like a list of them (a payload is
+copied out when asked for), whose `layout()` gives the decoder's bulk path the arena itself
+with every datagram's offset and length, so the usual datagrams are never copied in Python.
+Each slot holds 64 KiB, the largest UDP payload, so nothing is ever truncated. Linux only;
+`available()` says whether it can be used, and the intake falls back to the event loop's own
+datagram transport when it cannot.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ import sys
 import numpy as np
 
 SLOT = 1 << 16  # a whole UDP payload (65,507 octets over IPv4) always fits
+# Slots start PITCH octets apart, not SLOT: at a power-of-two stride every datagram's header
+# (and its records at equal offsets) would fall in the same cache sets, and the decoder's
+# gathers across a batch would miss the cache each time.
+PITCH = SLOT + 17 * 64
 NAME = 32  # room for a sockaddr_in6 (28 octets)
 MSG_DONTWAIT = 0x40
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
@@ -57,24 +65,84 @@ def available() -> bool:
     return _RECVMMSG is not None
 
 
-class Receiver:
-    """One set of receive slots; not thread-safe (one per event loop is enough)."""
+class Batch:
+    """Datagrams received into a `Receiver`'s arena, in arrival order.
 
-    def __init__(self, slots: int = 64, addr_memo: int = 65536):
+    Valid until the receiver starts its next batch (the intake hands a batch on and has it
+    decoded before it receives again); reading a stale one raises RuntimeError."""
+
+    __slots__ = ("receiver", "generation", "used", "_slots", "_lens", "sources", "_runs", "n", "_layout")
+
+    def __init__(self, receiver: Receiver, generation: int):
+        self.receiver = receiver
+        self.generation = generation
+        self.used = 0  # arena slots used (refused datagrams use one too)
+        self._slots: list[np.ndarray] = []
+        self._lens: list[np.ndarray] = []
+        self.sources: list[tuple] = []
+        self._runs: list[tuple[int, float]] = []  # (datagrams, receive time) per receive call
+        self.n = 0
+        self._layout = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _add(self, slots: np.ndarray, lens: np.ndarray, sources: list, now: float) -> None:
+        self._slots.append(slots)
+        self._lens.append(lens)
+        self.sources += sources
+        self._runs.append((len(sources), now))
+        self.n += len(sources)
+        self._layout = None
+
+    def layout(self) -> tuple:
+        """-> (arena, offsets, lengths, sources, receive times), the arrays int64/float64."""
+        if self.generation != self.receiver.generation:
+            raise RuntimeError("a received batch read after its receiver moved on")
+        if self._layout is None:
+            cat = np.concatenate
+            offsets = cat(self._slots).astype(np.int64) * PITCH if self._slots else np.zeros(0, np.int64)
+            lens = cat(self._lens).astype(np.int64) if self._lens else np.zeros(0, np.int64)
+            times = np.repeat(np.array([t for _, t in self._runs], np.float64), [k for k, _ in self._runs])
+            self._layout = (self.receiver.arena, offsets, lens, self.sources, times)
+        return self._layout
+
+    def __getitem__(self, i: int) -> tuple[bytes, tuple, float]:
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        arena, offsets, lens, sources, times = self.layout()
+        at = int(offsets[i])
+        return arena[at:at + int(lens[i])], sources[i], float(times[i])
+
+    def __iter__(self):
+        return (self[i] for i in range(self.n))
+
+
+class Receiver:
+    """An arena of `capacity` receive slots, filled `slots` at a time; not thread-safe (one
+    per event loop is enough)."""
+
+    SLOTS = 64  # datagrams per system call
+
+    def __init__(self, slots: int = SLOTS, capacity: int = 2048 + SLOTS, addr_memo: int = 65536):
         if _RECVMMSG is None:
             raise OSError(errno.ENOSYS, "recvmmsg is not available on this platform")
         self.slots = slots
-        self.data = mmap.mmap(-1, slots * SLOT)
+        self.capacity = max(capacity, slots)
+        self.arena = mmap.mmap(-1, self.capacity * PITCH)
         self.names = mmap.mmap(-1, slots * NAME)
-        self._anchors = (ctypes.c_char.from_buffer(self.data), ctypes.c_char.from_buffer(self.names))
-        base, names = (ctypes.addressof(a) for a in self._anchors)
+        self._anchors = (ctypes.c_char.from_buffer(self.arena), ctypes.c_char.from_buffer(self.names))
+        self._base, names = (ctypes.addressof(a) for a in self._anchors)
         self.iov = (_IoVec * slots)()
         self.msgs = (_MMsgHdr * slots)()
         for i in range(slots):
-            self.iov[i].base, self.iov[i].len = base + i * SLOT, SLOT
+            self.iov[i].len = SLOT
             h = self.msgs[i].hdr
             h.name, h.namelen = names + i * NAME, NAME
             h.iov, h.iovlen = ctypes.addressof(self.iov[i]), 1
+        # where each message lands: the iovec bases, rewritten per call as one column
+        self._iov_base = np.frombuffer(self.iov, np.uint64).reshape(slots, 2)[:, 0]
+        self._steps = np.arange(slots, dtype=np.uint64) * np.uint64(PITCH)
         # the kernel writes each message's length and address length: read them as columns
         size = ctypes.sizeof(_MMsgHdr)
         raw = np.frombuffer(self.msgs, np.uint8).reshape(slots, size)
@@ -87,14 +155,27 @@ class Receiver:
         self._memo: dict[bytes, tuple[tuple[str, int], bool]] = {}  # sockaddr -> (source, allowed)
         self._memo_allow = None
         self._memo_size = addr_memo
+        self.generation = 0
 
-    def receive(self, fd: int, now: float, batch: list, allow=None) -> tuple[int, int]:
-        """Append the datagrams waiting on `fd` (non-blocking, up to `slots`) to `batch` as
-        `(payload, (address, port), now)`; sources that `allow(address)` refuses are counted
-        instead. -> (datagrams read, datagrams refused). Raises OSError for errors other than
-        'nothing to read'."""
-        self._namelen[:] = NAME
-        k = _RECVMMSG(fd, self._addr, self.slots, MSG_DONTWAIT, None)
+    def new_batch(self) -> Batch:
+        """An empty batch at the start of the arena; earlier batches become stale."""
+        self.generation += 1
+        return Batch(self, self.generation)
+
+    def receive(self, fd: int, now: float, batch: Batch, allow=None) -> tuple[int, int]:
+        """Receive the datagrams waiting on `fd` (non-blocking, up to `slots`, fewer when the
+        arena is nearly full) into `batch`, stamped `now`; sources that `allow(address)`
+        refuses are counted instead. -> (datagrams read, datagrams refused). Raises OSError
+        for errors other than 'nothing to read'."""
+        if batch.generation != self.generation:
+            raise RuntimeError("receiving into a stale batch")
+        start = batch.used
+        room = min(self.slots, self.capacity - start)
+        if room <= 0:
+            return 0, 0
+        self._iov_base[:room] = self._steps[:room] + np.uint64(self._base + start * PITCH)
+        self._namelen[:room] = NAME
+        k = _RECVMMSG(fd, self._addr, room, MSG_DONTWAIT, None)
         if k <= 0:
             if k < 0:
                 err = ctypes.get_errno()
@@ -104,25 +185,26 @@ class Receiver:
         if allow is not self._memo_allow:  # a reloaded filter: decisions made with the old one go
             self._memo.clear()
             self._memo_allow = allow
-        data, names = self.data, self.names
-        lens, namelens = self._len[:k].tolist(), self._namelen[:k].tolist()
+        batch.used = start + k
+        names = self.names
+        lens, namelens = self._len[:k].copy(), self._namelen[:k].tolist()
         nl = namelens[0]
         if k == 1 or (namelens.count(nl) == k and bool((self._names[1:k, :nl] == self._names[0, :nl]).all())):
             # the usual case: one exporter sent them all
             source, allowed = self._source(names[:nl], allow)
             if not allowed:
                 return k, k
-            batch += [(data[i * SLOT:i * SLOT + n], source, now) for i, n in enumerate(lens)]
+            batch._add(np.arange(start, start + k), lens, [source] * k, now)
             return k, 0
-        append = batch.append
-        refused = 0
-        for i, (n, nl) in enumerate(zip(lens, namelens)):
+        keep, sources = [], []
+        for i, nl in enumerate(namelens):
             source, allowed = self._source(names[i * NAME:i * NAME + nl], allow)
             if allowed:
-                append((data[i * SLOT:i * SLOT + n], source, now))
-            else:
-                refused += 1
-        return k, refused
+                keep.append(i)
+                sources.append(source)
+        if sources:
+            batch._add(start + np.array(keep), lens[keep], sources, now)
+        return k, k - len(sources)
 
     def _source(self, raw: bytes, allow) -> tuple[tuple[str, int], bool]:
         """A sockaddr -> ((address, port), allowed), memoised."""
@@ -137,11 +219,15 @@ class Receiver:
         return known
 
     def close(self) -> None:
+        self.generation += 1  # every batch is stale now
         self._anchors = ()
         self.msgs = self.iov = None
-        self._len = self._namelen = self._names = None
-        self.data.close()
-        self.names.close()
+        self._len = self._namelen = self._names = self._iov_base = None
+        for area in (self.arena, self.names):
+            try:
+                area.close()
+            except BufferError:  # a view of it is still alive somewhere: the GC frees it later
+                pass
 
 
 def _sockaddr(raw: bytes) -> tuple:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 
 import pytest
 
 from collector import mmsg
 from collector.intake import Intake
+from collector.netflow.batch import COLUMNS
+from collector.netflow.decoder import Decoder
 
 MODES = [False, pytest.param(True, marks=pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg"))]
 
@@ -72,3 +75,75 @@ def test_exporters_interleaved_on_one_socket(use_mmsg):
     got, expected, intake = asyncio.run(_collect(use_mmsg, ["127.0.0.2/32"], sends))
     assert sorted(got) == sorted(e for e in expected if e[1][0] == "127.0.0.2")
     assert intake.denied == 200
+
+
+def _bench_datagrams():
+    """bench/ingest/datagrams.py: simulator traffic exported as v5, v9 and IPFIX."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "ingest" / "datagrams.py"
+    spec = importlib.util.spec_from_file_location("bench_datagrams", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _columns(batch) -> list:
+    return [getattr(batch, name).tolist() for name in COLUMNS]
+
+
+@pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg")
+def test_received_batches_decode_as_copies_of_them_do():
+    """The bulk path reading datagrams where they landed in the receive arena gives the
+    flows and exporter state that decoding copies of the same datagrams gives."""
+    build = _bench_datagrams().build
+    streams = {"a": build("v9", 4000).datagrams, "b": build("ipfix", 4000).datagrams + build("v5", 2000).datagrams}
+    in_place, copies = Decoder(), Decoder()
+    got: list = [[], []]
+    kinds = []
+
+    def on_batch(batch):
+        kinds.append(type(batch))
+        items = list(batch)  # copies, taken before the batch is decoded in place
+        got[0].append(_columns(in_place.decode(batch)))
+        got[1].append(_columns(copies.decode(items)))
+
+    async def run():
+        intake = Intake(["127.0.0.1:0"], on_batch, batch_size=100, delay=0.01, use_mmsg=True)
+        port = int((await intake.start())[0].rsplit(":", 1)[1])
+        senders = {k: socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for k in streams}
+        sent = 0
+        for i in range(max(len(v) for v in streams.values())):
+            for k, dgrams in streams.items():
+                if i < len(dgrams):
+                    senders[k].sendto(dgrams[i], ("127.0.0.1", port))
+                    sent += 1
+            if i % 40 == 0:
+                await asyncio.sleep(0.005)
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if sum(copies.stats.datagrams.values()) >= sent:
+                break
+        intake.close()
+        for s in senders.values():
+            s.close()
+        return sent
+
+    sent = asyncio.run(run())
+    assert set(kinds) == {mmsg.Batch}
+    assert sum(in_place.stats.datagrams.values()) == sent
+    assert got[0] == got[1]
+    for name in ("datagrams", "flows", "errors", "seq_lost", "templates"):
+        assert getattr(in_place.stats, name) == getattr(copies.stats, name), name
+
+
+@pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg")
+def test_a_batch_cannot_be_read_once_its_arena_moved_on():
+    receiver = mmsg.Receiver(slots=4, capacity=8)
+    old = receiver.new_batch()
+    receiver.new_batch()
+    with pytest.raises(RuntimeError):
+        old.layout()
+    receiver.close()

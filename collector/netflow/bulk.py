@@ -27,6 +27,9 @@ from collector.netflow import v5
 
 MAX_SETS = 16  # set positions walked per datagram; datagrams with more go the other way
 _PAD = bytes(24)
+_HEADER = np.dtype([("v", ">u2"), ("f2", ">u2"), ("f4", ">u4"), ("f8", ">u4"), ("f12", ">u4"), ("f16", ">u4"),
+                    ("f20", ">u2"), ("f22", ">u2")])  # a message header's words, by offset
+_SET_HEADER = np.dtype([("id", ">u2"), ("len", ">u2")])
 _I8 = np.int64
 
 
@@ -44,41 +47,38 @@ class Block:
     bases: np.ndarray  # records before the chunk in its datagram
 
 
-def _be16(u8: np.ndarray, at: np.ndarray) -> np.ndarray:
-    return (u8[at].astype(_I8) << 8) | u8[at + 1]
-
-
-def _be32(u8: np.ndarray, at: np.ndarray) -> np.ndarray:
-    return (_be16(u8, at) << 16) | _be16(u8, at + 2)
-
-
 def bulk(dec, items: list, base: int) -> list[int]:
     """Decode what can be decoded in bulk from `items` (payload, source, received); returns
     the indexes of the rest, in order. Datagram i is number base + i + 1 in capture order."""
     n = len(items)
-    datas, srcs, _ = zip(*items)
-    lens = np.fromiter(map(len, datas), _I8, n)
-    joined = b"".join((*datas, _PAD))  # padding: header reads never run off the end
+    layout = getattr(items, "layout", None)
+    if layout is not None:  # received in place (`mmsg.Batch`): every datagram in its own slot
+        joined, off, lens, srcs, times = layout()
+        received = times.item
+    else:
+        datas, srcs, _ = zip(*items)
+        lens = np.fromiter(map(len, datas), _I8, n)
+        joined = b"".join((*datas, _PAD))  # padding: header reads never run off the end
+        off = np.zeros(n, _I8)
+        np.cumsum(lens[:-1], out=off[1:])
+        received = lambda i: items[i][2]  # noqa: E731
     u8 = np.frombuffer(joined, np.uint8)
-    off = np.zeros(n, _I8)
-    np.cumsum(lens[:-1], out=off[1:])
-    at = off
-    version = _be16(u8, at)
+    # header fields; v9: uptime 4, secs 8, seq 12, source id 16; IPFIX: length 2, export 4,
+    # seq 8, domain 12; v5: count 2, uptime 4, secs 8, nsecs 12, seq 16, engine 20-21, sampling 22.
+    # One gather of 24 octets per datagram (a view of the buffer with an item at every octet).
+    h = np.ndarray((len(joined) - _HEADER.itemsize + 1,), _HEADER, joined, 0, (1,))[off]
+    version, f2, f4, f8, f12, f16 = (h[f].astype(_I8) for f in ("v", "f2", "f4", "f8", "f12", "f16"))
     ipfix = version == 10
     is5 = version == 5
     # a whole header (the per-datagram path names any fault; these change no state there)
     ok = np.where(ipfix, lens >= 16, np.where(is5, lens >= 24, (version == 9) & (lens >= 20)))
-    # header fields; v9: uptime 4, secs 8, seq 12, source id 16; IPFIX: length 2, export 4,
-    # seq 8, domain 12; v5: count 2, uptime 4, secs 8, nsecs 12, seq 16, engine 20-21, sampling 22
-    f2, f4, f8, f12 = _be16(u8, at + 2), _be32(u8, at + 4), _be32(u8, at + 8), _be32(u8, at + 12)
-    f16 = _be32(u8, at + 16)
-    domain = np.where(ipfix, f12, np.where(is5, _be16(u8, at + 20), f16))
+    domain = np.where(ipfix, f12, np.where(is5, h["f20"].astype(_I8), f16))
     seq = np.where(ipfix, f8, np.where(is5, f16, f12))
     export = np.where(ipfix, f4, f8).astype(np.float64)
     export[is5] += f12[is5] * 1e-9
     uptime = np.where(ipfix, 0, f4)
     # v5: a 2-bit mode and a 14-bit interval; interval 0 means unsampled whatever the mode
-    rate5 = np.maximum(_be16(u8, at + 22) & 0x3FFF, 1)
+    rate5 = np.maximum(h["f22"].astype(_I8) & 0x3FFF, 1)
     hl = np.where(ipfix, 16, np.where(is5, 24, 20))
     end = off + np.where(ipfix, f2, lens)
     header = ok.copy()  # rows whose session is known from the header
@@ -124,13 +124,15 @@ def bulk(dec, items: list, base: int) -> list[int]:
         nrec[five] = f2[five]
     alive = np.flatnonzero(ok & ~is5)
     pos = off[alive] + hl[alive]
+    set_headers = np.ndarray((len(joined) - 3,), _SET_HEADER, joined, 0, (1,))
+    spec: list = []  # (datagrams, positions, lengths, set ids) of sets judged after the walk
     for _ in range(MAX_SETS):
         more = end[alive] - pos >= 4
         alive, pos = alive[more], pos[more]
         if not alive.size:
             break
-        sid = _be16(u8, pos)
-        size = _be16(u8, pos + 2)
+        sh = set_headers[pos]
+        sid, size = sh["id"].astype(_I8), sh["len"].astype(_I8)
         pairs, pinv = unique_inverse((sidx[alive] << 16) | sid, len(sessions) << 16)
         pairs = pairs.tolist()
         reclen = np.zeros(len(pairs), _I8)
@@ -148,20 +150,14 @@ def bulk(dec, items: list, base: int) -> list[int]:
                 tcode[j] = code
             elif (t is not None and t.scope_count) or (tid in _TEMPLATE_SETS[sess.version] and not sess.pending):
                 special.append(j)
-        rowbad = None
         if special:
-            reclen[special] = -1  # walked, no flow records
+            reclen[special] = -1  # walked, no flow records; judged after the walk
             looked = np.zeros(len(pairs), bool)
             looked[special] = True
             rows = np.flatnonzero(looked[pinv] & (size >= 4) & (pos + size <= end[alive]))
-            extra, rowbad = _special_sets(dec, joined, u8, sessions, sidx, alive[rows], pos[rows], size[rows],
-                                          sid[rows], notes)
-            opt_records[alive[rows]] += extra
-            rowbad = rows[rowbad]
+            spec.append((alive[rows], pos[rows], size[rows], sid[rows]))
         rl = reclen[pinv]
         good = (rl != 0) & (size >= 4) & (pos + size <= end[alive])
-        if rowbad is not None:
-            good[rowbad] = False
         ok[alive[~good]] = False
         alive, pos, sid, size, rl, pinv = alive[good], pos[good], sid[good], size[good], rl[good], pinv[good]
         k = np.where(rl > 0, (size - 4) // np.maximum(rl, 1), 0)
@@ -174,6 +170,11 @@ def bulk(dec, items: list, base: int) -> list[int]:
         pos = pos + size
     else:
         ok[alive[end[alive] - pos >= 4]] = False  # more sets than walked
+    if spec:  # every special set of the batch at once
+        d, p, z, i = (np.concatenate(v) for v in zip(*spec))
+        extra, bad = _special_sets(dec, joined, u8, sessions, sidx, d, p, z, i, notes)
+        np.add.at(opt_records, d, extra)
+        ok[d[bad]] = False
 
     # a session's datagrams stay in order: none after its first one left to the other path
     idx = np.arange(n)
@@ -191,7 +192,7 @@ def bulk(dec, items: list, base: int) -> list[int]:
         per = np.bincount(s[taken], count[taken], len(sessions))
         for j in np.flatnonzero(per).tolist():
             dec.stats.templates[sessions[j].stat_label] += int(per[j])
-    _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, rate5)
+    _sequences(dec, received, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, rate5)
     _emit(dec, joined, templates, sessions, sidx, ok, chunk_d, chunk_at, chunk_n, chunk_t, chunk_base,
           export, uptime, base, is5, rate5)
     return rest
@@ -247,7 +248,7 @@ def _verdict(sess, tid: int, body: bytes, memo: dict) -> int:
     return -1
 
 
-def _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, rate5) -> None:
+def _sequences(dec, received, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, rate5) -> None:
     """Per session: tallies, sampling from v5 headers, and sequence numbers in datagram order
     (the per-datagram rule, `Session.track_sequence`, wherever a number is not the expected one)."""
     good = np.flatnonzero(ok)
@@ -262,7 +263,7 @@ def _sequences(dec, items, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is
         rows = order[a:b]
         sess = sessions[int(s[a])]
         touched.add(sess)
-        sess.last_seen = items[int(rows[-1])][2]
+        sess.last_seen = received(int(rows[-1]))
         recs = int(allrec[rows].sum())
         sess.n_datagrams += b - a
         sess.n_flows += int(nrec[rows].sum())

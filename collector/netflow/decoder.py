@@ -74,7 +74,8 @@ class Decoder:
         self._retired.clear()
         stats = self.stats
         self._touched = touched = set()
-        items = datagrams if isinstance(datagrams, list) else list(datagrams)
+        # a list, or a received batch (`mmsg.Batch`: a sequence with a `layout` for the bulk path)
+        items = datagrams if isinstance(datagrams, list) or hasattr(datagrams, "layout") else list(datagrams)
         base = self._dgram
         rest = bulk(self, items, base) if items and self.bulk else range(len(items))
         for i in rest:
@@ -545,7 +546,7 @@ class Decoder:
         put("sampling_rate", rate)
         _counters(dst, c.first_raw(arr, (F.octetDeltaCount, F.postOctetDeltaCount, F.initiatorOctets)),
                   c.first_raw(arr, (F.packetDeltaCount, F.postPacketDeltaCount, F.initiatorPackets)), rate)
-        start, end = self._times(c, arr, ctx, export)
+        start, end = self._times(c, arr, ctx, export, "start" in keep)
         put("start", start)
         put("end", end)
         if not c.has_reverse:
@@ -606,40 +607,38 @@ class Decoder:
                 rate = np.where(np.repeat(over, ctx.counts), base_rate, rate).astype(np.uint32)
         return rate
 
-    def _times(self, c, arr, ctx: _Chunks, export: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _times(self, c, arr, ctx: _Chunks, export: np.ndarray, want_start: bool = True) -> tuple:
+        """(start, end) in UNIX seconds; start is None unless wanted."""
         kind = c.time_kind
         if kind == "export":
-            return export, export.copy()
-        first = c.uint(arr, c.time_fields[0]) if c.time_fields[0] in c.name else None
-        last = c.uint(arr, c.time_fields[1]) if c.time_fields[1] in c.name else None
-        first = first if first is not None else last
-        last = last if last is not None else first
+            return (export if want_start else None), export
+        first_f, last_f = (k if k in c.name else None for k in c.time_fields)
+        first_f, last_f = first_f or last_f, last_f or first_f
         if kind == "ms":
-            return first / 1e3, last / 1e3
-        if kind == "s":
-            return first.astype(np.float64), last.astype(np.float64)
-        if kind == "ntp":
-            return _ntp(first), _ntp(last)
-        if kind == "delta":
-            return export - first / 1e6, export - last / 1e6
-        # sysUpTime-relative: v9 carries uptime in its header; IPFIX needs IE 160 from options
-        sess0 = ctx.first_session()
-        if sess0.version == 9:
+            conv = lambda v: v / 1e3  # noqa: E731
+        elif kind == "s":
+            conv = lambda v: v.astype(np.float64)  # noqa: E731
+        elif kind == "ntp":
+            conv = _ntp
+        elif kind == "delta":
+            conv = lambda v: export - v / 1e6  # noqa: E731
+        elif ctx.first_session().version == 9:  # sysUpTime-relative, uptime from the v9 header
             uptime = ctx.uptime()
-            return export + _uptime_delta(first, uptime), export + _uptime_delta(last, uptime)
-        inits = []
-        for s, count in zip(ctx.sids, ctx.counts.tolist()):
-            sess = ctx.session(s)
-            if sess and sess.system_init_ms is not None:
-                inits.append(sess.system_init_ms)
-            else:
-                inits.append(-1)
-                self.stats.notices[sess.stat_label if sess else "other", "no-system-init-time"] += count
-        init = np.repeat(np.array(inits, np.float64), ctx.counts)
-        missing = init < 0
-        start = np.where(missing, export, (init + first) / 1e3)
-        end = np.where(missing, export, (init + last) / 1e3)
-        return start, end
+            conv = lambda v: export + _uptime_delta(v, uptime)  # noqa: E731
+        else:  # sysUpTime-relative IPFIX needs IE 160 from options data
+            inits = []
+            for s, count in zip(ctx.sids, ctx.counts.tolist()):
+                sess = ctx.session(s)
+                if sess and sess.system_init_ms is not None:
+                    inits.append(sess.system_init_ms)
+                else:
+                    inits.append(-1)
+                    self.stats.notices[sess.stat_label if sess else "other", "no-system-init-time"] += count
+            init = np.repeat(np.array(inits, np.float64), ctx.counts)
+            missing = init < 0
+            conv = lambda v: np.where(missing, export, (init + v) / 1e3)  # noqa: E731
+        end = conv(c.uint(arr, last_f))
+        return (conv(c.uint(arr, first_f)) if want_start else None), end
 
 
 def _gather(chunks: list) -> tuple:
