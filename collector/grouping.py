@@ -35,7 +35,11 @@ def group_rows(cols: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarr
         if size > 1:
             key = key * _U8(size) + col.astype(_U8, copy=False)
     bits = (n - 1).bit_length()
-    if width + bits <= 64:
+    if width + bits <= 32:  # half the width, half the sort (250 against 476 us on 53k)
+        packed = np.sort((key.astype(np.uint32) << np.uint32(bits)) | np.arange(n, dtype=np.uint32))
+        order = (packed & np.uint32((1 << bits) - 1)).astype(np.intp)
+        skey = packed >> np.uint32(bits)
+    elif width + bits <= 64:
         packed = (key << _U8(bits)) | np.arange(n, dtype=_U8)
         if width + bits <= 63:  # NumPy sorts int64 faster than uint64 (357 against 518 us on 27k)
             packed = np.sort(packed.view(np.int64)).view(_U8)

@@ -77,13 +77,6 @@ class FlowBatch:
         return FlowBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
-def v4_to_addr(v4: np.ndarray) -> np.ndarray:
-    """uint32 IPv4 addresses (host order values) -> ADDR column."""
-    out = np.zeros(len(v4), ADDR)
-    out["lo"] = v4.astype(np.uint64) | V4_MAPPED
-    return out
-
-
 def is_v4(addr: np.ndarray) -> np.ndarray:
     return (addr["hi"] == 0) & ((addr["lo"] >> np.uint64(32)) == np.uint64(0xFFFF))
 
