@@ -33,7 +33,6 @@ class Totals:
     """Cumulative figures since start, read by the metrics snapshot."""
 
     clamped: int = 0  # flows whose timestamps were replaced by the receive time
-    dropped_bins: int = 0  # bins lost to the open-bin ceiling
 
 
 def _small(col: np.ndarray) -> tuple[np.ndarray, int]:
@@ -41,6 +40,12 @@ def _small(col: np.ndarray) -> tuple[np.ndarray, int]:
     dense codes."""
     top = int(col.max()) + 1 if len(col) else 1
     return (col, top) if top <= 1 << 16 else dense(col, top)
+
+
+def _sums(batch: FlowBatch, order: np.ndarray, starts: np.ndarray) -> tuple:
+    """Per group of `group_rows`: (a row of it, bytes, packets, flows)."""
+    return (order[starts], np.add.reduceat(batch.bytes[order], starts),
+            np.add.reduceat(batch.packets[order], starts), np.diff(np.append(starts, len(order))).astype(_U8))
 
 
 def host_codes(addr: np.ndarray, has_host: np.ndarray) -> tuple[np.ndarray, int]:
@@ -191,11 +196,7 @@ class Aggregator:
         cols = [(mrel, mcard), (exporters, ecard), (service, ncard), (flag, 4), (hosts, hcard)]
         if not fits(cols):
             cols[-1] = dense(hosts, hcard)
-        order, starts = group_rows(cols)
-        first = order[starts]
-        sums_b = np.add.reduceat(batch.bytes[order], starts)
-        sums_p = np.add.reduceat(batch.packets[order], starts)
-        counts = np.diff(np.append(starts, n)).astype(_U8)
+        first, sums_b, sums_p, counts = _sums(batch, *group_rows(cols))
         gservice = service[first]
         np.add.at(self.service_bytes, gservice, sums_b)
         np.add.at(self.service_packets, gservice, sums_p)
@@ -205,7 +206,6 @@ class Aggregator:
         self.bins.append({"minute": minute[first] * BIN, "exporter": glob[exporters[first]],
                           "service": gservice.astype(np.uint16), "hi": host["hi"], "lo": host["lo"],
                           "flag": flag[first], "bytes": sums_b, "packets": sums_p, "flows": counts})
-        self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped
 
         # per interface and direction: the flow's bytes count "in" on in_if and "out" on out_if.
         # One grouping of the flows by (minute, exporter, service, in_if, out_if); its groups,
@@ -213,24 +213,15 @@ class Aggregator:
         in_if, out_if = batch.in_if, batch.out_if
         if not (in_if.any() or out_if.any()):
             return
-        order, starts = group_rows([(mrel, mcard), (exporters, ecard), (service, ncard), _small(in_if),
-                                    _small(out_if)])
-        first = order[starts]
-        sums_b = np.add.reduceat(batch.bytes[order], starts)
-        sums_p = np.add.reduceat(batch.packets[order], starts)
-        counts = np.diff(np.append(starts, n)).astype(_U8)
+        first, sums_b, sums_p, counts = _sums(batch, *group_rows(
+            [(mrel, mcard), (exporters, ecard), (service, ncard), _small(in_if), _small(out_if)]))
         g_m, g_e, g_s = minute[first] * BIN, glob[exporters[first]], service[first].astype(np.uint16)
         for ifs, direction in ((in_if[first], 0), (out_if[first], 1)):
-            known = ifs != 0
-            if known.all():
-                self.if_bins.append({"minute": g_m, "exporter": g_e, "service": g_s, "ifindex": ifs,
-                                     "direction": np.full(len(ifs), direction, np.uint8),
-                                     "bytes": sums_b, "packets": sums_p, "flows": counts})
-            elif known.any():
+            known = np.flatnonzero(ifs)  # interface 0: not given
+            if known.size:
                 self.if_bins.append({"minute": g_m[known], "exporter": g_e[known], "service": g_s[known],
-                                     "ifindex": ifs[known], "direction": np.full(int(known.sum()), direction, np.uint8),
+                                     "ifindex": ifs[known], "direction": np.full(known.size, direction, np.uint8),
                                      "bytes": sums_b[known], "packets": sums_p[known], "flows": counts[known]})
-        self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped
 
     def _exporter(self, name: str) -> int:
         i = self._exporter_index.get(name)
@@ -240,9 +231,12 @@ class Aggregator:
         return i
 
     def open_bins(self) -> int:
-        n = len(self.bins) + len(self.if_bins)  # merges, so the drop counts below are current
-        self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped
-        return n
+        return len(self.bins) + len(self.if_bins)  # merges, so `dropped_bins` is current after it
+
+    @property
+    def dropped_bins(self) -> int:
+        """Bins lost to the open-bin ceiling, as of the last merge."""
+        return self.bins.dropped + self.if_bins.dropped
 
     def drain(self, before: float | None = None) -> list[Row]:
         """Remove and return the bins that started before `before` (None: all of them)."""
@@ -251,7 +245,6 @@ class Aggregator:
         else:
             limit = int(before // BIN) * BIN
             cols = self.bins.take(lambda c: c["minute"] < limit)
-        self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped
         names: dict[tuple[int, int], str] = {}  # hosts repeat across services and minutes
         out = []
         services, categories, exporters = self.services, self.categories, self.exporter_names
@@ -267,7 +260,6 @@ class Aggregator:
     def drain_interfaces(self, name_of=None) -> list[IfRow]:
         """Remove and return every interface bin; `name_of(exporter, if_index)` names them."""
         cols = self.if_bins.take()
-        self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped
         out = []
         exporters = self.exporter_names
         for m, e, sv, ifindex, d, b, p, n in zip(*(cols[c].tolist() for c in self.if_bins.keys + _SUMS)):
@@ -302,7 +294,6 @@ class Aggregator:
                 "packets": np.array([r.packets for r in if_rows], _U8),
                 "flows": np.array([r.flows for r in if_rows], _U8)})
         if not rows:
-            self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped
             return
         hosts = [addr_from_str(r.host) if r.host else (0, 0) for r in rows]
         self.bins.append({
@@ -313,4 +304,3 @@ class Aggregator:
             "flag": np.array([bool(r.host) | (r.violation << 1) for r in rows], np.uint8),
             "bytes": np.array([r.bytes for r in rows], _U8), "packets": np.array([r.packets for r in rows], _U8),
             "flows": np.array([r.flows for r in rows], _U8)})
-        self.totals.dropped_bins = self.bins.dropped + self.if_bins.dropped

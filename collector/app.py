@@ -24,13 +24,13 @@ from collector.classify.catalogue import Catalogue, CatalogueError, load_catalog
 from collector.classify.classifier import Classifier
 from collector.grouping import unique_inverse
 from collector.intake import Intake
-from collector.tuning import tune_gc
 from collector.metrics import Metrics, Snapshot
 from collector.netflow.decoder import Decoder
 from collector.netflow.session import Limits
 from collector.policy import POLICY_KEYS, Policy, PolicyError, parse_policy
 from collector import snmp
 from collector.store import Store, StoreError
+from collector.tuning import tune_gc
 from collector.config import parse_endpoint
 
 log = logging.getLogger(__name__)
@@ -362,7 +362,7 @@ class App:
             errors=dict(s.errors), held=dict(s.held), expired=dict(s.expired), seq_lost=dict(s.seq_lost),
             socket_drops=drops, denied=denied, store_errors=self.health.store_errors, exporters=exporters,
             workers=self.worker_counts()[0], worker_restarts=self.worker_counts()[1],
-            evicted=dict(s.evicted) | {"open-bins": agg.totals.dropped_bins},
+            evicted=dict(s.evicted) | {"open-bins": agg.dropped_bins},
             violations=dict(self._violations), violation_hosts=dict(self.metrics.violation_hosts.series),
             snmp=tuple(self.poller.state().values()) if self.poller is not None else (),
             interface_service=dict(self._interface_service)))

@@ -2,13 +2,13 @@
 
 On Linux the sockets are read with recvmmsg(2) (`collector.mmsg`): one system call and one
 Python call per readable event take up to 64 datagrams, straight into the batch's arena (no
-copy per datagram), which is several times cheaper per datagram than the event loop's own
-datagram transport (one `recvfrom` and one callback each); elsewhere that transport is used and
-the batch is a list. Either way the batch is handed on when it is full or `delay` seconds old,
-and decoded before anything else is received. Sources outside `exporters.allow`
-are dropped and counted before any state exists for them. Kernel drops and queue depth come from /proc/net/udp[6] (the `drops`
-and `rx_queue` columns of each socket's inode), which counts what SO_RXQ_OVFL would report
-without a recvmsg per datagram.
+copy per datagram), several times cheaper per datagram than the event loop's own datagram
+transport (one `recvfrom` and one callback each); elsewhere that transport is used and the
+batch is a list. Either way the batch is handed on when it is full or `delay` seconds old, and
+decoded before anything else is received. Sources outside `exporters.allow` are dropped and
+counted before any state exists for them. Kernel drops and queue depth come from
+/proc/net/udp[6] (the `drops` and `rx_queue` columns of each socket's inode), which counts what
+SO_RXQ_OVFL would report without a recvmsg per datagram.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class Batch:
     Valid until the receiver starts its next batch (the intake hands a batch on and has it
     decoded before it receives again); reading a stale one raises RuntimeError."""
 
-    __slots__ = ("receiver", "generation", "used", "_slots", "_lens", "sources", "_runs", "n", "_layout")
+    __slots__ = ("receiver", "generation", "used", "_slots", "_lens", "sources", "_runs", "_layout")
 
     def __init__(self, receiver: Receiver, generation: int):
         self.receiver = receiver
@@ -81,18 +81,16 @@ class Batch:
         self._lens: list[np.ndarray] = []
         self.sources: list[tuple] = []
         self._runs: list[tuple[int, float]] = []  # (datagrams, receive time) per receive call
-        self.n = 0
         self._layout = None
 
     def __len__(self) -> int:
-        return self.n
+        return len(self.sources)
 
     def _add(self, slots: np.ndarray, lens: np.ndarray, sources: list, now: float) -> None:
         self._slots.append(slots)
         self._lens.append(lens)
         self.sources += sources
         self._runs.append((len(sources), now))
-        self.n += len(sources)
         self._layout = None
 
     def layout(self) -> tuple:
@@ -108,14 +106,14 @@ class Batch:
         return self._layout
 
     def __getitem__(self, i: int) -> tuple[bytes, tuple, float]:
-        if not -self.n <= i < self.n:
+        if not -len(self) <= i < len(self):
             raise IndexError(i)
         arena, offsets, lens, sources, times = self.layout()
         at = int(offsets[i])
         return arena[at:at + int(lens[i])], sources[i], float(times[i])
 
     def __iter__(self):
-        return (self[i] for i in range(self.n))
+        return (self[i] for i in range(len(self)))
 
 
 class Receiver:

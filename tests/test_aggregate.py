@@ -99,7 +99,7 @@ def test_open_bin_ceiling_counts_what_it_drops():
     flows = [(1, f"10.0.0.{i}", 0, 10, 1, 0, 0, 0) for i in range(1, 6)]
     b, cls, exp = make(flows)
     agg.add(b, cls, exp, ["192.0.2.1"], NOW)
-    assert agg.open_bins() == 3 and agg.totals.dropped_bins == 2
+    assert agg.open_bins() == 3 and agg.dropped_bins == 2
 
 
 def test_hosts_round_trip_text():

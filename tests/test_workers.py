@@ -6,10 +6,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import sqlite3
 import time
 
 import pytest
 
+from collector.netflow import encode as E
+from collector.netflow import fields as F
 from tests.support import softflowd
 from tests.test_daemon import Daemon, db_totals, send_with_softflowd, truth_totals
 
@@ -66,11 +70,6 @@ def test_a_killed_worker_is_restarted_and_counted(tmp_path, sessions):
 def test_large_deltas_cross_the_pipe_whole(tmp_path):
     """Thousands of distinct hosts make a worker's delta larger than a pipe buffer: every flow
     must still arrive (the supervisor once read such deltas non-blocking and dropped them)."""
-    import socket
-
-    from collector.netflow import encode as E
-    from collector.netflow import fields as F
-
     flds = [(F.sourceIPv4Address, 4), (F.destinationIPv4Address, 4), (F.sourceTransportPort, 2),
             (F.destinationTransportPort, 2), (F.protocolIdentifier, 1), (F.octetDeltaCount, 4),
             (F.packetDeltaCount, 4)]
@@ -90,8 +89,6 @@ def test_large_deltas_cross_the_pipe_whole(tmp_path):
     time.sleep(1.5)
     assert d.stop() == 0, d.text()
     assert "worker-restarts 0" in d.stopped_line() and "supervisor gone" not in d.text()
-    import sqlite3
-
     con = sqlite3.connect(tmp_path / "imflow.db")
     assert con.execute("SELECT sum(bytes), count(DISTINCT host) FROM rollup_1m").fetchone() == (sent, 8100)
     con.close()

@@ -57,31 +57,28 @@ def cpu_seconds(pid: int) -> float:
     return ticks / CLK_TCK
 
 
-def peak_rss(pid: int) -> int:
-    """Sum of VmHWM (peak resident set) over `pid`'s tree, bytes."""
+def _status_kib(pid: int, field: str) -> int:
+    """Sum of a /proc/PID/status memory line (in kB there) over `pid`'s tree, bytes."""
     total = 0
     for p in descendants(pid):
         try:
             with open(f"/proc/{p}/status") as fh:
                 for line in fh:
-                    if line.startswith("VmHWM:"):
+                    if line.startswith(field):
                         total += int(line.split()[1]) * 1024
         except OSError:
             continue
     return total
+
+
+def peak_rss(pid: int) -> int:
+    """Peak resident set (VmHWM) of `pid`'s tree, bytes."""
+    return _status_kib(pid, "VmHWM:")
 
 
 def rss(pid: int) -> int:
-    total = 0
-    for p in descendants(pid):
-        try:
-            with open(f"/proc/{p}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
+    """Resident set (VmRSS) of `pid`'s tree, bytes."""
+    return _status_kib(pid, "VmRSS:")
 
 
 def udp_socket(port: int) -> tuple[int, int] | None:

@@ -47,6 +47,18 @@ class Block:
     bases: np.ndarray  # records before the chunk in its datagram
 
 
+def at_every_octet(buf, dtype: np.dtype) -> np.ndarray:
+    """A read view of `buf` with an item of `dtype` starting at every octet: indexing it with
+    offsets gathers the items found there (headers, records) in one NumPy call."""
+    return np.ndarray((len(buf) - dtype.itemsize + 1,), dtype, buf, 0, (1,))
+
+
+def spread(starts: np.ndarray, counts: np.ndarray, step: int = 1) -> np.ndarray:
+    """Runs laid end to end: run i is `counts[i]` values from `starts[i]`, `step` apart (int64)."""
+    firsts = np.cumsum(counts) - counts
+    return np.repeat(starts - firsts * step, counts) + np.arange(0, int(counts.sum()) * step, step, dtype=_I8)
+
+
 def bulk(dec, items: list, base: int) -> list[int]:
     """Decode what can be decoded in bulk from `items` (payload, source, received); returns
     the indexes of the rest, in order. Datagram i is number base + i + 1 in capture order."""
@@ -66,7 +78,7 @@ def bulk(dec, items: list, base: int) -> list[int]:
     # header fields; v9: uptime 4, secs 8, seq 12, source id 16; IPFIX: length 2, export 4,
     # seq 8, domain 12; v5: count 2, uptime 4, secs 8, nsecs 12, seq 16, engine 20-21, sampling 22.
     # One gather of 24 octets per datagram (a view of the buffer with an item at every octet).
-    h = np.ndarray((len(joined) - _HEADER.itemsize + 1,), _HEADER, joined, 0, (1,))[off]
+    h = at_every_octet(joined, _HEADER)[off]
     version, f2, f4, f8, f12, f16 = (h[f].astype(_I8) for f in ("v", "f2", "f4", "f8", "f12", "f16"))
     ipfix = version == 10
     is5 = version == 5
@@ -111,7 +123,6 @@ def bulk(dec, items: list, base: int) -> list[int]:
     tindex: dict = {}  # Template (or None) -> its index in `templates`
     nrec = np.zeros(n, _I8)  # flow records per datagram
     opt_records = np.zeros(n, _I8)  # options records (skipped sets): they count in IPFIX sequences
-    notes: list = []  # (datagrams, sessions, templates refreshed) arrays, counted once a datagram is taken
     five = np.flatnonzero(ok & is5)
     if five.size:
         tindex[None] = 0
@@ -124,7 +135,7 @@ def bulk(dec, items: list, base: int) -> list[int]:
         nrec[five] = f2[five]
     alive = np.flatnonzero(ok & ~is5)
     pos = off[alive] + hl[alive]
-    set_headers = np.ndarray((len(joined) - 3,), _SET_HEADER, joined, 0, (1,))
+    set_headers = at_every_octet(joined, _SET_HEADER)
     spec: list = []  # (datagrams, positions, lengths, set ids) of sets judged after the walk
     for _ in range(MAX_SETS):
         more = end[alive] - pos >= 4
@@ -150,14 +161,15 @@ def bulk(dec, items: list, base: int) -> list[int]:
                 tcode[j] = code
             elif (t is not None and t.scope_count) or (tid in _TEMPLATE_SETS[sess.version] and not sess.pending):
                 special.append(j)
+        fits = (size >= 4) & (pos + size <= end[alive])
         if special:
             reclen[special] = -1  # walked, no flow records; judged after the walk
             looked = np.zeros(len(pairs), bool)
             looked[special] = True
-            rows = np.flatnonzero(looked[pinv] & (size >= 4) & (pos + size <= end[alive]))
+            rows = np.flatnonzero(looked[pinv] & fits)
             spec.append((alive[rows], pos[rows], size[rows], sid[rows]))
         rl = reclen[pinv]
-        good = (rl != 0) & (size >= 4) & (pos + size <= end[alive])
+        good = (rl != 0) & fits
         ok[alive[~good]] = False
         alive, pos, sid, size, rl, pinv = alive[good], pos[good], sid[good], size[good], rl[good], pinv[good]
         k = np.where(rl > 0, (size - 4) // np.maximum(rl, 1), 0)
@@ -170,9 +182,10 @@ def bulk(dec, items: list, base: int) -> list[int]:
         pos = pos + size
     else:
         ok[alive[end[alive] - pos >= 4]] = False  # more sets than walked
+    refreshed = None  # (datagrams, sessions, templates) of template refreshes, counted if taken
     if spec:  # every special set of the batch at once
         d, p, z, i = (np.concatenate(v) for v in zip(*spec))
-        extra, bad = _special_sets(dec, joined, u8, sessions, sidx, d, p, z, i, notes)
+        extra, bad, refreshed = _special_sets(dec, joined, u8, sessions, sidx, d, p, z, i)
         np.add.at(opt_records, d, extra)
         ok[d[bad]] = False
 
@@ -186,8 +199,8 @@ def bulk(dec, items: list, base: int) -> list[int]:
     if not ok.any():
         return rest
 
-    if notes:  # templates refreshed, per session, in the datagrams taken
-        d, s, count = (np.concatenate(v) for v in zip(*notes))
+    if refreshed is not None:  # templates refreshed, per session, in the datagrams taken
+        d, s, count = refreshed
         taken = ok[d]
         per = np.bincount(s[taken], count[taken], len(sessions))
         for j in np.flatnonzero(per).tolist():
@@ -202,10 +215,11 @@ _TEMPLATE_SETS = {9: (0, 1), 10: (2, 3)}  # template and options template set id
 
 
 def _special_sets(dec, joined: bytes, u8: np.ndarray, sessions: list, sidx: np.ndarray, rows: np.ndarray,
-                  pos: np.ndarray, size: np.ndarray, sid: np.ndarray, notes: list) -> tuple[np.ndarray, np.ndarray]:
+                  pos: np.ndarray, size: np.ndarray, sid: np.ndarray) -> tuple:
     """Sets the bulk path can pass over when they change nothing: a template set identical to
     the templates the session holds (a refresh), options data identical to the last set of
-    its template that changed nothing. -> (options records per row, rows that cannot pass).
+    its template that changed nothing. -> (options records per row, rows that cannot pass,
+    (datagram, session, templates) of each refresh that can).
 
     Exporters repeat the same few sets in every refresh, so the sets are compared in NumPy
     with the first set of the same session, set id and length in the batch, and only those
@@ -216,8 +230,7 @@ def _special_sets(dec, joined: bytes, u8: np.ndarray, sessions: list, sidx: np.n
     inv = inv.ravel()
     ref = first[inv]  # the row each set is compared with
     body = size - 4
-    total = int(body.sum())
-    at = np.repeat(pos + 4 - (np.cumsum(body) - body), body) + np.arange(total)
+    at = spread(pos + 4, body)
     differs = u8[at] != u8[at + np.repeat(pos[ref] - pos, body)]
     run = np.concatenate(([0], np.cumsum(differs)))
     ends = np.cumsum(body)
@@ -231,8 +244,7 @@ def _special_sets(dec, joined: bytes, u8: np.ndarray, sessions: list, sidx: np.n
     options = sid >= 256
     extra = np.where(options & ~bad, verdict, 0)
     refresh = ~options & ~bad
-    notes.append((rows[refresh], s[refresh], verdict[refresh]))
-    return extra, bad
+    return extra, bad, (rows[refresh], s[refresh], verdict[refresh])
 
 
 def _verdict(sess, tid: int, body: bytes, memo: dict) -> int:
@@ -317,10 +329,7 @@ def _emit(dec, joined, templates, sessions, sidx, ok, chunk_d, chunk_at, chunk_n
         counts = count[a:b]
         # every record's offset, then one gather of `size`-octet items (10x the speed of
         # slicing and joining per chunk)
-        total = int(counts.sum())
-        at = np.repeat(start[a:b] - (np.cumsum(counts) - counts) * size, counts)
-        at += np.arange(0, total * size, size, dtype=_I8)
-        records = np.ndarray((len(joined) - size + 1,), np.dtype((np.void, size)), joined, 0, (1,))[at]
+        records = at_every_octet(joined, np.dtype((np.void, size)))[spread(start[a:b], counts, size)]
         rows = d[a:b]
         dec._groups[dec._V5_KEY if t is None else t].append(Block(
             records, counts, sess_sid[sidx[rows]], rate[a:b], export[rows], uptime[rows],

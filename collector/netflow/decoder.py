@@ -20,7 +20,7 @@ import numpy as np
 
 from collector.netflow import fields as F
 from collector.netflow import v5
-from collector.netflow.bulk import Block, bulk
+from collector.netflow.bulk import Block, bulk, spread
 from collector.netflow.batch import COLUMNS, V4_MAPPED, FlowBatch
 from collector.netflow.errors import BadLength, BadVersion, DecodeError, ShortHeader
 from collector.netflow.session import Limits, Pending, Session
@@ -363,8 +363,8 @@ class Decoder:
             export, uptime, dgram, base = p.meta
             try:
                 if t.scope_count:
-                    if self._options(sess, t, t.split_records(p.data, 0, len(p.data))):
-                        sess.options_seen.clear()
+                    recs = t.split_records(p.data, 0, len(p.data))
+                    sess.options_applied(t.tid, p.data, len(recs), self._options(sess, t, recs))
                     continue
                 if t.record_len:
                     n = len(p.data) // t.record_len
@@ -451,20 +451,18 @@ class Decoder:
         groups, self._groups = self._groups, defaultdict(list)
         if not groups:
             return FlowBatch.empty()
-        gathered = []
-        total = 0
+        gathered = []  # (template, chunks, gathered chunks, records)
         for t, chunks in groups.items():
             g = _gather(chunks)
-            gathered.append((t, chunks, g))
-            total += int(g[1].sum())
+            gathered.append((t, chunks, g, int(g[1].sum())))
+        total = sum(n for *_, n in gathered)
         keep = self.columns
         cols = {c: np.empty(total, d) if c in keep else np.broadcast_to(np.zeros((), d), (total,))
                 for c, d in COLUMNS.items()}
         extra: list[FlowBatch] = []
         cut: list[tuple[int, np.ndarray]] = []  # (first row, rows of the group to drop)
         pos = 0
-        for t, chunks, g in gathered:
-            n = int(g[1].sum())
+        for t, chunks, g, n in gathered:
             dst = {c: v[pos:pos + n] for c, v in cols.items()}
             try:
                 more, drop = self._columns(t, g, n, dst)
@@ -499,10 +497,8 @@ class Decoder:
                 np.copyto(dst[col], value, casting="unsafe")
 
         put("session", rep(sids, counts))
-        if "seq" in keep:
-            order = rep((dgrams << _U8(20)) | bases, counts)
-            order += np.arange(n, dtype=np.uint64) - rep((np.cumsum(counts) - counts).astype(np.uint64), counts)
-            put("seq", order)
+        if "seq" in keep:  # datagram << 20 | record index in it
+            put("seq", spread(((dgrams << _U8(20)) | bases).astype(np.int64), counts))
         base_rate = rep(rates, counts)
         export = rep(exports, counts)
         ctx = _Chunks(counts, sids.tolist(), uptimes, self.by_sid)

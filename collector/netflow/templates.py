@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collector.netflow import fields as F
-from collector.netflow.batch import ADDR, V4_MAPPED
+from collector.netflow.batch import V4_MAPPED
 from collector.netflow.errors import RecordOverrun
 
 _POW2 = {1: "u1", 2: ">u2", 4: ">u4", 8: ">u8"}
@@ -226,16 +226,11 @@ class Compiled:
         return None
 
     def first(self, arr: np.ndarray, keys: tuple[int, ...], dtype=np.uint64) -> np.ndarray | None:
-        for k in keys:
-            v = self.uint(arr, k, dtype)
-            if v is not None:
-                return v
-        return None
+        v = self.first_raw(arr, keys)
+        return None if v is None else v.astype(dtype)
 
-    def addr(self, arr: np.ndarray, v4: int, v6: int, out: np.ndarray | None = None) -> np.ndarray:
-        """An address column (`ADDR`), written into `out` when given."""
-        if out is None:
-            out = np.empty(len(arr), ADDR)
+    def addr(self, arr: np.ndarray, v4: int, v6: int, out: np.ndarray) -> None:
+        """The address column (an `ADDR` array) written into `out`."""
         n6 = self.name.get(v6) if self.width.get(v6) == 16 else None
         n4 = self.name.get(v4) if self.width.get(v4) == 4 else None
         hi, lo = out["hi"], out["lo"]
@@ -245,7 +240,7 @@ class Compiled:
             hi[...] = 0
             if n4 is None:
                 lo[...] = 0
-            return out
+            return
         col = arr[n6]
         if n4 is None:
             np.copyto(hi, col[:, 0], casting="unsafe")
@@ -254,7 +249,6 @@ class Compiled:
             six = (col[:, 0] != 0) | (col[:, 1] != 0)
             hi[...] = np.where(six, col[:, 0], 0)
             lo[...] = np.where(six, col[:, 1], lo)
-        return out
 
     def app_ids(self, arr: np.ndarray) -> np.ndarray | None:
         v = self.uint(arr, F.applicationId)
