@@ -62,7 +62,10 @@ async def _demo(cfg: C.Config, hosts: int, every: float, duration: float | None,
     started = time.time()
     try:
         while duration is None or time.time() - started < duration:
-            await asyncio.sleep(min(every, duration - (time.time() - started)) if duration else every)
+            wait = min(every, duration - (time.time() - started)) if duration else every
+            done, _ = await asyncio.wait({task}, timeout=wait)
+            if done:  # the collector stopped (SIGTERM, SIGINT): so does the demo
+                break
             _screen(db, started, app, out)
     except asyncio.CancelledError:
         pass
