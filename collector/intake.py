@@ -163,6 +163,8 @@ class Intake:
             finally:
                 if self.receiver is not None:
                     self.batch = self.receiver.new_batch()
+        elif self.receiver is not None and self.batch.used:
+            self.batch = self.receiver.new_batch()  # only refused datagrams in it: the slots are free
 
     async def drain(self, timeout: float = 2.0) -> None:
         """Keep receiving until the sockets' queues are empty (bounded), then hand on."""

@@ -66,6 +66,16 @@ def test_allow_list_refuses_and_counts(use_mmsg):
 
 
 @pytest.mark.parametrize("use_mmsg", MODES)
+def test_a_flood_of_refused_datagrams_does_not_wedge_the_intake(use_mmsg):
+    """Refused datagrams take receive slots too: many of them in a row (far more than a
+    batch) must not leave the intake with no room for the allowed ones after them."""
+    sends = [("4", b"refused-%d" % i) for i in range(600)] + [("6", b"allowed-%d" % i) for i in range(30)]
+    got, expected, intake = asyncio.run(_collect(use_mmsg, ["::1/128"], sends))
+    assert sorted(got) == sorted(e for e in expected if e[1][0] == "::1")
+    assert intake.denied == 600
+
+
+@pytest.mark.parametrize("use_mmsg", MODES)
 def test_exporters_interleaved_on_one_socket(use_mmsg):
     """Datagrams of two sources queued together (one recvmmsg takes both): each keeps its
     own source, and the allow list judges each."""
