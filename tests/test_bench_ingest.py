@@ -71,3 +71,42 @@ def test_datagram_file_round_trip(tmp_path):
             seen += rec
         assert off == len(data) and seen == built.total_records
         assert D.records_sent(built, len(built.datagrams) + 3) == built.total_records + sum(built.records[:3])
+
+
+def test_searches_run_in_turn_and_find_each_capacity():
+    """The search logic of the harness alone: each collector's trial is replaced by a model
+    that passes exactly below its capacity (no sockets; what is tested is that the searches of
+    several collectors go in turn and each brackets its own capacity within the tolerance)."""
+    sys.path.insert(0, str(HARNESS.parent))
+    try:
+        import run as R
+    finally:
+        sys.path.remove(str(HARNESS.parent))
+
+    capacity = {"fast": 120_000.0, "slow": 30_000.0}  # datagrams/s each one keeps up with
+    order = []
+
+    class Model:
+        def __init__(self, name):
+            self.name = name
+
+    def trial(self, coll, version, target):
+        order.append(coll.name)
+        rate = target or 200_000.0  # unpaced: the sender's top speed
+        sent = int(rate * 3)
+        ok = rate <= capacity[coll.name]
+        return R.Trial(coll.name, version, target, sent=sent, records=sent * 26, seconds=3.0,
+                       counted=sent * 26 if ok else sent * 20, drops=0 if ok else 100)
+
+    args = R.parse_args(["--versions", "v9", "--no-sysctl"])
+    bench = R.Bench(args, Path("."), Path("sender"))
+    bench.trial = trial.__get__(bench)
+    results = bench.search_together([Model("fast"), Model("slow")], "v9", 600)
+    # in turn while both search: fast, slow, fast, slow ...
+    both = min(order.count("fast"), order.count("slow"))
+    assert order[:2 * both] == ["fast", "slow"] * both
+    for res in results:
+        cap = capacity[res.collector]
+        assert res.datagrams_per_s <= cap  # every confirmation passed, so it is below capacity
+        assert res.datagrams_per_s >= cap / (1 + args.tolerance) ** 2 * 0.85, (res.collector, res.datagrams_per_s)
+        assert len([t for t in res.trials if t.ok]) >= args.reps

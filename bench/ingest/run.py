@@ -250,14 +250,35 @@ class Bench:
 
     # --- the loss-free rate -----------------------------------------------------------------
 
-    def search(self, coll: P.Collector, version: str, budget: float) -> Result:
+    def search_together(self, colls: list, version: str, budget: float) -> list[Result]:
+        """Every collector's search for one version in lockstep: one trial of each in turn, so
+        the machine's drift (this VM's speed moves by tens of percent over minutes) weighs on
+        all of them alike instead of on whichever happened to search during a slow spell."""
+        steps = {c.name: self._search(c, version, budget) for c in colls}
+        rates = {name: next(gen) for name, gen in steps.items()}
+        results: dict[str, Result] = {}
+        while rates:
+            for coll in colls:
+                if coll.name not in rates:
+                    continue
+                trial = self.trial(coll, version, rates[coll.name])
+                try:
+                    rates[coll.name] = steps[coll.name].send(trial)
+                except StopIteration as done:
+                    results[coll.name] = done.value
+                    del rates[coll.name]
+        return [results[c.name] for c in colls]
+
+    def _search(self, coll: P.Collector, version: str, budget: float):
         """Highest passing rate: one unpaced trial (the sender's top speed), then halving down
         to a passing rate and geometric bisection, bounded in trials and time; then `reps`
-        confirmation trials at the rate found (stepping down if one fails)."""
+        confirmation trials at the rate found (stepping down if one fails). A generator: it
+        gives the rate of each trial it wants (0: unpaced), is sent the trial, and returns
+        the Result."""
         args = self.args
         res = Result(coll.name, version)
         deadline = time.monotonic() + budget
-        top = self.trial(coll, version, 0)
+        top = yield 0
         res.trials.append(top)
         if top.error:
             res.note = top.error
@@ -281,7 +302,7 @@ class Bench:
                     processed = failing.counted / (failing.seconds + min(failing.drain, 10.0)) / \
                         max(failing.records / max(failing.sent, 1), 1)
                     rate = max(hi / 8, min(hi / 2, 0.9 * processed)) if processed > 0 else hi / 2
-                t = self.trial(coll, version, rate)
+                t = yield rate
                 res.trials.append(t)
                 if t.error:
                     res.note = t.error
@@ -302,7 +323,7 @@ class Bench:
             reps = [passing] if args.reps == 1 and rate == passing.target else []
             failed = None
             while len(reps) < args.reps:
-                t = self.trial(coll, version, rate)
+                t = yield rate
                 res.trials.append(t)
                 if not t.ok:
                     failed = t
@@ -472,16 +493,18 @@ def bench_main(args, workdir: Path, sender: Path, rmem_note: str) -> int:
             colls.append(c)
     results: list[Result] = []
     start = time.monotonic()
-    pairs = [(v, c) for v in args.versions for c in colls]
-    for i, (version, coll) in enumerate(pairs):
+    for i, version in enumerate(args.versions):
         bench.datagram_file(version)
         if args.rate is not None:
-            results.append(bench.fixed(coll, version))
+            results += [bench.fixed(coll, version) for coll in colls]
+            continue
+        if not colls:
             continue
         left = args.budget - (time.monotonic() - start)
-        budget = max(left / (len(pairs) - i), 10.0)
-        print(f"# {coll.name} {version}: searching (budget {budget:.0f} s)", flush=True)
-        results.append(bench.search(coll, version, budget))
+        budget = max(left / (len(args.versions) - i), 10.0 * len(colls))
+        print(f"# {version}: searching {', '.join(c.name for c in colls)} in turn (budget {budget:.0f} s)",
+              flush=True)
+        results += bench.search_together(colls, version, budget)
     print()
     print(table(results, args.duration))
     print(f"\n# {len(bench.log)} trials in {time.monotonic() - start:.0f} s")
