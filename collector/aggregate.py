@@ -48,12 +48,14 @@ def _sums(batch: FlowBatch, order: np.ndarray, starts: np.ndarray) -> tuple:
             np.add.reduceat(batch.packets[order], starts), np.diff(np.append(starts, len(order))).astype(_U8))
 
 
-def host_codes(addr: np.ndarray, has_host: np.ndarray) -> tuple[np.ndarray, int]:
-    """ADDR column -> (an integer per row that is equal exactly when addresses are, its
+def host_codes(hi: np.ndarray, lo: np.ndarray, has_host: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """ADDR halves -> (an integer per row that is equal exactly when addresses are, its
     cardinality). IPv4 (mapped) addresses are their own 32-bit value; other addresses get
-    dense codes above 2^32 (one lexsort of those rows only). Rows without a host are 0."""
-    hi, lo = addr["hi"], addr["lo"]
-    v4 = ((hi == 0) & ((lo >> _U8(32)) == _U8(0xFFFF))) | ~has_host
+    dense codes above 2^32 (one lexsort of those rows only). Rows without a host (`has_host`
+    False) are 0."""
+    v4 = (hi == 0) & ((lo >> _U8(32)) == _U8(0xFFFF))
+    if has_host is not None:
+        v4 |= ~has_host
     if v4.all():
         return lo & _U8(0xFFFF_FFFF), 1 << 32
     out = np.where(v4, lo & _U8(0xFFFF_FFFF), _U8(0))
@@ -105,26 +107,36 @@ class Bins:
         cols = {c: np.concatenate([self.merged[c]] + [p[c] for p in self.parts]).astype(t, copy=False)
                 for c, t in self.dtypes.items()}
         self.parts, self.pending = [], 0
-        order = np.lexsort(tuple(cols[c] for c in reversed(self.keys)))
-        new = np.ones(len(order), bool)
-        if len(order) > 1:
-            same = np.ones(len(order) - 1, bool)
-            for c in self.keys:
-                k = cols[c][order]
-                same &= k[1:] == k[:-1]
-            new[1:] = ~same
-        starts = np.flatnonzero(new)
+        order, starts = group_rows(self._key_columns(cols))
         out = {c: cols[c][order[starts]] for c in self.keys}
         for c in _SUMS:
             out[c] = np.add.reduceat(cols[c][order], starts) if len(order) else cols[c]
         if len(starts) > self.ceiling:
             # a group is "old" when one of its rows came from the merged table
-            was_open = np.logical_or.reduceat(order < old, starts) if len(order) else new
+            was_open = np.logical_or.reduceat(order < old, starts)
             room = max(self.ceiling - int(was_open.sum()), 0)
             keep = was_open | (np.cumsum(~was_open) <= room)
             self.dropped += int((~keep).sum())
             out = {c: v[keep] for c, v in out.items()}
         self.merged = out
+        return out
+
+    def _key_columns(self, cols: dict[str, np.ndarray]) -> list[tuple[np.ndarray, int]]:
+        """The key columns as `group_rows` takes them, narrow enough for one packed sort in
+        the usual case: minutes from the first one, small integers as they are, a host
+        (hi, lo) as one code (`host_codes`)."""
+        out = []
+        for c in self.keys:
+            col = cols[c]
+            if c == "lo":
+                continue
+            if c == "minute":
+                m0 = int(col.min()) if len(col) else 0
+                out.append(_small((col - m0) // BIN))  # minutes are stored as their first second
+            elif c == "hi":
+                out.append(host_codes(cols["hi"], cols["lo"]))
+            else:
+                out.append(_small(col))
         return out
 
     def take(self, mask_of=None) -> dict[str, np.ndarray]:
@@ -192,7 +204,7 @@ class Aggregator:
         mcard = int(mrel.max()) + 1
         ecard = len(exporter_names)
         ncard = len(self.services)
-        hosts, hcard = host_codes(cls.host, cls.has_host)
+        hosts, hcard = host_codes(cls.host["hi"], cls.host["lo"], cls.has_host)
         cols = [(mrel, mcard), (exporters, ecard), (service, ncard), (flag, 4), (hosts, hcard)]
         if not fits(cols):
             cols[-1] = dense(hosts, hcard)

@@ -102,6 +102,17 @@ def test_open_bin_ceiling_counts_what_it_drops():
     assert agg.open_bins() == 3 and agg.dropped_bins == 2
 
 
+def test_at_the_ceiling_open_bins_keep_adding_and_new_ones_are_dropped():
+    agg = Aggregator(SERVICES, CATEGORIES, max_open_bins=3)
+    b, cls, exp = make([(1, h, 0, 10, 1, 0, 0, 0) for h in ("10.0.0.1", "fd00::5", None)])
+    agg.add(b, cls, exp, ["192.0.2.1"], NOW)
+    assert agg.open_bins() == 3 and agg.dropped_bins == 0
+    b, cls, exp = make([(1, h, 0, 5, 1, 0, 0, 0) for h in ("10.0.0.9", "fd00::5", "fd00::9", None)])
+    agg.add(b, cls, exp, ["192.0.2.1"], NOW)
+    assert agg.open_bins() == 3 and agg.dropped_bins == 2
+    assert sorted((r.host, r.bytes) for r in agg.drain()) == [("", 15), ("10.0.0.1", 10), ("fd00::5", 15)]
+
+
 def test_hosts_round_trip_text():
     assert addr_to_str(*addr_from_str("fd00::5")) == "fd00::5"
     assert addr_to_str(*addr_from_str("10.0.0.1")) == "10.0.0.1"
