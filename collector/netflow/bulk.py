@@ -228,9 +228,10 @@ def _special_sets(dec, joined: bytes, u8: np.ndarray, sessions: list, sidx: np.n
     s = sidx[rows]
     # the body's first two octets too (a template set's first template id): exporters send
     # each template in a set of its own, often all of one length, and those never match
-    lead = (u8[pos + 4].astype(_I8) << 8) | u8[pos + 5]
-    _, first, inv = np.unique((s << 48) | (sid << 32) | (size << 16) | lead, return_index=True,
-                              return_inverse=True)
+    key = (s << 32) | (sid << 16) | size
+    if len(sessions) < 1 << 15:  # room for 16 more bits in an int64 (batches of 32k sessions: without)
+        key = (key << 16) | (u8[pos + 4].astype(_I8) << 8) | u8[pos + 5]
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
     inv = inv.ravel()
     ref = first[inv]  # the row each set is compared with
     body = size - 4
