@@ -132,7 +132,8 @@ class Bins:
                 continue
             if c == "minute":
                 m0 = int(col.min()) if len(col) else 0
-                out.append(_small((col - m0) // BIN))  # minutes are stored as their first second
+                rel = col - m0
+                out.append(_small(rel // BIN if not (rel % BIN).any() else rel))  # minutes: first seconds
             elif c == "hi":
                 out.append(host_codes(cols["hi"], cols["lo"]))
             else:
