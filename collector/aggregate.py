@@ -133,7 +133,9 @@ class Bins:
             if c == "minute":
                 m0 = int(col.min()) if len(col) else 0
                 rel = col - m0
-                out.append(_small(rel // BIN if not (rel % BIN).any() else rel))  # minutes: first seconds
+                # bins hold the first second of their minute: as minute numbers the key is 6 bits
+                # narrower (restored rows may hold any second; then the seconds are kept)
+                out.append(_small(rel // BIN if not (rel % BIN).any() else rel))
             elif c == "hi":
                 out.append(host_codes(cols["hi"], cols["lo"]))
             else:
