@@ -235,11 +235,12 @@ def _special_sets(dec, joined: bytes, u8: np.ndarray, sessions: list, sidx: np.n
     inv = inv.ravel()
     ref = first[inv]  # the row each set is compared with
     body = size - 4
-    at = spread(pos + 4, body)
-    differs = u8[at] != u8[at + np.repeat(pos[ref] - pos, body)]
-    run = np.concatenate(([0], np.cumsum(differs)))
-    ends = np.cumsum(body)
-    own = (run[ends] != run[ends - body]) | (ref == np.arange(rows.size))  # judged on their own
+    same = body == 0
+    for z in np.unique(body[body > 0]).tolist():  # a few lengths: bodies compared as whole items
+        of = np.flatnonzero(body == z)
+        items = at_every_octet(joined, np.dtype((np.void, z)))
+        same[of] = items[pos[of] + 4] == items[pos[ref[of]] + 4]
+    own = ~same | (ref == np.arange(rows.size))  # judged on their own
     verdict = np.empty(rows.size, _I8)
     memo = dec._template_memo
     for i, si, p, z, tid in zip(*(v[own].tolist() for v in (np.arange(rows.size), s, pos, size, sid))):

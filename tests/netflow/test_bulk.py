@@ -210,3 +210,21 @@ def test_bulk_path_with_session_eviction_and_malformed_headers():
     (bf, bs), (rf, rs) = _both(datagrams, [7, 19], limits)
     assert bf == rf
     assert bs == rs
+
+
+def test_sets_like_the_first_of_their_kind_but_changed_are_judged_on_their_own():
+    """In one batch, after an identical template refresh and repeated options data, a template
+    set of the same length and template id that redefines it (src and dst swapped), and options
+    data of the same length with another sampling interval: each must be seen as a change,
+    not given the verdict of the unchanged set before it."""
+    rows = [{F.sourceIPv4Address: 0x0A000001 + i, F.destinationIPv4Address: 0xC6336409 + i,
+             F.octetDeltaCount: 100 + i, F.packetDeltaCount: 1, F.protocolIdentifier: 6} for i in range(3)]
+    for version in (9, 10):
+        # the first batch defines the templates and makes the options known to change nothing
+        first = [(0, version, 0, kind, rows, 1) for kind in ("data", "options-same", "options-same")]
+        for changed in ("redefine", "options"):
+            events = first + [(0, version, 0, kind, rows, 1) for kind in
+                              ("refresh", "options-same", "data", changed, "data", "refresh", "options-same")]
+            (bulk_flows, bulk_state), (ref_flows, ref_state) = _both(stream(events), [3])
+            assert bulk_flows == ref_flows, (version, changed)
+            assert bulk_state == ref_state, (version, changed)
