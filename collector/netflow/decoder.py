@@ -633,8 +633,8 @@ class Decoder:
             init = np.repeat(np.array(inits, np.float64), ctx.counts)
             missing = init < 0
             conv = lambda v: np.where(missing, export, (init + v) / 1e3)  # noqa: E731
-        end = conv(c.uint(arr, last_f))
-        return (conv(c.uint(arr, first_f)) if want_start else None), end
+        end = conv(c.raw(arr, last_f))  # each conversion reads the stored (big-endian) column once
+        return (conv(c.raw(arr, first_f)) if want_start else None), end
 
 
 def _gather(chunks: list) -> tuple:
