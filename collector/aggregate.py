@@ -76,8 +76,9 @@ class Bins:
     """Open bins as columns: key columns (`HOST_KEYS`: (minute, exporter, service, host,
     flags); `IF_KEYS`: (minute, exporter, service, interface, direction)) and sums.
 
-    Each batch appends its own reduction; the parts are merged in bulk (one lexsort) when they
-    outgrow the merged table, and before anything reads the bins. No Python work per key on the
+    Each batch appends its own reduction; the parts are merged in bulk (one `group_rows` sort
+    of the packed key, `_key_columns`) when they outgrow the merged table, and before anything
+    reads the bins. No Python work per key on the
     hot path. At the ceiling, keys already open keep their place and new ones are dropped
     (counted), as a dict that refuses new keys would.
     """

@@ -222,12 +222,12 @@ def _special_sets(dec, joined: bytes, u8: np.ndarray, sessions: list, sidx: np.n
     (datagram, session, templates) of each refresh that can).
 
     Exporters repeat the same few sets in every refresh, so the sets are compared in NumPy
-    with the first set of the same session, set id and length in the batch, and only those
-    first ones (and any that differ from theirs) are judged in Python. State does not change
+    with the first set of the same session, set id, length and first two body octets in the
+    batch, and only those first ones (and any that differ from theirs) are judged in Python. State does not change
     on the bulk path, so one verdict holds for every copy."""
     s = sidx[rows]
-    # the body's first two octets too (a template set's first template id): exporters send
-    # each template in a set of its own, often all of one length, and those never match
+    # the first two body octets are a template set's first template id: exporters send each
+    # template in a set of its own, often all of one length, which would never match
     key = (s << 32) | (sid << 16) | size
     if len(sessions) < 1 << 15:  # room for 16 more bits in an int64 (batches of 32k sessions: without)
         key = (key << 16) | (u8[pos + 4].astype(_I8) << 8) | u8[pos + 5]
