@@ -14,7 +14,7 @@ from collector.netflow.batch import ADDR, FlowBatch, addr_from_str, addr_to_str
 
 SERVICES = ["other", "msn", "bittorrent", "sip"]
 CATEGORIES = ["other", "im", "p2p", "voip"]
-HOSTS = ["10.0.0.1", "10.0.0.2", "fd00::5", None]
+HOSTS = ["10.0.0.1", "10.0.0.2", "fd00::5", "fd00::a00:1", None]  # the last address: 10.0.0.1 in its low 32 bits
 NOW = 1_764_000_000.0
 
 IFS = [0, 1, 2, 70_000]  # 0: not given; above 2^16 takes the dense-code path
@@ -77,6 +77,17 @@ def test_bins_equal_a_plain_reduction(batches):
     assert agg.open_bins() == 0
     total = sum(f[3] for fl in batches for f in fl)
     assert int(agg.service_bytes.sum()) == total
+
+
+def test_hosts_alike_in_their_low_32_bits_stay_apart():
+    # IPv4 hosts are coded by their 32-bit value; IPv6 hosts ending in the same 32 bits must
+    # not share their bins (the property test above rarely puts them in one bin)
+    agg = Aggregator(SERVICES, CATEGORIES)
+    flows = [(1, "10.0.0.1", 0, 10, 1, 0, 0, 0), (1, "fd00::a00:1", 0, 20, 1, 0, 0, 0),
+             (1, "::a00:1", 0, 40, 1, 0, 0, 0), (1, "10.0.0.1", 0, 100, 1, 0, 0, 0)]
+    b, cls, exp = make(flows)
+    agg.add(b, cls, exp, ["192.0.2.1"], NOW)
+    assert sorted((r.host, r.bytes) for r in agg.drain()) == [("10.0.0.1", 110), ("::a00:1", 40), ("fd00::a00:1", 20)]
 
 
 def test_drain_before_keeps_open_bins_and_restore_puts_rows_back():
