@@ -31,10 +31,16 @@ def group_rows(cols: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarr
             k = c[order]
             same &= k[1:] == k[:-1]
         return order, np.flatnonzero(np.concatenate(([True], ~same)))
-    key = np.zeros(n, _U8)
+    key = None
     for col, size in cols:
         if size > 1:
-            key = key * _U8(size) + col.astype(_U8, copy=False)
+            if key is None:
+                key = col.astype(_U8)  # a copy: the key is built in place from here
+            else:
+                key *= _U8(size)
+                key += col.astype(_U8, copy=False)  # int64 + uint64 would go through float64
+    if key is None:
+        key = np.zeros(n, _U8)
     bits = (n - 1).bit_length()
     if width + bits <= 32:  # half the width, half the sort (250 against 476 us on 53k)
         packed = np.sort((key.astype(np.uint32) << np.uint32(bits)) | np.arange(n, dtype=np.uint32))
