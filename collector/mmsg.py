@@ -120,7 +120,7 @@ class Receiver:
     """An arena of `capacity` receive slots, filled `slots` at a time; not thread-safe (one
     per event loop is enough)."""
 
-    SLOTS = 64  # datagrams per system call
+    SLOTS = 256  # datagrams per system call (64: 0.6 ms more per 2,048 datagrams in Python)
 
     def __init__(self, slots: int = SLOTS, capacity: int = 2048 + SLOTS, addr_memo: int = 65536):
         if _RECVMMSG is None:
