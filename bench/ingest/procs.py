@@ -117,14 +117,14 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 # --- rmem_max -------------------------------------------------------------------------------
 
 class RmemMax:
-    """Raise net.core.rmem_max to `want` if lower, and put it back on `restore()` (only if
-    nobody changed it meanwhile). Never lowers it."""
+    """Raise net.core.rmem_max to `want` if lower. It is one setting for the whole machine, and
+    others may count on it once it is raised: it is never lowered, not even back to where it
+    was (the machine's deploy/sysctl settings raise it for good anyway)."""
 
     PATH = "/proc/sys/net/core/rmem_max"
 
     def __init__(self, want: int):
         self.want = want
-        self.before: int | None = None
         self.note = ""
 
     def raise_(self) -> None:
@@ -138,20 +138,9 @@ class RmemMax:
             return
         try:
             Path(self.PATH).write_text(str(self.want))
-            self.before = cur
-            self.note = f"net.core.rmem_max raised {cur} -> {self.want} for the run"
+            self.note = f"net.core.rmem_max raised {cur} -> {self.want} (and left there)"
         except OSError as exc:
             self.note = f"net.core.rmem_max {cur}: cannot raise ({exc.strerror}); buffers are smaller"
-
-    def restore(self) -> None:
-        if self.before is None:
-            return
-        try:
-            if int(Path(self.PATH).read_text()) == self.want:
-                Path(self.PATH).write_text(str(self.before))
-        except OSError:
-            pass
-        self.before = None
 
 
 # --- collectors -----------------------------------------------------------------------------

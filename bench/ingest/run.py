@@ -471,7 +471,6 @@ def main(argv=None) -> int:
             return abuse.main(args, workdir, sender, rmem.note)
         return bench_main(args, workdir, sender, rmem.note)
     finally:
-        rmem.restore()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
