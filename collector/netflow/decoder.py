@@ -504,9 +504,10 @@ class Decoder:
         ctx = _Chunks(counts, sids.tolist(), uptimes, self.by_sid)
 
         if t is _V5:
-            # 12 big-endian words per record, swapped once (v5.RECORD documents the layout)
-            w = np.empty((12, n), np.uint32)  # one pass: swap and transpose, then rows are contiguous
-            w[...] = np.frombuffer(raw, ">u4").reshape(n, 12).T
+            # 12 big-endian words per record (v5.RECORD documents the layout), each read where it
+            # is and swapped on the way: a swapped, transposed copy first cost more than the reads
+            # (1.3 ms for 59k records: NumPy walks the records once per word to write it)
+            w = np.frombuffer(raw, ">u4").reshape(n, 12).T
             put("version", 5)
             for col, word in (("src_addr", w[0]), ("dst_addr", w[1])):
                 dst[col]["hi"] = 0
