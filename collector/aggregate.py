@@ -17,7 +17,7 @@ import numpy as np
 
 from collector.classify.classifier import Classified
 from collector.grouping import codes, dense, fits, group_rows
-from collector.netflow.batch import FlowBatch, addr_from_str, addr_to_str
+from collector.netflow.batch import FlowBatch, addr_from_str, addr_to_str, is_v4
 from collector.store.rows import BinRow, IfRow
 
 BIN = 60
@@ -53,7 +53,7 @@ def host_codes(hi: np.ndarray, lo: np.ndarray, has_host: np.ndarray | None = Non
     cardinality). IPv4 (mapped) addresses are their own 32-bit value; other addresses get
     dense codes above 2^32 (one lexsort of those rows only). Rows without a host (`has_host`
     False) are 0."""
-    v4 = (hi == 0) & ((lo >> _U8(32)) == _U8(0xFFFF))
+    v4 = is_v4(hi, lo)
     if has_host is not None:
         v4 |= ~has_host
     if v4.all():

@@ -77,8 +77,9 @@ class FlowBatch:
         return FlowBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
-def is_v4(addr: np.ndarray) -> np.ndarray:
-    return (addr["hi"] == 0) & ((addr["lo"] >> np.uint64(32)) == np.uint64(0xFFFF))
+def is_v4(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Which ADDR values (given as their halves) are IPv4, i.e. IPv4-mapped (::ffff:a.b.c.d)."""
+    return (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
 
 
 def addr_to_str(hi: int, lo: int) -> str:

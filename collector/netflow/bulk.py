@@ -223,8 +223,8 @@ def _special_sets(dec, joined: bytes, u8: np.ndarray, sessions: list, sidx: np.n
 
     Exporters repeat the same few sets in every refresh, so the sets are compared in NumPy
     with the first set of the same session, set id, length and first two body octets in the
-    batch, and only those first ones (and any that differ from theirs) are judged in Python. State does not change
-    on the bulk path, so one verdict holds for every copy."""
+    batch, and only those first ones (and any that differ from theirs) are judged in Python.
+    State does not change on the bulk path, so one verdict holds for every copy."""
     s = sidx[rows]
     # the first two body octets are a template set's first template id: exporters send each
     # template in a set of its own, often all of one length, which would never match
