@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collector.classify.classifier import Classified
-from collector.grouping import codes, dense, fits, group_rows
+from collector.grouping import codes, dense, fits, group_rows, group_sums
 from collector.netflow.batch import FlowBatch, addr_from_str, addr_to_str, is_v4
 from collector.store.rows import BinRow, IfRow
 
@@ -42,10 +42,10 @@ def _small(col: np.ndarray) -> tuple[np.ndarray, int]:
     return (col, top) if top <= 1 << 16 else dense(col, top)
 
 
-def _sums(batch: FlowBatch, order: np.ndarray, starts: np.ndarray) -> tuple:
-    """Per group of `group_rows`: (a row of it, bytes, packets, flows)."""
-    return (order[starts], np.add.reduceat(batch.bytes[order], starts),
-            np.add.reduceat(batch.packets[order], starts), np.diff(np.append(starts, len(order))).astype(_U8))
+def _sums(batch: FlowBatch, cols: list[tuple[np.ndarray, int]]) -> tuple:
+    """Per group of the key columns: (a row of it, bytes, packets, flows)."""
+    first, (b, p), flows = group_sums(cols, [batch.bytes, batch.packets])
+    return first, b, p, flows
 
 
 def host_codes(hi: np.ndarray, lo: np.ndarray, has_host: np.ndarray | None = None) -> tuple[np.ndarray, int]:
@@ -212,7 +212,7 @@ class Aggregator:
         cols = [(mrel, mcard), (exporters, ecard), (service, ncard), (flag, 4), (hosts, hcard)]
         if not fits(cols):
             cols[-1] = dense(hosts, hcard)
-        first, sums_b, sums_p, counts = _sums(batch, *group_rows(cols))
+        first, sums_b, sums_p, counts = _sums(batch, cols)
         gservice = service[first]
         np.add.at(self.service_bytes, gservice, sums_b)
         np.add.at(self.service_packets, gservice, sums_p)
@@ -229,8 +229,8 @@ class Aggregator:
         in_if, out_if = batch.in_if, batch.out_if
         if not (in_if.any() or out_if.any()):
             return
-        first, sums_b, sums_p, counts = _sums(batch, *group_rows(
-            [(mrel, mcard), (exporters, ecard), (service, ncard), _small(in_if), _small(out_if)]))
+        first, sums_b, sums_p, counts = _sums(
+            batch, [(mrel, mcard), (exporters, ecard), (service, ncard), _small(in_if), _small(out_if)])
         g_m, g_e, g_s = minute[first] * BIN, glob[exporters[first]], service[first].astype(np.uint16)
         for ifs, direction in ((in_if[first], 0), (out_if[first], 1)):
             known = np.flatnonzero(ifs)  # interface 0: not given

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from collector import kernels
 from collector import config as C
 from collector.aggregate import Aggregator
 from collector.classify.catalogue import Catalogue, CatalogueError, load_catalogue
@@ -189,8 +190,8 @@ class App:
         if not self.bound:  # the supervisor of workers says where they listen
             return
         log.info("imflow listening on %s (UDP; NetFlow v5/v9 and IPFIX on every port), storing in %s, "
-                 "refresh_time %gs, %d services%s; %s", ", ".join(self.bound), self.cfg.get("store.path"),
-                 self.cfg.get("collector.refresh_time"), len(self.catalogue.services),
+                 "refresh_time %gs, %d services, %s%s; %s", ", ".join(self.bound), self.cfg.get("store.path"),
+                 self.cfg.get("collector.refresh_time"), len(self.catalogue.services), kernels.status(),
                  ", metrics on http://%s:%d/metrics" % self.metrics_address if self.metrics_address else "",
                  f"exporters allowed: {', '.join(allow)}" if allow else
                  "WARNING: accepting flows from any source (set exporters.allow)")

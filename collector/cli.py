@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from collector import __version__
+from collector import __version__, kernels
 from collector.config import ConfigError
 
 EPILOG = """\
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="NetFlow v5/v9 and IPFIX collector: who on the network uses instant "
                     "messaging, P2P file sharing and VoIP, how much, and what to block.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"imflow {__version__}")
+    p.add_argument("--version", action="version", version=f"imflow {__version__} ({kernels.status()})")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
 
     d = sub.add_parser("decode", help="decode a capture of NetFlow/IPFIX export traffic",

@@ -6,13 +6,22 @@ one `np.sort` of (key << bits | row) does the work, as uint32 when that fits in 
 int64 when it fits in 63 (NumPy sorts both faster than uint64): measured on 27k rows here,
 about 3x faster than the stable `argsort` it replaces, and the row order comes out with the
 keys. Small key spaces are coded through a table instead (`unique_inverse`).
+
+Grouped sums (`group_sums`, the aggregator's reduction) take the compiled kernel in
+collector/_kernels.c when it was built: one pass through a hash table sized to the groups
+instead of the sort, gathers and `reduceat`s; the NumPy way gives the same groups and sums.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
+from collector import kernels
+
 _U8 = np.uint64
+_SEED = int.from_bytes(os.urandom(8), "little")  # keys come from the network: no fixed hash
 TABLE_MAX = 1 << 20  # keys below this are coded through a table instead of a sort
 
 
@@ -58,6 +67,29 @@ def group_rows(cols: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarr
         order = np.argsort(key)
         skey = key[order]
     return order, np.flatnonzero(np.concatenate(([True], skey[1:] != skey[:-1])))
+
+
+def group_sums(cols: list[tuple[np.ndarray, int]], values: list[np.ndarray],
+               compiled: bool | None = None) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Group rows as `group_rows` does and sum each of `values` (uint64, wrapping) per group:
+    -> (a row of each group, the sums, the rows per group). Groups come in no set order.
+    `compiled` picks the kernel (True), NumPy (False) or the kernel when built (None)."""
+    n = len(cols[0][0])
+    width = sum(max(size - 1, 0).bit_length() for _, size in cols)
+    kernel = kernels.compiled
+    if (compiled if compiled is not None else kernel is not None) and width <= 64 and n:
+        first = np.empty(n, np.int64)
+        sums = [np.empty(n, _U8) for _ in values]
+        counts = np.empty(n, _U8)
+        k = kernel.group_sums(tuple((np.ascontiguousarray(c), size) for c, size in cols),
+                                tuple(np.ascontiguousarray(v, _U8) for v in values),
+                                first, tuple(sums), counts, _SEED)
+        if k >= 0:  # copies: the groups are few, the buffers batch-sized
+            return first[:k].astype(np.intp), [s[:k].copy() for s in sums], counts[:k].copy()
+    order, starts = group_rows(cols)
+    counts = np.diff(np.append(starts, len(order))).astype(_U8)
+    return order[starts], [np.add.reduceat(v[order], starts) if len(order) else v[:0].astype(_U8)
+                           for v in values], counts
 
 
 def fits(cols: list[tuple[np.ndarray, int]]) -> bool:

@@ -4,9 +4,11 @@ ways: a 32-bit packed sort, a 64-bit one (int64 and uint64), argsort, and lexsor
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collector import grouping, kernels
 from collector.grouping import codes, dense, group_rows, unique_inverse
 
 # cardinalities per column: small ones pack into 32 bits, 2^40 and 2^62 into 64, two of 2^62 overflow
@@ -55,3 +57,113 @@ def test_unique_inverse_equals_numpy(n, size, seed):
     assert inverse.tolist() == want_inverse.ravel().tolist()
     code, k = dense(col, size)
     assert k == len(want_values) and code.tolist() == want_inverse.ravel().tolist()
+
+
+# --- grouped sums: the compiled kernel and the NumPy way, each against plain Python ----------
+
+KERNEL = [False, True] if kernels.compiled is not None else [False]
+DTYPES = [np.uint8, np.uint16, np.uint32, np.int64, np.uint64]
+
+
+def plain_group_sums(cols, values):
+    """{key: ([sums], rows)} the slow, obvious way."""
+    out = {}
+    for i in range(len(cols[0][0])):
+        key = tuple(int(c[i]) for c, _ in cols)
+        sums, n = out.get(key, ([0] * len(values), 0))
+        out[key] = ([(s + int(v[i])) % (1 << 64) for s, v in zip(sums, values)], n + 1)
+    return out
+
+
+def as_dict(cols, rows, sums, counts):
+    """`group_sums`' result keyed by the key of the row it names for each group."""
+    return {tuple(int(c[r]) for c, _ in cols): ([int(s[g]) for s in sums], int(counts[g]))
+            for g, r in enumerate(rows.tolist())}
+
+
+@pytest.mark.parametrize("compiled", KERNEL)
+@settings(max_examples=200, deadline=None)
+@given(columns(), st.data())
+def test_group_sums_equal_plain_sums(compiled, cols, data):
+    n = len(cols[0][0])
+    dtypes = [data.draw(st.sampled_from([d for d in DTYPES if np.iinfo(d).max >= card - 1]))
+              for _, card in cols]
+    cols = [(c.astype(d), card) for (c, card), d in zip(cols, dtypes)]
+    # sums that wrap: values up to 2^64 - 1
+    values = [np.array(data.draw(st.lists(st.integers(0, 2**64 - 1), min_size=n, max_size=n)), np.uint64)
+              for _ in range(data.draw(st.integers(0, 3)))]
+    first, sums, counts = grouping.group_sums(cols, values, compiled=compiled)
+    assert as_dict(cols, first, sums, counts) == plain_group_sums(cols, values)
+    assert len(first) == len(plain_group_sums(cols, values))  # one row per group, none twice
+
+
+@pytest.mark.parametrize("compiled", KERNEL)
+def test_group_sums_with_many_groups(compiled):
+    """Past the kernel's first table (4,096 slots, kept at most half full) it grows."""
+    rng = np.random.default_rng(5)
+    cols = [(rng.integers(0, 1 << 20, 30_000).astype(np.uint32), 1 << 20), (rng.integers(0, 3, 30_000), 3)]
+    values = [rng.integers(0, 1 << 40, 30_000).astype(np.uint64)]
+    first, sums, counts = grouping.group_sums(cols, values, compiled=compiled)
+    assert len(first) > 20_000
+    assert as_dict(cols, first, sums, counts) == plain_group_sums(cols, values)
+
+
+def _mix(x):
+    """The kernel's hash (collector/_kernels.c `mix`), for keys made to collide."""
+    x = x ^ (x >> np.uint64(33))
+    x = x * np.uint64(0xFF51AFD7ED558CCD)
+    x = x ^ (x >> np.uint64(33))
+    x = x * np.uint64(0xC4CEB9FE1A85EC53)
+    return x ^ (x >> np.uint64(33))
+
+
+@pytest.mark.skipif(kernels.compiled is None, reason="the kernel was not built")
+def test_keys_sharing_a_slot_stay_apart(monkeypatch):
+    """Keys that hash to one slot of the kernel's first table are told apart by the whole key:
+    pairs one bit apart, and a chain of 40 in one slot."""
+    monkeypatch.setattr(grouping, "_SEED", 0)
+    keys = np.arange(1 << 20, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        slots = _mix(keys) & np.uint64(4095)
+    pairs = keys[(slots[::2] == slots[1::2]).repeat(2)]  # x and x ^ 1 in one slot
+    chain = keys[slots == slots[0]][:40]
+    assert len(pairs) > 100 and len(chain) == 40
+    col = np.concatenate([pairs, chain, chain[::-1], pairs]).astype(np.uint64)
+    cols = [(col, 1 << 20)]
+    values = [np.arange(len(col), dtype=np.uint64)]
+    got = grouping.group_sums(cols, values, compiled=True)
+    assert as_dict(cols, *got) == plain_group_sums(cols, values)
+
+
+@pytest.mark.skipif(kernels.compiled is None, reason="the kernel was not built")
+def test_keys_made_to_collide_fall_back_to_the_sort(monkeypatch):
+    """Keys an attacker made to share one slot (knowing the seed) cost the kernel a bounded
+    probe, then the batch is grouped by the sort: same result."""
+    monkeypatch.setattr(grouping, "_SEED", 0)
+    keys = np.arange(1 << 20, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        slots = _mix(keys) & np.uint64(4095)
+    same = keys[slots == slots[0]][:100]  # ~256 candidates share it
+    assert len(same) == 100
+    col = np.repeat(same, 3)
+    cols, values = [(col, 1 << 20)], [np.ones(len(col), np.uint64)]
+    first, sums, counts = np.empty(len(col), np.int64), (np.empty(len(col), np.uint64),), np.empty(len(col), np.uint64)
+    assert kernels.compiled.group_sums(((col, 1 << 20),), (values[0],), first, sums, counts, 0) == -1
+    got = grouping.group_sums(cols, values, compiled=True)
+    assert as_dict(cols, *got) == plain_group_sums(cols, values)
+    # with another seed the same keys spread out
+    assert kernels.compiled.group_sums(((col, 1 << 20),), (values[0],), first, sums, counts, 12345) == 100
+
+
+@pytest.mark.skipif(kernels.compiled is None, reason="the kernel was not built")
+def test_kernel_refuses_wrong_buffers():
+    k = kernels.compiled
+    ok = np.zeros(4, np.uint64)
+    with pytest.raises(TypeError):
+        k.group_sums(((np.zeros(4, np.float64), 2),), (), ok, (), ok, 0)
+    with pytest.raises(ValueError):
+        k.group_sums(((np.zeros(4, np.uint8), 2),), (), np.zeros(2, np.int64), (), ok, 0)
+    with pytest.raises(TypeError):
+        k.group_sums(((np.zeros(4, np.uint8), 2),), (np.zeros(4, np.uint32),), ok, (ok,), ok, 0)
+    with pytest.raises(ValueError):
+        k.group_sums(((np.zeros(4, np.uint8), 2), (np.zeros(3, np.uint8), 2)), (), ok, (), ok, 0)

@@ -18,10 +18,11 @@ from typing import Iterable
 
 import numpy as np
 
+from collector import kernels
 from collector.netflow import fields as F
 from collector.netflow import v5
-from collector.netflow.bulk import Block, bulk, spread
-from collector.netflow.batch import COLUMNS, V4_MAPPED, FlowBatch
+from collector.netflow.bulk import Block, at_every_octet, bulk, gathered, spread
+from collector.netflow.batch import ADDR, COLUMNS, V4_MAPPED, FlowBatch
 from collector.netflow.errors import BadLength, BadVersion, DecodeError, ShortHeader
 from collector.netflow.session import Limits, Pending, Session
 from collector.netflow.sets import (IPFIX, V9, WITHDRAW_ALL, parse_options_set,
@@ -453,7 +454,7 @@ class Decoder:
             return FlowBatch.empty()
         gathered = []  # (template, chunks, gathered chunks, records)
         for t, chunks in groups.items():
-            g = _gather(chunks)
+            g = _gather(chunks, v5.RECORD_LEN if t is _V5 else t.compiled().dtype.itemsize)
             gathered.append((t, chunks, g, int(g[1].sum())))
         total = sum(n for *_, n in gathered)
         keep = self.columns
@@ -504,46 +505,48 @@ class Decoder:
         ctx = _Chunks(counts, sids.tolist(), uptimes, self.by_sid)
 
         if t is _V5:
-            # 12 big-endian words per record (v5.RECORD documents the layout), each read where it
-            # is and swapped on the way: a swapped, transposed copy first cost more than the reads
-            # (1.3 ms for 59k records: NumPy walks the records once per word to write it)
-            w = np.frombuffer(raw, ">u4").reshape(n, 12).T
+            rd = _Fields(raw, n, v5.RECORD_LEN)
+            for col, (offset, width) in _V5_READS.items():
+                if col in keep:
+                    rd.read(offset, width, dst[col])
+            first = rd.column(*_V5_FIRST) if "start" in keep else None
+            last = rd.column(*_V5_LAST)
+            rd.run()
             put("version", 5)
-            for col, word in (("src_addr", w[0]), ("dst_addr", w[1])):
-                dst[col]["hi"] = 0
-                np.bitwise_or(word, V4_MAPPED, out=dst[col]["lo"])
-            put("src_port", w[8] >> 16)
-            put("dst_port", w[8] & 0xFFFF)
-            put("proto", (w[9] >> 8) & 0xFF)
-            put("in_if", w[3] >> 16)
-            put("out_if", w[3] & 0xFFFF)
-            _counters(dst, w[5], w[4], base_rate)
+            _counters(dst, dst["bytes"], dst["packets"], base_rate)
             put("sampling_rate", base_rate)
             uptime = ctx.uptime()
-            if "start" in keep:
-                np.add(export, _uptime_delta(w[6], uptime), out=dst["start"])
-            np.add(export, _uptime_delta(w[7], uptime), out=dst["end"])
+            if first is not None:
+                np.add(export, _uptime_delta(first, uptime), out=dst["start"])
+            np.add(export, _uptime_delta(last, uptime), out=dst["end"])
             put("app_id", 0)
             return [], None
 
         c = t.compiled()
-        arr = np.frombuffer(raw, c.dtype)
+        rd = _Fields(raw, n, c.dtype.itemsize, c)
         put("version", ctx.first_session().version)
-        c.addr(arr, F.sourceIPv4Address, F.sourceIPv6Address, dst["src_addr"])
-        c.addr(arr, F.destinationIPv4Address, F.destinationIPv6Address, dst["dst_addr"])
+        rd.addr(F.sourceIPv4Address, F.sourceIPv6Address, dst["src_addr"])
+        rd.addr(F.destinationIPv4Address, F.destinationIPv6Address, dst["dst_addr"])
         for col, k in (("src_port", F.sourceTransportPort), ("dst_port", F.destinationTransportPort),
                        ("proto", F.protocolIdentifier), ("in_if", F.ingressInterface),
                        ("out_if", F.egressInterface)):
-            v = c.raw(arr, k)
-            put(col, v if v is not None else 0)
-        app = c.app_ids(arr)
+            if col in keep and not rd.into(k, dst[col]):
+                v = c.raw(rd.arr, k) if k in c.name else None
+                put(col, v if v is not None else 0)
+        octets = rd.first_into((F.octetDeltaCount, F.postOctetDeltaCount, F.initiatorOctets), dst["bytes"])
+        packets = rd.first_into((F.packetDeltaCount, F.postPacketDeltaCount, F.initiatorPackets), dst["packets"])
+        present = [k for k in c.time_fields if k in c.name]  # (start, end), either may be missing
+        if "start" not in keep and len(present) == 2:
+            present = present[1:]
+        times = {k: rd.native(k) for k in present}
+        rd.run()  # everything below reads the columns it filled
+        app = c.app_ids(rd.arr) if F.applicationId in c.name else None
         put("app_id", app if app is not None else 0)
 
-        rate = self._rates(c, arr, ctx, base_rate)
+        rate = self._rates(c, rd, ctx, base_rate)
         put("sampling_rate", rate)
-        _counters(dst, c.first_raw(arr, (F.octetDeltaCount, F.postOctetDeltaCount, F.initiatorOctets)),
-                  c.first_raw(arr, (F.packetDeltaCount, F.postPacketDeltaCount, F.initiatorPackets)), rate)
-        start, end = self._times(c, arr, ctx, export, "start" in keep)
+        _counters(dst, octets, packets, rate)
+        start, end = self._times(c, times.get, ctx, export, "start" in keep)
         put("start", start)
         put("end", end)
         if not c.has_reverse:
@@ -552,8 +555,8 @@ class Decoder:
         # RFC 5103 biflow (or initiator/responder counters): the reverse direction is a flow
         # of its own, where the record says it carried anything.
         r64 = rate.astype(_U8)
-        rb = c.first(arr, (F.reverse(F.octetDeltaCount), F.responderOctets))
-        rp = c.first(arr, (F.reverse(F.packetDeltaCount), F.responderPackets))
+        rb = c.first(rd.arr, (F.reverse(F.octetDeltaCount), F.responderOctets))
+        rp = c.first(rd.arr, (F.reverse(F.packetDeltaCount), F.responderPackets))
         rb = rb if rb is not None else np.zeros(n, _U8)
         rp = rp if rp is not None else np.zeros(n, _U8)
         some = (rb > 0) | (rp > 0)
@@ -577,10 +580,12 @@ class Decoder:
                 self.stats.flows[sess.stat_label, sess.version] += k
         return [rev], (None if keep_fwd.all() else ~keep_fwd)
 
-    def _rates(self, c, arr, ctx: _Chunks, base_rate: np.ndarray) -> np.ndarray:
+    def _rates(self, c, rd: _Fields, ctx: _Chunks, base_rate: np.ndarray) -> np.ndarray:
         """Sampling rate per record: a per-record interval, else the record's sampler id in
         the session's sampler table, else the session's rate; a configured override wins."""
         rate = base_rate
+        if c.interval_field is not None or c.sampler_field is not None:
+            arr = rd.arr
         if c.interval_field is not None:
             interval = c.uint(arr, c.interval_field)
             space = c.uint(arr, c.space_field) if c.space_field else None
@@ -604,8 +609,9 @@ class Decoder:
                 rate = np.where(np.repeat(over, ctx.counts), base_rate, rate).astype(np.uint32)
         return rate
 
-    def _times(self, c, arr, ctx: _Chunks, export: np.ndarray, want_start: bool = True) -> tuple:
-        """(start, end) in UNIX seconds; start is None unless wanted."""
+    def _times(self, c, read, ctx: _Chunks, export: np.ndarray, want_start: bool = True) -> tuple:
+        """(start, end) in UNIX seconds; start is None unless wanted. `read(k)`: the values of
+        time field k (unsigned integers, either byte order)."""
         kind = c.time_kind
         if kind == "export":
             return (export if want_start else None), export
@@ -634,13 +640,15 @@ class Decoder:
             init = np.repeat(np.array(inits, np.float64), ctx.counts)
             missing = init < 0
             conv = lambda v: np.where(missing, export, (init + v) / 1e3)  # noqa: E731
-        end = conv(c.raw(arr, last_f))  # each conversion reads the stored (big-endian) column once
-        return (conv(c.raw(arr, first_f)) if want_start else None), end
+        end = conv(read(last_f))  # each conversion reads the column once
+        return (conv(read(first_f)) if want_start else None), end
 
 
-def _gather(chunks: list) -> tuple:
-    """A group's chunks (per-datagram tuples and bulk `Block`s) -> one buffer and per-chunk
-    columns: counts, session ids, rates, export times, uptimes, datagram numbers, record bases."""
+def _gather(chunks: list, size: int) -> tuple:
+    """A group's chunks (per-datagram tuples and bulk `Block`s) of `size`-octet records -> the
+    records and per-chunk columns: counts, session ids, rates, export times, uptimes, datagram
+    numbers, record bases. The records are one buffer, or (buffer, offsets) when they are one
+    block's, still in its datagrams."""
     tuples = [c for c in chunks if type(c) is tuple]
     blocks = [c for c in chunks if type(c) is Block]
     if tuples:
@@ -651,12 +659,12 @@ def _gather(chunks: list) -> tuple:
                                np.array(bases, np.uint64)))
     if len(blocks) == 1:
         b = blocks[0]
-        return (b.buf, b.counts.astype(np.int64, copy=False), b.sids.astype(np.uint32, copy=False),
+        return (b.buf if b.offsets is None else (b.buf, b.offsets), b.counts.astype(np.int64, copy=False), b.sids.astype(np.uint32, copy=False),
                 b.rates.astype(np.uint32, copy=False), b.exports.astype(np.float64, copy=False),
                 b.uptimes.astype(np.int64, copy=False), b.dgrams.astype(np.uint64, copy=False),
                 b.bases.astype(np.uint64, copy=False))
     cat = np.concatenate
-    return (b"".join(b.buf for b in blocks), cat([b.counts for b in blocks]).astype(np.int64),
+    return (b"".join(gathered(b, size) for b in blocks), cat([b.counts for b in blocks]).astype(np.int64),
             cat([b.sids for b in blocks]).astype(np.uint32), cat([b.rates for b in blocks]).astype(np.uint32),
             cat([b.exports for b in blocks]).astype(np.float64), cat([b.uptimes for b in blocks]).astype(np.int64),
             cat([b.dgrams for b in blocks]).astype(np.uint64), cat([b.bases for b in blocks]).astype(np.uint64))
@@ -681,16 +689,128 @@ class _Chunks:
 
 
 def _counters(dst: dict, octets, packets, rate: np.ndarray) -> None:
-    """Bytes and packets (either may be missing: 0) times the sampling rate, into `dst`."""
+    """Bytes and packets (either may be missing: 0) times the sampling rate, into `dst`.
+    A counter may already be in its column (the kernel read it there): scaled in place."""
     ones = bool((rate == 1).all())
     r64 = None if ones else rate.astype(_U8)
     for col, v in (("bytes", octets), ("packets", packets)):
         if v is None:
             dst[col][...] = 0
         elif ones:
-            np.copyto(dst[col], v, casting="unsafe")
+            if v is not dst[col]:
+                np.copyto(dst[col], v, casting="unsafe")
         else:
             np.multiply(v, r64, out=dst[col], casting="unsafe")
+
+
+class _Fields:
+    """Fixed-size fields of a group's records (integers of 1, 2, 4 or 8 octets, addresses of 4
+    or 16) read into columns all at once by `run`: by the compiled kernel when it was built
+    (`kernels.compiled.fields`: a tight loop per field, from wherever the records lie), else by
+    NumPy (a strided, byte-swapping copy per field of the gathered records). Columns handed
+    out hold their values once `run` has returned. Fields of other sizes are read through the
+    template's dtype (`arr`, gathered on first use), as before there was a kernel."""
+
+    __slots__ = ("raw", "n", "size", "c", "specs", "_records", "_arr")
+
+    def __init__(self, raw, n: int, size: int, c=None):
+        self.raw, self.n, self.size, self.c = raw, n, size, c  # raw: records, or (buffer, offsets)
+        self.specs: list[tuple] = []
+        self._records = self._arr = None
+
+    @property
+    def records(self):
+        """The records back to back."""
+        if self._records is None:
+            raw = self.raw
+            if type(raw) is tuple:
+                raw = at_every_octet(raw[0], np.dtype((np.void, self.size)))[raw[1]]
+            self._records = raw
+        return self._records
+
+    @property
+    def arr(self) -> np.ndarray:
+        """The records as the template's structured dtype."""
+        if self._arr is None:
+            self._arr = np.frombuffer(self.records, self.c.dtype, self.n)
+        return self._arr
+
+    def read(self, offset: int, width: int, out: np.ndarray) -> None:
+        """The big-endian field at `offset` of every record into `out` (modulo its item size;
+        ADDR items take a 4-octet field as IPv4)."""
+        self.specs.append((offset, width, out))
+
+    def column(self, offset: int, width: int) -> np.ndarray:
+        out = np.empty(self.n, _U8)
+        self.read(offset, width, out)
+        return out
+
+    def _offset(self, k: int) -> int | None:
+        nm = self.c.name.get(k)
+        if nm is None or self.c.width[k] not in (1, 2, 4, 8):
+            return None
+        return self.c.dtype.fields[nm][1]
+
+    def into(self, k: int, out: np.ndarray) -> bool:
+        """Template field k into `out`; False when it has no such field of 1-8 octets."""
+        offset = self._offset(k)
+        if offset is not None:
+            self.read(offset, self.c.width[k], out)
+        return offset is not None
+
+    def first_into(self, keys: tuple[int, ...], out: np.ndarray):
+        """The first of `keys` the template has: `out` when read there, else its values
+        through the dtype, or None."""
+        for k in keys:
+            if k in self.c.name:
+                return out if self.into(k, out) else self.c.raw(self.arr, k)
+        return None
+
+    def native(self, k: int) -> np.ndarray:
+        """Template field k as unsigned integers (a uint64 column when it has 1-8 octets)."""
+        offset = self._offset(k)
+        return self.c.raw(self.arr, k) if offset is None else self.column(offset, self.c.width[k])
+
+    def addr(self, v4: int, v6: int, out: np.ndarray) -> None:
+        """An address column: read when the template has one family, else through the dtype."""
+        c = self.c
+        n4 = c.name.get(v4) if c.width.get(v4) == 4 else None
+        n6 = c.name.get(v6) if c.width.get(v6) == 16 else None
+        if (n4 is None) != (n6 is None):
+            self.read(c.dtype.fields[n4 or n6][1], 4 if n4 else 16, out)
+        else:
+            c.addr(self.arr, v4, v6, out)
+
+    def run(self) -> None:
+        specs, self.specs = self.specs, []
+        if not specs or not self.n:
+            return
+        kernel = kernels.compiled
+        if kernel is not None:
+            buf, offsets = self.raw if type(self.raw) is tuple else (self.raw, None)
+            kernel.fields(buf, offsets, self.n, self.size, tuple(specs))
+            return
+        records = self.records
+        for offset, width, out in specs:
+            if out.dtype == ADDR:
+                if width == 4:
+                    out["hi"] = 0
+                    np.bitwise_or(self._view(records, offset, 4), V4_MAPPED, out=out["lo"], casting="unsafe")
+                else:
+                    np.copyto(out["hi"], self._view(records, offset, 8), casting="unsafe")
+                    np.copyto(out["lo"], self._view(records, offset + 8, 8), casting="unsafe")
+            else:
+                np.copyto(out, self._view(records, offset, width), casting="unsafe")
+
+    def _view(self, records, offset: int, width: int) -> np.ndarray:
+        return np.ndarray((self.n,), _BIG[width], records, offset, (self.size,))
+
+
+_BIG = {1: np.dtype("u1"), 2: np.dtype(">u2"), 4: np.dtype(">u4"), 8: np.dtype(">u8")}
+# NetFlow v5 records (v5.RECORD): column -> (offset, width)
+_V5_READS = {"src_addr": (0, 4), "dst_addr": (4, 4), "in_if": (12, 2), "out_if": (14, 2), "packets": (16, 4),
+             "bytes": (20, 4), "src_port": (32, 2), "dst_port": (34, 2), "proto": (38, 1)}
+_V5_FIRST, _V5_LAST = (24, 4), (28, 4)
 
 
 def _uptime_delta(t: np.ndarray, uptime: np.ndarray) -> np.ndarray:

@@ -1,0 +1,437 @@
+/* Compiled kernels of the hot path: grouped sums (the aggregator) and field reads (the
+ * decoder). Optional: without them the same work is done in NumPy, with the same results.
+ *
+ * Grouped sums by hashing: the aggregator's per-batch reduction in one pass, no sort.
+ *
+ * group_sums(keys, values, first, sums, counts, seed) -> k, or -1
+ *
+ *   keys    a tuple of (column, cardinality) pairs: one-dimensional C-contiguous integer
+ *           buffers of n items (1, 2, 4 or 8 octets), every value below its cardinality, the
+ *           product of the cardinalities at most 2^64; a row's key is the mixed-radix number
+ *           of its values (collector.grouping.group_rows packs the same key)
+ *   values  a tuple of 0-4 C-contiguous buffers of n unsigned 64-bit integers to sum per group
+ *   first   a writable buffer of >= n signed 64-bit integers: the first row of each group
+ *   sums    a tuple of writable buffers of >= n unsigned 64-bit integers, one per values
+ *   counts  a writable buffer of >= n unsigned 64-bit integers: the rows of each group
+ *   seed    an integer mixed into the hash (the caller picks it at random once)
+ *
+ * Groups are numbered 0..k-1 in the order of their first rows; sums wrap modulo 2^64, as
+ * NumPy's uint64 additions do. -1 means a probe sequence grew past MAX_PROBE (keys made to
+ * collide): nothing useful was written, and the caller groups the batch another way.
+ *
+ * Why a table and not a sort: a batch of 53k flows holds a few thousand groups, so a table
+ * sized to the groups (grown as they come, never to the rows) stays in the CPU's caches, and
+ * one pass replaces NumPy's key building, sort, gathers and reduceats. The loops run without
+ * the GIL.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_KEYS 8
+#define MAX_VALUES 4
+#define MAX_PROBE 64
+#define FIRST_BITS 12 /* 4,096 slots to start with */
+
+static inline uint64_t mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+typedef struct {
+    Py_buffer views[MAX_KEYS + 2 * MAX_VALUES + 2];
+    int taken;
+} Views;
+
+static void release(Views *v)
+{
+    for (int i = 0; i < v->taken; i++)
+        PyBuffer_Release(&v->views[i]);
+    v->taken = 0;
+}
+
+/* A one-dimensional C-contiguous buffer of integers into *b: 0, or -1 with an exception set
+ * and nothing held. */
+static int get_ints(Py_buffer *b, PyObject *obj, int writable, Py_ssize_t min_items, int need_size)
+{
+    if (PyObject_GetBuffer(obj, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    const char *f = b->format ? b->format : "B";
+    if (*f == '<' || *f == '=' || *f == '@')
+        f++;
+    int integer = f[0] && !f[1] && strchr("bBhHiIlLqQnN", f[0]) != NULL;
+    if (b->ndim != 1 || !integer || !(b->itemsize == 1 || b->itemsize == 2 || b->itemsize == 4 || b->itemsize == 8))
+        PyErr_Format(PyExc_TypeError, "expected a one-dimensional integer buffer, got format %s ndim %d", f, b->ndim);
+    else if (need_size && b->itemsize != need_size)
+        PyErr_Format(PyExc_TypeError, "expected %d-octet items, got %zd", need_size, b->itemsize);
+    else if (b->shape[0] < min_items)
+        PyErr_Format(PyExc_ValueError, "buffer of %zd items, needs %zd", b->shape[0], min_items);
+    else
+        return 0;
+    PyBuffer_Release(b);
+    return -1;
+}
+
+/* get_ints() kept in `v` for release(); NULL with an exception set otherwise. */
+static Py_buffer *take(Views *v, PyObject *obj, int writable, Py_ssize_t min_items, int need_size)
+{
+    Py_buffer *b = &v->views[v->taken];
+    if (get_ints(b, obj, writable, min_items, need_size) < 0)
+        return NULL;
+    v->taken++;
+    return b;
+}
+
+/* key = key * size + column, one pass per column with its item size fixed */
+static void pack(uint64_t *key, const Py_buffer *c, uint64_t size, Py_ssize_t n, int first)
+{
+#define PACK(T)                                                            \
+    do {                                                                   \
+        const T *p = (const T *)c->buf;                                    \
+        if (first)                                                         \
+            for (Py_ssize_t i = 0; i < n; i++) key[i] = (uint64_t)p[i];    \
+        else                                                               \
+            for (Py_ssize_t i = 0; i < n; i++) key[i] = key[i] * size + (uint64_t)p[i]; \
+    } while (0)
+    switch (c->itemsize) {
+    case 1: PACK(uint8_t); break;
+    case 2: PACK(uint16_t); break;
+    case 4: PACK(uint32_t); break;
+    default: PACK(uint64_t); break;
+    }
+#undef PACK
+}
+
+/* The grouping proper; -1 on a too long probe, -2 when out of memory. */
+static Py_ssize_t group(const uint64_t *key, Py_ssize_t n, const uint64_t *const *vals, int nv,
+                        int64_t *first, uint64_t *const *sums, uint64_t *counts, uint64_t seed)
+{
+    int bits = FIRST_BITS;
+    size_t cap = (size_t)1 << bits;
+    int32_t *slot = malloc(cap * sizeof *slot);
+    uint64_t *gkey = malloc((size_t)(n ? n : 1) * sizeof *gkey);
+    if (!slot || !gkey) {
+        free(slot);
+        free(gkey);
+        return -2;
+    }
+    memset(slot, 0xff, cap * sizeof *slot);
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t x = key[i];
+        size_t mask = cap - 1, h = (size_t)(mix(x ^ seed) & mask);
+        int32_t g;
+        int probes = 0;
+        for (;;) {
+            g = slot[h];
+            if (g < 0) {
+                g = (int32_t)k++;
+                slot[h] = g;
+                gkey[g] = x;
+                first[g] = i;
+                counts[g] = 0;
+                for (int v = 0; v < nv; v++)
+                    sums[v][g] = 0;
+                if ((size_t)k * 2 > cap) { /* at most half full: grow fourfold, re-place */
+                    free(slot);
+                    bits += 2;
+                    cap = (size_t)1 << bits;
+                    mask = cap - 1;
+                    slot = malloc(cap * sizeof *slot);
+                    if (!slot) {
+                        free(gkey);
+                        return -2;
+                    }
+                    memset(slot, 0xff, cap * sizeof *slot);
+                    for (Py_ssize_t j = 0; j < k; j++) {
+                        size_t hh = (size_t)(mix(gkey[j] ^ seed) & mask);
+                        while (slot[hh] >= 0)
+                            hh = (hh + 1) & mask;
+                        slot[hh] = (int32_t)j;
+                    }
+                }
+                break;
+            }
+            if (gkey[g] == x)
+                break;
+            if (++probes > MAX_PROBE) {
+                free(slot);
+                free(gkey);
+                return -1;
+            }
+            h = (h + 1) & mask;
+        }
+        counts[g] += 1;
+        for (int v = 0; v < nv; v++)
+            sums[v][g] += vals[v][i];
+    }
+    free(slot);
+    free(gkey);
+    return k;
+}
+
+static PyObject *group_sums(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 6 || !PyTuple_Check(args[0]) || !PyTuple_Check(args[1]) || !PyTuple_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "group_sums(keys: tuple, values: tuple, first, sums: tuple, counts, seed)");
+        return NULL;
+    }
+    Py_ssize_t nk = PyTuple_GET_SIZE(args[0]), nv = PyTuple_GET_SIZE(args[1]);
+    if (nk < 1 || nk > MAX_KEYS || nv > MAX_VALUES || PyTuple_GET_SIZE(args[3]) != nv) {
+        PyErr_SetString(PyExc_ValueError, "1-8 key columns, 0-4 value columns and one sum buffer per value column");
+        return NULL;
+    }
+    uint64_t seed = PyLong_AsUnsignedLongLongMask(args[5]);
+    if (PyErr_Occurred())
+        return NULL;
+    Views v = {.taken = 0};
+    Py_buffer *keys[MAX_KEYS];
+    uint64_t sizes[MAX_KEYS];
+    const uint64_t *vals[MAX_VALUES];
+    uint64_t *sums[MAX_VALUES];
+    Py_ssize_t n = -1;
+    PyObject *result = NULL;
+    for (Py_ssize_t c = 0; c < nk; c++) {
+        PyObject *pair = PyTuple_GET_ITEM(args[0], c);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a key is a (column, cardinality) pair");
+            goto done;
+        }
+        if (!(keys[c] = take(&v, PyTuple_GET_ITEM(pair, 0), 0, 0, 0)))
+            goto done;
+        sizes[c] = PyLong_AsUnsignedLongLongMask(PyTuple_GET_ITEM(pair, 1));
+        if (PyErr_Occurred())
+            goto done;
+        if (n < 0)
+            n = keys[c]->shape[0];
+        else if (keys[c]->shape[0] != n) {
+            PyErr_SetString(PyExc_ValueError, "key columns of different lengths");
+            goto done;
+        }
+    }
+    for (Py_ssize_t c = 0; c < nv; c++) {
+        Py_buffer *b = take(&v, PyTuple_GET_ITEM(args[1], c), 0, n, 8);
+        if (!b)
+            goto done;
+        vals[c] = b->buf;
+        if (!(b = take(&v, PyTuple_GET_ITEM(args[3], c), 1, n, 8)))
+            goto done;
+        sums[c] = b->buf;
+    }
+    Py_buffer *fb = take(&v, args[2], 1, n, 8), *cb = fb ? take(&v, args[4], 1, n, 8) : NULL;
+    if (!cb)
+        goto done;
+    Py_ssize_t k;
+    Py_BEGIN_ALLOW_THREADS
+    uint64_t *key = malloc((size_t)(n ? n : 1) * sizeof *key);
+    if (!key)
+        k = -2;
+    else {
+        for (Py_ssize_t c = 0; c < nk; c++)
+            pack(key, keys[c], sizes[c], n, c == 0);
+        k = group(key, n, vals, (int)nv, fb->buf, sums, cb->buf, seed);
+        free(key);
+    }
+    Py_END_ALLOW_THREADS
+    if (k == -2)
+        PyErr_NoMemory();
+    else
+        result = PyLong_FromSsize_t(k);
+done:
+    release(&v);
+    return result;
+}
+
+/* fields(buf, offsets, n, record_len, specs) -> None
+ *
+ *   buf         a C-contiguous buffer holding n records of record_len octets (a template's
+ *               data records): back to back from its start when offsets is None, else where
+ *               `offsets` says (one signed 64-bit offset per record: the records read in place
+ *               in the batch's datagrams, not gathered first); every record must lie inside buf
+ *   specs       a tuple of (offset, width, out): the big-endian unsigned field of `width`
+ *               octets (1, 2, 4 or 8; 4 or 16 for an address) at `offset` in every record,
+ *               written to item i of `out`, a writable C-contiguous buffer of n items:
+ *               items of 1, 2, 4 or 8 octets take the value modulo their size (NumPy's unsafe
+ *               cast); items of 16 octets are addresses as collector.netflow.batch.ADDR holds
+ *               them (two native 64-bit halves, IPv4 mapped into ::ffff:0:0/96)
+ *
+ * One tight loop per field (measured here: 0.65 ms for 11 fields of 53k records, against
+ * 1.2 ms for one loop over the records with a switch per field, and ~2.7 ms for NumPy's
+ * strided, byte-swapping copies of the gathered records).
+ */
+#define MAX_FIELDS 32
+
+typedef struct {
+    Py_ssize_t offset;
+    int width, size;
+    char *out;
+} Field;
+
+static inline uint64_t be(const unsigned char *p, int width)
+{
+    switch (width) {
+    case 1: return p[0];
+    case 2: { uint16_t v; memcpy(&v, p, 2); return __builtin_bswap16(v); }
+    case 4: { uint32_t v; memcpy(&v, p, 4); return __builtin_bswap32(v); }
+    default: { uint64_t v; memcpy(&v, p, 8); return __builtin_bswap64(v); }
+    }
+}
+
+/* One field of every record, a loop per (width, item size): the compiler keeps each tight. */
+static void read_field(const unsigned char *base, const int64_t *at, Py_ssize_t n, Py_ssize_t reclen,
+                       const Field *f)
+{
+    const unsigned char *p = base + f->offset;
+#define AT(i) (at ? base + at[i] + f->offset : p + (i) * reclen)
+#define LOOP(T, W)                                                         \
+    do {                                                                   \
+        T *o = (T *)f->out;                                                \
+        if (at)                                                            \
+            for (Py_ssize_t i = 0; i < n; i++)                             \
+                o[i] = (T)be(p + at[i], W);                                \
+        else                                                               \
+            for (Py_ssize_t i = 0; i < n; i++)                             \
+                o[i] = (T)be(p + i * reclen, W);                           \
+    } while (0)
+#define SIZES(W)                                                           \
+    switch (f->size) {                                                     \
+    case 1: LOOP(uint8_t, W); break;                                       \
+    case 2: LOOP(uint16_t, W); break;                                      \
+    case 4: LOOP(uint32_t, W); break;                                      \
+    default: LOOP(uint64_t, W); break;                                     \
+    }
+    if (f->size == 16) {
+        uint64_t *a = (uint64_t *)f->out;
+        if (f->width == 4)
+            for (Py_ssize_t i = 0; i < n; i++) {
+                a[2 * i] = 0;
+                a[2 * i + 1] = 0xFFFF00000000ULL | be(AT(i), 4);
+            }
+        else
+            for (Py_ssize_t i = 0; i < n; i++) {
+                a[2 * i] = be(AT(i), 8);
+                a[2 * i + 1] = be(AT(i) + 8, 8);
+            }
+        return;
+    }
+    switch (f->width) {
+    case 1: SIZES(1); break;
+    case 2: SIZES(2); break;
+    case 4: SIZES(4); break;
+    default: SIZES(8); break;
+    }
+#undef SIZES
+#undef LOOP
+#undef AT
+}
+
+static PyObject *fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5 || !PyTuple_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "fields(buf, offsets, n, record_len, specs: tuple)");
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[2]), reclen = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_ssize_t nf = PyTuple_GET_SIZE(args[4]);
+    if (n < 0 || reclen < 1 || nf > MAX_FIELDS) {
+        PyErr_SetString(PyExc_ValueError, "n >= 0, record_len >= 1, at most 32 fields");
+        return NULL;
+    }
+    Py_buffer views[MAX_FIELDS + 2];
+    int taken = 0;
+    Field f[MAX_FIELDS];
+    PyObject *result = NULL;
+    const int64_t *at = NULL;
+    if (PyObject_GetBuffer(args[0], &views[0], PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    taken = 1;
+    if (args[1] == Py_None) {
+        if (views[0].len < n * reclen) {
+            PyErr_SetString(PyExc_ValueError, "buffer shorter than n * record_len");
+            goto done;
+        }
+    } else {
+        if (get_ints(&views[taken], args[1], 0, n, 8) < 0)
+            goto done;
+        at = views[taken++].buf;
+        Py_ssize_t last = views[0].len - reclen;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (at[i] < 0 || at[i] > last) {
+                PyErr_Format(PyExc_ValueError, "record %zd at offset %lld lies outside the buffer", i, (long long)at[i]);
+                goto done;
+            }
+    }
+    for (Py_ssize_t j = 0; j < nf; j++) {
+        PyObject *spec = PyTuple_GET_ITEM(args[4], j);
+        if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 3) {
+            PyErr_SetString(PyExc_TypeError, "a field is an (offset, width, out) triple");
+            goto done;
+        }
+        f[j].offset = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 0));
+        f[j].width = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 1));
+        if (PyErr_Occurred())
+            goto done;
+        Py_buffer *b = &views[taken];
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(spec, 2), b, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+            goto done;
+        taken++;
+        f[j].size = (int)b->itemsize;
+        f[j].out = b->buf;
+        int w = f[j].width, z = f[j].size;
+        int ok = z == 16 ? (w == 4 || w == 16) : ((w == 1 || w == 2 || w == 4 || w == 8) && (z == 1 || z == 2 || z == 4 || z == 8));
+        if (!ok || f[j].offset < 0 || f[j].offset + w > reclen || b->len < n * z) {
+            PyErr_Format(PyExc_ValueError, "field %zd: offset %zd, width %d into %d-octet items of %zd octets in all",
+                         j, f[j].offset, w, z, b->len);
+            goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const unsigned char *base = views[0].buf;
+    unsigned char *packed = NULL;
+    if (at && nf > 1 && (packed = malloc((size_t)(n ? n : 1) * (size_t)reclen))) {
+        /* records scattered over the datagrams (each in its own arena slot, often out of this
+         * core's caches): one pass copies them together, then the field loops run on that */
+        for (Py_ssize_t i = 0; i < n; i++)
+            memcpy(packed + i * reclen, base + at[i], (size_t)reclen);
+        base = packed;
+        at = NULL;
+    }
+    for (Py_ssize_t j = 0; j < nf; j++)
+        read_field(base, at, n, reclen, &f[j]);
+    free(packed);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (int j = 0; j < taken; j++)
+        PyBuffer_Release(&views[j]);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"fields", (PyCFunction)(void (*)(void))fields, METH_FASTCALL,
+     "fields(records, n, record_len, specs) -> None (see the module source)"},
+    {"group_sums", (PyCFunction)(void (*)(void))group_sums, METH_FASTCALL,
+     "group_sums(keys, values, first, sums, counts, seed) -> groups, or -1 (see the module source)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "collector._kernels",
+                                    "Compiled kernels of the hot path (optional; NumPy does the same without them).",
+                                    -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void)
+{
+    return PyModule_Create(&module);
+}
