@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,10 +142,30 @@ class App:
         self._last_status = (0.0, 0, 0)
         self._last_prune = 0.0
         self._if_names: dict | None = None  # (exporter, if_index) -> name from options data
+        self._internal_failures = 0  # batches lost to a fault in process()
+        self._internal_logged = float("-inf")
 
     # --- the data path (runs on the event loop, between receives) ---------------------------
 
-    def process(self, datagrams: list) -> None:
+    def process(self, datagrams) -> None:
+        """Decode, classify and aggregate one batch. A fault in that (a bug: the decoder already
+        counts bad input and carries on) loses this batch only: its datagrams are counted as
+        decode errors of reason "internal", and the traceback is logged once a minute at most."""
+        try:
+            self._process(datagrams)
+        except Exception:  # never let one batch stop the intake or the shutdown
+            lost = Counter(self.decoder.stats.label(src[0]) for src in _sources(datagrams))
+            for label, n in lost.items():
+                self.decoder.stats.errors[label, "internal"] += n
+            self._internal_failures += 1
+            now = time.monotonic()
+            if now - self._internal_logged >= 60:
+                self._internal_logged = now
+                log.exception("internal error processing a batch of %d datagrams (%d such batches so far; "
+                              "their flows are lost, counted in imflow_decode_errors_total{reason=\"internal\"})",
+                              sum(lost.values()), self._internal_failures)
+
+    def _process(self, datagrams) -> None:
         batch = self.decoder.decode(datagrams)
         if not len(batch):
             return
@@ -229,17 +250,20 @@ class App:
         return await self.stop()
 
     async def stop(self) -> int:
-        await self.intake.drain()
-        self.intake.close()
-        ok = await self.flush(final=True)
+        ok = False
         try:
-            self.decoder.save_state(self.template_path)
-        except OSError as exc:
-            log.error("cannot save template state to %s: %s", self.template_path, exc)
-        if self.poller is not None:
-            await self.poller.stop()
-        await self.store.stop()
-        self.metrics.close()
+            await self.intake.drain()
+            self.intake.close()
+            ok = await self.flush(final=True)
+            try:
+                self.decoder.save_state(self.template_path)
+            except OSError as exc:
+                log.error("cannot save template state to %s: %s", self.template_path, exc)
+        finally:  # whatever failed above, the store's thread must end or the process cannot exit
+            if self.poller is not None:
+                await self.poller.stop()
+            await self.store.stop()
+            self.metrics.close()
         log.info("stopped: %s", self.status_line())
         return 0 if ok else 1
 
@@ -434,3 +458,10 @@ def run_loop(coro) -> int:
     except ImportError:  # plain asyncio receives ~8x fewer datagrams/s
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+def _sources(datagrams) -> list:
+    """The (address, port) of each datagram of a batch: an `mmsg.Batch` or (data, source,
+    received) tuples."""
+    sources = getattr(datagrams, "sources", None)
+    return sources if sources is not None else [d[1] for d in datagrams]

@@ -1,0 +1,75 @@
+"""The daemon's data path and shutdown when something inside them fails (a bug: bad input is
+the decoder's business and never raises). The fault is injected, as no input provokes it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from collector import config as C
+from collector.app import App
+from collector.classify.catalogue import load_catalogue
+from collector.simulate import Simulator
+
+T0 = time.time() - 120
+
+
+def _app(tmp_path) -> App:
+    cfg = C.load(None)
+    cfg.set("store.path", str(tmp_path / "imflow.db"))
+    return App(cfg, clock=lambda: T0 + 60)
+
+
+def _batches():
+    sim = Simulator(load_catalogue(None), hosts=20, seed=3, start=T0)
+    out = []
+    for k in range(3):
+        flows = sim.tick(T0 + k + 1, 1.0)
+        out.append([(d, ("192.0.2.9", 2055), T0 + k + 1) for d in sim.datagrams(flows, T0 + k + 1)])
+    return out
+
+
+def test_a_fault_loses_one_batch_counted_and_the_next_goes_on(tmp_path, monkeypatch, caplog):
+    app = _app(tmp_path)
+    first, second, third = _batches()
+    classify = app.classifier.classify_batch
+    calls = []
+
+    def flaky(batch):
+        calls.append(len(batch))
+        if len(calls) <= 2:
+            raise RuntimeError("injected")
+        return classify(batch)
+
+    monkeypatch.setattr(app.classifier, "classify_batch", flaky)
+    app.process(first)
+    app.process(second)
+    assert app.decoder.stats.errors["192.0.2.9", "internal"] == len(first) + len(second)
+    assert int(app.aggregator.service_flows.sum()) == 0
+    app.process(third)
+    assert int(app.aggregator.service_flows.sum()) == calls[2]  # every flow of the third batch
+    # one traceback for the two faults (logged at most once a minute)
+    assert sum("internal error processing a batch" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_stop_closes_the_store_when_the_final_flush_fails(tmp_path, monkeypatch):
+    before = threading.active_count()
+
+    async def main():
+        app = _app(tmp_path)
+        app.cfg.set("collector.listen", ["127.0.0.1:0"])
+        await app.start()
+
+        async def broken(final=False):
+            raise RuntimeError("injected")
+
+        monkeypatch.setattr(app, "flush", broken)
+        with pytest.raises(RuntimeError):
+            await app.stop()
+
+    asyncio.run(main())
+    time.sleep(0.2)
+    assert threading.active_count() == before  # the store's thread ended: the process can exit
