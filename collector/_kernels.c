@@ -419,7 +419,121 @@ done:
     return result;
 }
 
+/* lookup4(addr, level1, level2, starts, values, s1, s2, out, other) -> rows not IPv4
+ *
+ *   addr     n addresses as collector.netflow.batch.ADDR holds them (16-octet items: two
+ *            native 64-bit halves, IPv4 mapped into ::ffff:0:0/96)
+ *   level1   uint16 entries for the top s1 bits of an IPv4 address; POINTER (0x8000) set:
+ *            the low 15 bits pick a row of level2
+ *   level2   uint16 rows of 2^s2 entries for the next s2 bits; POINTER set: the cell is split
+ *            by an interval boundary, and the value is the one of the last interval start
+ *            (`starts`, uint32, sorted) at or below the address (`values`, uint16)
+ *   out      uint16, n items: each IPv4 address's value (0 for the others)
+ *   other    uint8, n items: 1 where the address is not IPv4 (the caller looks those up in
+ *            the IPv6 table)
+ *
+ * collector.classify.ranges.RangeTable.lookup does the same in NumPy (a gather per level, a
+ * searchsorted for split cells); here one pass, without first copying the address words out.
+ */
+#define POINTER 0x8000
+
+static PyObject *lookup4(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "lookup4(addr, level1, level2, starts, values, s1, s2, out, other)");
+        return NULL;
+    }
+    int s1 = (int)PyLong_AsLong(args[5]), s2 = (int)PyLong_AsLong(args[6]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (s1 < 1 || s2 < 0 || s1 + s2 > 32) {
+        PyErr_SetString(PyExc_ValueError, "strides must satisfy 1 <= s1, 0 <= s2, s1 + s2 <= 32");
+        return NULL;
+    }
+    Py_buffer b[7];
+    int taken = 0;
+    PyObject *result = NULL;
+    if (PyObject_GetBuffer(args[0], &b[0], PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    taken = 1;
+    if (b[0].itemsize != 16 || b[0].len % 16) {
+        PyErr_SetString(PyExc_TypeError, "addr: 16-octet items expected");
+        goto done;
+    }
+    Py_ssize_t n = b[0].len / 16;
+    /* level1, level2, starts, values, out, other: item sizes 2, 2, 4, 2, 2, 1 */
+    static const int sizes[6] = {2, 2, 4, 2, 2, 1};
+    static const Py_ssize_t argi[6] = {1, 2, 3, 4, 7, 8};
+    for (int j = 0; j < 6; j++) {
+        int writable = j >= 4;
+        if (PyObject_GetBuffer(args[argi[j]], &b[taken], PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
+            goto done;
+        taken++;
+        if (b[taken - 1].itemsize != sizes[j]) {
+            PyErr_Format(PyExc_TypeError, "argument %zd: %d-octet items expected", argi[j], sizes[j]);
+            goto done;
+        }
+    }
+    const uint16_t *level1 = b[1].buf, *level2 = b[2].buf, *values = b[4].buf;
+    const uint32_t *starts = b[3].buf;
+    uint16_t *out = b[5].buf;
+    uint8_t *other = b[6].buf;
+    Py_ssize_t n1 = b[1].len / 2, n2 = b[2].len / 2, ns = b[3].len / 4;
+    if (n1 != ((Py_ssize_t)1 << s1) || ns < 1 || b[4].len / 2 != ns || b[5].len / 2 < n || b[6].len < n) {
+        PyErr_SetString(PyExc_ValueError, "table or output sizes do not match");
+        goto done;
+    }
+    /* every pointer must land inside level2 (the tables are built in Python: checked once here) */
+    Py_ssize_t rows = n2 >> s2;
+    for (Py_ssize_t i = 0; i < n1; i++)
+        if ((level1[i] & POINTER) && (Py_ssize_t)(level1[i] & (POINTER - 1)) >= rows) {
+            PyErr_SetString(PyExc_ValueError, "level1 points past level2");
+            goto done;
+        }
+    Py_ssize_t others = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const uint64_t *a = b[0].buf;
+    int shift1 = 32 - s1, shift2 = 32 - s1 - s2;
+    uint32_t mask2 = ((uint32_t)1 << s2) - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t hi = a[2 * i], lo = a[2 * i + 1];
+        if (hi != 0 || (lo >> 32) != 0xFFFF) {
+            out[i] = 0;
+            other[i] = 1;
+            others++;
+            continue;
+        }
+        other[i] = 0;
+        uint32_t v4 = (uint32_t)lo;
+        uint16_t v = level1[v4 >> shift1];
+        if (v & POINTER) {
+            v = level2[((size_t)(v & (POINTER - 1)) << s2) + ((v4 >> shift2) & mask2)];
+            if (v & POINTER) { /* last start <= v4 (starts[0] is 0) */
+                Py_ssize_t lo_i = 0, hi_i = ns;
+                while (hi_i - lo_i > 1) {
+                    Py_ssize_t mid = (lo_i + hi_i) / 2;
+                    if (starts[mid] <= v4)
+                        lo_i = mid;
+                    else
+                        hi_i = mid;
+                }
+                v = values[lo_i];
+            }
+        }
+        out[i] = v;
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromSsize_t(others);
+done:
+    for (int j = 0; j < taken; j++)
+        PyBuffer_Release(&b[j]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"lookup4", (PyCFunction)(void (*)(void))lookup4, METH_FASTCALL,
+     "lookup4(addr, level1, level2, starts, values, s1, s2, out, other) -> rows not IPv4 (see the module source)"},
     {"fields", (PyCFunction)(void (*)(void))fields, METH_FASTCALL,
      "fields(records, n, record_len, specs) -> None (see the module source)"},
     {"group_sums", (PyCFunction)(void (*)(void))group_sums, METH_FASTCALL,

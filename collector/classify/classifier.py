@@ -161,17 +161,9 @@ class Classifier:
     def _lookup(self, addr: np.ndarray) -> np.ndarray:
         """Range-table value of each address: IPv4 (mapped) rows on the 32-bit table, the rest
         on the IPv6 one."""
-        hi = addr["hi"]
-        try:  # 32-bit words of the little-endian ADDR record: hi (0, 1), lo (2, 3)
-            words = addr.view("<u4").reshape(-1, 4)
-        except ValueError:  # a non-contiguous column: copy it once
-            words = np.ascontiguousarray(addr).view("<u4").reshape(-1, 4)
-        out = self._v4.lookup(np.ascontiguousarray(words[:, 2]))
-        not_v4 = words[:, 3] != 0xFFFF
-        not_v4 |= hi != 0
-        v6 = np.flatnonzero(not_v4)
+        out, v6 = self._v4.lookup_addr(addr)
         if v6.size:
-            out[v6] = self._v6.lookup(hi[v6], addr["lo"][v6])
+            out[v6] = self._v6.lookup(addr["hi"][v6], addr["lo"][v6])
         return out
 
     def _resolve(self, group: np.ndarray, port_key: np.ndarray) -> np.ndarray:

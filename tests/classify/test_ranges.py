@@ -6,7 +6,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collector import kernels
 from collector.classify.ranges import RangeTable, elementary
+from collector.netflow.batch import ADDR, V4_MAPPED
+
+BUILT = kernels.compiled
 
 U64 = (1 << 64) - 1
 
@@ -43,10 +47,32 @@ def check(width, strides, items, extra_keys):
     expected = [combine([tag for first, last, tag in items if first <= k <= last]) for k in keys]
     if width == 32:
         got = table.lookup(np.array(keys, np.uint32))
+        check_addr(table, keys, expected)
     else:
         got = table.lookup(np.array([k >> 64 for k in keys], np.uint64),
                            np.array([k & U64 for k in keys], np.uint64))
     assert got.tolist() == expected
+
+
+def check_addr(table, keys, expected):
+    """`lookup_addr` on an ADDR column of the keys as IPv4-mapped addresses, with IPv6 ones
+    (zero, ::ffff:0:0/96's neighbours, a v4-compatible one) between them: by the compiled
+    kernel when built, and by NumPy."""
+    six = [(0, 0), (0, 0xFFFE_0A00_0001), (1, 0xFFFF_0A00_0001), (0x2001_0DB8 << 32, 7), (0, 0x0A00_0001)]
+    addr = np.zeros(len(keys) + len(six), ADDR)
+    pos = np.arange(len(keys)) + np.minimum(np.arange(len(keys)), len(six))  # interleaved
+    addr["lo"][pos] = np.array(keys, np.uint64) | V4_MAPPED
+    other = np.setdiff1d(np.arange(len(addr)), pos)
+    addr["hi"][other] = [h for h, _ in six]
+    addr["lo"][other] = [lo for _, lo in six]
+    for on in ([True, False] if BUILT is not None else [False]):
+        kernels.compiled = BUILT if on else None
+        try:
+            values, rows = table.lookup_addr(addr)
+        finally:
+            kernels.compiled = BUILT
+        assert values[pos].tolist() == expected
+        assert rows.tolist() == other.tolist() and not values[other].any()
 
 
 @settings(max_examples=150, deadline=None)
