@@ -531,7 +531,95 @@ done:
     return result;
 }
 
+/* walk(buf, starts, ends, max_sets, d, pos, sid, size, more) -> sets
+ *
+ * The set walk of the decoder's bulk path (collector/netflow/bulk.py) for many datagrams:
+ * datagram j's sets from offset starts[j] while 4 octets remain before ends[j] (int64, both
+ * inside buf), each set header a big-endian (id, length) pair. Every set met is written, in
+ * datagram and position order, to d (j), pos, sid and size (int64 buffers of
+ * len(starts) * max_sets items). A set whose length is below 4 or runs past the datagram's end
+ * ends that datagram's walk (it is written: the caller judges it); so does the max_sets-th set,
+ * and then more[j] says whether another set would follow (uint8, one per datagram).
+ */
+static PyObject *walk(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "walk(buf, starts, ends, max_sets, d, pos, sid, size, more)");
+        return NULL;
+    }
+    Py_ssize_t max_sets = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_buffer b[9];
+    int taken = 0;
+    PyObject *result = NULL;
+    if (PyObject_GetBuffer(args[0], &b[0], PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    taken = 1;
+    if (get_ints(&b[1], args[1], 0, 0, 8) < 0)
+        goto done;
+    taken++;
+    Py_ssize_t n = b[1].shape[0], room = n * (max_sets > 0 ? max_sets : 0);
+    if (max_sets < 1) {
+        PyErr_SetString(PyExc_ValueError, "max_sets >= 1");
+        goto done;
+    }
+    if (get_ints(&b[2], args[2], 0, n, 8) < 0)
+        goto done;
+    taken++;
+    for (int j = 0; j < 4; j++) {
+        if (get_ints(&b[3 + j], args[4 + j], 1, room, 8) < 0)
+            goto done;
+        taken++;
+    }
+    if (get_ints(&b[7], args[8], 1, n, 1) < 0)
+        goto done;
+    taken++;
+    const int64_t *starts = b[1].buf, *ends = b[2].buf;
+    for (Py_ssize_t j = 0; j < n; j++)
+        if (starts[j] < 0 || ends[j] > b[0].len || starts[j] > ends[j]) {
+            PyErr_Format(PyExc_ValueError, "datagram %zd: [%lld, %lld) outside the buffer", j,
+                         (long long)starts[j], (long long)ends[j]);
+            goto done;
+        }
+    Py_ssize_t m = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const unsigned char *u = b[0].buf;
+    int64_t *od = b[3].buf, *op = b[4].buf, *oi = b[5].buf, *oz = b[6].buf;
+    uint8_t *more = b[7].buf;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        int64_t p = starts[j], e = ends[j];
+        Py_ssize_t k = 0;
+        more[j] = 0;
+        while (e - p >= 4) {
+            if (k == max_sets) {
+                more[j] = 1;
+                break;
+            }
+            int64_t id = (int64_t)u[p] << 8 | u[p + 1], len = (int64_t)u[p + 2] << 8 | u[p + 3];
+            od[m] = j;
+            op[m] = p;
+            oi[m] = id;
+            oz[m] = len;
+            m++;
+            k++;
+            if (len < 4 || p + len > e)
+                break;
+            p += len;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromSsize_t(m);
+done:
+    for (int j = 0; j < taken; j++)
+        PyBuffer_Release(&b[j]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL,
+     "walk(buf, starts, ends, max_sets, d, pos, sid, size, more) -> sets (see the module source)"},
     {"lookup4", (PyCFunction)(void (*)(void))lookup4, METH_FASTCALL,
      "lookup4(addr, level1, level2, starts, values, s1, s2, out, other) -> rows not IPv4 (see the module source)"},
     {"fields", (PyCFunction)(void (*)(void))fields, METH_FASTCALL,

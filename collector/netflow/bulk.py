@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from collector import kernels
 from collector.grouping import unique_inverse
 from collector.netflow import v5
 
@@ -144,53 +145,14 @@ def bulk(dec, items: list, base: int) -> list[int]:
         nrec[five] = f2[five]
     alive = np.flatnonzero(ok & ~is5)
     pos = off[alive] + hl[alive]
-    set_headers = at_every_octet(joined, _SET_HEADER)
     spec: list = []  # (datagrams, positions, lengths, set ids) of sets judged after the walk
-    for _ in range(MAX_SETS):
-        more = end[alive] - pos >= 4
-        alive, pos = alive[more], pos[more]
-        if not alive.size:
-            break
-        sh = set_headers[pos]
-        sid, size = sh["id"].astype(_I8), sh["len"].astype(_I8)
-        pairs, pinv = unique_inverse((sidx[alive] << 16) | sid, len(sessions) << 16)
-        pairs = pairs.tolist()
-        reclen = np.zeros(len(pairs), _I8)
-        tcode = np.zeros(len(pairs), _I8)
-        special = []  # pairs whose sets need a look in Python: template sets, options data
-        for j, pk in enumerate(pairs):
-            sess, tid = sessions[pk >> 16], pk & 0xFFFF
-            t = sess.templates.get(tid) if tid >= 256 else None
-            if t is not None and t.record_len and not t.scope_count:
-                reclen[j] = t.record_len
-                code = tindex.get(t)
-                if code is None:
-                    code = tindex[t] = len(templates)
-                    templates.append(t)
-                tcode[j] = code
-            elif (t is not None and t.scope_count) or (tid in _TEMPLATE_SETS[sess.version] and not sess.pending):
-                special.append(j)
-        fits = (size >= 4) & (pos + size <= end[alive])
-        if special:
-            reclen[special] = -1  # walked, no flow records; judged after the walk
-            looked = np.zeros(len(pairs), bool)
-            looked[special] = True
-            rows = np.flatnonzero(looked[pinv] & fits)
-            spec.append((alive[rows], pos[rows], size[rows], sid[rows]))
-        rl = reclen[pinv]
-        good = (rl != 0) & fits
-        ok[alive[~good]] = False
-        alive, pos, sid, size, rl, pinv = alive[good], pos[good], sid[good], size[good], rl[good], pinv[good]
-        k = np.where(rl > 0, (size - 4) // np.maximum(rl, 1), 0)
-        chunk_d.append(alive)
-        chunk_at.append(pos + 4)
-        chunk_n.append(k)
-        chunk_t.append(tcode[pinv])
-        chunk_base.append(nrec[alive])
-        nrec[alive] += k
-        pos = pos + size
+    kernel = kernels.compiled
+    if kernel is not None and alive.size:
+        _walk_all(kernel, joined, sessions, sidx, ok, end, alive, pos, templates, tindex, nrec, spec,
+                  chunk_d, chunk_at, chunk_n, chunk_t, chunk_base)
     else:
-        ok[alive[end[alive] - pos >= 4]] = False  # more sets than walked
+        _walk_by_position(joined, sessions, sidx, ok, end, alive, pos, templates, tindex, nrec, spec,
+                          chunk_d, chunk_at, chunk_n, chunk_t, chunk_base)
     refreshed = None  # (datagrams, sessions, templates) of template refreshes, counted if taken
     if spec:  # every special set of the batch at once
         d, p, z, i = (np.concatenate(v) for v in zip(*spec))
@@ -218,6 +180,104 @@ def bulk(dec, items: list, base: int) -> list[int]:
     _emit(dec, joined, templates, sessions, sidx, ok, chunk_d, chunk_at, chunk_n, chunk_t, chunk_base,
           export, uptime, base, is5, rate5)
     return rest
+
+
+def _pairs(sessions: list, sidx: np.ndarray, rows: np.ndarray, sid: np.ndarray, templates: list, tindex: dict):
+    """The (session, set id) pairs of some sets -> (pair of each set, record length per pair
+    (-1: a set to judge after the walk, 0: not for the bulk path), decode group per pair,
+    pairs judged after the walk)."""
+    pairs, pinv = unique_inverse((sidx[rows] << 16) | sid, len(sessions) << 16)
+    pairs = pairs.tolist()
+    reclen = np.zeros(len(pairs), _I8)
+    tcode = np.zeros(len(pairs), _I8)
+    special = []  # pairs whose sets need a look in Python: template sets, options data
+    for j, pk in enumerate(pairs):
+        sess, tid = sessions[pk >> 16], pk & 0xFFFF
+        t = sess.templates.get(tid) if tid >= 256 else None
+        if t is not None and t.record_len and not t.scope_count:
+            reclen[j] = t.record_len
+            code = tindex.get(t)
+            if code is None:
+                code = tindex[t] = len(templates)
+                templates.append(t)
+            tcode[j] = code
+        elif (t is not None and t.scope_count) or (tid in _TEMPLATE_SETS[sess.version] and not sess.pending):
+            special.append(j)
+    reclen[special] = -1  # walked, no flow records; judged after the walk
+    return pinv, reclen, tcode, special
+
+
+def _walk_all(kernel, joined, sessions, sidx, ok, end, alive, pos, templates, tindex, nrec, spec,
+              chunk_d, chunk_at, chunk_n, chunk_t, chunk_base) -> None:
+    """The set walk of every datagram at once by the compiled kernel (`walk`), then the same
+    judgement as `_walk_by_position`, over all sets in one go: a datagram whose set is not
+    for the bulk path (or does not fit) leaves it, with its sets from that one on."""
+    m = len(alive) * MAX_SETS
+    d, at, sid, size = (np.empty(m, _I8) for _ in range(4))
+    more = np.empty(len(alive), np.uint8)
+    m = kernel.walk(joined, pos, end[alive], MAX_SETS, d, at, sid, size, more)
+    ok[alive[more.view(bool)]] = False  # more sets than walked
+    if not m:
+        return
+    d, at, sid, size = alive[d[:m]], at[:m], sid[:m], size[:m]
+    pinv, reclen, tcode, special = _pairs(sessions, sidx, d, sid, templates, tindex)
+    rl = reclen[pinv]
+    good = (rl != 0) & (size >= 4) & (at + size <= end[d])
+    if not good.all():  # the walk of such a datagram stops at its first bad set
+        bad = np.flatnonzero(~good)
+        first_bad = np.full(len(ok), m, _I8)
+        np.minimum.at(first_bad, d[bad], bad)
+        ok[d[bad]] = False
+        before = np.arange(m) < first_bad[d]
+        d, at, sid, size, rl, pinv = (v[before] for v in (d, at, sid, size, rl, pinv))
+        if not len(d):
+            return
+    if special:
+        rows = np.flatnonzero(rl == -1)
+        spec.append((d[rows], at[rows], size[rows], sid[rows]))
+    k = np.where(rl > 0, (size - 4) // np.maximum(rl, 1), 0)
+    # records before each set in its datagram: sets come in datagram order
+    total = np.cumsum(k)
+    first = np.flatnonzero(np.concatenate(([True], d[1:] != d[:-1])))
+    start_of = np.repeat(total[first] - k[first], np.diff(np.append(first, len(d))))
+    chunk_d.append(d)
+    chunk_at.append(at + 4)
+    chunk_n.append(k)
+    chunk_t.append(tcode[pinv])
+    chunk_base.append(total - k - start_of)
+    nrec[d[first]] += np.add.reduceat(k, first) if len(d) else 0
+
+
+def _walk_by_position(joined, sessions, sidx, ok, end, alive, pos, templates, tindex, nrec, spec,
+                      chunk_d, chunk_at, chunk_n, chunk_t, chunk_base) -> None:
+    """The set walk, one step per set position for every candidate datagram at once (NumPy)."""
+    set_headers = at_every_octet(joined, _SET_HEADER)
+    for _ in range(MAX_SETS):
+        more = end[alive] - pos >= 4
+        alive, pos = alive[more], pos[more]
+        if not alive.size:
+            break
+        sh = set_headers[pos]
+        sid, size = sh["id"].astype(_I8), sh["len"].astype(_I8)
+        pinv, reclen, tcode, special = _pairs(sessions, sidx, alive, sid, templates, tindex)
+        fits = (size >= 4) & (pos + size <= end[alive])
+        if special:
+            rows = np.flatnonzero((reclen[pinv] == -1) & fits)
+            spec.append((alive[rows], pos[rows], size[rows], sid[rows]))
+        rl = reclen[pinv]
+        good = (rl != 0) & fits
+        ok[alive[~good]] = False
+        alive, pos, sid, size, rl, pinv = alive[good], pos[good], sid[good], size[good], rl[good], pinv[good]
+        k = np.where(rl > 0, (size - 4) // np.maximum(rl, 1), 0)
+        chunk_d.append(alive)
+        chunk_at.append(pos + 4)
+        chunk_n.append(k)
+        chunk_t.append(tcode[pinv])
+        chunk_base.append(nrec[alive])
+        nrec[alive] += k
+        pos = pos + size
+    else:
+        ok[alive[end[alive] - pos >= 4]] = False  # more sets than walked
 
 
 _TEMPLATE_SETS = {9: (0, 1), 10: (2, 3)}  # template and options template set ids
