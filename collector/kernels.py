@@ -1,7 +1,7 @@
-"""The compiled kernels (collector/_kernels.c: grouped sums, field reads) when they were built
-at install time, else None, and the hot path does the same work in NumPy with the same
-results. `IMFLOW_KERNELS=0` in the environment turns them off (to compare, or to rule them
-out). Read `kernels.compiled` at call time: tests switch it."""
+"""The compiled kernels (collector/_kernels.c: grouped sums, the set walk, field reads, IPv4
+range lookups) when they were built at install time, else None, and the hot path does the
+same work in NumPy with the same results. `IMFLOW_KERNELS=0` in the environment turns them off
+(to compare, or to rule them out). Read `kernels.compiled` at call time: tests switch it."""
 
 from __future__ import annotations
 
