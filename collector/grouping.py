@@ -82,8 +82,8 @@ def group_sums(cols: list[tuple[np.ndarray, int]], values: list[np.ndarray],
         sums = [np.empty(n, _U8) for _ in values]
         counts = np.empty(n, _U8)
         k = kernel.group_sums(tuple((np.ascontiguousarray(c), size) for c, size in cols),
-                                tuple(np.ascontiguousarray(v, _U8) for v in values),
-                                first, tuple(sums), counts, _SEED)
+                              tuple(np.ascontiguousarray(v, _U8) for v in values),
+                              first, tuple(sums), counts, _SEED)
         if k >= 0:  # copies: the groups are few, the buffers batch-sized
             return first[:k].astype(np.intp), [s[:k].copy() for s in sums], counts[:k].copy()
     order, starts = group_rows(cols)

@@ -56,11 +56,12 @@ def at_every_octet(buf, dtype: np.dtype) -> np.ndarray:
     return np.ndarray((len(buf) - dtype.itemsize + 1,), dtype, buf, 0, (1,))
 
 
-def gathered(block: Block, size: int):
-    """A block's records back to back (gathered when they lie in the datagrams)."""
-    if block.offsets is None:
-        return block.buf
-    return at_every_octet(block.buf, np.dtype((np.void, size)))[block.offsets]
+def records_at(buf, offsets: np.ndarray | None, size: int):
+    """The `size`-octet records that start at `offsets` in `buf`, back to back (one gather);
+    `buf` itself when offsets is None (they are back to back already)."""
+    if offsets is None:
+        return buf
+    return at_every_octet(buf, np.dtype((np.void, size)))[offsets]
 
 
 def spread(starts: np.ndarray, counts: np.ndarray, step: int = 1) -> np.ndarray:

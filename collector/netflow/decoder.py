@@ -21,7 +21,7 @@ import numpy as np
 from collector import kernels
 from collector.netflow import fields as F
 from collector.netflow import v5
-from collector.netflow.bulk import Block, at_every_octet, bulk, gathered, spread
+from collector.netflow.bulk import Block, bulk, records_at, spread
 from collector.netflow.batch import ADDR, COLUMNS, V4_MAPPED, FlowBatch
 from collector.netflow.errors import BadLength, BadVersion, DecodeError, ShortHeader
 from collector.netflow.session import Limits, Pending, Session
@@ -659,12 +659,14 @@ def _gather(chunks: list, size: int) -> tuple:
                                np.array(bases, np.uint64)))
     if len(blocks) == 1:
         b = blocks[0]
-        return (b.buf if b.offsets is None else (b.buf, b.offsets), b.counts.astype(np.int64, copy=False), b.sids.astype(np.uint32, copy=False),
+        return (b.buf if b.offsets is None else (b.buf, b.offsets),
+                b.counts.astype(np.int64, copy=False), b.sids.astype(np.uint32, copy=False),
                 b.rates.astype(np.uint32, copy=False), b.exports.astype(np.float64, copy=False),
                 b.uptimes.astype(np.int64, copy=False), b.dgrams.astype(np.uint64, copy=False),
                 b.bases.astype(np.uint64, copy=False))
     cat = np.concatenate
-    return (b"".join(gathered(b, size) for b in blocks), cat([b.counts for b in blocks]).astype(np.int64),
+    return (b"".join(records_at(b.buf, b.offsets, size) for b in blocks),
+            cat([b.counts for b in blocks]).astype(np.int64),
             cat([b.sids for b in blocks]).astype(np.uint32), cat([b.rates for b in blocks]).astype(np.uint32),
             cat([b.exports for b in blocks]).astype(np.float64), cat([b.uptimes for b in blocks]).astype(np.int64),
             cat([b.dgrams for b in blocks]).astype(np.uint64), cat([b.bases for b in blocks]).astype(np.uint64))
@@ -723,9 +725,7 @@ class _Fields:
         """The records back to back."""
         if self._records is None:
             raw = self.raw
-            if type(raw) is tuple:
-                raw = at_every_octet(raw[0], np.dtype((np.void, self.size)))[raw[1]]
-            self._records = raw
+            self._records = records_at(*raw, self.size) if type(raw) is tuple else raw
         return self._records
 
     @property
