@@ -46,8 +46,12 @@ static inline uint64_t mix(uint64_t h)
     return h;
 }
 
+#define MAX_FIELDS 32
+#define MAX_VIEWS (MAX_FIELDS + 2) /* the most any function holds: fields' buffer, offsets, outputs */
+
+/* The buffers a call holds, all released by release() whatever path it leaves by. */
 typedef struct {
-    Py_buffer views[MAX_KEYS + 2 * MAX_VALUES + 2];
+    Py_buffer views[MAX_VIEWS];
     int taken;
 } Views;
 
@@ -85,6 +89,16 @@ static Py_buffer *take(Views *v, PyObject *obj, int writable, Py_ssize_t min_ite
 {
     Py_buffer *b = &v->views[v->taken];
     if (get_ints(b, obj, writable, min_items, need_size) < 0)
+        return NULL;
+    v->taken++;
+    return b;
+}
+
+/* Any C-contiguous buffer (datagrams, address columns), kept in `v` for release(). */
+static Py_buffer *take_raw(Views *v, PyObject *obj, int writable)
+{
+    Py_buffer *b = &v->views[v->taken];
+    if (PyObject_GetBuffer(obj, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
         return NULL;
     v->taken++;
     return b;
@@ -268,8 +282,6 @@ done:
  * 1.2 ms for one loop over the records with a switch per field, and ~2.7 ms for NumPy's
  * strided, byte-swapping copies of the gathered records).
  */
-#define MAX_FIELDS 32
-
 typedef struct {
     Py_ssize_t offset;
     int width, size;
@@ -349,27 +361,27 @@ static PyObject *fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "n >= 0, record_len >= 1, at most 32 fields");
         return NULL;
     }
-    Py_buffer views[MAX_FIELDS + 2];
-    int taken = 0;
+    Views v = {.taken = 0};
     Field f[MAX_FIELDS];
     PyObject *result = NULL;
     const int64_t *at = NULL;
-    if (PyObject_GetBuffer(args[0], &views[0], PyBUF_C_CONTIGUOUS) < 0)
-        return NULL;
-    taken = 1;
+    Py_buffer *buf = take_raw(&v, args[0], 0), *ob;
+    if (!buf)
+        goto done;
     if (args[1] == Py_None) {
-        if (views[0].len < n * reclen) {
+        if (buf->len < n * reclen) {
             PyErr_SetString(PyExc_ValueError, "buffer shorter than n * record_len");
             goto done;
         }
     } else {
-        if (get_ints(&views[taken], args[1], 0, n, 8) < 0)
+        if (!(ob = take(&v, args[1], 0, n, 8)))
             goto done;
-        at = views[taken++].buf;
-        Py_ssize_t last = views[0].len - reclen;
+        at = ob->buf;
+        Py_ssize_t last = buf->len - reclen;
         for (Py_ssize_t i = 0; i < n; i++)
             if (at[i] < 0 || at[i] > last) {
-                PyErr_Format(PyExc_ValueError, "record %zd at offset %lld lies outside the buffer", i, (long long)at[i]);
+                PyErr_Format(PyExc_ValueError, "record %zd at offset %lld lies outside the buffer", i,
+                             (long long)at[i]);
                 goto done;
             }
     }
@@ -383,14 +395,14 @@ static PyObject *fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         f[j].width = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 1));
         if (PyErr_Occurred())
             goto done;
-        Py_buffer *b = &views[taken];
-        if (PyObject_GetBuffer(PyTuple_GET_ITEM(spec, 2), b, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+        Py_buffer *b = take_raw(&v, PyTuple_GET_ITEM(spec, 2), 1);
+        if (!b)
             goto done;
-        taken++;
         f[j].size = (int)b->itemsize;
         f[j].out = b->buf;
         int w = f[j].width, z = f[j].size;
-        int ok = z == 16 ? (w == 4 || w == 16) : ((w == 1 || w == 2 || w == 4 || w == 8) && (z == 1 || z == 2 || z == 4 || z == 8));
+        int ok = z == 16 ? (w == 4 || w == 16)
+                         : ((w == 1 || w == 2 || w == 4 || w == 8) && (z == 1 || z == 2 || z == 4 || z == 8));
         if (!ok || f[j].offset < 0 || f[j].offset + w > reclen || b->len < n * z) {
             PyErr_Format(PyExc_ValueError, "field %zd: offset %zd, width %d into %d-octet items of %zd octets in all",
                          j, f[j].offset, w, z, b->len);
@@ -398,7 +410,7 @@ static PyObject *fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     Py_BEGIN_ALLOW_THREADS
-    const unsigned char *base = views[0].buf;
+    const unsigned char *base = buf->buf;
     unsigned char *packed = NULL;
     if (at && nf > 1 && (packed = malloc((size_t)(n ? n : 1) * (size_t)reclen))) {
         /* records scattered over the datagrams (each in its own arena slot, often out of this
@@ -415,8 +427,7 @@ static PyObject *fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     result = Py_None;
     Py_INCREF(result);
 done:
-    for (int j = 0; j < taken; j++)
-        PyBuffer_Release(&views[j]);
+    release(&v);
     return result;
 }
 
@@ -452,36 +463,34 @@ static PyObject *lookup4(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_ValueError, "strides must satisfy 1 <= s1, 0 <= s2, s1 + s2 <= 32");
         return NULL;
     }
-    Py_buffer b[7];
-    int taken = 0;
+    Views v = {.taken = 0};
     PyObject *result = NULL;
-    if (PyObject_GetBuffer(args[0], &b[0], PyBUF_C_CONTIGUOUS) < 0)
-        return NULL;
-    taken = 1;
-    if (b[0].itemsize != 16 || b[0].len % 16) {
+    Py_buffer *b[7];
+    if (!(b[0] = take_raw(&v, args[0], 0)))
+        goto done;
+    if (b[0]->itemsize != 16 || b[0]->len % 16) {
         PyErr_SetString(PyExc_TypeError, "addr: 16-octet items expected");
         goto done;
     }
-    Py_ssize_t n = b[0].len / 16;
+    Py_ssize_t n = b[0]->len / 16;
     /* level1, level2, starts, values, out, other: item sizes 2, 2, 4, 2, 2, 1 */
     static const int sizes[6] = {2, 2, 4, 2, 2, 1};
     static const Py_ssize_t argi[6] = {1, 2, 3, 4, 7, 8};
-    for (int j = 0; j < 6; j++) {
-        int writable = j >= 4;
-        if (PyObject_GetBuffer(args[argi[j]], &b[taken], PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
+    for (int j = 0; j < 6; j++) { /* level2 is two-dimensional: any buffer of 2-octet items */
+        b[1 + j] = j == 1 ? take_raw(&v, args[argi[j]], 0) : take(&v, args[argi[j]], j >= 4, j >= 4 ? n : 0, sizes[j]);
+        if (!b[1 + j])
             goto done;
-        taken++;
-        if (b[taken - 1].itemsize != sizes[j]) {
-            PyErr_Format(PyExc_TypeError, "argument %zd: %d-octet items expected", argi[j], sizes[j]);
-            goto done;
-        }
     }
-    const uint16_t *level1 = b[1].buf, *level2 = b[2].buf, *values = b[4].buf;
-    const uint32_t *starts = b[3].buf;
-    uint16_t *out = b[5].buf;
-    uint8_t *other = b[6].buf;
-    Py_ssize_t n1 = b[1].len / 2, n2 = b[2].len / 2, ns = b[3].len / 4;
-    if (n1 != ((Py_ssize_t)1 << s1) || ns < 1 || b[4].len / 2 != ns || b[5].len / 2 < n || b[6].len < n) {
+    if (b[2]->itemsize != 2) {
+        PyErr_SetString(PyExc_TypeError, "level2: 2-octet items expected");
+        goto done;
+    }
+    const uint16_t *level1 = b[1]->buf, *level2 = b[2]->buf, *values = b[4]->buf;
+    const uint32_t *starts = b[3]->buf;
+    uint16_t *out = b[5]->buf;
+    uint8_t *other = b[6]->buf;
+    Py_ssize_t n1 = b[1]->shape[0], n2 = b[2]->len / 2, ns = b[3]->shape[0];
+    if (n1 != ((Py_ssize_t)1 << s1) || ns < 1 || b[4]->shape[0] != ns) {
         PyErr_SetString(PyExc_ValueError, "table or output sizes do not match");
         goto done;
     }
@@ -494,7 +503,7 @@ static PyObject *lookup4(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         }
     Py_ssize_t others = 0;
     Py_BEGIN_ALLOW_THREADS
-    const uint64_t *a = b[0].buf;
+    const uint64_t *a = b[0]->buf;
     int shift1 = 32 - s1, shift2 = 32 - s1 - s2;
     uint32_t mask2 = ((uint32_t)1 << s2) - 1;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -527,8 +536,7 @@ static PyObject *lookup4(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     Py_END_ALLOW_THREADS
     result = PyLong_FromSsize_t(others);
 done:
-    for (int j = 0; j < taken; j++)
-        PyBuffer_Release(&b[j]);
+    release(&v);
     return result;
 }
 
@@ -552,43 +560,35 @@ static PyObject *walk(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t max_sets = PyLong_AsSsize_t(args[3]);
     if (PyErr_Occurred())
         return NULL;
-    Py_buffer b[9];
-    int taken = 0;
-    PyObject *result = NULL;
-    if (PyObject_GetBuffer(args[0], &b[0], PyBUF_C_CONTIGUOUS) < 0)
-        return NULL;
-    taken = 1;
-    if (get_ints(&b[1], args[1], 0, 0, 8) < 0)
-        goto done;
-    taken++;
-    Py_ssize_t n = b[1].shape[0], room = n * (max_sets > 0 ? max_sets : 0);
     if (max_sets < 1) {
         PyErr_SetString(PyExc_ValueError, "max_sets >= 1");
-        goto done;
+        return NULL;
     }
-    if (get_ints(&b[2], args[2], 0, n, 8) < 0)
+    Views v = {.taken = 0};
+    PyObject *result = NULL;
+    Py_buffer *b[8];
+    if (!(b[0] = take_raw(&v, args[0], 0)) || !(b[1] = take(&v, args[1], 0, 0, 8)))
         goto done;
-    taken++;
-    for (int j = 0; j < 4; j++) {
-        if (get_ints(&b[3 + j], args[4 + j], 1, room, 8) < 0)
+    Py_ssize_t n = b[1]->shape[0];
+    if (!(b[2] = take(&v, args[2], 0, n, 8)))
+        goto done;
+    for (int j = 0; j < 4; j++) /* d, pos, sid, size: room for max_sets sets of every datagram */
+        if (!(b[3 + j] = take(&v, args[4 + j], 1, n * max_sets, 8)))
             goto done;
-        taken++;
-    }
-    if (get_ints(&b[7], args[8], 1, n, 1) < 0)
+    if (!(b[7] = take(&v, args[8], 1, n, 1)))
         goto done;
-    taken++;
-    const int64_t *starts = b[1].buf, *ends = b[2].buf;
+    const int64_t *starts = b[1]->buf, *ends = b[2]->buf;
     for (Py_ssize_t j = 0; j < n; j++)
-        if (starts[j] < 0 || ends[j] > b[0].len || starts[j] > ends[j]) {
+        if (starts[j] < 0 || ends[j] > b[0]->len || starts[j] > ends[j]) {
             PyErr_Format(PyExc_ValueError, "datagram %zd: [%lld, %lld) outside the buffer", j,
                          (long long)starts[j], (long long)ends[j]);
             goto done;
         }
     Py_ssize_t m = 0;
     Py_BEGIN_ALLOW_THREADS
-    const unsigned char *u = b[0].buf;
-    int64_t *od = b[3].buf, *op = b[4].buf, *oi = b[5].buf, *oz = b[6].buf;
-    uint8_t *more = b[7].buf;
+    const unsigned char *u = b[0]->buf;
+    int64_t *od = b[3]->buf, *op = b[4]->buf, *oi = b[5]->buf, *oz = b[6]->buf;
+    uint8_t *more = b[7]->buf;
     for (Py_ssize_t j = 0; j < n; j++) {
         int64_t p = starts[j], e = ends[j];
         Py_ssize_t k = 0;
@@ -613,8 +613,7 @@ static PyObject *walk(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_END_ALLOW_THREADS
     result = PyLong_FromSsize_t(m);
 done:
-    for (int j = 0; j < taken; j++)
-        PyBuffer_Release(&b[j]);
+    release(&v);
     return result;
 }
 

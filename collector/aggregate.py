@@ -78,9 +78,8 @@ class Bins:
 
     Each batch appends its own reduction; the parts are merged in bulk (one `group_rows` sort
     of the packed key, `_key_columns`) when they outgrow the merged table, and before anything
-    reads the bins. No Python work per key on the
-    hot path. At the ceiling, keys already open keep their place and new ones are dropped
-    (counted), as a dict that refuses new keys would.
+    reads the bins. No Python work per key on the hot path. At the ceiling, keys already open
+    keep their place and new ones are dropped (counted), as a dict that refuses new keys would.
     """
 
     def __init__(self, ceiling: int, keys: dict[str, type]):

@@ -22,6 +22,7 @@ from collections.abc import Callable, Hashable, Iterable
 import numpy as np
 
 from collector import kernels
+from collector.netflow.batch import is_v4
 
 POINTER = 0x8000  # entry bit: the low 15 bits index the next level (level 1) / go to leaf (level 2)
 U64 = (1 << 64) - 1
@@ -116,7 +117,7 @@ class RangeTable:
     def lookup_addr(self, addr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The IPv4 table's values for an ADDR column -> (values, 0 where the address is not
         IPv4 (mapped); the rows where it is not). By the compiled kernel, in one pass, when it
-        was built; else the words are copied out and looked up as above."""
+        was built; else the low 32 bits are looked up as above."""
         kernel = kernels.compiled
         if kernel is not None and self.width == 32:
             out = np.empty(len(addr), np.uint16)
@@ -125,14 +126,9 @@ class RangeTable:
                                   self.s1, self.s2, out, other):
                 return out, np.zeros(0, np.intp)
             return out, np.flatnonzero(other)
-        try:  # 32-bit words of the little-endian ADDR record: hi (0, 1), lo (2, 3)
-            words = addr.view("<u4").reshape(-1, 4)
-        except ValueError:  # a non-contiguous column: copy it once
-            words = np.ascontiguousarray(addr).view("<u4").reshape(-1, 4)
-        not_v4 = words[:, 3] != 0xFFFF
-        not_v4 |= addr["hi"] != 0
-        other = np.flatnonzero(not_v4)
-        out = self.lookup(np.ascontiguousarray(words[:, 2]))
+        hi, lo = addr["hi"], addr["lo"]
+        other = np.flatnonzero(~is_v4(hi, lo))
+        out = self.lookup(lo.astype(np.uint32))  # an IPv4 address is the low 32 bits
         out[other] = 0
         return out, other
 
