@@ -1,6 +1,6 @@
-"""The one compiled part: collector/_kernels.c, optional. Without a C compiler the install
+"""The one compiled part: collector/kernels/_kernels.c, optional. Without a C compiler the install
 still succeeds and imflow runs the same NumPy code paths (`imflow --version` says which)."""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("collector._kernels", ["collector/_kernels.c"], optional=True)])
+setup(ext_modules=[Extension("collector.kernels._kernels", ["collector/kernels/_kernels.c"], optional=True)])

@@ -26,7 +26,7 @@ from collector.aggregate import Aggregator  # noqa: E402
 from collector.classify.classifier import Classified  # noqa: E402
 from collector.netflow.batch import ADDR, FlowBatch, V4_MAPPED  # noqa: E402
 from collector.store import Store  # noqa: E402
-from collector.tuning import tune_malloc  # noqa: E402
+from collector.daemon.tuning import tune_malloc  # noqa: E402
 
 
 def rss_mib() -> float:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from collector.netflow import encode as E  # noqa: E402
 from collector.netflow import fields as F  # noqa: E402
 from collector.netflow.decoder import Decoder  # noqa: E402
-from collector.tuning import tune_malloc  # noqa: E402
+from collector.daemon.tuning import tune_malloc  # noqa: E402
 
 V9_FIELDS = [(F.sourceIPv4Address, 4), (F.destinationIPv4Address, 4), (F.flowEndSysUpTime, 4),
              (F.flowStartSysUpTime, 4), (F.octetDeltaCount, 4), (F.packetDeltaCount, 4),

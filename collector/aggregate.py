@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collector.classify.classifier import Classified
-from collector.grouping import codes, dense, fits, group_rows, group_sums
+from collector.kernels.grouping import codes, dense, fits, group_rows, group_sums
 from collector.netflow.batch import FlowBatch, addr_from_str, addr_to_str, is_v4
 from collector.store.rows import BinRow, IfRow
 

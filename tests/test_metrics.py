@@ -19,7 +19,7 @@ import pytest
 
 from collector.metrics import HostSeries, Metrics, Snapshot
 from tests.support import softflowd
-from tests.test_daemon import Daemon, expected_service, send_with_softflowd
+from tests.daemon.test_daemon import Daemon, expected_service, send_with_softflowd
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_prometheus = pytest.mark.skipif(not shutil.which("prometheus"), reason="prometheus not on PATH")

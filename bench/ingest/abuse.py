@@ -32,7 +32,7 @@ import procs as P
 
 from collector.netflow import encode as E
 from collector.netflow import fields as F
-from collector.simulate import V4_FIELDS
+from collector.tools.simulate import V4_FIELDS
 
 # (element, length) pool the flood draws its template fields from
 _POOL = [(F.sourceIPv4Address, 4), (F.destinationIPv4Address, 4), (F.sourceTransportPort, 2),

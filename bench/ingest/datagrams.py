@@ -1,6 +1,6 @@
 """Prebuilt export datagrams for the ingest benchmark, written to a file `sender.c` replays.
 
-Traffic comes from `collector.simulate.Simulator` (a few hundred office hosts: web, DNS, IM,
+Traffic comes from `collector.tools.simulate.Simulator` (a few hundred office hosts: web, DNS, IM,
 VoIP, P2P; both directions of each conversation, long flows cut at 60 s), exported as:
 
 - v5: 30 records per datagram (IPv4 flows only, as v5 cannot carry IPv6);
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from collector.classify.catalogue import load_catalogue
 from collector.netflow import encode as E
 from collector.netflow import fields as F
-from collector.simulate import V4_FIELDS, V6_FIELDS, Flow, Simulator
+from collector.tools.simulate import V4_FIELDS, V6_FIELDS, Flow, Simulator
 
 MAGIC = b"IMFB"
 V5_RECORDS = 30

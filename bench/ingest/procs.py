@@ -229,7 +229,7 @@ class Imflow(Collector):
         run = super().start(workdir, port, extra)
         if self.workers > 1:  # every worker's socket must be in the SO_REUSEPORT group first
             deadline = time.monotonic() + 30
-            while run.log.read_text(errors="replace").count("collector.app: imflow listening") < self.workers:
+            while run.log.read_text(errors="replace").count("collector.daemon.app: imflow listening") < self.workers:
                 if time.monotonic() > deadline:
                     raise CollectorError(f"imflow workers did not all start; log: {run.log.read_text()[-800:]}")
                 time.sleep(0.05)

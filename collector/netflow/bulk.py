@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collector import kernels
-from collector.grouping import unique_inverse
+from collector.kernels.grouping import unique_inverse
 from collector.netflow import v5
 
 MAX_SETS = 16  # set positions walked per datagram; datagrams with more go the other way

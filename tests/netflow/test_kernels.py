@@ -1,4 +1,4 @@
-"""The decoder's compiled field reads (collector/_kernels.c `fields`) against its NumPy reads.
+"""The decoder's compiled field reads (collector/kernels/_kernels.c `fields`) against its NumPy reads.
 
 The NumPy way is checked against softflowd's pcap totals and tshark elsewhere (and the test
 suite runs with the kernels on, so those checks see them too); here random templates (fields

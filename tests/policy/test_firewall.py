@@ -20,7 +20,7 @@ import tomllib
 import pytest
 
 from collector import __version__
-from collector.firewall import FORMATS, render, render_iptables
+from collector.policy.firewall import FORMATS, render, render_iptables
 from collector.policy import parse_policy
 from tests.policy.common import GOLDEN, HEADER, POLICIES, fixed_catalogue, policy_file
 

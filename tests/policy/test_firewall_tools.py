@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.firewall import render
+from collector.policy.firewall import render
 from collector.policy import parse_policy
 from tests.policy.common import HEADER, fixed_catalogue, need, policy_file
 

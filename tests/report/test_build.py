@@ -9,7 +9,7 @@ import math
 import pytest
 
 from collector import __version__, report
-from collector.hostnames import HostNames
+from collector.policy.hostnames import HostNames
 from collector.policy import parse_policy
 from collector.store import BinRow, Store, StoreError
 from tests.report.conftest import END, NOW, OLD_VIOLATION, START, T0

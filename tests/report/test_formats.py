@@ -11,7 +11,7 @@ import math
 import pytest
 
 from collector import report
-from collector.hostnames import HostNames
+from collector.policy.hostnames import HostNames
 from tests.report.conftest import END, NOW, START
 from tests.report.expect import per_key, report_rows
 

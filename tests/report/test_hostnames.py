@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from collector.hostnames import HostMapError, HostNames
+from collector.policy.hostnames import HostMapError, HostNames
 
 
 def _map(tmp_path, text: str) -> str:

@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pytest
 
 from collector import report
-from collector.hostnames import HostNames
+from collector.policy.hostnames import HostNames
 from collector.store.report import human_bytes
 from tests.report import png
 from tests.report.chromium import OFFLINE, chromium

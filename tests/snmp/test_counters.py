@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.snmp import _speed, _Track, _unwrap
+from collector.snmp.poller import _speed, _Track, _unwrap
 
 W = 2**32
 

@@ -15,7 +15,7 @@ from collections import Counter
 
 from collector.netflow import encode as E
 from collector.netflow import fields as F
-from tests.test_daemon import Daemon
+from tests.daemon.test_daemon import Daemon
 from tests.test_metrics import free_port
 
 FLDS = [(F.sourceIPv4Address, 4), (F.destinationIPv4Address, 4), (F.sourceTransportPort, 2),

@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
 
-from collector.capture import read_capture
+from collector.tools.capture import read_capture
 
 from .pcapgen import write_udp_pcap
 

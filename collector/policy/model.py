@@ -2,11 +2,11 @@
 
 The `[policy]` section of the config says what the operator wants; the collector compares every
 classified flow with it (a flow of a blocked service from an internal host is a *violation*) and
-`collector.firewall` turns the blocked part into firewall rules.
+`collector.policy.firewall` turns the blocked part into firewall rules.
 
     [policy]
     default = "monitor"               # allow | monitor | block
-    prefix_block = "service-ports"    # how firewall rules use prefixes (see collector.firewall)
+    prefix_block = "service-ports"    # how firewall rules use prefixes (see collector.policy.firewall)
     [policy.categories]
     p2p = "block"
     [policy.services]

@@ -1,4 +1,4 @@
-"""collector.capture: pcap / pcapng reading, link layers, IP, fragments, and failure modes.
+"""collector.tools.capture: pcap / pcapng reading, link layers, IP, fragments, and failure modes.
 
 Ground truth is what tests.support.pcapgen wrote; real tools (editcap, dumpcap, tshark)
 provide files and readings that do not come from our own writer."""
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.capture import Capture, CaptureError, CaptureStats, Datagram, read_capture
+from collector.tools.capture import Capture, CaptureError, CaptureStats, Datagram, read_capture
 from tests.support import pcapgen as pg
 from tests.support import tshark
 
@@ -663,7 +663,7 @@ def test_ipv6_fragments_of_other_protocols(tmp_path):
 
 
 def test_fragment_buffer_is_bounded(tmp_path, monkeypatch):
-    import collector.capture as capture
+    import collector.tools.capture as capture
 
     monkeypatch.setattr(capture, "FRAG_PENDING", 2)
     firsts = [v4_fragments("192.0.2.1", "192.0.2.2", 1, 2, b"q" * 2000, ident=i) for i in range(3)]

@@ -1,4 +1,4 @@
-"""collector.grouping against plain Python grouping, over key widths that take each of its
+"""collector.kernels.grouping against plain Python grouping, over key widths that take each of its
 ways: a 32-bit packed sort, a 64-bit one (int64 and uint64), argsort, and lexsort."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector import grouping, kernels
-from collector.grouping import codes, dense, group_rows, unique_inverse
+from collector import kernels
+from collector.kernels import grouping
+from collector.kernels.grouping import codes, dense, group_rows, unique_inverse
 
 # cardinalities per column: small ones pack into 32 bits, 2^40 and 2^62 into 64, two of 2^62 overflow
 CARDS = [1, 2, 3, 300, 1 << 16, 1 << 40, 1 << 62]
@@ -109,7 +110,7 @@ def test_group_sums_with_many_groups(compiled):
 
 
 def _mix(x):
-    """The kernel's hash (collector/_kernels.c `mix`), for keys made to collide."""
+    """The kernel's hash (collector/kernels/_kernels.c `mix`), for keys made to collide."""
     x = x ^ (x >> np.uint64(33))
     x = x * np.uint64(0xFF51AFD7ED558CCD)
     x = x ^ (x >> np.uint64(33))

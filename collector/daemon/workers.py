@@ -26,7 +26,7 @@ import time
 from collections import Counter
 
 from collector import config as C
-from collector.app import App, run_loop
+from collector.daemon.app import App, run_loop
 from collector.config import parse_endpoint
 from collector.netflow.stats import DecodeStats
 
@@ -100,7 +100,7 @@ class Worker(App):
 
 def _worker_main(values: dict, path: str | None, index: int, conn, level: int) -> None:
     logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s")
-    from collector.tuning import tune_malloc
+    from collector.daemon.tuning import tune_malloc
 
     tune_malloc()
     cfg = C.Config(values, path)

@@ -15,7 +15,7 @@ from tests.support import pcapgen as pg
 from tests.support import softflowd, tshark
 from tests.support.scenario import EXPORT_PORT, IM_SESSIONS, SOFTFLOWD_VARIANTS, T0, write_export_pcap
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 TRUTH = [pg.FlowTruth(**f) for f in json.loads((FIXTURES / "sessions.truth.json").read_text())["flows"]]
 KEY = ("src_addr", "dst_addr", "src_port", "dst_port", "proto", "bytes", "packets")
 
@@ -90,7 +90,7 @@ def test_fresh_softflowd_run(tmp_path, stem):
 @pytest.mark.parametrize("linktype,transport", [(1, "v6"), (101, "v4"), (113, "v4"), (276, "v6"), (0, "v4")])
 def test_link_types_and_ipv6_transport(tmp_path, linktype, transport):
     """The same export datagrams, captured on other link types and over IPv6."""
-    from collector.capture import read_capture
+    from collector.tools.capture import read_capture
 
     src, dst = ("2001:db8::2", "2001:db8::1") if transport == "v6" else ("192.0.2.2", "192.0.2.1")
     datagrams, _ = read_capture(FIXTURES / "softflowd-v9-a.pcap")
@@ -105,7 +105,7 @@ def test_link_types_and_ipv6_transport(tmp_path, linktype, transport):
 def test_templates_carry_across_captures(tmp_path):
     """Data whose templates are in another capture: held and expired without the saved
     state, decoded with it."""
-    from collector.capture import read_capture
+    from collector.tools.capture import read_capture
 
     datagrams = list(read_capture(FIXTURES / "softflowd-v10-A-milli.pcap")[0])
     grams = [(d.time, d.src, d.sport, d.dst, d.dport, d.payload) for d in datagrams]

@@ -15,7 +15,7 @@ import pytest
 from collector.netflow import encode as E
 from collector.netflow import fields as F
 from tests.support import softflowd
-from tests.test_daemon import Daemon, db_totals, send_with_softflowd, truth_totals
+from tests.daemon.test_daemon import Daemon, db_totals, send_with_softflowd, truth_totals
 
 pytestmark = pytest.mark.skipif(not softflowd.available(), reason="softflowd not on PATH")
 
@@ -27,7 +27,7 @@ def worker_pids(d: Daemon) -> dict[int, int]:
 def wait_workers(d: Daemon, n: int) -> dict[int, int]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if len(re.findall(r"worker-\d+ collector\.app: imflow listening", d.text())) >= n:
+        if len(re.findall(r"worker-\d+ [\w.]+: imflow listening", d.text())) >= n:
             return worker_pids(d)
         time.sleep(0.1)
     raise AssertionError(d.text())
@@ -43,7 +43,7 @@ def test_two_workers_add_up_exactly(tmp_path, sessions):
     time.sleep(1.5)
     assert d.stop() == 0, d.text()
     assert db_totals(tmp_path / "imflow.db") == truth_totals(truth, times=runs)
-    served = re.findall(r"worker-(\d) collector\.app: stopped: datagrams (\d+)", d.text())
+    served = re.findall(r"worker-(\d) [\w.]+: stopped: datagrams (\d+)", d.text())
     assert len(served) == 2 and sum(int(n) for _, n in served) > 0
     assert "worker-restarts 0" in d.stopped_line()
 

@@ -8,7 +8,7 @@ about 3x faster than the stable `argsort` it replaces, and the row order comes o
 keys. Small key spaces are coded through a table instead (`unique_inverse`).
 
 Grouped sums (`group_sums`, the aggregator's reduction) take the compiled kernel in
-collector/_kernels.c when it was built: one pass through a hash table sized to the groups
+collector/kernels/_kernels.c when it was built: one pass through a hash table sized to the groups
 instead of the sort, gathers and `reduceat`s; the NumPy way gives the same groups and sums.
 """
 

@@ -52,7 +52,7 @@ from collector.classify.catalogue import (
     PortRange,
     Service,
 )
-from collector.policy import OTHER, Policy
+from collector.policy.model import OTHER, Policy
 
 FORMATS = ("nftables", "iptables", "ip6tables", "pf", "cisco-acl")
 CHAIN = "IMFLOW-BLOCK"

@@ -1,4 +1,4 @@
-"""The compiled kernels (collector/_kernels.c: grouped sums, the set walk, field reads, IPv4
+"""The compiled kernels (collector/kernels/_kernels.c: grouped sums, the set walk, field reads, IPv4
 range lookups) when they were built at install time, else None, and the hot path does the
 same work in NumPy with the same results. `IMFLOW_KERNELS=0` in the environment turns them off
 (to compare, or to rule them out). Read `kernels.compiled` at call time: tests switch it."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 try:
-    from collector import _kernels as compiled
+    from collector.kernels import _kernels as compiled
 except ImportError:  # installed without a C compiler
     compiled = None
 

@@ -23,7 +23,7 @@ import sqlite3
 from contextlib import closing
 
 from collector import __version__
-from collector.policy import parse_policy
+from collector.policy.model import parse_policy
 from collector.store import query, schema
 from collector.store.errors import from_sqlite
 from collector.store.report import human_bytes

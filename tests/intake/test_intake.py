@@ -1,4 +1,4 @@
-"""The intake's two ways of reading UDP: recvmmsg(2) (`collector.mmsg`, Linux) and the event
+"""The intake's two ways of reading UDP: recvmmsg(2) (`collector.intake.mmsg`, Linux) and the event
 loop's datagram transport. Real sockets on loopback; what each hands on is compared with what
 was sent (payloads of every size up to the UDP maximum, IPv4 and IPv6 sources, the allow list).
 """
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from collector import mmsg
+from collector.intake import mmsg
 from collector.intake import Intake
 from collector.netflow.batch import COLUMNS
 from collector.netflow.decoder import Decoder
@@ -85,7 +85,7 @@ def _bench_datagrams():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "bench" / "ingest" / "datagrams.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "ingest" / "datagrams.py"
     spec = importlib.util.spec_from_file_location("bench_datagrams", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(spec.name, module)  # its dataclasses look themselves up there

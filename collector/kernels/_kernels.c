@@ -9,7 +9,7 @@
  *   keys    a tuple of (column, cardinality) pairs: one-dimensional C-contiguous integer
  *           buffers of n items (1, 2, 4 or 8 octets), every value below its cardinality, the
  *           product of the cardinalities at most 2^64; a row's key is the mixed-radix number
- *           of its values (collector.grouping.group_rows packs the same key)
+ *           of its values (collector.kernels.grouping.group_rows packs the same key)
  *   values  a tuple of 0-4 C-contiguous buffers of n unsigned 64-bit integers to sum per group
  *   first   a writable buffer of >= n signed 64-bit integers: the first row of each group
  *   sums    a tuple of writable buffers of >= n unsigned 64-bit integers, one per values

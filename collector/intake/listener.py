@@ -1,6 +1,6 @@
 """Intake: UDP sockets -> batches of (payload, source, receive time). Nothing is parsed here.
 
-On Linux the sockets are read with recvmmsg(2) (`collector.mmsg`): one system call and one
+On Linux the sockets are read with recvmmsg(2) (`collector.intake.mmsg`): one system call and one
 Python call per readable event take up to 256 datagrams, straight into the batch's arena (no
 copy per datagram), several times cheaper per datagram than the event loop's own datagram
 transport (one `recvfrom` and one callback each); elsewhere that transport is used and the
@@ -21,7 +21,7 @@ import socket
 import time
 from typing import Callable
 
-from collector import mmsg
+from collector.intake import mmsg
 from collector.config import parse_endpoint
 
 log = logging.getLogger(__name__)

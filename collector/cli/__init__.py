@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from collector.tuning import tune_malloc
+    from collector.daemon.tuning import tune_malloc
 
     tune_malloc()
     logging.basicConfig(level=(getattr(args, "log_level", None) or "info").upper(),
@@ -225,7 +225,7 @@ def load_run_config(args):
 
 
 def cmd_run(args) -> int:
-    from collector import app
+    from collector import daemon
     from collector.store import StoreError
 
     cfg = load_run_config(args)
@@ -235,7 +235,7 @@ def cmd_run(args) -> int:
         print("imflow: --workers: expected 1 to 64", file=sys.stderr)
         return 2
     try:
-        return app.run(cfg, workers=args.workers)
+        return daemon.run(cfg, workers=args.workers)
     except StoreError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 1
@@ -294,7 +294,7 @@ def cmd_services(args) -> int:
     import json
 
     from collector import config
-    from collector.app import build_catalogue
+    from collector.daemon.wiring import build_catalogue
 
     catalogue = build_catalogue(config.load(args.config))
     services = [s for s in catalogue.services[1:] if not args.category or s.category in args.category]
@@ -381,7 +381,7 @@ def cmd_violations(args) -> int:
 def host_names(config_path: str | None):
     """Names for internal hosts from policy.hosts_file / policy.reverse_dns of the config."""
     from collector import config
-    from collector.hostnames import HostMapError, HostNames
+    from collector.policy.hostnames import HostMapError, HostNames
 
     cfg = config.load(config_path)
     try:
@@ -391,12 +391,13 @@ def host_names(config_path: str | None):
 
 
 def cmd_report(args) -> int:
-    from collector import app, config, report
+    from collector import config, report
+    from collector.daemon import wiring
     from collector.store import StoreError
 
     cfg = config.load(args.config)
-    catalogue = app.build_catalogue(cfg)
-    policy = app.build_policy(cfg, catalogue)
+    catalogue = wiring.build_catalogue(cfg)
+    policy = wiring.build_policy(cfg, catalogue)
     try:
         data = report.build(args.db, _start(args.since), None, catalogue, policy, host_names(args.config))
     except StoreError as exc:
@@ -416,11 +417,13 @@ def cmd_report(args) -> int:
 def cmd_policy_render(args) -> int:
     from datetime import datetime, timezone
 
-    from collector import app, config, firewall
+    from collector import config
+    from collector.daemon import wiring
+    from collector.policy import firewall
 
     cfg = config.load(args.config)
-    catalogue = app.build_catalogue(cfg)
-    policy = app.build_policy(cfg, catalogue)
+    catalogue = wiring.build_catalogue(cfg)
+    policy = wiring.build_policy(cfg, catalogue)
     info = {"source": args.config or "(defaults: no [policy])", "generated": datetime.now(timezone.utc)}
     text = firewall.render(policy, catalogue, args.format, info)
     if args.out:
@@ -432,22 +435,23 @@ def cmd_policy_render(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from collector.demo import run_demo
+    from collector.tools.demo import run_demo
 
     return run_demo(db=args.db, hosts=args.hosts, every=args.every, duration=args.duration, port=args.port)
 
 
 def cmd_check_config(args) -> int:
-    from collector import app, config
+    from collector import config
+    from collector.daemon import wiring
 
-    app.check(config.load(args.file))
+    wiring.check(config.load(args.file))
     print(f"{args.file}: ok")
     return 0
 
 
 def cmd_decode(args) -> int:
-    from collector.capture import CaptureError
-    from collector.decodeview import decode_capture
+    from collector.tools.capture import CaptureError
+    from collector.tools.decodeview import decode_capture
 
     try:
         summary = decode_capture(args.capture, out=sys.stdout, fmt=args.format, ports=args.port,

@@ -11,8 +11,8 @@ import tempfile
 import time
 
 from collector import config as C
-from collector.app import App
-from collector.simulate import Exporter, Simulator
+from collector.daemon.app import App
+from collector.tools.simulate import Exporter, Simulator
 from collector.store import StoreError, query, report
 
 log = logging.getLogger(__name__)

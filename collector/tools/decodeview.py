@@ -12,7 +12,7 @@ from typing import IO, Iterable
 
 import numpy as np
 
-from collector.capture import read_capture
+from collector.tools.capture import read_capture
 from collector.netflow.batch import FlowBatch, addr_to_str
 from collector.netflow.decoder import Decoder
 from collector.netflow.templates import app_id_text

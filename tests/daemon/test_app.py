@@ -10,9 +10,9 @@ import time
 import pytest
 
 from collector import config as C
-from collector.app import App
+from collector.daemon.app import App
 from collector.classify.catalogue import load_catalogue
-from collector.simulate import Simulator
+from collector.tools.simulate import Simulator
 
 T0 = time.time() - 120
 

@@ -19,79 +19,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collector import kernels
 from collector import config as C
+from collector import kernels, snmp
 from collector.aggregate import Aggregator
-from collector.classify.catalogue import Catalogue, CatalogueError, load_catalogue
+from collector.classify.catalogue import CatalogueError
 from collector.classify.classifier import Classifier
-from collector.grouping import unique_inverse
+from collector.config import parse_endpoint
+from collector.daemon.tuning import tune_gc
+from collector.daemon.wiring import app_id_table, build_catalogue, build_policy, build_targets, limits_of
 from collector.intake import Intake
+from collector.kernels.grouping import unique_inverse
 from collector.metrics import Metrics, Snapshot
 from collector.netflow.decoder import Decoder
-from collector.netflow.session import Limits
-from collector.policy import POLICY_KEYS, Policy, PolicyError, parse_policy
-from collector import snmp
 from collector.store import Store, StoreError
-from collector.tuning import tune_gc
-from collector.config import parse_endpoint
 
 log = logging.getLogger(__name__)
-
-
-def build_catalogue(cfg: C.Config) -> Catalogue:
-    try:
-        return load_catalogue(cfg.get("classify.catalogue") or None,
-                              extra={"service": cfg.get("classify.service")})
-    except CatalogueError as exc:
-        raise C.ConfigError(f"classify.{exc.key}" if not str(exc.key).startswith("/") else exc.key,
-                            exc.message) from None
-    except OSError as exc:
-        raise C.ConfigError("classify.catalogue", f"{exc.filename}: {exc.strerror}") from None
-
-
-def app_id_table(cfg: C.Config, catalogue: Catalogue) -> dict[int, str]:
-    out = {}
-    for text, service in cfg.get("classify.app_ids").items():
-        try:
-            engine, selector = (int(x) for x in text.split(":"))
-        except ValueError:
-            raise C.ConfigError(f"classify.app_ids.{text}", "expected ENGINE:SELECTOR, like 13:453") from None
-        if service not in catalogue.by_id:
-            raise C.ConfigError(f"classify.app_ids.{text}", f"unknown service {service!r}")
-        out[(engine << 56) | selector] = service
-    return out
-
-
-def build_policy(cfg: C.Config, catalogue: Catalogue) -> Policy:
-    section = {k: v for k, v in cfg["policy"].items() if k in POLICY_KEYS}
-    try:
-        return parse_policy(section, catalogue)
-    except PolicyError as exc:
-        raise C.ConfigError(exc.key, exc.message) from None
-
-
-def build_targets(cfg: C.Config) -> list:
-    try:
-        return snmp.parse_targets(cfg["snmp"])
-    except snmp.SnmpConfigError as exc:
-        raise C.ConfigError(exc.key, str(exc).split(": ", 1)[-1]) from None
-
-
-def check(cfg: C.Config) -> None:
-    """Everything a start would refuse, without starting: catalogue, policy, SNMP targets."""
-    catalogue = build_catalogue(cfg)
-    app_id_table(cfg, catalogue)
-    build_policy(cfg, catalogue)
-    build_targets(cfg)
-
-
-def limits_of(cfg: C.Config) -> Limits:
-    lim = cfg["limits"]
-    return Limits(max_sessions=lim["max_sessions"], max_templates_per_session=lim["max_templates_per_session"],
-                  max_templates=lim["max_templates"], max_pending_per_session=lim["max_pending_per_session"],
-                  max_pending_bytes_per_session=lim["max_pending_bytes_per_session"],
-                  max_pending_bytes=lim["max_pending_bytes"], pending_max_age=lim["pending_max_age"],
-                  max_names_per_session=lim["max_names_per_session"])
 
 
 SNAPSHOT_EVERY = 5.0  # seconds between refreshes of the health figures scrapes see
@@ -444,12 +386,11 @@ class App:
                 f"store-errors {self.health.store_errors} clamped-times {self.aggregator.totals.clamped}")
 
 
-def run(cfg: C.Config, workers: int = 1) -> int:
-    if workers > 1:
-        from collector.workers import Supervisor
-
-        return run_loop(Supervisor(cfg, workers).run())
-    return run_loop(App(cfg).run())
+def _sources(datagrams) -> list:
+    """The (address, port) of each datagram of a batch: an `mmsg.Batch` or (data, source,
+    received) tuples."""
+    sources = getattr(datagrams, "sources", None)
+    return sources if sources is not None else [d[1] for d in datagrams]
 
 
 def run_loop(coro) -> int:
@@ -458,10 +399,3 @@ def run_loop(coro) -> int:
     except ImportError:  # plain asyncio receives ~8x fewer datagrams/s
         return asyncio.run(coro)
     return uvloop.run(coro)
-
-
-def _sources(datagrams) -> list:
-    """The (address, port) of each datagram of a batch: an `mmsg.Batch` or (data, source,
-    received) tuples."""
-    sources = getattr(datagrams, "sources", None)
-    return sources if sources is not None else [d[1] for d in datagrams]

@@ -16,7 +16,7 @@ from collector.classify.catalogue import load_catalogue
 from collector.classify.classifier import Classifier
 from collector.netflow.batch import FlowBatch, addr_to_str
 from collector.netflow.decoder import Decoder
-from collector.simulate import TEMPLATE_REFRESH, Exporter, Flow, Simulator, Stats
+from collector.tools.simulate import TEMPLATE_REFRESH, Exporter, Flow, Simulator, Stats
 from tests.support import tshark
 from tests.support.pcapgen import write_udp_pcap
 

@@ -1,0 +1,67 @@
+"""From the configuration to components: the catalogue, application ids, the policy, SNMP
+targets and the decoder's limits. Each raises `ConfigError` naming the key, so `check-config`
+and a start refuse the same things with the same words."""
+
+from __future__ import annotations
+
+from collector import config as C
+from collector import snmp
+from collector.classify.catalogue import Catalogue, CatalogueError, load_catalogue
+from collector.netflow.session import Limits
+from collector.policy import POLICY_KEYS, Policy, PolicyError, parse_policy
+
+
+def build_catalogue(cfg: C.Config) -> Catalogue:
+    try:
+        return load_catalogue(cfg.get("classify.catalogue") or None,
+                              extra={"service": cfg.get("classify.service")})
+    except CatalogueError as exc:
+        raise C.ConfigError(f"classify.{exc.key}" if not str(exc.key).startswith("/") else exc.key,
+                            exc.message) from None
+    except OSError as exc:
+        raise C.ConfigError("classify.catalogue", f"{exc.filename}: {exc.strerror}") from None
+
+
+def app_id_table(cfg: C.Config, catalogue: Catalogue) -> dict[int, str]:
+    out = {}
+    for text, service in cfg.get("classify.app_ids").items():
+        try:
+            engine, selector = (int(x) for x in text.split(":"))
+        except ValueError:
+            raise C.ConfigError(f"classify.app_ids.{text}", "expected ENGINE:SELECTOR, like 13:453") from None
+        if service not in catalogue.by_id:
+            raise C.ConfigError(f"classify.app_ids.{text}", f"unknown service {service!r}")
+        out[(engine << 56) | selector] = service
+    return out
+
+
+def build_policy(cfg: C.Config, catalogue: Catalogue) -> Policy:
+    section = {k: v for k, v in cfg["policy"].items() if k in POLICY_KEYS}
+    try:
+        return parse_policy(section, catalogue)
+    except PolicyError as exc:
+        raise C.ConfigError(exc.key, exc.message) from None
+
+
+def build_targets(cfg: C.Config) -> list:
+    try:
+        return snmp.parse_targets(cfg["snmp"])
+    except snmp.SnmpConfigError as exc:
+        raise C.ConfigError(exc.key, str(exc).split(": ", 1)[-1]) from None
+
+
+def check(cfg: C.Config) -> None:
+    """Everything a start would refuse, without starting: catalogue, policy, SNMP targets."""
+    catalogue = build_catalogue(cfg)
+    app_id_table(cfg, catalogue)
+    build_policy(cfg, catalogue)
+    build_targets(cfg)
+
+
+def limits_of(cfg: C.Config) -> Limits:
+    lim = cfg["limits"]
+    return Limits(max_sessions=lim["max_sessions"], max_templates_per_session=lim["max_templates_per_session"],
+                  max_templates=lim["max_templates"], max_pending_per_session=lim["max_pending_per_session"],
+                  max_pending_bytes_per_session=lim["max_pending_bytes_per_session"],
+                  max_pending_bytes=lim["max_pending_bytes"], pending_max_age=lim["pending_max_age"],
+                  max_names_per_session=lim["max_names_per_session"])
