@@ -1,25 +1,48 @@
-"""The compiled kernels (collector/kernels/_kernels.c: grouped sums, the set walk, field reads, IPv4
-range lookups) when they were built at install time, else None, and the hot path does the
-same work in NumPy with the same results. `IMFLOW_KERNELS=0` in the environment turns them off
-(to compare, or to rule them out). Read `kernels.compiled` at call time: tests switch it."""
+"""The one switch for the compiled kernels (`_kernels.c` beside this file: grouped sums, the
+set walk, field reads, IPv4 range lookups). `compiled` is the extension module when it was
+built at install time and not turned off, else None, and the hot path then does the same work
+in NumPy with the same results. `IMFLOW_KERNELS=0` in the environment turns them off (to
+compare, or to rule them out); tests switch them with `use(False)`. Callers read
+`kernels.compiled` at call time, never at import."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 try:
-    from collector.kernels import _kernels as compiled
+    from collector.kernels import _kernels as built
 except ImportError:  # installed without a C compiler
-    compiled = None
+    built = None
 
-if os.environ.get("IMFLOW_KERNELS", "1") == "0":
-    compiled = None
+_OFF = os.environ.get("IMFLOW_KERNELS", "1") == "0"
+compiled = None if _OFF else built
+
+
+def available() -> bool:
+    """Whether the extension was built (whatever the switch says)."""
+    return built is not None
+
+
+@contextmanager
+def use(on: bool) -> Iterator[bool]:
+    """Run a block with the kernels on (where built) or off; yields whether they are on."""
+    global compiled
+    before = compiled
+    compiled = built if on else None
+    try:
+        yield compiled is not None
+    finally:
+        compiled = before
 
 
 def status() -> str:
     """For `--version` and the start-up log line."""
     if compiled is not None:
         return "compiled kernels"
-    if os.environ.get("IMFLOW_KERNELS", "1") == "0":
+    if _OFF:
         return "NumPy only: IMFLOW_KERNELS=0"
+    if built is not None:
+        return "NumPy only: kernels switched off"
     return "NumPy only: kernels not built, no C compiler at install time?"
