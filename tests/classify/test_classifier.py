@@ -1,5 +1,6 @@
 """The vectorized classifier against hand cases and against a slow, obvious per-flow reference
-written here with the `ipaddress` module (DESIGN.md §4 rules, restated independently).
+written here with the `ipaddress` module (DESIGN.md §4 rules, restated independently), with the
+compiled IPv4 lookup and with NumPy's.
 
 Throughput is measured by bench/classify_bench.py (`python -m bench.classify_bench`), not here.
 """
@@ -14,9 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collector import kernels
 from collector.classify.catalogue import CatalogueError, build_catalogue, load_catalogue
 from collector.classify.classifier import DEFAULT_INTERNAL, Classifier
 from collector.netflow.batch import ADDR, FlowBatch, addr_from_str, addr_to_str
+from tests.kernels import both_ways
 
 PROTO = {6: "tcp", 17: "udp", 132: "sctp"}
 SHIPPED = load_catalogue()
@@ -209,8 +212,10 @@ def _expected_ip(expected):
     return sid, None if host is None else ipaddress.ip_address(host), is_src
 
 
-def test_batch_of_all_hand_cases_at_once():
-    result = run(CLASSIFIER, [c[0] for c in CASES])
+@both_ways
+def test_batch_of_all_hand_cases_at_once(kernels_on):
+    with kernels.use(kernels_on):
+        result = run(CLASSIFIER, [c[0] for c in CASES])
     assert list(rows(SHIPPED, result)) == [c[1] for c in CASES]
     assert result.service.dtype == np.uint16 and result.host.dtype == ADDR
     assert result.has_host.dtype == bool and result.host_is_src.dtype == bool
@@ -308,7 +313,8 @@ def flows_strategy(catalogue, internal):
     (SHIPPED, DEFAULT_INTERNAL),
     (CUSTOM, ("10.0.0.0/8", "198.18.0.0/16", "2001:db8:1::/64", "::ffff:192.0.2.0/126")),
 ], ids=["shipped", "custom"])
-def test_matches_reference(catalogue, internal):
+@both_ways
+def test_matches_reference(catalogue, internal, kernels_on):
     app_map = {5: catalogue.services[1].id, 6: "other"}
     classifier = Classifier(catalogue, internal=internal, app_ids=app_map)
     nets = _nets(internal)
@@ -327,7 +333,8 @@ def test_matches_reference(catalogue, internal):
             if not result.has_host[i]:
                 assert h["hi"] == 0 and h["lo"] == 0
 
-    check()
+    with kernels.use(kernels_on):
+        check()
 
 
 def test_custom_catalogue_tie_breaks():

@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 from collector import kernels
 from collector.classify.ranges import RangeTable, elementary
 from collector.netflow.batch import ADDR, V4_MAPPED
-
-BUILT = kernels.compiled
+from tests.kernels import both_ways
 
 U64 = (1 << 64) - 1
 
@@ -55,9 +54,9 @@ def check(width, strides, items, extra_keys):
 
 
 def check_addr(table, keys, expected):
-    """`lookup_addr` on an ADDR column of the keys as IPv4-mapped addresses, with IPv6 ones
-    (zero, ::ffff:0:0/96's neighbours, a v4-compatible one) between them: by the compiled
-    kernel when built, and by NumPy."""
+    """`lookup_addr` (by the compiled kernel when they are on) on an ADDR column of the keys as
+    IPv4-mapped addresses, with IPv6 ones (zero, ::ffff:0:0/96's neighbours, a v4-compatible
+    one) between them."""
     six = [(0, 0), (0, 0xFFFE_0A00_0001), (1, 0xFFFF_0A00_0001), (0x2001_0DB8 << 32, 7), (0, 0x0A00_0001)]
     addr = np.zeros(len(keys) + len(six), ADDR)
     pos = np.arange(len(keys)) + np.minimum(np.arange(len(keys)), len(six))  # interleaved
@@ -65,26 +64,23 @@ def check_addr(table, keys, expected):
     other = np.setdiff1d(np.arange(len(addr)), pos)
     addr["hi"][other] = [h for h, _ in six]
     addr["lo"][other] = [lo for _, lo in six]
-    for on in ([True, False] if BUILT is not None else [False]):
-        kernels.compiled = BUILT if on else None
-        try:
-            values, rows = table.lookup_addr(addr)
-        finally:
-            kernels.compiled = BUILT
-        assert values[pos].tolist() == expected
-        assert rows.tolist() == other.tolist() and not values[other].any()
+    values, rows = table.lookup_addr(addr)
+    assert values[pos].tolist() == expected
+    assert rows.tolist() == other.tolist() and not values[other].any()
 
 
+@both_ways
 @settings(max_examples=150, deadline=None)
 @given(st.lists(prefixes(32), max_size=25), st.lists(st.integers(0, 2**32 - 1), max_size=20))
-def test_ipv4_table(items, keys):
-    check(32, (16, 8), items, keys)
+def test_ipv4_table(kernels_on, items, keys):
+    with kernels.use(kernels_on):
+        check(32, (16, 8), items, keys)
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(prefixes(128), max_size=25), st.lists(st.integers(0, 2**128 - 1), max_size=20))
 def test_ipv6_table(items, keys):
-    check(128, (16, 16), items, keys)
+    check(128, (16, 16), items, keys)  # NumPy only: the kernel looks up IPv4 tables
 
 
 def test_elementary_merges_equal_neighbours():

@@ -1,0 +1,20 @@
+"""`both_ways`: a test that compares the compiled kernels' path with the NumPy path runs twice,
+with the kernels on (skipped where they were not built) and off, each inside `kernels.use`:
+
+    @both_ways
+    def test_x(kernels_on):
+        with kernels.use(kernels_on):
+            ...
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from collector import kernels
+
+both_ways = pytest.mark.parametrize("kernels_on", [
+    pytest.param(True, id="kernels-on",
+                 marks=pytest.mark.skipif(not kernels.available(), reason="the kernels were not built")),
+    pytest.param(False, id="kernels-off"),
+])

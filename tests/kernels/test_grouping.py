@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from collector import kernels
 from collector.kernels import grouping
 from collector.kernels.grouping import codes, dense, group_rows, unique_inverse
+from tests.kernels import both_ways
 
 # cardinalities per column: small ones pack into 32 bits, 2^40 and 2^62 into 64, two of 2^62 overflow
 CARDS = [1, 2, 3, 300, 1 << 16, 1 << 40, 1 << 62]
@@ -62,7 +63,6 @@ def test_unique_inverse_equals_numpy(n, size, seed):
 
 # --- grouped sums: the compiled kernel and the NumPy way, each against plain Python ----------
 
-KERNEL = [False, True] if kernels.compiled is not None else [False]
 DTYPES = [np.uint8, np.uint16, np.uint32, np.int64, np.uint64]
 
 
@@ -82,10 +82,10 @@ def as_dict(cols, rows, sums, counts):
             for g, r in enumerate(rows.tolist())}
 
 
-@pytest.mark.parametrize("compiled", KERNEL)
+@both_ways
 @settings(max_examples=200, deadline=None)
 @given(columns(), st.data())
-def test_group_sums_equal_plain_sums(compiled, cols, data):
+def test_group_sums_equal_plain_sums(kernels_on, cols, data):
     n = len(cols[0][0])
     dtypes = [data.draw(st.sampled_from([d for d in DTYPES if np.iinfo(d).max >= card - 1]))
               for _, card in cols]
@@ -93,18 +93,20 @@ def test_group_sums_equal_plain_sums(compiled, cols, data):
     # sums that wrap: values up to 2^64 - 1
     values = [np.array(data.draw(st.lists(st.integers(0, 2**64 - 1), min_size=n, max_size=n)), np.uint64)
               for _ in range(data.draw(st.integers(0, 3)))]
-    first, sums, counts = grouping.group_sums(cols, values, compiled=compiled)
+    with kernels.use(kernels_on):
+        first, sums, counts = grouping.group_sums(cols, values)
     assert as_dict(cols, first, sums, counts) == plain_group_sums(cols, values)
     assert len(first) == len(plain_group_sums(cols, values))  # one row per group, none twice
 
 
-@pytest.mark.parametrize("compiled", KERNEL)
-def test_group_sums_with_many_groups(compiled):
+@both_ways
+def test_group_sums_with_many_groups(kernels_on):
     """Past the kernel's first table (4,096 slots, kept at most half full) it grows."""
     rng = np.random.default_rng(5)
     cols = [(rng.integers(0, 1 << 20, 30_000).astype(np.uint32), 1 << 20), (rng.integers(0, 3, 30_000), 3)]
     values = [rng.integers(0, 1 << 40, 30_000).astype(np.uint64)]
-    first, sums, counts = grouping.group_sums(cols, values, compiled=compiled)
+    with kernels.use(kernels_on):
+        first, sums, counts = grouping.group_sums(cols, values)
     assert len(first) > 20_000
     assert as_dict(cols, first, sums, counts) == plain_group_sums(cols, values)
 
@@ -118,7 +120,7 @@ def _mix(x):
     return x ^ (x >> np.uint64(33))
 
 
-@pytest.mark.skipif(kernels.compiled is None, reason="the kernel was not built")
+@pytest.mark.skipif(not kernels.available(), reason="the kernel was not built")
 def test_keys_sharing_a_slot_stay_apart(monkeypatch):
     """Keys that hash to one slot of the kernel's first table are told apart by the whole key:
     pairs one bit apart, and a chain of 40 in one slot."""
@@ -132,11 +134,12 @@ def test_keys_sharing_a_slot_stay_apart(monkeypatch):
     col = np.concatenate([pairs, chain, chain[::-1], pairs]).astype(np.uint64)
     cols = [(col, 1 << 20)]
     values = [np.arange(len(col), dtype=np.uint64)]
-    got = grouping.group_sums(cols, values, compiled=True)
+    with kernels.use(True):
+        got = grouping.group_sums(cols, values)
     assert as_dict(cols, *got) == plain_group_sums(cols, values)
 
 
-@pytest.mark.skipif(kernels.compiled is None, reason="the kernel was not built")
+@pytest.mark.skipif(not kernels.available(), reason="the kernel was not built")
 def test_keys_made_to_collide_fall_back_to_the_sort(monkeypatch):
     """Keys an attacker made to share one slot (knowing the seed) cost the kernel a bounded
     probe, then the batch is grouped by the sort: same result."""
@@ -149,16 +152,17 @@ def test_keys_made_to_collide_fall_back_to_the_sort(monkeypatch):
     col = np.repeat(same, 3)
     cols, values = [(col, 1 << 20)], [np.ones(len(col), np.uint64)]
     first, sums, counts = np.empty(len(col), np.int64), (np.empty(len(col), np.uint64),), np.empty(len(col), np.uint64)
-    assert kernels.compiled.group_sums(((col, 1 << 20),), (values[0],), first, sums, counts, 0) == -1
-    got = grouping.group_sums(cols, values, compiled=True)
+    with kernels.use(True):
+        assert kernels.compiled.group_sums(((col, 1 << 20),), (values[0],), first, sums, counts, 0) == -1
+        got = grouping.group_sums(cols, values)
+        # with another seed the same keys spread out
+        assert kernels.compiled.group_sums(((col, 1 << 20),), (values[0],), first, sums, counts, 12345) == 100
     assert as_dict(cols, *got) == plain_group_sums(cols, values)
-    # with another seed the same keys spread out
-    assert kernels.compiled.group_sums(((col, 1 << 20),), (values[0],), first, sums, counts, 12345) == 100
 
 
-@pytest.mark.skipif(kernels.compiled is None, reason="the kernel was not built")
+@pytest.mark.skipif(not kernels.available(), reason="the kernel was not built")
 def test_kernel_refuses_wrong_buffers():
-    k = kernels.compiled
+    k = kernels.built
     ok = np.zeros(4, np.uint64)
     with pytest.raises(TypeError):
         k.group_sums(((np.zeros(4, np.float64), 2),), (), ok, (), ok, 0)

@@ -2,8 +2,9 @@
 
 Every kernel test skips when they are missing (a machine without a C compiler still runs the
 NumPy paths, and the rest of the suite); this one fails instead, so that a broken build on a
-machine that has a compiler does not pass unnoticed. `IMFLOW_KERNELS=0` turns them off on
-purpose (then the suite checks the NumPy paths alone)."""
+machine that has a compiler does not pass unnoticed, also in CI's second run with
+`IMFLOW_KERNELS=0` (which turns them off on purpose, so that every test checks the NumPy paths;
+the tests that compare both paths still switch them on with `kernels.use`)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,23 @@ import pytest
 from collector import kernels
 
 
-@pytest.mark.skipif(os.environ.get("IMFLOW_KERNELS") == "0", reason="kernels turned off (IMFLOW_KERNELS=0)")
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler here")
 def test_the_kernels_are_built():
-    assert kernels.compiled is not None, kernels.status()
-    assert kernels.status() == "compiled kernels"
+    assert kernels.available(), kernels.status()
+    with kernels.use(True) as on:
+        assert on and kernels.status() == "compiled kernels"
+
+
+def test_use_switches_and_restores():
+    before = kernels.compiled
+    with kernels.use(False) as on:
+        assert not on and kernels.compiled is None
+        assert kernels.status().startswith("NumPy only")
+        with kernels.use(True) as inner:
+            assert inner == kernels.available()
+            assert (kernels.compiled is not None) == kernels.available()
+        assert kernels.compiled is None
+    assert kernels.compiled is before
 
 
 def test_the_switch_turns_them_off():
