@@ -1,4 +1,4 @@
-"""Firewall rendering (collector/firewall.py): golden files, the shared-port rule, headers.
+"""Firewall rendering (collector/policy/firewall/): golden files, the shared-port rule, headers.
 
 The golden files under golden/ are reviewed line by line (golden/README.md explains every pf and
 Cisco construct). Regenerate them after an intended change with
