@@ -1,0 +1,179 @@
+"""`imflow`'s commands and flags (argparse). docs/imflow.1 and completions/ are generated from
+`build_parser()` by `python3 -m collector.cli.docs`; a test keeps them equal."""
+
+from __future__ import annotations
+
+import argparse
+
+from collector import __version__, kernels
+from collector.cli.commands import (cmd_catalogue_update, cmd_check_config, cmd_decode, cmd_demo,
+                                    cmd_policy_render, cmd_report, cmd_run, cmd_services, cmd_top,
+                                    cmd_violations)
+
+EPILOG = """\
+Start with `imflow demo`. `imflow COMMAND --help` explains each command.
+Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.
+Docs: README.md (configuration reference, schema, sending flows from routers).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="imflow",
+        description="NetFlow v5/v9 and IPFIX collector: who on the network uses instant "
+                    "messaging, P2P file sharing and VoIP, how much, and what to block.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"imflow {__version__} ({kernels.status()})")
+    sub = p.add_subparsers(title="commands", metavar="COMMAND")
+
+    d = sub.add_parser("decode", help="decode a capture of NetFlow/IPFIX export traffic",
+                       description="Read a pcap or pcapng file of captured export datagrams (UDP, any "
+                                   "port, IPv4/IPv6; Ethernet, Linux cooked, raw IP) and print every "
+                                   "flow record. Templates and options carry across datagrams in "
+                                   "capture order, per exporter session, as in the daemon. A summary "
+                                   "(datagrams, flows per version, held/expired data, errors by "
+                                   "reason) goes to stderr.")
+    d.add_argument("capture", help="pcap or pcapng file")
+    d.add_argument("--format", choices=("jsonl", "table"), default="jsonl",
+                   help="jsonl: one JSON object per flow (default); table: aligned columns")
+    d.add_argument("--templates", metavar="FILE",
+                   help="load template state saved by the daemon before decoding (for captures "
+                        "that start after the templates were sent)")
+    d.add_argument("--save-templates", metavar="FILE", help="write the template state at the end")
+    d.add_argument("--port", type=int, action="append", metavar="PORT",
+                   help="only datagrams to this UDP port (repeatable; default: every UDP datagram)")
+    d.add_argument("--quiet", "-q", action="store_true", help="no summary on stderr")
+    d.set_defaults(func=cmd_decode, log_level="warning")
+
+    c = sub.add_parser("check-config", help="validate a configuration file",
+                       description="Validate a TOML configuration. Prints 'FILE: ok' or one line naming "
+                                   "the first bad key, and exits 2 on a problem.")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_check_config, log_level="warning")
+
+    r = sub.add_parser("run", help="run the collector daemon",
+                       description="Collect NetFlow v5/v9 and IPFIX, classify every flow to a service, "
+                                   "keep 1-minute/1-hour/1-day rollups per (exporter, service, internal "
+                                   "host) in SQLite. Flags override the config file. SIGTERM/SIGINT flush "
+                                   "everything and exit 0; SIGHUP reloads the catalogue and config.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="example:\n  imflow run --listen 0.0.0.0:2055 --listen [::]:4739 --db /var/lib/imflow/imflow.db")
+    r.add_argument("--config", "-c", metavar="FILE", help="TOML configuration (see README)")
+    r.add_argument("--listen", action="append", metavar="ADDR:PORT",
+                   help="UDP listener, repeatable (default 0.0.0.0:2055, [::]:2055, 0.0.0.0:4739, [::]:4739)")
+    r.add_argument("--db", metavar="PATH", help="SQLite database (default ./imflow.db)")
+    r.add_argument("--internal", action="append", metavar="CIDR",
+                   help="internal network, repeatable (default RFC 1918, RFC 4193, 100.64.0.0/10)")
+    r.add_argument("--refresh-time", metavar="SECONDS", help="flush cadence (default 60)")
+    r.add_argument("--metrics", metavar="ADDR:PORT", help="Prometheus /metrics endpoint (e.g. 127.0.0.1:9750)")
+    r.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="receiving processes sharing the ports (SO_REUSEPORT); default 1")
+    r.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   help="default: log.level of the config (info)")
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("top", help="top hosts, services or categories from the database",
+                       description="Who used what: bytes, packets and flows grouped by host, service, "
+                                   "category or exporter, from the rollups `imflow run` keeps.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  imflow top --since 24h --by host,service --category p2p\n"
+                              "  imflow top --since 7d --by service --format json\n"
+                              "  imflow top --from 2026-11-01 --to 2026-11-02 --host 10.1.2.0/24")
+    _window(t, "1h")
+    t.add_argument("--from", dest="start", metavar="TIME", help="start (ISO date/time or UNIX seconds); overrides --since")
+    t.add_argument("--to", dest="end", metavar="TIME", help="end (default now)")
+    t.add_argument("--by", default="service",
+                   help="host, service, category, exporter, interface, direction, or a comma list "
+                        "(default service; interface and direction read the per-interface rollups)")
+    t.add_argument("--service", action="append", metavar="ID", help="only this service (repeatable)")
+    t.add_argument("--category", action="append", metavar="NAME", help="im, p2p, voip, collab or other (repeatable)")
+    t.add_argument("--host", action="append", metavar="ADDR|CIDR", help="only these internal hosts (repeatable)")
+    t.add_argument("--exporter", action="append", metavar="ADDR", help="only this exporter (repeatable)")
+    t.add_argument("--limit", type=int, default=20, help="rows (default 20; 0 = all)")
+    t.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    t.set_defaults(func=cmd_top, log_level="warning")
+
+    s = sub.add_parser("services", help="show the service catalogue",
+                       description="The catalogue imflow classifies with: the shipped one plus the "
+                                   "[[classify.service]] entries of the config.")
+    s.add_argument("--config", "-c", metavar="FILE")
+    s.add_argument("--category", action="append", metavar="NAME")
+    s.add_argument("--format", choices=("table", "json"), default="table")
+    s.set_defaults(func=cmd_services, log_level="warning")
+
+    cat = sub.add_parser("catalogue", help="catalogue maintenance (update)")
+    catsub = cat.add_subparsers(title="commands", metavar="COMMAND")
+    u = catsub.add_parser("update", help="refresh vendor prefix lists",
+                          description="Fetch the prefix lists vendors publish (Telegram cidr.txt, Zoom, "
+                                      "Microsoft 365 endpoints, Webex ...) and write a catalogue file with "
+                                      "the fetch date. Point classify.catalogue at it. Offline, it fails "
+                                      "with a clear error and the shipped snapshot stays in use.")
+    u.add_argument("--config", "-c", metavar="FILE", help="read classify.catalogue from this config")
+    u.add_argument("--out", default="imflow-catalogue.toml", metavar="FILE",
+                   help="where to write (default ./imflow-catalogue.toml)")
+    u.set_defaults(func=cmd_catalogue_update, log_level="warning")
+    cat.set_defaults(func=lambda a: cat.print_help() or 2, log_level="warning")
+
+    v = sub.add_parser("violations", help="internal hosts that used services the policy blocks",
+                       description="Host, service, bytes, flows, first and last seen of every flow of a "
+                                   "blocked service from an internal host ([policy] in the config).")
+    _window(v, "24h")
+    v.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    v.add_argument("--config", "-c", metavar="FILE", help="for host names (policy.hosts_file, policy.reverse_dns)")
+    v.set_defaults(func=cmd_violations, log_level="warning")
+
+    rep = sub.add_parser("report", help="the audit report: who used what, policy status, shares",
+                         description="Per category and service: the internal hosts that used it, bytes, "
+                                     "flows, first and last seen, policy status and violations; totals and "
+                                     "shares of all traffic. HTML is one self-contained file with inline SVG "
+                                     "charts (no network fetches), readable printed.")
+    _window(rep, "7d")
+    rep.add_argument("--config", "-c", metavar="FILE", help="for [policy] and host names (policy.hosts_file)")
+    rep.add_argument("--format", choices=("html", "csv", "json"), default="html")
+    rep.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    rep.set_defaults(func=cmd_report, log_level="warning")
+
+    pol = sub.add_parser("policy", help="policy tools (render firewall rules)")
+    polsub = pol.add_subparsers(title="commands", metavar="COMMAND")
+    pr = polsub.add_parser("render", help="firewall rules for the blocked services",
+                           description="Turn the blocked services' ports and prefixes (and the exceptions) "
+                                       "into rules: nftables (nft -f), iptables / ip6tables "
+                                       "(iptables-restore --noflush), pf, or a Cisco extended ACL. Shared "
+                                       "ports (443, 80 ...) are only ever blocked together with a "
+                                       "service's prefixes.")
+    pr.add_argument("--config", "-c", metavar="FILE", help="the config with the [policy] section")
+    pr.add_argument("--format", choices=("nftables", "iptables", "ip6tables", "pf", "cisco-acl"), required=True)
+    pr.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    pr.set_defaults(func=cmd_policy_render, log_level="warning")
+    pol.set_defaults(func=lambda a: pol.print_help() or 2, log_level="warning")
+
+    m = sub.add_parser("demo", help="collector + simulated router + live top lists",
+                       description="Starts the collector on loopback and a built-in exporter that sends "
+                                   "NetFlow v9 for simulated hosts (IM, P2P, VoIP, collaboration and web), "
+                                   "and prints the top services and hosts every few seconds until Ctrl-C.")
+    m.add_argument("--db", metavar="PATH", help="database (default: a temporary folder)")
+    m.add_argument("--hosts", type=int, default=40, help="simulated internal hosts (default 40)")
+    m.add_argument("--every", type=float, default=5.0, metavar="SECONDS", help="screen refresh (default 5)")
+    m.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
+    m.add_argument("--port", type=int, default=0, help="loopback UDP port for the collector (default: any free)")
+    m.set_defaults(func=cmd_demo, log_level="warning")
+    return p
+
+
+def _duration(text: str) -> float | None:
+    """--since: seconds, or None for 'all'; a bad value is argparse's usage error (exit 2)."""
+    from collector.config import parse_duration
+
+    if text == "all":
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _window(p: argparse.ArgumentParser, since: str) -> None:
+    """The database and how far back: shared by top, violations and report."""
+    p.add_argument("--db", default="imflow.db", metavar="PATH", help="database (default ./imflow.db)")
+    p.add_argument("--since", default=since, type=_duration, metavar="DURATION",
+                   help=f"how far back: 15m, 24h, 7d ... or 'all' (default {since})")
