@@ -13,7 +13,7 @@ from collector.cli.commands import (cmd_catalogue_update, cmd_check_config, cmd_
 EPILOG = """\
 Start with `imflow demo`. `imflow COMMAND --help` explains each command.
 Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.
-Docs: README.md (configuration reference, schema, sending flows from routers).
+Docs: README.md, and docs/ by topic (configuration, exporters, operations); man imflow.
 """
 
 
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a configuration file",
                        description="Validate a TOML configuration. Prints 'FILE: ok' or one line naming "
                                    "the first bad key, and exits 2 on a problem.")
-    c.add_argument("file")
+    c.add_argument("file", help="the TOML file to check")
     c.set_defaults(func=cmd_check_config, log_level="warning")
 
     r = sub.add_parser("run", help="run the collector daemon",
@@ -89,19 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--category", action="append", metavar="NAME", help="im, p2p, voip, collab or other (repeatable)")
     t.add_argument("--host", action="append", metavar="ADDR|CIDR", help="only these internal hosts (repeatable)")
     t.add_argument("--exporter", action="append", metavar="ADDR", help="only this exporter (repeatable)")
-    t.add_argument("--limit", type=int, default=20, help="rows (default 20; 0 = all)")
-    t.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    t.add_argument("--limit", type=int, default=20, metavar="N", help="rows (default 20; 0 = all)")
+    t.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="aligned columns (default), a JSON list of rows, or CSV with a header")
     t.set_defaults(func=cmd_top, log_level="warning")
 
     s = sub.add_parser("services", help="show the service catalogue",
                        description="The catalogue imflow classifies with: the shipped one plus the "
                                    "[[classify.service]] entries of the config.")
-    s.add_argument("--config", "-c", metavar="FILE")
-    s.add_argument("--category", action="append", metavar="NAME")
-    s.add_argument("--format", choices=("table", "json"), default="table")
+    s.add_argument("--config", "-c", metavar="FILE", help="add this config's [[classify.service]] entries")
+    s.add_argument("--category", action="append", metavar="NAME",
+                   help="only this category: im, p2p, voip, collab or other (repeatable)")
+    s.add_argument("--format", choices=("table", "json"), default="table",
+                   help="aligned columns (default) or JSON with every port and prefix")
     s.set_defaults(func=cmd_services, log_level="warning")
 
-    cat = sub.add_parser("catalogue", help="catalogue maintenance (update)")
+    cat = sub.add_parser("catalogue", help="catalogue maintenance (update)",
+                         description="Maintain the service catalogue: `imflow catalogue update` refreshes "
+                                     "the vendors' prefix lists.")
     catsub = cat.add_subparsers(title="commands", metavar="COMMAND")
     u = catsub.add_parser("update", help="refresh vendor prefix lists",
                           description="Fetch the prefix lists vendors publish (Telegram cidr.txt, Zoom, "
@@ -118,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Host, service, bytes, flows, first and last seen of every flow of a "
                                    "blocked service from an internal host ([policy] in the config).")
     _window(v, "24h")
-    v.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    v.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="aligned columns (default), a JSON list of rows, or CSV with a header")
     v.add_argument("--config", "-c", metavar="FILE", help="for host names (policy.hosts_file, policy.reverse_dns)")
     v.set_defaults(func=cmd_violations, log_level="warning")
 
@@ -129,11 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
                                      "charts (no network fetches), readable printed.")
     _window(rep, "7d")
     rep.add_argument("--config", "-c", metavar="FILE", help="for [policy] and host names (policy.hosts_file)")
-    rep.add_argument("--format", choices=("html", "csv", "json"), default="html")
+    rep.add_argument("--format", choices=("html", "csv", "json"), default="html",
+                     help="one self-contained HTML page (default), CSV rows, or JSON")
     rep.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     rep.set_defaults(func=cmd_report, log_level="warning")
 
-    pol = sub.add_parser("policy", help="policy tools (render firewall rules)")
+    pol = sub.add_parser("policy", help="policy tools (render firewall rules)",
+                         description="Tools for the [policy] section of the config: `imflow policy render` "
+                                     "turns the blocked services into firewall rules.")
     polsub = pol.add_subparsers(title="commands", metavar="COMMAND")
     pr = polsub.add_parser("render", help="firewall rules for the blocked services",
                            description="Turn the blocked services' ports and prefixes (and the exceptions) "
@@ -142,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "ports (443, 80 ...) are only ever blocked together with a "
                                        "service's prefixes.")
     pr.add_argument("--config", "-c", metavar="FILE", help="the config with the [policy] section")
-    pr.add_argument("--format", choices=("nftables", "iptables", "ip6tables", "pf", "cisco-acl"), required=True)
+    pr.add_argument("--format", choices=("nftables", "iptables", "ip6tables", "pf", "cisco-acl"), required=True,
+                    help="the firewall's rule language (required)")
     pr.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     pr.set_defaults(func=cmd_policy_render, log_level="warning")
     pol.set_defaults(func=lambda a: pol.print_help() or 2, log_level="warning")
@@ -152,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "NetFlow v9 for simulated hosts (IM, P2P, VoIP, collaboration and web), "
                                    "and prints the top services and hosts every few seconds until Ctrl-C.")
     m.add_argument("--db", metavar="PATH", help="database (default: a temporary folder)")
-    m.add_argument("--hosts", type=int, default=40, help="simulated internal hosts (default 40)")
+    m.add_argument("--hosts", type=int, default=40, metavar="N", help="simulated internal hosts (default 40)")
     m.add_argument("--every", type=float, default=5.0, metavar="SECONDS", help="screen refresh (default 5)")
     m.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
     m.add_argument("--port", type=int, default=0, help="loopback UDP port for the collector (default: any free)")
