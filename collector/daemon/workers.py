@@ -1,9 +1,10 @@
 """`imflow run --workers N`: N receiving processes on SO_REUSEPORT sockets and one supervisor.
 
-Each worker is the ordinary pipeline (intake, decode, classify, aggregate) whose "store" is a
-pipe: every second it sends its bins and its cumulative counters to the supervisor. The
-supervisor owns the database, the metrics endpoint and the SNMP poller; it adds the workers'
-bins into its own aggregator and flushes them as the single-process daemon does.
+Each worker is the ordinary `App` whose "store" is a pipe (`PipeSink`): every second it sends
+its bins and its cumulative counters to the supervisor. The supervisor is an `App` with no
+listeners of its own and a `WorkerPool` attached: the pool starts the workers, adds their bins
+into the supervisor's aggregator and reports their counters; the supervisor owns the database,
+the metrics endpoint and the SNMP poller, and flushes as the single-process daemon does.
 
 The kernel picks a worker per datagram by hashing the 4-tuple, so one exporter session stays
 on one worker and its templates stay put. A worker that dies is restarted and counted; what
@@ -26,15 +27,26 @@ import time
 from collections import Counter
 
 from collector import config as C
-from collector.daemon.app import App, run_loop
 from collector.config import parse_endpoint
+from collector.daemon.app import App, Role, run_loop
+from collector.daemon.telemetry import Counters
 from collector.netflow.stats import DecodeStats
 
 log = logging.getLogger(__name__)
 
 WORKER_FLUSH = 1.0  # seconds between a worker's deltas
+STOP_TIMEOUT = 30.0  # seconds the workers get for their final deltas at shutdown
+WATCH_EVERY = 0.5  # seconds between checks that every worker is alive
 _COUNTERS = ("datagrams", "flows", "errors", "held", "replayed", "expired", "seq_lost", "templates",
              "notices", "evicted")
+
+
+def supervisor(cfg: C.Config, workers: int) -> App:
+    """The supervising App: no listeners of its own, the pool of workers attached."""
+    app = App(cfg.replaced({"collector.listen": []}))
+    pool = WorkerPool(cfg, workers, app.aggregator.absorb)
+    app.attach(pool, counters=pool)
+    return app
 
 
 class PipeSink:
@@ -42,15 +54,14 @@ class PipeSink:
 
     def __init__(self, conn):
         self.conn = conn
-        self.app: App | None = None
+        self.counters: Counters | None = None  # the worker's own, set once its App exists
 
     async def start(self) -> None:
         pass
 
     async def write(self, rows, if_rows=()) -> None:
-        app = self.app
-        stats = app.decoder.stats
-        denied, drops, exporters = app.intake_counters()
+        stats = self.counters.decode_stats()
+        denied, drops, exporters = self.counters.intake_counters()
         counters = {name: dict(getattr(stats, name)) for name in _COUNTERS}
         try:
             self.conn.send(("delta", list(rows), list(if_rows), counters,
@@ -66,95 +77,54 @@ class PipeSink:
         self.conn.close()
 
 
-class Worker(App):
-    store_wants_empty = True
-
-    def __init__(self, cfg: C.Config, index: int, conn):
-        cfg.values["metrics"]["listen"] = ""
-        cfg.values["snmp"]["targets"] = []
-        cfg.values["collector"]["refresh_time"] = min(WORKER_FLUSH, cfg.get("collector.refresh_time"))
-        base = cfg.get("collector.template_state") or cfg.get("store.path") + ".templates.json"
-        cfg.values["collector"]["template_state"] = f"{base}.w{index}"
-        self.template_glob = f"{base}*"
-        sink = PipeSink(conn)
-        super().__init__(cfg, store=sink, reuse_port=True)
-        sink.app = self
-        self.index = index
-
-    def interface_name(self, exporter: str, if_index: int) -> str:
-        return ""  # the supervisor names interfaces (it has the SNMP poller)
-
-    async def start(self) -> None:
-        for path in sorted(glob.glob(self.template_glob)):
-            if path != self.template_path:
-                try:
-                    self.decoder.load_state(path)
-                except (OSError, ValueError, KeyError, TypeError) as exc:
-                    log.warning("worker %d: ignoring template state %s: %s", self.index, path, exc)
-        await super().start()
-
-    def _install_signals(self, loop) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
-        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+def worker_app(cfg: C.Config, index: int, conn) -> App:
+    """Worker `index`: the supervisor's configuration less what only the supervisor does."""
+    base = cfg.get("collector.template_state") or cfg.get("store.path") + ".templates.json"
+    own = f"{base}.w{index}"
+    sink = PipeSink(conn)
+    app = App(cfg.replaced({"metrics.listen": "", "snmp.targets": [], "collector.template_state": own,
+                            "collector.refresh_time": min(WORKER_FLUSH, cfg.get("collector.refresh_time"))}),
+              store=sink, role=Role(reuse_port=True, write_empty=True, names_interfaces=False, worker_signals=True,
+                                    template_states=tuple(p for p in sorted(glob.glob(f"{base}*")) if p != own)))
+    sink.counters = app.counters
+    return app
 
 
-def _worker_main(values: dict, path: str | None, index: int, conn, level: int) -> None:
+def _worker_main(cfg: C.Config, index: int, conn, level: int) -> None:
     logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s")
     from collector.daemon.tuning import tune_malloc
 
     tune_malloc()
-    cfg = C.Config(values, path)
-    raise SystemExit(run_loop(Worker(cfg, index, conn).run()))
+    raise SystemExit(run_loop(worker_app(cfg, index, conn).run()))
 
 
-class Supervisor(App):
-    """Owns the store, metrics and SNMP; receives from the workers; restarts dead ones."""
+class WorkerPool:
+    """Starts the workers, takes their deltas, restarts dead ones; its counters are their sums."""
 
-    def __init__(self, cfg: C.Config, workers: int):
-        self.worker_listen = [self._fixed_port(spec) for spec in cfg.get("collector.listen")]
-        own = C.Config({k: dict(v) for k, v in cfg.values.items()}, cfg.path)
-        own.values["collector"]["listen"] = []
-        super().__init__(own, store=None)
+    def __init__(self, cfg: C.Config, workers: int, absorb):
+        self.cfg = cfg.replaced({"collector.listen": [_fixed_port(s) for s in cfg.get("collector.listen")]})
+        self.bound = list(self.cfg.get("collector.listen"))
         self.nworkers = workers
+        self.absorb = absorb
         self.procs: dict[int, multiprocessing.Process] = {}
         self.conns: dict[int, object] = {}
         self.latest: dict[int, tuple] = {}  # worker -> its last cumulative counters
         self.retired = DecodeStats()  # counters of workers that died, so totals never go back
         self.retired_extra = Counter()
         self.restarts = 0
+        self.stopping = False
+        self._watchdog: asyncio.Task | None = None
         self._ctx = multiprocessing.get_context("spawn")
 
-    @staticmethod
-    def _fixed_port(spec: str) -> str:
-        """Workers must share one port: resolve port 0 here, once."""
-        host, port = parse_endpoint(spec)
-        if port:
-            return spec
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_DGRAM) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        return f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
-
     async def start(self) -> None:
-        await super().start()
         for i in range(self.nworkers):
             self._spawn(i)
-        self.bound = list(self.worker_listen)
-        allow = self.cfg.get("exporters.allow")
-        log.info("imflow listening on %s (UDP; NetFlow v5/v9 and IPFIX on every port) with %d workers "
-                 "(SO_REUSEPORT), storing in %s, refresh_time %gs%s; %s", ", ".join(self.bound), self.nworkers,
-                 self.cfg.get("store.path"), self.cfg.get("collector.refresh_time"),
-                 ", metrics on http://%s:%d/metrics" % self.metrics_address if self.metrics_address else "",
-                 f"exporters allowed: {', '.join(allow)}" if allow else
-                 "WARNING: accepting flows from any source (set exporters.allow)")
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch())
 
     def _spawn(self, index: int) -> None:
         parent, child = self._ctx.Pipe(duplex=False)
-        values = {k: dict(v) for k, v in self.cfg.values.items()}
-        values["collector"]["listen"] = list(self.worker_listen)
         proc = self._ctx.Process(target=_worker_main, name=f"imflow-worker-{index}", daemon=True,
-                                 args=(values, self.cfg.path, index, child, logging.getLogger().level))
+                                 args=(self.cfg, index, child, logging.getLogger().level))
         proc.start()
         child.close()
         log.info("worker %d started (pid %d)", index, proc.pid)
@@ -177,22 +147,14 @@ class Supervisor(App):
             self.conns.pop(index, None)
             return
         _, rows, if_rows, counters, extra = msg
-        self.aggregator.absorb(rows, if_rows)
+        self.absorb(rows, if_rows)
         self.latest[index] = (counters, extra)
 
-    async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        watchdog = loop.create_task(self._watch())
-        try:
-            return await super().run()
-        finally:
-            watchdog.cancel()
-
     async def _watch(self) -> None:
-        while not self.stopping.is_set():
-            await asyncio.sleep(0.5)
+        while not self.stopping:
+            await asyncio.sleep(WATCH_EVERY)
             for index, proc in list(self.procs.items()):
-                if not proc.is_alive() and not self.stopping.is_set():
+                if not proc.is_alive() and not self.stopping:
                     await asyncio.sleep(0.2)  # let its last deltas and EOF arrive
                     self._retire(index)
                     self.restarts += 1
@@ -209,11 +171,14 @@ class Supervisor(App):
             asyncio.get_running_loop().remove_reader(conn.fileno())
             conn.close()
 
-    async def stop(self) -> int:
+    async def stop(self) -> None:
+        self.stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for proc in self.procs.values():
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STOP_TIMEOUT
         while self.conns and time.monotonic() < deadline:  # their final deltas, then EOF
             await asyncio.sleep(0.05)
         for proc in self.procs.values():
@@ -221,7 +186,8 @@ class Supervisor(App):
             if proc.is_alive():
                 log.error("worker %s did not stop; killing it", proc.name)
                 proc.kill()
-        return await super().stop()
+
+    # --- Counters: the workers' sums -----------------------------------------------------------
 
     def decode_stats(self) -> DecodeStats:
         merged = DecodeStats()
@@ -242,6 +208,18 @@ class Supervisor(App):
     def worker_counts(self) -> tuple[int, int]:
         return sum(p.is_alive() for p in self.procs.values()), self.restarts
 
-    def status_line(self) -> str:
+    def status_suffix(self) -> str:
         alive, restarts = self.worker_counts()
-        return super().status_line() + f" workers {alive} worker-restarts {restarts}"
+        return f" workers {alive} worker-restarts {restarts}"
+
+
+def _fixed_port(spec: str) -> str:
+    """Workers must share one port: resolve port 0 here, once."""
+    host, port = parse_endpoint(spec)
+    if port:
+        return spec
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+    return f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"

@@ -18,8 +18,8 @@ T0 = time.time() - 120
 
 
 def _app(tmp_path) -> App:
-    cfg = C.load(None)
-    cfg.set("store.path", str(tmp_path / "imflow.db"))
+    # loopback, a free port: never the public defaults (0.0.0.0:2055 ...)
+    cfg = C.validate({"store": {"path": str(tmp_path / "imflow.db")}, "collector": {"listen": ["127.0.0.1:0"]}})
     return App(cfg, clock=lambda: T0 + 60)
 
 
@@ -60,8 +60,8 @@ def test_stop_closes_the_store_when_the_final_flush_fails(tmp_path, monkeypatch)
 
     async def main():
         app = _app(tmp_path)
-        app.cfg.set("collector.listen", ["127.0.0.1:0"])
         await app.start()
+        assert app.bound and all(b.startswith("127.0.0.1:") for b in app.bound)
 
         async def broken(final=False):
             raise RuntimeError("injected")

@@ -1,0 +1,134 @@
+"""The data path of one process: decode -> classify -> aggregate, a batch of datagrams at a
+time, on the event loop between receives. No sockets, no store, no clock of its own: the
+caller passes the time. A fault inside (a bug: bad input is the decoder's business and never
+raises) loses that batch only, counted as decode errors of reason "internal"."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from collector import config as C
+from collector.aggregate import Aggregator
+from collector.classify.catalogue import Catalogue
+from collector.classify.classifier import Classifier
+from collector.daemon.wiring import app_id_table, build_catalogue, build_policy, limits_of
+from collector.kernels.grouping import unique_inverse
+from collector.netflow.decoder import Decoder
+from collector.policy import Policy
+
+log = logging.getLogger(__name__)
+
+INTERNAL_LOG_EVERY = 60.0  # seconds between tracebacks of faults in the pipeline
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What a reload replaces as one piece: the catalogue and everything built from it."""
+    catalogue: Catalogue
+    app_ids: dict[int, str]
+    classifier: Classifier
+    policy: Policy
+
+    @classmethod
+    def from_config(cls, cfg: C.Config) -> Classification:
+        """Raises ConfigError naming the key, before anything running is touched."""
+        catalogue = build_catalogue(cfg)
+        app_ids = app_id_table(cfg, catalogue)
+        return cls(catalogue, app_ids, Classifier(catalogue, cfg.get("classify.internal"), app_ids),
+                   build_policy(cfg, catalogue))
+
+
+class Pipeline:
+    def __init__(self, cfg: C.Config, clock=time.time):
+        self.clock = clock
+        self.decoder = Decoder(limits_of(cfg), sampling=cfg.get("exporters.sampling"),
+                               columns=Classifier.COLUMNS | Aggregator.COLUMNS)  # + session (exporter)
+        self.aggregator = Aggregator([], [], max_open_bins=cfg.get("limits.max_open_bins"))
+        self.apply(Classification.from_config(cfg), cfg.get("exporters.sampling"))
+        self.internal_failures = 0  # batches lost to a fault in process()
+        self._internal_logged = float("-inf")
+
+    def apply(self, c: Classification, sampling: dict[str, int]) -> None:
+        """Take a new classification and sampling overrides (at start, and on reload after a
+        flush: open bins hold service indexes of the catalogue they were counted with)."""
+        self.classification = c
+        self.catalogue, self.app_ids, self.classifier, self.policy = c.catalogue, c.app_ids, c.classifier, c.policy
+        self.policy_table = c.policy.vectorized(c.catalogue)
+        self.aggregator.set_services([s.id for s in c.catalogue.services], [s.category for s in c.catalogue.services])
+        self.decoder.sampling_override = dict(sampling)
+        for sess in self.decoder.sessions.values():
+            sess.override = self.decoder.sampling_override.get(sess.exporter)
+
+    # --- per batch ---------------------------------------------------------------------------
+
+    def process(self, datagrams) -> None:
+        """Decode, classify and aggregate one batch; a fault loses this batch only (its
+        datagrams counted as decode errors of reason "internal", the traceback logged once a
+        minute at most)."""
+        try:
+            self._process(datagrams)
+        except Exception:  # never let one batch stop the intake or the shutdown
+            lost = Counter(self.decoder.stats.label(src[0]) for src in _sources(datagrams))
+            for label, n in lost.items():
+                self.decoder.stats.errors[label, "internal"] += n
+            self.internal_failures += 1
+            now = time.monotonic()
+            if now - self._internal_logged >= INTERNAL_LOG_EVERY:
+                self._internal_logged = now
+                log.exception("internal error processing a batch of %d datagrams (%d such batches so far; "
+                              "their flows are lost, counted in imflow_decode_errors_total{reason=\"internal\"})",
+                              sum(lost.values()), self.internal_failures)
+
+    def _process(self, datagrams) -> None:
+        batch = self.decoder.decode(datagrams)
+        if not len(batch):
+            return
+        cls = self.classifier.classify_batch(batch)
+        sids, inverse = unique_inverse(batch.session, int(batch.session.max()) + 1)
+        names: list[str] = []
+        index: dict[str, int] = {}
+        codes = []
+        for sid in sids.tolist():
+            sess = self.decoder.by_sid.get(sid)
+            name = sess.stat_label if sess else "other"
+            codes.append(index.setdefault(name, len(names)))
+            if len(names) < len(index):
+                names.append(name)
+        exporters = np.array(codes, np.uint32)[inverse]
+        violations = self.policy_table.violations(cls.service, cls.host["hi"], cls.host["lo"], cls.has_host)
+        self.aggregator.add(batch, cls, exporters, names, self.clock(), violations)
+
+    # --- at each flush -------------------------------------------------------------------------
+
+    def drain(self, now: float, interface_name):
+        """Expire held data, take up application names learned since, and hand over every bin:
+        (rows, interface rows)."""
+        self.decoder.expire(now)
+        self.classifier.set_app_ids({**self._learned_app_ids(), **self.app_ids})
+        return self.aggregator.drain(), self.aggregator.drain_interfaces(interface_name)
+
+    def _learned_app_ids(self) -> dict[int, str]:
+        names: dict[int, str] = {}
+        for sess in self.decoder.sessions.values():
+            names.update(sess.app_names)
+        return self.catalogue.app_ids_for(names) if names else {}
+
+    def exporter_if_names(self) -> dict[tuple[str, int], str]:
+        """(exporter, ifIndex) -> the name the exporter sent in options data."""
+        out: dict[tuple[str, int], str] = {}
+        for sess in self.decoder.sessions.values():
+            for k, v in sess.if_names.items():
+                out.setdefault((sess.exporter, k), v)
+        return out
+
+
+def _sources(datagrams) -> list:
+    """The (address, port) of each datagram of a batch: an `mmsg.Batch` or (data, source,
+    received) tuples."""
+    sources = getattr(datagrams, "sources", None)
+    return sources if sources is not None else [d[1] for d in datagrams]
