@@ -345,6 +345,16 @@ class Poller:
         return dict(self._states)
 
     def interface_name(self, exporter: str, if_index: int) -> str | None:
+        state = self._state_of(exporter)
+        interface = state.interfaces.get(if_index) if state is not None else None
+        return interface.name if interface else None
+
+    def interface_names(self, exporter: str) -> dict[int, str]:
+        """ifIndex -> ifName of every interface the last good walk of `exporter` found."""
+        state = self._state_of(exporter)
+        return {i: iface.name for i, iface in state.interfaces.items()} if state is not None else {}
+
+    def _state_of(self, exporter: str) -> AgentState | None:
         state = self._states.get(exporter)
         if state is None:
             try:
@@ -354,10 +364,7 @@ class Poller:
             if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
                 address = address.ipv4_mapped
             state = self._states.get(str(address))
-            if state is None:
-                return None
-        interface = state.interfaces.get(if_index)
-        return interface.name if interface else None
+        return state
 
     # --- polling
 
