@@ -1,7 +1,8 @@
-"""SQLite rollup storage (DESIGN.md §5): the daemon's async writer and the CLI's read-only queries.
+"""SQLite rollup storage (docs/design.md, Storage): the daemon's async writer and the CLI's
+read-only queries.
 
-`Store` (aiosqlite, in `db`) writes; `query.top` / `query.time_range` read with the standard
-library; `report.render` formats query results. The schema is documented in `schema`.
+`Store` (aiosqlite, in `db`) writes; `query.top`, `query.usage` and `query.time_range` read with
+the standard library; `collector.report` renders what they return. The schema is documented in `schema`.
 """
 
 from collector.store.db import Store

@@ -12,8 +12,9 @@ import time
 
 from collector import config as C
 from collector.daemon.app import App
+from collector.report import tables
+from collector.store import StoreError, query
 from collector.tools.simulate import Exporter, Simulator
-from collector.store import StoreError, query, report
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,8 @@ def _screen(db: str, started: float, app: App, out) -> None:
     print(f"imflow demo — {time.strftime('%H:%M:%S')} — datagrams {s.total('datagrams')}, "
           f"flows {s.total('flows')}, errors {s.total('errors')}\n", file=out)
     print("Top services", file=out)
-    out.write(report.render(services, ("category", "service"), "table"))
+    out.write(tables.render(services, ("category", "service"), "table"))
     print("\nTop internal hosts on IM / P2P / VoIP / collaboration", file=out)
-    out.write(report.render(hosts, ("host", "service"), "table"))
+    out.write(tables.render(hosts, ("host", "service"), "table"))
     print("\n(imflow top --db %s --since 15m --by host,service  answers the same from a shell)\n" % db,
           file=out, flush=True)

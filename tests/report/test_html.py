@@ -11,7 +11,7 @@ import pytest
 
 from collector import report
 from collector.policy.hostnames import HostNames
-from collector.store.report import human_bytes
+from collector.report.tables import human_bytes
 from tests.report import png
 from tests.report.chromium import OFFLINE, chromium
 from tests.report.conftest import END, NOW, START

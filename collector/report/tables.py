@@ -1,4 +1,5 @@
-"""Render `query.top` results for people (an aligned table) and for programs (JSON, CSV)."""
+"""`imflow top` output: `query.top` results for people (an aligned table, `human_bytes` beside
+exact counts) and for programs (JSON, CSV)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""report.render: aligned table with human and exact bytes and a total, JSON, CSV."""
+"""`imflow top` output (`report.tables.render`): an aligned table with human and exact bytes and
+a total, JSON, CSV."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 
 import pytest
 
-from collector.store.report import human_bytes, render
+from collector.report.tables import human_bytes, render
 
 ROWS = [{"host": "10.0.0.1", "service": "bittorrent", "bytes": 1_234_567_890, "packets": 1_000_000, "flows": 42},
         {"host": "", "service": "msn", "bytes": 999, "packets": 3, "flows": 1}]
