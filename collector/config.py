@@ -1,41 +1,119 @@
-"""The configuration: one TOML file, validated at load against a declared schema.
+"""The configuration: one TOML file, validated at load against one schema.
+
+`SCHEMA` owns every key, SNMP targets included: its check, its default and one line saying what
+it does. docs/configuration.md is generated from it (`python3 -m collector.config --markdown
+FILE`) and components take their defaults from it (`default("limits.max_sessions")`).
 
 Every problem is a `ConfigError` whose text is one line naming the key
-(`store.retention.minute: "2x": not a duration (like 90s, 15m, 24h, 7d, 5y)`); the CLI turns
-it into exit status 2. Defaults live in the schema, so a missing file section means defaults.
+(`store.retention_minute: '2x': not a duration (like 500ms, 90s, 15m, 24h, 7d, 5y)`); the CLI
+turns it into exit status 2. Durations have one grammar (`parse_duration`) and a range per key.
+A `Config` is not written after load: `replaced()` returns a new, checked one.
+
+This module imports nothing from `collector`, so any package may read its defaults here.
 """
 
 from __future__ import annotations
 
+import copy
 import ipaddress
+import math
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 DEFAULT_INTERNAL = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "100.64.0.0/10"]
 DEFAULT_LISTEN = ["0.0.0.0:2055", "[::]:2055", "0.0.0.0:4739", "[::]:4739"]
+SNMP_PORT = 161  # the agent's UDP port (RFC 3417)
+AUTH_PROTOCOLS = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
+# aes192/aes256: key extension of draft-blumenthal (net-snmp's AES192/AES256);
+# aes192c/aes256c: Reeder's (Cisco's)
+PRIV_PROTOCOLS = ("des", "3des", "aes", "aes192", "aes256", "aes192c", "aes256c")
+_PROTO_ALIASES = {"sha1": "sha", "aes128": "aes", "3desede": "3des"}
 
 
 class ConfigError(Exception):
+    """One line naming the key; never carries a secret's value."""
+
     def __init__(self, key: str, message: str):
         super().__init__(f"{key}: {message}")
         self.key = key
+        self.message = message
 
 
-# --- value checkers: (key, raw value) -> normalised value, or ConfigError -----------------
+class Secret:
+    """A community or key: repr and str never show it; `reveal()` does."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __deepcopy__(self, memo: dict) -> Secret:
+        return self
+
+
+# --- durations: one grammar for the file and the command line ---------------------------
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def parse_duration(text: str) -> float:
+    """'500ms', '90s', '15m', '24h', '7d', '2w', '5y' or a plain number of seconds -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|[smhdwy])?\s*", str(text))
+    if not m:
+        raise ValueError(f"{text!r}: not a duration (like 500ms, 90s, 15m, 24h, 7d, 5y)")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as the docs and messages write them: 0.05 -> '50ms', 60 -> '60s', 86400 -> '1d'."""
+    if 0 < seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    if seconds < 600 or seconds % 60:
+        return f"{seconds:g}s"
+    for unit in ("y", "d", "h", "m"):
+        if seconds % _UNITS[unit] == 0:
+            return f"{seconds / _UNITS[unit]:g}{unit}"
+    return f"{seconds:g}s"
+
+
+# --- checks: (key, value as written) -> normalised value, or ConfigError ------------------
+# Each check has a `kind` (what the docs call its type) and accepts its own output again, so a
+# checked Config can be checked once more (`Config.replaced`).
+
+def _kind(kind: str) -> Callable[[Callable], Callable]:
+    def mark(check: Callable) -> Callable:
+        check.kind = kind
+        return check
+    return mark
+
 
 def _type(kind: type | tuple, name: str) -> Callable:
     def check(key: str, v: Any) -> Any:
-        if isinstance(v, bool) and kind is not bool:
-            raise ConfigError(key, f"{v!r}: expected {name}")
-        if not isinstance(v, kind):
+        if (isinstance(v, bool) and kind is not bool) or not isinstance(v, kind):
             raise ConfigError(key, f"{v!r}: expected {name}")
         return v
     return check
 
 
 def integer(lo: int | None = None, hi: int | None = None) -> Callable:
+    @_kind("integer" + (f" {lo}–{hi}" if hi is not None else f" ≥ {lo}" if lo is not None else ""))
     def check(key: str, v: Any) -> int:
         v = _type(int, "an integer")(key, v)
         if (lo is not None and v < lo) or (hi is not None and v > hi):
@@ -44,46 +122,49 @@ def integer(lo: int | None = None, hi: int | None = None) -> Callable:
     return check
 
 
-def number(lo: float = 0.0) -> Callable:
+def duration(lo: float = 0.0, hi: float | None = None, *, inclusive: bool = False) -> Callable:
+    """A number of seconds or a string with a unit, more than `lo` (at least, if inclusive)."""
+    if hi is not None:
+        span = f"{format_duration(lo)} to {format_duration(hi)}"
+    else:
+        span = f"{'at least' if inclusive else 'more than'} {format_duration(lo)}"
+
+    @_kind(f"duration, {span}")
     def check(key: str, v: Any) -> float:
-        v = _type((int, float), "a number")(key, v)
-        if v < lo:
-            raise ConfigError(key, f"{v}: must be at least {lo}")
-        return float(v)
+        if isinstance(v, str):
+            try:
+                seconds = parse_duration(v)
+            except ValueError as exc:
+                raise ConfigError(key, str(exc)) from None
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            if not math.isfinite(v):
+                raise ConfigError(key, f"{v}: not a finite number of seconds")
+            seconds = float(v)
+        else:
+            raise ConfigError(key, f"{v!r}: expected a duration (a number of seconds, or like 500ms, 30s, 5m)")
+        if seconds < lo or (seconds == lo and not inclusive) or (hi is not None and seconds > hi):
+            raise ConfigError(key, f"{v!r}: out of range ({span})")
+        return seconds
     return check
 
 
-def string(choices: tuple[str, ...] | None = None) -> Callable:
+def string(choices: tuple[str, ...] | None = None, length: tuple[int, int] | None = None) -> Callable:
+    @_kind(f"one of {', '.join(choices)}" if choices else
+           f"string of {length[0]}–{length[1]} characters" if length else "string")
     def check(key: str, v: Any) -> str:
         v = _type(str, "a string")(key, v)
         if choices and v not in choices:
             raise ConfigError(key, f"{v!r}: expected one of {', '.join(choices)}")
+        if length and not length[0] <= len(v) <= length[1]:
+            raise ConfigError(key, f"expected {length[0]}-{length[1]} characters")
         return v
     return check
 
 
-boolean = _type(bool, "true or false")
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+boolean = _kind("true or false")(_type(bool, "true or false"))
 
 
-def parse_duration(text: str) -> float:
-    """'90s', '15m', '24h', '7d', '2w', '5y' or a plain number of seconds -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*", str(text))
-    if not m:
-        raise ValueError(f"{text!r}: not a duration (like 90s, 15m, 24h, 7d, 5y)")
-    return float(m.group(1)) * _UNITS.get(m.group(2) or "s", 1)
-
-
-def duration(key: str, v: Any) -> float:
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    try:
-        return parse_duration(_type(str, "a duration")(key, v))
-    except ValueError as exc:
-        raise ConfigError(key, str(exc)) from None
-
-
+@_kind("network (CIDR)")
 def network(key: str, v: Any) -> str:
     v = _type(str, "a network (CIDR)")(key, v)
     try:
@@ -92,6 +173,7 @@ def network(key: str, v: Any) -> str:
         raise ConfigError(key, f"{v!r}: not a network (like 10.0.0.0/8 or 2001:db8::/32)") from None
 
 
+@_kind("IP address")
 def address(key: str, v: Any) -> str:
     v = _type(str, "an address")(key, v)
     try:
@@ -124,16 +206,102 @@ def parse_endpoint(text: str, default_port: int | None = None) -> tuple[str, int
     return host, port
 
 
-def endpoint(key: str, v: Any) -> str:
-    v = _type(str, "ADDR:PORT")(key, v)
+def endpoint(optional: bool = False) -> Callable:
+    """ADDR:PORT to listen on; `optional`: the empty string turns the listener off."""
+    @_kind('ADDR:PORT, or "" for none' if optional else "ADDR:PORT")
+    def check(key: str, v: Any) -> str:
+        v = _type(str, "ADDR:PORT")(key, v)
+        if optional and v == "":
+            return v
+        try:
+            parse_endpoint(v)
+        except ValueError as exc:
+            raise ConfigError(key, str(exc)) from None
+        return v
+    return check
+
+
+def split_host_port(text: str) -> tuple[str, int | None]:
+    """'host', 'host:port', 'ipv6' or '[ipv6]:port' -> (host, port or None); ValueError."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?", text)
+    if m:
+        host, port = m.group(1), m.group(2)
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:  # a bare name, IPv4 or IPv6 address
+        host, port = text, None
     try:
-        parse_endpoint(v)
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        if ":" in host or not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host):
+            raise ValueError(f"{text!r}: expected host, host:port or [ipv6]:port") from None
+    if port is None:
+        return host, None
+    if not port.isdigit():
+        raise ValueError(f"{text!r}: the port is not a number")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: port out of range 1-65535")
+    return host, int(port)
+
+
+@_kind("host, host:port or [ipv6]:port")
+def host_port(key: str, v: Any) -> str:
+    v = _type(str, "a string")(key, v)
+    try:
+        split_host_port(v)
     except ValueError as exc:
         raise ConfigError(key, str(exc)) from None
     return v
 
 
+def check_secret(key: str, v: Any, min_length: int, origin: str = "") -> Secret:
+    """A community or key, from the file or (`origin`) the environment; never echoed."""
+    if isinstance(v, Secret):
+        v = v.reveal()
+    if not isinstance(v, str):
+        raise ConfigError(key, "expected a string (value not shown)")
+    if len(v) < min_length:
+        raise ConfigError(key, f"too short{origin}: at least {min_length} characters (value not shown)")
+    if len(v) > 255 or any(c in v for c in "\r\n\0"):
+        raise ConfigError(key, f"longer than 255 characters or has a line break{origin} (value not shown)")
+    return Secret(v)
+
+
+def secret(min_length: int) -> Callable:
+    @_kind(f"secret string of {min_length}–255 characters")
+    def check(key: str, v: Any) -> Secret:
+        return check_secret(key, v, min_length)
+    return check
+
+
+@_kind("environment variable name")
+def env_name(key: str, v: Any) -> str:
+    v = _type(str, "a string")(key, v)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+        raise ConfigError(key, f"{v!r}: not an environment variable name")
+    return v
+
+
+def protocol(choices: tuple[str, ...]) -> Callable:
+    @_kind(f"one of {', '.join(choices)}")
+    def check(key: str, v: Any) -> str:
+        name = re.sub(r"[-_ ]", "", _type(str, "a string")(key, v).lower())
+        name = _PROTO_ALIASES.get(name, name)
+        if name not in choices:
+            raise ConfigError(key, f"{v!r}: expected one of {', '.join(choices)}")
+        return name
+    return check
+
+
+@_kind('"2c" or "3"')
+def snmp_version(key: str, v: Any) -> str:
+    if not isinstance(v, str) or v not in ("2c", "3"):
+        raise ConfigError(key, f"{v!r}: expected 2c or 3")
+    return v
+
+
 def list_of(check: Callable) -> Callable:
+    @_kind(f"list of {check.kind}")
     def run(key: str, v: Any) -> list:
         v = _type(list, "a list")(key, v)
         return [check(f"{key}[{i}]", x) for i, x in enumerate(v)]
@@ -141,6 +309,7 @@ def list_of(check: Callable) -> Callable:
 
 
 def table_of(check_key: Callable, check_value: Callable) -> Callable:
+    @_kind(f"table of {check_key.kind} = {check_value.kind}")
     def run(key: str, v: Any) -> dict:
         v = _type(dict, "a table")(key, v)
         return {check_key(f"{key}.{k}", k): check_value(f"{key}.{k}", x) for k, x in v.items()}
@@ -148,74 +317,211 @@ def table_of(check_key: Callable, check_value: Callable) -> Callable:
 
 
 def passthrough(kind: type, name: str) -> Callable:
-    """Checked by the component that owns it (the catalogue, for example)."""
-    return _type(kind, name)
+    """Checked in depth by the component that owns it (the catalogue, the policy)."""
+    return _kind(name)(_type(kind, name))
+
+
+class _Marker:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+REQUIRED = _Marker("REQUIRED")  # a table in a list of tables must give this key
+INHERIT = _Marker("INHERIT")  # a table's key that defaults to its section's key of the same name
+
+
+@dataclass(frozen=True)
+class Key:
+    check: Callable[[str, Any], Any]
+    default: Any  # a value, REQUIRED, INHERIT, or None (in a list's tables: not given)
+    doc: str  # one line for the docs
+    shown: str = ""  # the default as the docs write it, where the value would not say it well
+
+
+class Tables:
+    """A list of tables (`[[snmp.targets]]`), each checked against its own keys; a key whose
+    default is INHERIT takes the section's value."""
+
+    def __init__(self, name: str, keys: dict[str, Key], doc: str):
+        self.name, self.keys, self.doc = name, keys, doc
+        self.kind = f"list of [[{name}]] tables"
+
+    def __call__(self, key: str, v: Any, section: Mapping[str, Any]) -> list[dict[str, Any]]:
+        if not isinstance(v, list):
+            raise ConfigError(key, f"expected a list of tables ([[{self.name}]])")
+        return [_check_keys(f"{key}[{i}]", self.keys, x, section) for i, x in enumerate(v)]
+
+
+def _check_keys(prefix: str, keys: Mapping[str, Key], given: Any,
+                section: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    if not isinstance(given, Mapping):
+        raise ConfigError(prefix, "expected a table")
+    for name in given:
+        if name not in keys:
+            raise ConfigError(f"{prefix}.{name}", f"unknown key (known: {', '.join(sorted(keys))})")
+    out: dict[str, Any] = {}
+    # lists of tables last: their keys default to this section's
+    for name, spec in sorted(keys.items(), key=lambda item: isinstance(item[1].check, Tables)):
+        key, value = f"{prefix}.{name}", given.get(name)
+        if value is not None:  # TOML has no null: None is "not given"
+            out[name] = spec.check(key, value, out) if isinstance(spec.check, Tables) else spec.check(key, value)
+        elif spec.default is REQUIRED:
+            raise ConfigError(key, f"required ({spec.doc})")
+        elif spec.default is INHERIT:
+            out[name] = section[name] if section else None
+        else:
+            out[name] = copy.deepcopy(spec.default)
+    return {name: out[name] for name in keys}
 
 
 # --- the schema -------------------------------------------------------------------------
 
-SCHEMA: dict[str, dict[str, tuple[Callable, Any]]] = {
+_SECRET_NOTE = "(never logged)"
+
+SNMP_TARGET = {
+    "exporter": Key(address, REQUIRED, "the flow exporter's address that this agent describes"),
+    "address": Key(host_port, None, f"where to poll the agent (port {SNMP_PORT} if not given)",
+                   shown=f"`exporter:{SNMP_PORT}`"),
+    "version": Key(snmp_version, "2c", "SNMP version: 2c (community) or 3 (USM user)"),
+    "interval": Key(duration(1, 86400, inclusive=True), INHERIT, "how often this agent is polled"),
+    "timeout": Key(duration(0.05, 60, inclusive=True), INHERIT, "how long to wait for each answer"),
+    "retries": Key(integer(0, 10), INHERIT, "requests sent again after a timeout"),
+    "backoff_max": Key(duration(1, 86400, inclusive=True), INHERIT,
+                       "after failures the interval doubles, up to this"),
+    "community": Key(secret(1), None, f"version 2c: the community {_SECRET_NOTE}; or community_env"),
+    "community_env": Key(env_name, None, "version 2c: the environment variable that holds the community"),
+    "user": Key(string(length=(1, 32)), None, "version 3: the USM user (RFC 3414)"),
+    "auth_protocol": Key(protocol(AUTH_PROTOCOLS), None,
+                         "version 3: authentication (SHA-2: RFC 7860); none: noAuthNoPriv"),
+    "auth_key": Key(secret(8), None, f"version 3: the authentication key {_SECRET_NOTE}; or auth_key_env"),
+    "auth_key_env": Key(env_name, None, "version 3: the environment variable that holds the authentication key"),
+    "priv_protocol": Key(protocol(PRIV_PROTOCOLS), None,
+                         "version 3: privacy (AES: RFC 3826; aes192c, aes256c: Cisco's key extension); "
+                         "needs authentication; none: authNoPriv"),
+    "priv_key": Key(secret(8), None, f"version 3: the privacy key {_SECRET_NOTE}; or priv_key_env"),
+    "priv_key_env": Key(env_name, None, "version 3: the environment variable that holds the privacy key"),
+    "context": Key(string(), None, "version 3: the context name", shown='`""`'),
+}
+
+_ACTIONS = ("allow", "monitor", "block")
+
+SCHEMA: dict[str, dict[str, Key]] = {
     "collector": {
-        "listen": (list_of(endpoint), DEFAULT_LISTEN),
-        "rcvbuf": (integer(65536, 1 << 31), 32 << 20),
-        "refresh_time": (duration, 60.0),
-        "status_interval": (duration, 60.0),
-        "batch_size": (integer(1, 1_000_000), 2048),
-        "batch_delay": (number(0.0), 0.1),
-        "template_state": (string(), ""),
+        "listen": Key(list_of(endpoint()), DEFAULT_LISTEN,
+                      "UDP sockets for NetFlow v5/v9 and IPFIX, every version on every port (`--listen`)"),
+        "rcvbuf": Key(integer(65536, 1 << 31), 32 << 20,
+                      "receive buffer asked for each socket, in bytes; the kernel caps it at `net.core.rmem_max`",
+                      shown="33554432 (32 MiB)"),
+        "refresh_time": Key(duration(), 60.0,
+                            "flush cadence: bins to the store, figures to the metrics (`--refresh-time`)"),
+        "status_interval": Key(duration(), 60.0, "how often the status line is logged"),
+        "batch_size": Key(integer(1, 1_000_000), 2048, "datagrams handed to the decoder at once"),
+        "batch_delay": Key(duration(0, inclusive=True), 0.1,
+                           "or after this long since the first datagram of a batch"),
+        "template_state": Key(string(), "", "where templates are saved at stop and read at start",
+                              shown="store.path + `.templates.json`"),
     },
     "exporters": {
-        "allow": (list_of(network), []),
-        "sampling": (table_of(address, integer(1, 1 << 31)), {}),
+        "allow": Key(list_of(network), [], "networks allowed to send flows; others are dropped and counted",
+                     shown="`[]` (everyone)"),
+        "sampling": Key(table_of(address, integer(1, 1 << 31)), {},
+                        'sampling rate per exporter (`{ "192.0.2.1" = 100 }`), for exporters that do not '
+                        "announce it; wins over an announced one"),
     },
     "limits": {
-        "max_sessions": (integer(1), 10_000),
-        "max_templates_per_session": (integer(1), 512),
-        "max_templates": (integer(1), 50_000),
-        "max_pending_per_session": (integer(0), 512),
-        "max_pending_bytes_per_session": (integer(0), 1 << 20),
-        "max_pending_bytes": (integer(0), 64 << 20),
-        "pending_max_age": (duration, 120.0),
-        "max_names_per_session": (integer(0), 4096),
-        "max_open_bins": (integer(1000), 2_000_000),
+        "max_sessions": Key(integer(1), 10_000,
+                            "exporter sessions (address, port, version, domain); the least recently seen goes"),
+        "max_templates_per_session": Key(integer(1), 512, "templates per session"),
+        "max_templates": Key(integer(1), 50_000, "templates over all sessions"),
+        "max_pending_per_session": Key(integer(0), 512,
+                                       "data sets held per session for a template that has not arrived yet"),
+        "max_pending_bytes_per_session": Key(integer(0), 1 << 20, "bytes of such data held per session",
+                                             shown="1048576 (1 MiB)"),
+        "max_pending_bytes": Key(integer(0), 64 << 20, "bytes of such data held over all sessions",
+                                 shown="67108864 (64 MiB)"),
+        "pending_max_age": Key(duration(), 120.0, "how long such data waits for its template"),
+        "max_names_per_session": Key(integer(0), 4096, "interface and application names learned from options data"),
+        "max_open_bins": Key(integer(1000), 2_000_000,
+                             "aggregation bins in memory (also while the store refuses writes); "
+                             "what a full table drops is counted"),
     },
     "store": {
-        "path": (string(), "imflow.db"),
-        "retention_minute": (duration, 2 * 86400.0),
-        "retention_hour": (duration, 90 * 86400.0),
-        "retention_day": (duration, 5 * 365 * 86400.0),
+        "path": Key(string(), "imflow.db", "the SQLite database (`--db`)"),
+        "retention_minute": Key(duration(), 2 * 86400.0, "how long per-minute rollups are kept"),
+        "retention_hour": Key(duration(), 90 * 86400.0, "how long per-hour rollups are kept"),
+        "retention_day": Key(duration(), 5 * 365 * 86400.0, "how long per-day rollups are kept"),
     },
     "classify": {
-        "internal": (list_of(network), DEFAULT_INTERNAL),
-        "catalogue": (string(), ""),
-        "service": (passthrough(list, "a list of [[classify.service]] tables"), []),
-        "app_ids": (table_of(string(), string()), {}),
+        "internal": Key(list_of(network), DEFAULT_INTERNAL,
+                        "internal networks: bytes are attributed to the host on this side (`--internal`)"),
+        "catalogue": Key(string(), "", "a catalogue file (such as `imflow catalogue update` writes)",
+                         shown="the shipped one"),
+        "service": Key(passthrough(list, "list of [[classify.service]] tables"), [],
+                       "services added to the catalogue or overriding shipped ones (checked by the catalogue)"),
+        "app_ids": Key(table_of(string(), string()), {},
+                       'exporter application ids (IE 95, `"engine:selector"`) to services: `{ "13:453" = "teams" }`'),
     },
     "metrics": {
-        "listen": (endpoint, ""),
-        "max_host_series": (integer(0), 5000),
+        "listen": Key(endpoint(optional=True), "", "the Prometheus endpoint `/metrics` (`--metrics`)",
+                      shown="off"),
+        "max_host_series": Key(integer(0), 5000,
+                               'per-host series; the hosts beyond are added up under `host="other"`'),
     },
     "log": {
-        "level": (string(("debug", "info", "warning", "error")), "info"),
+        "level": Key(string(("debug", "info", "warning", "error")), "info", "what is logged (`--log-level`)"),
     },
     # Checked in depth by collector.policy.parse_policy against the catalogue.
     "policy": {
-        "default": (string(("allow", "monitor", "block")), "monitor"),
-        "prefix_block": (string(("service-ports", "all")), "service-ports"),
-        "categories": (passthrough(dict, "a table of category = action"), {}),
-        "services": (passthrough(dict, "a table of service = action"), {}),
-        "exceptions": (passthrough(list, "a list of [[policy.exceptions]] tables"), []),
-        "hosts_file": (string(), ""),
-        "reverse_dns": (boolean, False),
+        "default": Key(string(_ACTIONS), "monitor", "the action for services no other key names"),
+        "prefix_block": Key(string(("service-ports", "all")), "service-ports",
+                            "firewall rules block a service's prefixes on its ports only, or on all ports"),
+        "categories": Key(passthrough(dict, "table of category = action"), {}, "an action per category"),
+        "services": Key(passthrough(dict, "table of service = action"), {}, "an action per service"),
+        "exceptions": Key(passthrough(list, "list of [[policy.exceptions]] tables"), [],
+                          "actions for internal networks, by service or category"),
+        "hosts_file": Key(string(), "", "a TOML file of [[host]] names and owners for reports", shown="none"),
+        "reverse_dns": Key(boolean, False, "name hosts by PTR lookups (cached, bounded by a deadline)"),
     },
-    # Checked in depth by collector.snmp.parse_targets.
+    # The rules between keys (version 2c or 3, secrets from the environment, one target per
+    # exporter) are collector.snmp.config's.
     "snmp": {
-        "targets": (passthrough(list, "a list of [[snmp.targets]] tables"), []),
-        "timeout": (number(0.1), 2.0),
-        "retries": (integer(0, 10), 1),
+        "interval": Key(duration(1, 86400, inclusive=True), 60.0, "how often each agent is polled"),
+        "timeout": Key(duration(0.05, 60, inclusive=True), 2.0, "how long to wait for each answer"),
+        "retries": Key(integer(0, 10), 1, "requests sent again after a timeout"),
+        "backoff_max": Key(duration(1, 86400, inclusive=True), 600.0,
+                           "after failures the interval doubles, up to this"),
+        "targets": Key(Tables("snmp.targets", SNMP_TARGET,
+                                  "One table per flow exporter whose SNMP agent is polled. A key left out "
+                                  "takes the `[snmp]` key of the same name or the default below; secrets "
+                                  "are best read from the environment (`*_env`)."),
+                       [], "the agents, one per flow exporter (below)"),
     },
 }
 
+SECTIONS = {
+    "collector": "Receiving flow export.",
+    "exporters": "Who may send, and at which sampling rate.",
+    "limits": "Ceilings on what senders and traffic can make imflow hold; what a ceiling drops is counted.",
+    "store": "The database of per-minute, per-hour and per-day rollups.",
+    "classify": "Which side is internal, and the service catalogue.",
+    "metrics": "The Prometheus endpoint.",
+    "log": "Logging, to standard error (the journal under systemd).",
+    "policy": "What is allowed, monitored or blocked; checked in depth against the catalogue.",
+    "snmp": "Interface names, speeds and counters of the exporters, polled beside the flow path. "
+            "The section's timing keys are the defaults of every target.",
+}
+
+
+def default(dotted: str) -> Any:
+    """The schema's default of a key: `default("limits.max_sessions")`, `default("snmp.timeout")`."""
+    section, key = dotted.split(".", 1)
+    return copy.deepcopy(SCHEMA[section][key].default)
+
+
+# --- the configuration ------------------------------------------------------------------
 
 @dataclass
 class Config:
@@ -229,37 +535,42 @@ class Config:
         section, key = dotted.split(".", 1)
         return self.values[section][key]
 
-    def set(self, dotted: str, value: Any) -> None:
-        """Apply a command-line override, checked like the file's value."""
-        section, key = dotted.split(".", 1)
-        check, _ = SCHEMA[section][key]
-        self.values[section][key] = check(dotted, value)
-
-
-def validate(raw: dict[str, Any], extra_sections: dict | None = None) -> Config:
-    schema = dict(SCHEMA, **(extra_sections or {}))
-    values: dict[str, dict[str, Any]] = {}
-    for section, value in raw.items():
-        if section not in schema:
-            raise ConfigError(section, f"unknown section (known: {', '.join(sorted(schema))})")
-        if not isinstance(value, dict):
-            raise ConfigError(section, "expected a table")
-        for key in value:
-            if key not in schema[section]:
-                raise ConfigError(f"{section}.{key}", f"unknown key (known: {', '.join(sorted(schema[section]))})")
-    for section, keys in schema.items():
-        given = raw.get(section, {})
-        values[section] = {}
-        for key, (check, default) in keys.items():
-            if key in given:
-                values[section][key] = check(f"{section}.{key}", given[key])
+    def replaced(self, changes: Mapping[str, Any]) -> Config:
+        """A new Config with `changes` applied and everything checked again; this one is left
+        as it is. Keys are dotted (`"store.path"`) or a whole section (`"policy"`); values are
+        as a file writes them, or as another Config holds them. Targets already checked keep
+        their timing: replace `snmp.targets` too to change it."""
+        raw = copy.deepcopy(self.values)
+        for dotted, value in changes.items():
+            section, _, key = dotted.partition(".")
+            if section not in SCHEMA:
+                raise ConfigError(section, f"unknown section (known: {', '.join(sorted(SCHEMA))})")
+            if key:
+                raw.setdefault(section, {})[key] = value
             else:
-                values[section][key] = default() if callable(default) else _copy(default)
-    return Config(values)
+                raw[section] = copy.deepcopy(value)
+        cfg = validate(raw)
+        cfg.path = self.path
+        return cfg
+
+    def set(self, dotted: str, value: Any) -> None:
+        """Write one key in place, checked like the file's value. Kept until the daemon uses
+        `replaced` everywhere."""
+        section, key = dotted.split(".", 1)
+        self.values[section][key] = self.replaced({dotted: value}).values[section][key]
 
 
-def _copy(v: Any) -> Any:
-    return list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v
+def validate(raw: Mapping[str, Any]) -> Config:
+    """A TOML document (as tomllib reads it) -> a checked Config with every default filled in."""
+    for section in raw:
+        if section not in SCHEMA:
+            raise ConfigError(section, f"unknown section (known: {', '.join(sorted(SCHEMA))})")
+    return Config({section: _check_keys(section, keys, raw.get(section, {})) for section, keys in SCHEMA.items()})
+
+
+def check_section(section: str, raw: Any) -> dict[str, Any]:
+    """One section as a file writes it -> checked values with defaults filled in."""
+    return _check_keys(section, SCHEMA[section], raw)
 
 
 def load(path: str | None) -> Config:
@@ -278,3 +589,79 @@ def load(path: str | None) -> Config:
     cfg = validate(raw)
     cfg.path = path
     return cfg
+
+
+# --- the docs: docs/configuration.md is this function's output --------------------------
+
+_INTRO = """\
+# Configuration
+
+<!-- Generated from collector/config.py's schema by `python3 -m collector.config --markdown
+docs/configuration.md`; tests/test_config_docs.py keeps the two equal. Edit the schema. -->
+
+One TOML file: `imflow run --config FILE`. Every key is optional; what is left out takes the
+default below. A commented example is `deploy/imflow.toml.example`.
+
+`imflow check-config FILE` checks everything a start would refuse: the keys, the catalogue
+overrides, the policy, the SNMP targets. A problem is one line naming the key, exit status 2:
+
+```
+$ imflow check-config bad.toml
+imflow: config: snmp.targets[0].timeout: '2m': out of range (50ms to 60s)
+```
+
+A **duration** is a number of seconds or a string with a unit: `"500ms"`, `"30s"`, `"5m"`,
+`"24h"`, `"7d"`, `"2w"`, `"5y"` (a year is 365 days). Each duration key has its range. The
+command line's `--since` takes the same grammar.
+"""
+
+
+def _shown(spec: Key) -> str:
+    if spec.shown:
+        return spec.shown
+    if spec.default is REQUIRED:
+        return "required"
+    if spec.default is None:
+        return "none"
+    if spec.default is INHERIT:
+        return "the section's"
+    if getattr(spec.check, "kind", "").startswith("duration") and spec.default:
+        return f'`"{format_duration(spec.default)}"`'
+    if isinstance(spec.default, bool):
+        return f"`{str(spec.default).lower()}`"
+    if isinstance(spec.default, str):
+        return f'`"{spec.default}"`'
+    if isinstance(spec.default, list):
+        return "`[" + ", ".join(f'"{x}"' for x in spec.default) + "]`"
+    return f"`{spec.default}`"
+
+
+def _table(keys: Mapping[str, Key], inherit_from: str = "") -> list[str]:
+    lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for name, spec in keys.items():
+        shown = f"`{inherit_from}.{name}`" if spec.default is INHERIT else _shown(spec)
+        lines.append(f"| `{name}` | {spec.check.kind} | {shown} | {spec.doc} |")
+    return lines
+
+
+def markdown() -> str:
+    out = [_INTRO]
+    for section, keys in SCHEMA.items():
+        out += [f"## [{section}]", "", SECTIONS[section], "", *_table(keys), ""]
+        for spec in keys.values():
+            if isinstance(spec.check, Tables):
+                out += [f"### [[{spec.check.name}]]", "", spec.check.doc, "",
+                        *_table(spec.check.keys, section), ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] != ["--markdown"] or len(sys.argv) > 3:
+        sys.exit("usage: python3 -m collector.config --markdown [FILE]")
+    if len(sys.argv) == 3:
+        with open(sys.argv[2], "w") as fh:
+            fh.write(markdown())
+    else:
+        sys.stdout.write(markdown())

@@ -43,11 +43,8 @@ def build_policy(cfg: C.Config, catalogue: Catalogue) -> Policy:
         raise C.ConfigError(exc.key, exc.message) from None
 
 
-def build_targets(cfg: C.Config) -> list:
-    try:
-        return snmp.parse_targets(cfg["snmp"])
-    except snmp.SnmpConfigError as exc:
-        raise C.ConfigError(exc.key, str(exc).split(": ", 1)[-1]) from None
+def build_targets(cfg: C.Config) -> list[snmp.Target]:
+    return snmp.targets_of(cfg["snmp"])
 
 
 def check(cfg: C.Config) -> None:
@@ -59,9 +56,7 @@ def check(cfg: C.Config) -> None:
 
 
 def limits_of(cfg: C.Config) -> Limits:
-    lim = cfg["limits"]
-    return Limits(max_sessions=lim["max_sessions"], max_templates_per_session=lim["max_templates_per_session"],
-                  max_templates=lim["max_templates"], max_pending_per_session=lim["max_pending_per_session"],
-                  max_pending_bytes_per_session=lim["max_pending_bytes_per_session"],
-                  max_pending_bytes=lim["max_pending_bytes"], pending_max_age=lim["pending_max_age"],
-                  max_names_per_session=lim["max_names_per_session"])
+    """The decoder's ceilings: every `[limits]` key that `Limits` has (max_open_bins is the
+    aggregator's)."""
+    fields = Limits.__dataclass_fields__
+    return Limits(**{k: v for k, v in cfg["limits"].items() if k in fields})

@@ -11,19 +11,23 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+# the schema owns the configurable defaults; collector.config imports nothing of the app
+from collector.config import default
 from collector.netflow.templates import Template
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    max_sessions: int = 10_000  # (exporter, port, version, domain) tuples
-    max_templates_per_session: int = 512
-    max_templates: int = 50_000  # over all sessions
-    max_pending_per_session: int = 512  # data sets held for a missing template
-    max_pending_bytes_per_session: int = 1 << 20
-    max_pending_bytes: int = 64 << 20  # over all sessions
-    pending_max_age: float = 120.0  # seconds of receive time
-    max_names_per_session: int = 4096  # interface and application names
+    """The ceilings; those that `[limits]` configures default to the schema's values."""
+
+    max_sessions: int = default("limits.max_sessions")  # (exporter, port, version, domain) tuples
+    max_templates_per_session: int = default("limits.max_templates_per_session")
+    max_templates: int = default("limits.max_templates")  # over all sessions
+    max_pending_per_session: int = default("limits.max_pending_per_session")  # sets held for a missing template
+    max_pending_bytes_per_session: int = default("limits.max_pending_bytes_per_session")
+    max_pending_bytes: int = default("limits.max_pending_bytes")  # over all sessions
+    pending_max_age: float = default("limits.pending_max_age")  # seconds of receive time
+    max_names_per_session: int = default("limits.max_names_per_session")  # interface and application names
     max_samplers_per_session: int = 256
     max_stats_exporters: int = 4096  # exporter labels in counters; the rest fold into "other"
 

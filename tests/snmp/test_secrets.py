@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from collector.snmp import Poller, SnmpConfigError, parse_targets
+from collector.config import ConfigError
+from collector.snmp import Poller, parse_targets
 from tests.snmp.peers import free_udp_port, run, start_error_agent
 
 
@@ -38,7 +39,7 @@ def test_no_error_path_shows_a_secret(snmpd, snmpsim, secrets, caplog):
     ]
     messages = []
     for table in bad_configs:
-        with pytest.raises(SnmpConfigError) as info:
+        with pytest.raises(ConfigError) as info:
             parse_targets({"targets": [table]}, env=env)
         messages.append(str(info.value))
         messages.append(repr(info.value))
