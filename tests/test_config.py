@@ -82,8 +82,9 @@ def test_endpoints(text, expect):
     assert config.parse_endpoint(text) == expect
 
 
-@pytest.mark.parametrize("text,seconds", [("90s", 90), ("15m", 900), ("24h", 86400), ("7d", 604800),
-                                          ("2w", 1209600), ("5y", 5 * 31536000), ("42", 42)])
+@pytest.mark.parametrize("text,seconds", [("500ms", 0.5), ("90s", 90), ("15m", 900), ("24h", 86400),
+                                          ("7d", 604800), ("2w", 1209600), ("5y", 5 * 31536000), ("42", 42),
+                                          ("1.5s", 1.5)])
 def test_durations(text, seconds):
     assert config.parse_duration(text) == seconds
 
