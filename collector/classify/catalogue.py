@@ -39,6 +39,11 @@ LIST_KEYS = ("ports", "shared_ports", "prefixes", "prefix_sources", "app_names")
 SERVICE_KEYS = frozenset(("id", "name", "category", "notes", "prefixes_date", *LIST_KEYS))
 OVERRIDE_KEYS = SERVICE_KEYS | {f"add_{k}" for k in LIST_KEYS}
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+# Catalogue text reaches firewall rules, reports, tables and logs: no control characters
+# (C0, DEL, C1; a newline once injected a whole nftables table), and a length ceiling.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+MAX_TEXT = {"name": 100, "notes": 2000, "category": 16, "prefixes_date": 32}
+MAX_ITEM = 255  # one port, prefix, URL or application name
 _PORT_RE = re.compile(r"^(?:(tcp|udp|sctp)/)?(\d{1,6})(?:-(\d{1,6}))?$")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -105,9 +110,12 @@ class Catalogue:
     fetched: str | None = None  # date of the last `imflow catalogue update`, if any
     by_id: dict[str, Service] = field(init=False, repr=False)
     categories: tuple[str, ...] = CATEGORIES
+    by_app_name: dict[str, Service] = field(init=False, repr=False)  # IE 96 names, lower case
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_id", {s.id: s for s in self.services})
+        # app names are unique across services (_check_app_names): one dict answers each name
+        object.__setattr__(self, "by_app_name", {n: s for s in self.services for n in s.app_names})
 
     def __len__(self) -> int:
         return len(self.services)
@@ -118,11 +126,7 @@ class Catalogue:
 
     def service_for_app_name(self, name: str) -> Service | None:
         """The service an exporter application name (IE 96) maps to, if any."""
-        name = name.strip().lower()
-        for s in self.services:
-            if name in s.app_names:
-                return s
-        return None
+        return self.by_app_name.get(name.strip().lower())
 
     def app_ids_for(self, names: dict[int, str]) -> dict[int, str]:
         """An exporter's application table (IE 95 id -> IE 96 name, learned from options data at
@@ -204,6 +208,16 @@ def parse_prefix(text: Any, key: str) -> Network:
 # ---------------------------------------------------------------- internals
 
 
+def check_text(key: str, text: str, limit: int) -> str:
+    """`text` if it holds no control character and at most `limit` characters."""
+    bad = CONTROL.search(text)
+    if bad:
+        raise CatalogueError(key, f"control character U+{ord(bad.group()):04X} not allowed")
+    if len(text) > limit:
+        raise CatalogueError(key, f"{len(text)} characters: at most {limit}")
+    return text
+
+
 def _check_keys(table: Any, allowed: set[str] | frozenset[str], where: str) -> None:
     if not isinstance(table, dict):
         raise CatalogueError(where or "catalogue", "expected a table")
@@ -259,6 +273,9 @@ def _merge(entries: dict[str, dict[str, Any]], tables: list, overrides: bool) ->
                 if not isinstance(value, list):
                     raise CatalogueError(f"{where}.{key}", "expected a list")
                 keys = [f"{where}.{key}[{j}]" for j in range(len(value))]
+                for item, k in zip(value, keys):
+                    if isinstance(item, str):
+                        check_text(k, item, MAX_ITEM)
                 if overrides:
                     entry.setdefault("_user", set()).update(keys)
                 if key.startswith("add_"):
@@ -272,7 +289,7 @@ def _merge(entries: dict[str, dict[str, Any]], tables: list, overrides: bool) ->
                     value = value.isoformat()
                 if not isinstance(value, str):
                     raise CatalogueError(f"{where}.{key}", f"{value!r}: expected a string")
-                entry[key] = value
+                entry[key] = check_text(f"{where}.{key}", value, MAX_TEXT.get(key, MAX_ITEM))
                 entry[f"_{key}_key"] = f"{where}.{key}"
         entry["_key"] = entry.get("_key", where)
 

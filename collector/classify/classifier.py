@@ -82,10 +82,29 @@ class Classifier:
         self._group_members = np.zeros((max(len(self._groups), 1), width), np.uint16)
         for m, g in self._groups.items():
             self._group_members[g - n, :len(m)] = m
+        self._learned: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.set_app_ids(app_ids or {})
 
     def set_app_ids(self, app_ids: dict[int, str]) -> None:
-        """Exporter application id (IE 95 as an integer) -> service id; may change at run time."""
+        """Application id (IE 95 as an integer) -> service id for flows of every exporter: the
+        operator's `classify.app_ids`. These win over what an exporter names itself."""
+        self._app_keys, self._app_values = self._table(app_ids)
+
+    def set_learned(self, session: int, app_ids: dict[int, str]) -> None:
+        """Application ids one exporter session named in its options data (IE 95 -> IE 96 name,
+        matched to services by the catalogue): they classify that session's flows only, so one
+        exporter cannot relabel another's traffic."""
+        if app_ids:
+            self._learned[session] = self._table(app_ids)
+        else:
+            self._learned.pop(session, None)
+
+    def forget(self, sessions) -> None:
+        """Sessions that are gone (evicted, expired)."""
+        for sid in sessions:
+            self._learned.pop(sid, None)
+
+    def _table(self, app_ids: dict[int, str]) -> tuple[np.ndarray, np.ndarray]:
         keys, values = [], []
         for app, sid in sorted(app_ids.items()):
             service = self.catalogue.by_id.get(sid)
@@ -95,17 +114,17 @@ class Classifier:
                 raise CatalogueError(f"app_ids[{app}]", "application id out of range")
             keys.append(int(app))
             values.append(service.index)
-        self._app_keys = np.array(keys, np.uint64)
-        self._app_values = np.array(values, np.uint16)
+        return np.array(keys, np.uint64), np.array(values, np.uint16)
 
     COLUMNS = frozenset(("src_addr", "dst_addr", "src_port", "dst_port", "proto", "app_id"))  # what it reads
 
     def classify_batch(self, batch: FlowBatch) -> Classified:
         return self.classify(batch.src_addr, batch.dst_addr, batch.src_port, batch.dst_port,
-                             batch.proto, batch.app_id)
+                             batch.proto, batch.app_id, batch.session)
 
     def classify(self, src_addr: np.ndarray, dst_addr: np.ndarray, src_port: np.ndarray,
-                 dst_port: np.ndarray, proto: np.ndarray, app_id: np.ndarray | None = None) -> Classified:
+                 dst_port: np.ndarray, proto: np.ndarray, app_id: np.ndarray | None = None,
+                 session: np.ndarray | None = None) -> Classified:
         src_port = np.asarray(src_port, np.uint16)
         dst_port = np.asarray(dst_port, np.uint16)
         src_key = self._proto_offset[np.asarray(proto, np.uint8)]  # flat port-table index
@@ -145,8 +164,13 @@ class Classifier:
             service_is_src[pfx] = on_src
             side_known[pfx] = True
 
-        if app_id is not None and self._app_keys.size:
-            self._apply_app_ids(np.asarray(app_id, np.uint64), service)
+        if app_id is not None and (self._app_keys.size or self._learned):
+            app_id = np.asarray(app_id, np.uint64)
+            rows = np.flatnonzero(app_id)
+            if rows.size:
+                if self._learned and session is not None:
+                    self._apply_learned(app_id, np.asarray(session), rows, service)
+                _apply(self._app_keys, self._app_values, app_id[rows], rows, service)
 
         # Host: the internal side; if both are, the client side.
         client_is_src = np.where(side_known, ~service_is_src, src_port >= dst_port)
@@ -192,14 +216,14 @@ class Classifier:
         return _prefer_src(~src_int[rows], ~dst_int[rows], src_member, dst_member,
                            sp < EPHEMERAL_MIN, dp < EPHEMERAL_MIN, sp < dp, dp < sp)
 
-    def _apply_app_ids(self, app_id: np.ndarray, service: np.ndarray) -> None:
-        rows = np.flatnonzero(app_id)
-        if not rows.size:
-            return
-        ids = app_id[rows]
-        i = np.minimum(np.searchsorted(self._app_keys, ids), len(self._app_keys) - 1)
-        hit = self._app_keys[i] == ids
-        service[rows[hit]] = self._app_values[i[hit]]
+    def _apply_learned(self, app_id: np.ndarray, session: np.ndarray, rows: np.ndarray,
+                       service: np.ndarray) -> None:
+        sessions = session[rows]
+        for sid in np.unique(sessions).tolist():
+            table = self._learned.get(sid)
+            if table is not None:
+                mine = rows[sessions == sid]
+                _apply(*table, app_id[mine], mine, service)
 
     def _range_tables(self, services: Sequence[Service], internal: Sequence[Network]):
         v4: list[tuple[int, int, object]] = []
@@ -298,3 +322,11 @@ def _membership(services: Sequence[Service]) -> tuple[np.ndarray, np.ndarray]:
     member = np.unpackbits(unique.view(np.uint8).reshape(len(unique), nbytes), axis=1, bitorder="little")
     return inverse.astype(np.uint16).ravel(), member[:, :len(services)].astype(bool)
 
+
+def _apply(keys: np.ndarray, values: np.ndarray, ids: np.ndarray, rows: np.ndarray, service: np.ndarray) -> None:
+    """service[rows] = the value of each id found in the sorted `keys`."""
+    if not keys.size:
+        return
+    i = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
+    hit = keys[i] == ids
+    service[rows[hit]] = values[i[hit]]
