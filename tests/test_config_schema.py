@@ -257,7 +257,7 @@ def test_set_still_checks_and_writes_in_place():
 def test_example_with_every_commented_key_switched_on_is_valid(tmp_path):
     env = {"IMFLOW_SNMP_COMMUNITY": "public", "IMFLOW_SNMP_AUTH": "auth-key-1", "IMFLOW_SNMP_PRIV": "priv-key-1"}
     text = with_examples_uncommented()
-    assert "[[snmp.targets]]" in text and "[[classify.service]]" in text
+    assert "\n[snmp]\n" in text and "[[snmp.targets]]" in text and "[[classify.service]]" in text
     p = check(tmp_path, text, **env)
     assert p.returncode == 0, p.stderr
 
