@@ -1,4 +1,4 @@
-"""Classifier throughput on a 1M-flow batch with a realistic mix (DESIGN.md §7).
+"""Classifier throughput on a 1M-flow batch with a realistic mix (docs/design.md §7).
 
 Mix: 90% IPv4 / 10% IPv6; internal clients (RFC 1918, ULA) talking to external servers, half of
 the records in the reply direction; ports mostly 443/80/53 and ephemeral, a few percent on

@@ -1,6 +1,6 @@
 """Aggregation: classified flow batches -> 1-minute bins keyed (bin, exporter, service, host).
 
-Pure (DESIGN.md §1): no clock, no I/O. Within a batch the flows are reduced in NumPy (one
+Pure (docs/design.md §1): no clock, no I/O. Within a batch the flows are reduced in NumPy (one
 sort of a composite integer key, `np.add.reduceat` for exact sums); only the distinct keys of
 a batch reach the Python dict of open bins. `drain(before)` hands closed bins to the flush.
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN.md §6). The only module importing prometheus_client.
+"""Prometheus metrics (docs/design.md §6). The only module importing prometheus_client.
 
 Business figures come from a `Snapshot` that the daemon swaps in at each flush; the custom
 collector builds fresh metric families from it at scrape time, so the hot path never touches a

@@ -1,4 +1,4 @@
-"""SQLite rollup storage (docs/design.md, Storage): the daemon's async writer and the CLI's
+"""SQLite rollup storage (docs/design.md §5): the daemon's async writer and the CLI's
 read-only queries.
 
 `Store` (aiosqlite, in `db`) writes; `query.top`, `query.usage` and `query.time_range` read with

@@ -1,4 +1,4 @@
-"""Store: the daemon's writer of the SQLite rollups (DESIGN.md §5). The only aiosqlite user.
+"""Store: the daemon's writer of the SQLite rollups (docs/design.md §5). The only aiosqlite user.
 
 One flush is one transaction. The rows are bound once into a plain temporary table (appending
 is the cheapest way in from Python), sorted by SQLite into a second one keyed like the rollups

@@ -1,4 +1,4 @@
-"""Policy parsing, precedence and the vectorized table (collector/policy.py)."""
+"""Policy parsing, precedence and the vectorized table (collector/policy/model.py)."""
 
 from __future__ import annotations
 
