@@ -170,7 +170,6 @@ class PolicyTable:
 
     def __init__(self, policy: Policy, catalogue: Catalogue):
         services = catalogue.services
-        self.service_ids = tuple(s.id for s in services)
         self.base = np.array([ACTIONS.index(policy.base_action(s.id, s.category))
                               for s in services], np.uint8)
         self._entries = []
