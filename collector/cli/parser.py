@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "everything and exit 0; SIGHUP reloads the catalogue and config.",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="example:\n  imflow run --listen 0.0.0.0:2055 --listen [::]:4739 --db /var/lib/imflow/imflow.db")
-    r.add_argument("--config", "-c", metavar="FILE", help="TOML configuration (see README)")
+    r.add_argument("--config", "-c", metavar="FILE", help="TOML configuration (docs/configuration.md)")
     r.add_argument("--listen", action="append", metavar="ADDR:PORT",
                    help="UDP listener, repeatable (default 0.0.0.0:2055, [::]:2055, 0.0.0.0:4739, [::]:4739)")
     r.add_argument("--db", metavar="PATH", help="SQLite database (default ./imflow.db)")
