@@ -18,13 +18,15 @@ left to the per-datagram path, in its original order, with its original checks a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from collector import kernels
 from collector.kernels.grouping import unique_inverse
 from collector.netflow import v5
+from collector.netflow.chunks import V5, Block, Located, at_every_octet, spread
+from collector.netflow.sets import TemplateMemo
 
 MAX_SETS = 16  # set positions walked per datagram; datagrams with more go the other way
 _PAD = bytes(24)
@@ -34,45 +36,62 @@ _SET_HEADER = np.dtype([("id", ">u2"), ("len", ">u2")])
 _I8 = np.int64
 
 
-@dataclass(slots=True)
-class Block:
-    """Records of one template from many datagrams: the bulk path's form of decode chunks."""
+@dataclass(slots=True, eq=False)
+class Batch:
+    """The batch as arrays, one item per datagram: what the walk and the steps after it read."""
 
-    buf: bytes | np.ndarray  # the records back to back (any contiguous buffer), or the batch's
-    # datagrams with the records where `offsets` says (read in place, not gathered first)
-    counts: np.ndarray  # records per chunk
-    sids: np.ndarray  # session id per chunk
-    rates: np.ndarray  # sampling rate per chunk
-    exports: np.ndarray  # export time (seconds) per chunk
-    uptimes: np.ndarray  # header sysUpTime (ms) per chunk, 0 for IPFIX
-    dgrams: np.ndarray  # datagram number per chunk (capture order)
-    bases: np.ndarray  # records before the chunk in its datagram
-    offsets: np.ndarray | None = None  # int64: where each record starts in `buf`
-
-
-def at_every_octet(buf, dtype: np.dtype) -> np.ndarray:
-    """A read view of `buf` with an item of `dtype` starting at every octet: indexing it with
-    offsets gathers the items found there (headers, records) in one NumPy call."""
-    return np.ndarray((len(buf) - dtype.itemsize + 1,), dtype, buf, 0, (1,))
+    joined: bytes | np.ndarray  # the datagrams (received in place, or joined and padded)
+    u8: np.ndarray  # `joined` as octets
+    end: np.ndarray  # where each datagram's message ends in `joined`
+    ipfix: np.ndarray  # bool: IPFIX
+    is5: np.ndarray  # bool: NetFlow v5
+    seq: np.ndarray  # the header's sequence number
+    export: np.ndarray  # export time, UNIX seconds (float64)
+    uptime: np.ndarray  # the header's sysUpTime, ms (0 for IPFIX)
+    rate5: np.ndarray  # a v5 header's sampling interval (1: unsampled)
+    sessions: list  # the session of each distinct header key, None when unknown
+    sidx: np.ndarray  # each datagram's index in `sessions`
+    ok: np.ndarray  # bool: still for the bulk path (each step may clear it)
 
 
-def records_at(buf, offsets: np.ndarray | None, size: int):
-    """The `size`-octet records that start at `offsets` in `buf`, back to back (one gather);
-    `buf` itself when offsets is None (they are back to back already)."""
-    if offsets is None:
-        return buf
-    return at_every_octet(buf, np.dtype((np.void, size)))[offsets]
+@dataclass(slots=True, eq=False)
+class Found:
+    """What the walk finds: each data set as a run of records, in five parallel lists of
+    arrays (one array per walk step, one item per set); the decode groups met; the sets
+    to judge after the walk."""
 
+    nrec: np.ndarray  # flow records per datagram
+    groups: list = field(default_factory=list)  # decode groups met: a Template, or V5
+    index: dict = field(default_factory=dict)  # decode group -> its index in `groups`
+    d: list = field(default_factory=list)  # the set's datagram
+    at: list = field(default_factory=list)  # where its records start in `joined`
+    n: list = field(default_factory=list)  # its records
+    g: list = field(default_factory=list)  # its decode group (index in `groups`)
+    base: list = field(default_factory=list)  # records before it in its datagram
+    special: list = field(default_factory=list)  # (datagrams, positions, lengths, set ids)
 
-def spread(starts: np.ndarray, counts: np.ndarray, step: int = 1) -> np.ndarray:
-    """Runs laid end to end: run i is `counts[i]` values from `starts[i]`, `step` apart (int64)."""
-    firsts = np.cumsum(counts) - counts
-    return np.repeat(starts - firsts * step, counts) + np.arange(0, int(counts.sum()) * step, step, dtype=_I8)
+    def add(self, d, at, n, g, base) -> None:
+        self.d.append(d)
+        self.at.append(at)
+        self.n.append(n)
+        self.g.append(g)
+        self.base.append(base)
+
+    def group(self, t) -> int:
+        code = self.index.get(t)
+        if code is None:
+            code = self.index[t] = len(self.groups)
+            self.groups.append(t)
+        return code
 
 
 def bulk(dec, items: list, base: int) -> list[int]:
     """Decode what can be decoded in bulk from `items` (payload, source, received); returns
-    the indexes of the rest, in order. Datagram i is number base + i + 1 in capture order."""
+    the indexes of the rest, in order. Datagram i is number base + i + 1 in capture order.
+
+    `dec` is the `Decoder`: its sessions and template memo are read, never changed; what is
+    found goes to `dec.located` (records by decode group, the sessions touched), the
+    sessions' tallies and sequence state, and `dec.stats.templates` (refreshes)."""
     n = len(items)
     layout = getattr(items, "layout", None)
     if layout is not None:  # received in place (`mmsg.Batch`): every datagram in its own slot
@@ -85,7 +104,6 @@ def bulk(dec, items: list, base: int) -> list[int]:
         off = np.zeros(n, _I8)
         np.cumsum(lens[:-1], out=off[1:])
         received = lambda i: items[i][2]  # noqa: E731
-    u8 = np.frombuffer(joined, np.uint8)
     # header fields; v9: uptime 4, secs 8, seq 12, source id 16; IPFIX: length 2, export 4,
     # seq 8, domain 12; v5: count 2, uptime 4, secs 8, nsecs 12, seq 16, engine 20-21, sampling 22.
     # One gather of 24 octets per datagram (a view of the buffer with an item at every octet).
@@ -96,14 +114,9 @@ def bulk(dec, items: list, base: int) -> list[int]:
     # a whole header (the per-datagram path names any fault; these change no state there)
     ok = np.where(ipfix, lens >= 16, np.where(is5, lens >= 24, (version == 9) & (lens >= 20)))
     domain = np.where(ipfix, f12, np.where(is5, h["f20"].astype(_I8), f16))
-    seq = np.where(ipfix, f8, np.where(is5, f16, f12))
     export = np.where(ipfix, f4, f8).astype(np.float64)
     export[is5] += f12[is5] * 1e-9
-    uptime = np.where(ipfix, 0, f4)
-    # v5: a 2-bit mode and a 14-bit interval; interval 0 means unsampled whatever the mode
-    rate5 = np.maximum(h["f22"].astype(_I8) & 0x3FFF, 1)
     hl = np.where(ipfix, 16, np.where(is5, 24, 20))
-    end = off + np.where(ipfix, f2, lens)
     header = ok.copy()  # rows whose session is known from the header
     ok &= ~ipfix | ((f2 >= 16) & (f2 <= lens))
     ok &= ~is5 | (24 + 48 * f2 <= lens)
@@ -127,37 +140,29 @@ def bulk(dec, items: list, base: int) -> list[int]:
         found[j] = sess is not None
     known = found[sidx]
     ok &= known
+    b = Batch(joined, np.frombuffer(joined, np.uint8), off + np.where(ipfix, f2, lens), ipfix, is5,
+              np.where(ipfix, f8, np.where(is5, f16, f12)), export, np.where(ipfix, 0, f4),
+              # v5: a 2-bit mode and a 14-bit interval; interval 0 means unsampled whatever the mode
+              np.maximum(h["f22"].astype(_I8) & 0x3FFF, 1), sessions, sidx, ok)
 
     # the set walk: one step per set position, for every candidate datagram at once
-    chunk_d, chunk_at, chunk_n, chunk_t, chunk_base = [], [], [], [], []
-    templates: list = []  # decode groups met: a Template, or None for v5 records
-    tindex: dict = {}  # Template (or None) -> its index in `templates`
-    nrec = np.zeros(n, _I8)  # flow records per datagram
+    f = Found(np.zeros(n, _I8))
     opt_records = np.zeros(n, _I8)  # options records (skipped sets): they count in IPFIX sequences
     five = np.flatnonzero(ok & is5)
     if five.size:
-        tindex[None] = 0
-        templates.append(None)
-        chunk_d.append(five)
-        chunk_at.append(off[five] + 24)
-        chunk_n.append(f2[five])
-        chunk_t.append(np.zeros(five.size, _I8))
-        chunk_base.append(np.zeros(five.size, _I8))
-        nrec[five] = f2[five]
+        f.add(five, off[five] + 24, f2[five], np.full(five.size, f.group(V5), _I8), np.zeros(five.size, _I8))
+        f.nrec[five] = f2[five]
     alive = np.flatnonzero(ok & ~is5)
     pos = off[alive] + hl[alive]
-    spec: list = []  # (datagrams, positions, lengths, set ids) of sets judged after the walk
     kernel = kernels.compiled
     if kernel is not None and alive.size:
-        _walk_all(kernel, joined, sessions, sidx, ok, end, alive, pos, templates, tindex, nrec, spec,
-                  chunk_d, chunk_at, chunk_n, chunk_t, chunk_base)
+        _walk_all(kernel, b, f, alive, pos)
     else:
-        _walk_by_position(joined, sessions, sidx, ok, end, alive, pos, templates, tindex, nrec, spec,
-                          chunk_d, chunk_at, chunk_n, chunk_t, chunk_base)
+        _walk_by_position(b, f, alive, pos)
     refreshed = None  # (datagrams, sessions, templates) of template refreshes, counted if taken
-    if spec:  # every special set of the batch at once
-        d, p, z, i = (np.concatenate(v) for v in zip(*spec))
-        extra, bad, refreshed = _special_sets(dec, joined, u8, sessions, sidx, d, p, z, i)
+    if f.special:  # every special set of the batch at once
+        d, p, z, i = (np.concatenate(v) for v in zip(*f.special))
+        extra, bad, refreshed = _special_sets(dec.memo, b, d, p, z, i)
         np.add.at(opt_records, d, extra)
         ok[d[bad]] = False
 
@@ -177,17 +182,17 @@ def bulk(dec, items: list, base: int) -> list[int]:
         per = np.bincount(s[taken], count[taken], len(sessions))
         for j in np.flatnonzero(per).tolist():
             dec.stats.templates[sessions[j].stat_label] += int(per[j])
-    _sequences(dec, received, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, rate5)
-    _emit(dec, joined, templates, sessions, sidx, ok, chunk_d, chunk_at, chunk_n, chunk_t, chunk_base,
-          export, uptime, base, is5, rate5)
+    _sequences(dec.located, received, b, f.nrec, opt_records)
+    _emit(dec.located, b, f, base)
     return rest
 
 
-def _pairs(sessions: list, sidx: np.ndarray, rows: np.ndarray, sid: np.ndarray, templates: list, tindex: dict):
+def _pairs(b: Batch, f: Found, rows: np.ndarray, sid: np.ndarray):
     """The (session, set id) pairs of some sets -> (pair of each set, record length per pair
     (-1: a set to judge after the walk, 0: not for the bulk path), decode group per pair,
     pairs judged after the walk)."""
-    pairs, pinv = unique_inverse((sidx[rows] << 16) | sid, len(sessions) << 16)
+    sessions = b.sessions
+    pairs, pinv = unique_inverse((b.sidx[rows] << 16) | sid, len(sessions) << 16)
     pairs = pairs.tolist()
     reclen = np.zeros(len(pairs), _I8)
     tcode = np.zeros(len(pairs), _I8)
@@ -197,31 +202,27 @@ def _pairs(sessions: list, sidx: np.ndarray, rows: np.ndarray, sid: np.ndarray, 
         t = sess.templates.get(tid) if tid >= 256 else None
         if t is not None and t.record_len and not t.scope_count:
             reclen[j] = t.record_len
-            code = tindex.get(t)
-            if code is None:
-                code = tindex[t] = len(templates)
-                templates.append(t)
-            tcode[j] = code
+            tcode[j] = f.group(t)
         elif (t is not None and t.scope_count) or (tid in _TEMPLATE_SETS[sess.version] and not sess.pending):
             special.append(j)
     reclen[special] = -1  # walked, no flow records; judged after the walk
     return pinv, reclen, tcode, special
 
 
-def _walk_all(kernel, joined, sessions, sidx, ok, end, alive, pos, templates, tindex, nrec, spec,
-              chunk_d, chunk_at, chunk_n, chunk_t, chunk_base) -> None:
+def _walk_all(kernel, b: Batch, f: Found, alive: np.ndarray, pos: np.ndarray) -> None:
     """The set walk of every datagram at once by the compiled kernel (`walk`), then the same
     judgement as `_walk_by_position`, over all sets in one go: a datagram whose set is not
     for the bulk path (or does not fit) leaves it, with its sets from that one on."""
+    ok, end = b.ok, b.end
     m = len(alive) * MAX_SETS
     d, at, sid, size = (np.empty(m, _I8) for _ in range(4))
     more = np.empty(len(alive), np.uint8)
-    m = kernel.walk(joined, pos, end[alive], MAX_SETS, d, at, sid, size, more)
+    m = kernel.walk(b.joined, pos, end[alive], MAX_SETS, d, at, sid, size, more)
     ok[alive[more.view(bool)]] = False  # more sets than walked
     if not m:
         return
     d, at, sid, size = alive[d[:m]], at[:m], sid[:m], size[:m]
-    pinv, reclen, tcode, special = _pairs(sessions, sidx, d, sid, templates, tindex)
+    pinv, reclen, tcode, special = _pairs(b, f, d, sid)
     rl = reclen[pinv]
     good = (rl != 0) & (size >= 4) & (at + size <= end[d])
     if not good.all():  # the walk of such a datagram stops at its first bad set
@@ -235,24 +236,20 @@ def _walk_all(kernel, joined, sessions, sidx, ok, end, alive, pos, templates, ti
             return
     if special:
         rows = np.flatnonzero(rl == -1)
-        spec.append((d[rows], at[rows], size[rows], sid[rows]))
+        f.special.append((d[rows], at[rows], size[rows], sid[rows]))
     k = np.where(rl > 0, (size - 4) // np.maximum(rl, 1), 0)
     # records before each set in its datagram: sets come in datagram order
     total = np.cumsum(k)
     first = np.flatnonzero(np.concatenate(([True], d[1:] != d[:-1])))
     start_of = np.repeat(total[first] - k[first], np.diff(np.append(first, len(d))))
-    chunk_d.append(d)
-    chunk_at.append(at + 4)
-    chunk_n.append(k)
-    chunk_t.append(tcode[pinv])
-    chunk_base.append(total - k - start_of)
-    nrec[d[first]] += np.add.reduceat(k, first) if len(d) else 0
+    f.add(d, at + 4, k, tcode[pinv], total - k - start_of)
+    f.nrec[d[first]] += np.add.reduceat(k, first) if len(d) else 0
 
 
-def _walk_by_position(joined, sessions, sidx, ok, end, alive, pos, templates, tindex, nrec, spec,
-                      chunk_d, chunk_at, chunk_n, chunk_t, chunk_base) -> None:
+def _walk_by_position(b: Batch, f: Found, alive: np.ndarray, pos: np.ndarray) -> None:
     """The set walk, one step per set position for every candidate datagram at once (NumPy)."""
-    set_headers = at_every_octet(joined, _SET_HEADER)
+    ok, end, nrec = b.ok, b.end, f.nrec
+    set_headers = at_every_octet(b.joined, _SET_HEADER)
     for _ in range(MAX_SETS):
         more = end[alive] - pos >= 4
         alive, pos = alive[more], pos[more]
@@ -260,21 +257,17 @@ def _walk_by_position(joined, sessions, sidx, ok, end, alive, pos, templates, ti
             break
         sh = set_headers[pos]
         sid, size = sh["id"].astype(_I8), sh["len"].astype(_I8)
-        pinv, reclen, tcode, special = _pairs(sessions, sidx, alive, sid, templates, tindex)
+        pinv, reclen, tcode, special = _pairs(b, f, alive, sid)
         fits = (size >= 4) & (pos + size <= end[alive])
         if special:
             rows = np.flatnonzero((reclen[pinv] == -1) & fits)
-            spec.append((alive[rows], pos[rows], size[rows], sid[rows]))
+            f.special.append((alive[rows], pos[rows], size[rows], sid[rows]))
         rl = reclen[pinv]
         good = (rl != 0) & fits
         ok[alive[~good]] = False
         alive, pos, sid, size, rl, pinv = alive[good], pos[good], sid[good], size[good], rl[good], pinv[good]
         k = np.where(rl > 0, (size - 4) // np.maximum(rl, 1), 0)
-        chunk_d.append(alive)
-        chunk_at.append(pos + 4)
-        chunk_n.append(k)
-        chunk_t.append(tcode[pinv])
-        chunk_base.append(nrec[alive])
+        f.add(alive, pos + 4, k, tcode[pinv], nrec[alive])
         nrec[alive] += k
         pos = pos + size
     else:
@@ -284,8 +277,8 @@ def _walk_by_position(joined, sessions, sidx, ok, end, alive, pos, templates, ti
 _TEMPLATE_SETS = {9: (0, 1), 10: (2, 3)}  # template and options template set ids
 
 
-def _special_sets(dec, joined: bytes, u8: np.ndarray, sessions: list, sidx: np.ndarray, rows: np.ndarray,
-                  pos: np.ndarray, size: np.ndarray, sid: np.ndarray) -> tuple:
+def _special_sets(memo: TemplateMemo, b: Batch, rows: np.ndarray, pos: np.ndarray, size: np.ndarray,
+                  sid: np.ndarray) -> tuple:
     """Sets the bulk path can pass over when they change nothing: a template set identical to
     the templates the session holds (a refresh), options data identical to the last set of
     its template that changed nothing. -> (options records per row, rows that cannot pass,
@@ -295,7 +288,8 @@ def _special_sets(dec, joined: bytes, u8: np.ndarray, sessions: list, sidx: np.n
     with the first set of the same session, set id, length and first two body octets in the
     batch, and only those first ones (and any that differ from theirs) are judged in Python.
     State does not change on the bulk path, so one verdict holds for every copy."""
-    s = sidx[rows]
+    sessions, joined, u8 = b.sessions, b.joined, b.u8
+    s = b.sidx[rows]
     # the first two body octets are a template set's first template id: exporters send each
     # template in a set of its own, often all of one length, which would never match
     key = (s << 32) | (sid << 16) | size
@@ -312,7 +306,6 @@ def _special_sets(dec, joined: bytes, u8: np.ndarray, sessions: list, sidx: np.n
         same[of] = items[pos[of] + 4] == items[pos[ref[of]] + 4]
     own = ~same | (ref == np.arange(rows.size))  # judged on their own
     verdict = np.empty(rows.size, _I8)
-    memo = dec._template_memo
     for i, si, p, z, tid in zip(*(v[own].tolist() for v in (np.arange(rows.size), s, pos, size, sid))):
         verdict[i] = _verdict(sessions[si], tid, joined[p + 4:p + z], memo)
     verdict = np.where(own, verdict, verdict[ref])
@@ -323,47 +316,48 @@ def _special_sets(dec, joined: bytes, u8: np.ndarray, sessions: list, sidx: np.n
     return extra, bad, (rows[refresh], s[refresh], verdict[refresh])
 
 
-def _verdict(sess, tid: int, body: bytes, memo: dict) -> int:
+def _verdict(sess, tid: int, body: bytes, memo: TemplateMemo) -> int:
     """Whether a set changes nothing: options data -> its records, a template set -> its
     templates; -1 when it may change something (the per-datagram path takes it)."""
     if tid >= 256:  # options data
         seen = sess.options_seen.get(tid)
         return seen[1] if seen is not None and seen[0] == (len(body), hash(body)) else -1
     sets = _TEMPLATE_SETS[sess.version]
-    parsed = memo.get((sess.version == 10, tid == sets[1], body))
+    parsed = memo.get(sess.version == 10, tid == sets[1], body)
     if parsed and all(t is not None and sess.templates.get(k) is t for k, t in parsed):
         return len(parsed)
     return -1
 
 
-def _sequences(dec, received, sessions, sidx, ok, seq, nrec, opt_records, ipfix, is5, rate5) -> None:
+def _sequences(located: Located, received, b: Batch, nrec: np.ndarray, opt_records: np.ndarray) -> None:
     """Per session: tallies, sampling from v5 headers, and sequence numbers in datagram order
     (the per-datagram rule, `Session.track_sequence`, wherever a number is not the expected one)."""
-    good = np.flatnonzero(ok)
+    sidx, seq, rate5 = b.sidx, b.seq, b.rate5
+    good = np.flatnonzero(b.ok)
     order = good[np.argsort(sidx[good], kind="stable")]
     s = sidx[order]
     bounds = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1], [True])))
     allrec = nrec + opt_records  # what the per-datagram path counts as the message's records
-    step = np.where(ipfix | is5, allrec, 1)
+    step = np.where(b.ipfix | b.is5, allrec, 1)
     expect = (seq + step) & 0xFFFF_FFFF
-    touched = dec._touched
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        rows = order[a:b]
-        sess = sessions[int(s[a])]
+    touched = located.touched
+    for a, z in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        rows = order[a:z]
+        sess = b.sessions[int(s[a])]
         touched.add(sess)
         sess.last_seen = received(int(rows[-1]))
         recs = int(allrec[rows].sum())
-        sess.n_datagrams += b - a
+        sess.n_datagrams += z - a
         sess.n_flows += int(nrec[rows].sum())
         if sess.version == 5:
             sess.sampling_rate = int(rate5[rows[-1]])
         sq = seq[rows]
-        chained = sess.next_seq == int(sq[0]) and (b - a == 1 or bool((sq[1:] == expect[rows[:-1]]).all()))
+        chained = sess.next_seq == int(sq[0]) and (z - a == 1 or bool((sq[1:] == expect[rows[:-1]]).all()))
         templated = sess.version != 5  # the per-datagram v5 path keeps no packet tallies
         if chained:
             sess.next_seq = int(expect[rows[-1]])
             if templated:
-                sess.packets_seen += b - a
+                sess.packets_seen += z - a
                 sess.records_seen += recs
         else:
             counting = sess.version == 9
@@ -377,36 +371,36 @@ def _sequences(dec, received, sessions, sidx, ok, seq, nrec, opt_records, ipfix,
                     sess.track_sequence(q, r, counting)
 
 
-def _emit(dec, joined, templates, sessions, sidx, ok, chunk_d, chunk_at, chunk_n, chunk_t, chunk_base,
-          export, uptime, base, is5, rate5) -> None:
-    """The located records -> one `Block` per template in the decoder's groups."""
-    if not chunk_d:
+def _emit(located: Located, b: Batch, f: Found, base: int) -> None:
+    """The located records -> one `Block` per decode group."""
+    if not f.d:
         return
-    d = np.concatenate(chunk_d)
-    keep = ok[d] & (np.concatenate(chunk_n) > 0)
+    d = np.concatenate(f.d)
+    keep = b.ok[d] & (np.concatenate(f.n) > 0)
     d = d[keep]
     if not d.size:
         return
-    start = np.concatenate(chunk_at)[keep]
-    count = np.concatenate(chunk_n)[keep]
-    tcode = np.concatenate(chunk_t)[keep]
-    rbase = np.concatenate(chunk_base)[keep]
-    order = np.lexsort((d, tcode))  # by template, then capture order
+    start = np.concatenate(f.at)[keep]
+    count = np.concatenate(f.n)[keep]
+    tcode = np.concatenate(f.g)[keep]
+    rbase = np.concatenate(f.base)[keep]
+    order = np.lexsort((d, tcode))  # by decode group, then capture order
     d, start, count, tcode, rbase = d[order], start[order], count[order], tcode[order], rbase[order]
+    sessions, sidx = b.sessions, b.sidx
     sess_sid = np.array([s.sid if s is not None else 0 for s in sessions], np.uint32)
     sess_rate = np.array([(s.override or s.sampling_rate) if s is not None else 1 for s in sessions], np.uint32)
     overridden = np.array([bool(s is not None and s.override) for s in sessions], bool)
-    own = is5[d] & ~overridden[sidx[d]]  # v5: each datagram's header interval, unless overridden
-    rate = np.where(own, rate5[d], sess_rate[sidx[d]]).astype(np.uint32)
+    own = b.is5[d] & ~overridden[sidx[d]]  # v5: each datagram's header interval, unless overridden
+    rate = np.where(own, b.rate5[d], sess_rate[sidx[d]]).astype(np.uint32)
     cuts = np.flatnonzero(np.concatenate(([True], tcode[1:] != tcode[:-1], [True])))
-    for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
-        t = templates[int(tcode[a])]
-        size = v5.RECORD_LEN if t is None else t.record_len
-        counts = count[a:b]
-        rows = d[a:b]
+    for a, z in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+        t = f.groups[int(tcode[a])]
+        size = v5.RECORD_LEN if t is V5 else t.record_len
+        counts = count[a:z]
+        rows = d[a:z]
         # every record's offset: the decoder reads the records where they lie (or gathers them
         # with one fancy index of `size`-octet items, 10x the speed of slicing per chunk)
-        dec._groups[dec._V5_KEY if t is None else t].append(Block(
-            joined, counts, sess_sid[sidx[rows]], rate[a:b], export[rows], uptime[rows],
-            (base + 1 + rows).astype(np.uint64), rbase[a:b].astype(np.uint64),
-            spread(start[a:b], counts, size)))
+        located.add(t, Block(
+            b.joined, counts, sess_sid[sidx[rows]], rate[a:z], b.export[rows], b.uptime[rows],
+            (base + 1 + rows).astype(np.uint64), rbase[a:z].astype(np.uint64),
+            spread(start[a:z], counts, size)))

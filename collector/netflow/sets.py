@@ -3,8 +3,8 @@
 Both versions are a header followed by sets of {id, length, body}. They differ in the set ids
 (v9: 0 template, 1 options template; IPFIX: 2 and 3), in how options templates state their
 scope (v9: octet lengths; IPFIX: a field count) and in IPFIX's enterprise bit and withdrawals.
-`walk` checks the structure of a whole message before anything is applied, so a malformed
-datagram changes no state.
+`split_sets` frames a message and the parsers check its templates; they raise before the
+decoder applies anything, so a malformed datagram changes no state.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collector.netflow.errors import BadLength, BadTemplate
 from collector.netflow.templates import Template
 
 WITHDRAW_ALL = -1  # (WITHDRAW_ALL, None): every template of this kind is withdrawn
+MEMO_SIZE = 4096  # template sets a `TemplateMemo` remembers
 
 
 class Dialect:
@@ -134,3 +135,31 @@ def split_sets(data: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
         sets.append((sid, pos + 4, nxt))
         pos = nxt
     return sets
+
+
+class TemplateMemo:
+    """Template sets parsed before, by their octets. Exporters re-send the same templates every
+    few seconds; one shared Template object per definition keeps their records in one decode
+    group (and compiles it once), and lets the bulk path see a refresh as one. Bounded: a
+    sender can make every set unique, so the memo is cleared when full."""
+
+    __slots__ = ("_sets",)
+
+    def __init__(self) -> None:
+        self._sets: dict[tuple, list] = {}
+
+    def parse(self, data: bytes, start: int, stop: int, ipfix: bool, options: bool) -> list:
+        """A (options) template set's body -> [(tid, Template | None)], as the parsers."""
+        key = (ipfix, options, data[start:stop])
+        parsed = self._sets.get(key)
+        if parsed is None:
+            parse = parse_options_set if options else parse_template_set
+            parsed = parse(data, start, stop, ipfix)  # raises before anything is kept
+            if len(self._sets) >= MEMO_SIZE:
+                self._sets.clear()
+            self._sets[key] = parsed
+        return parsed
+
+    def get(self, ipfix: bool, options: bool, body: bytes) -> list | None:
+        """What `parse` gave for a set of this body, if it is remembered."""
+        return self._sets.get((ipfix, options, body))

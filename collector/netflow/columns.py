@@ -1,0 +1,282 @@
+"""Located data records -> the columns of one `FlowBatch` (the canonical columns of
+`batch.COLUMNS`), one decode group at a time: addresses, ports and interfaces as read;
+counters times the sampling rate (the session's, a sampler's from options data, or the
+record's own); times as UNIX seconds from whichever representation the template carries
+(RFC 7011 §6-7 and IANA IEs 21/22, 150-159; v5 and v9 sysUpTime against the header's
+uptime; IPFIX sysUpTime against IE 160); RFC 5103 biflow records as two flows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+
+from collector.netflow import fields as F
+from collector.netflow import v5
+from collector.netflow.batch import COLUMNS, FlowBatch
+from collector.netflow.chunks import V5, Block, gather, spread
+from collector.netflow.reads import Reads
+from collector.netflow.session import Session
+from collector.netflow.sessions import SessionTable
+from collector.netflow.stats import DecodeStats
+
+log = logging.getLogger(__name__)
+
+_U8 = np.uint64
+ALWAYS = frozenset(("session", "src_addr", "dst_addr", "bytes", "packets", "end"))  # filled whatever is asked
+
+
+class Columns:
+    """Converts a decode call's groups into one batch, filling the columns in `keep` (with
+    `ALWAYS`); the others are zeros (the daemon needs neither seq nor start, ...)."""
+
+    def __init__(self, columns: Iterable[str] | None, table: SessionTable, stats: DecodeStats):
+        self.keep = frozenset(COLUMNS if columns is None else columns) | ALWAYS
+        unknown = self.keep - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown columns: {', '.join(sorted(unknown))}")
+        self.table = table  # sessions by id, the configured sampling overrides
+        self.stats = stats
+
+    def batch(self, groups: dict[object, list]) -> FlowBatch:
+        """Every group's records -> one batch. The columns are allocated once for the whole
+        batch and each group converts its fields straight into its rows (no per-group
+        batches to concatenate); columns the caller did not ask for stay zero views."""
+        if not groups:
+            return FlowBatch.empty()
+        gathered = []  # (template, chunks, gathered chunks, records)
+        for t, chunks in groups.items():
+            g = gather(chunks, v5.RECORD_LEN if t is V5 else t.compiled().dtype.itemsize)
+            gathered.append((t, chunks, g, int(g[1].sum())))
+        total = sum(n for *_, n in gathered)
+        keep = self.keep
+        cols = {c: np.empty(total, d) if c in keep else np.broadcast_to(np.zeros((), d), (total,))
+                for c, d in COLUMNS.items()}
+        extra: list[FlowBatch] = []
+        cut: list[tuple[int, np.ndarray]] = []  # (first row, rows of the group to drop)
+        pos = 0
+        for t, chunks, g, n in gathered:
+            dst = {c: v[pos:pos + n] for c, v in cols.items()}
+            try:
+                more, drop = self._group(t, g, n, dst)
+                extra.extend(more)
+                if drop is not None:
+                    cut.append((pos, drop))
+            except Exception:  # never lose the other templates' records to one bad group
+                log.exception("internal error decoding records of template %r", t)
+                cut.append((pos, np.ones(n, bool)))
+                for c in chunks:
+                    for sid in (c.sids.tolist() if type(c) is Block else (c[2],)):
+                        sess = self.table.by_sid.get(sid)
+                        self.stats.errors[sess.stat_label if sess else "other", "internal"] += 1
+            pos += n
+        batch = FlowBatch(**cols)
+        if cut:
+            kept = np.ones(total, bool)
+            for at, drop in cut:
+                kept[at:at + len(drop)] &= ~drop
+            batch = batch.take(kept)
+        return FlowBatch.concat([batch] + extra) if extra else batch
+
+    def _group(self, t, g: tuple, n: int, dst: dict) -> tuple[list[FlowBatch], np.ndarray | None]:
+        """One group's records into `dst` (its rows of every column). -> (extra batches: the
+        reverse halves of biflow records, rows of the group to drop)."""
+        raw, counts, sids, rates, exports, uptimes, dgrams, bases = g
+        keep = self.keep
+        rep = np.repeat
+
+        def put(col: str, value) -> None:  # convert and copy in one pass
+            if col in keep:
+                np.copyto(dst[col], value, casting="unsafe")
+
+        put("session", rep(sids, counts))
+        if "seq" in keep:  # datagram << 20 | record index in it
+            put("seq", spread(((dgrams << _U8(20)) | bases).astype(np.int64), counts))
+        base_rate = rep(rates, counts)
+        export = rep(exports, counts)
+        ctx = _Chunks(counts, sids.tolist(), uptimes, self.table.by_sid)
+
+        if t is V5:
+            rd = Reads(raw, n, v5.RECORD_LEN)
+            for col, (offset, width) in v5.READS.items():
+                if col in keep:
+                    rd.read(offset, width, dst[col])
+            first = rd.column(*v5.FIRST) if "start" in keep else None
+            last = rd.column(*v5.LAST)
+            rd.run()
+            put("version", 5)
+            _counters(dst, dst["bytes"], dst["packets"], base_rate)
+            put("sampling_rate", base_rate)
+            uptime = ctx.uptime()
+            if first is not None:
+                np.add(export, _uptime_delta(first, uptime), out=dst["start"])
+            np.add(export, _uptime_delta(last, uptime), out=dst["end"])
+            put("app_id", 0)
+            return [], None
+
+        c = t.compiled()
+        rd = Reads(raw, n, c.dtype.itemsize, c)
+        put("version", ctx.first_session().version)
+        rd.addr(F.sourceIPv4Address, F.sourceIPv6Address, dst["src_addr"])
+        rd.addr(F.destinationIPv4Address, F.destinationIPv6Address, dst["dst_addr"])
+        for col, k in (("src_port", F.sourceTransportPort), ("dst_port", F.destinationTransportPort),
+                       ("proto", F.protocolIdentifier), ("in_if", F.ingressInterface),
+                       ("out_if", F.egressInterface)):
+            if col in keep and not rd.into(k, dst[col]):
+                v = c.raw(rd.arr, k) if k in c.name else None
+                put(col, v if v is not None else 0)
+        octets = rd.first_into((F.octetDeltaCount, F.postOctetDeltaCount, F.initiatorOctets), dst["bytes"])
+        packets = rd.first_into((F.packetDeltaCount, F.postPacketDeltaCount, F.initiatorPackets), dst["packets"])
+        present = [k for k in c.time_fields if k in c.name]  # (start, end), either may be missing
+        if "start" not in keep and len(present) == 2:
+            present = present[1:]
+        times = {k: rd.native(k) for k in present}
+        rd.run()  # everything below reads the columns it filled
+        app = c.app_ids(rd.arr) if F.applicationId in c.name else None
+        put("app_id", app if app is not None else 0)
+
+        rate = self._rates(c, rd, ctx, base_rate)
+        put("sampling_rate", rate)
+        _counters(dst, octets, packets, rate)
+        start, end = self._times(c, times.get, ctx, export, "start" in keep)
+        put("start", start)
+        put("end", end)
+        if not c.has_reverse:
+            return [], None
+
+        # RFC 5103 biflow (or initiator/responder counters): the reverse direction is a flow
+        # of its own, where the record says it carried anything.
+        r64 = rate.astype(_U8)
+        rb = c.first(rd.arr, (F.reverse(F.octetDeltaCount), F.responderOctets))
+        rp = c.first(rd.arr, (F.reverse(F.packetDeltaCount), F.responderPackets))
+        rb = rb if rb is not None else np.zeros(n, _U8)
+        rp = rp if rp is not None else np.zeros(n, _U8)
+        some = (rb > 0) | (rp > 0)
+        if not some.any():
+            return [], None
+        forward = FlowBatch(**dst)
+        rev = forward.take(some)
+        rev.src_addr, rev.dst_addr = rev.dst_addr, rev.src_addr
+        rev.src_port, rev.dst_port = rev.dst_port, rev.src_port
+        rev.in_if, rev.out_if = rev.out_if, rev.in_if
+        rev.bytes = rb[some] * r64[some]
+        rev.packets = rp[some] * r64[some]
+        rev.seq = rev.seq | _U8(1 << 19)  # after its forward record in capture order
+        keep_fwd = (forward.bytes > 0) | (forward.packets > 0) | ~some
+        # flows were counted per record: add the reverse halves, remove the empty forward ones
+        delta = Counter(rev.session.tolist())
+        delta.subtract(forward.session[~keep_fwd].tolist())
+        for sid, k in delta.items():
+            sess = self.table.by_sid.get(sid)
+            if sess is not None and k:
+                self.stats.flows[sess.stat_label, sess.version] += k
+        return [rev], (None if keep_fwd.all() else ~keep_fwd)
+
+    def _rates(self, c, rd: Reads, ctx: _Chunks, base_rate: np.ndarray) -> np.ndarray:
+        """Sampling rate per record: a per-record interval, else the record's sampler id in
+        the session's sampler table, else the session's rate; a configured override wins."""
+        rate = base_rate
+        if c.interval_field is not None or c.sampler_field is not None:
+            arr = rd.arr
+        if c.interval_field is not None:
+            interval = c.uint(arr, c.interval_field)
+            space = c.uint(arr, c.space_field) if c.space_field else None
+            if space is not None:
+                rec = np.where(interval > 0, (interval + space) // np.maximum(interval, _U8(1)), 0)
+            else:
+                rec = interval
+            rate = np.where(rec > 0, rec, rate).astype(np.uint32)
+        elif c.sampler_field is not None:
+            ids = c.uint(arr, c.sampler_field)
+            sid = np.repeat(np.array(ctx.sids, _U8), ctx.counts)
+            pairs, inverse = np.unique(np.stack([sid, ids]), axis=1, return_inverse=True)
+            table = np.array([ctx.session(int(s)).samplers.get(int(i), 0) if ctx.session(int(s)) else 0
+                              for s, i in pairs.T], np.uint32)
+            found = table[inverse.ravel()]
+            rate = np.where(found > 0, found, rate).astype(np.uint32)
+        if self.table.sampling_override and rate is not base_rate:
+            over = np.fromiter((bool(ctx.session(s) and ctx.session(s).override) for s in ctx.sids),
+                               bool, len(ctx.sids))
+            if over.any():
+                rate = np.where(np.repeat(over, ctx.counts), base_rate, rate).astype(np.uint32)
+        return rate
+
+    def _times(self, c, read, ctx: _Chunks, export: np.ndarray, want_start: bool = True) -> tuple:
+        """(start, end) in UNIX seconds; start is None unless wanted. `read(k)`: the values of
+        time field k (unsigned integers, either byte order)."""
+        kind = c.time_kind
+        if kind == "export":
+            return (export if want_start else None), export
+        first_f, last_f = (k if k in c.name else None for k in c.time_fields)
+        first_f, last_f = first_f or last_f, last_f or first_f
+        if kind == "ms":
+            conv = lambda v: v / 1e3  # noqa: E731
+        elif kind == "s":
+            conv = lambda v: v.astype(np.float64)  # noqa: E731
+        elif kind == "ntp":
+            conv = _ntp
+        elif kind == "delta":
+            conv = lambda v: export - v / 1e6  # noqa: E731
+        elif ctx.first_session().version == 9:  # sysUpTime-relative, uptime from the v9 header
+            uptime = ctx.uptime()
+            conv = lambda v: export + _uptime_delta(v, uptime)  # noqa: E731
+        else:  # sysUpTime-relative IPFIX needs IE 160 from options data
+            inits = []
+            for s, count in zip(ctx.sids, ctx.counts.tolist()):
+                sess = ctx.session(s)
+                if sess and sess.system_init_ms is not None:
+                    inits.append(sess.system_init_ms)
+                else:
+                    inits.append(-1)
+                    self.stats.notices[sess.stat_label if sess else "other", "no-system-init-time"] += count
+            init = np.repeat(np.array(inits, np.float64), ctx.counts)
+            missing = init < 0
+            conv = lambda v: np.where(missing, export, (init + v) / 1e3)  # noqa: E731
+        end = conv(read(last_f))  # each conversion reads the column once
+        return (conv(read(first_f)) if want_start else None), end
+
+
+class _Chunks:
+    """What `Columns._group` needs to know about the chunks of one decode group."""
+
+    __slots__ = ("counts", "sids", "uptimes", "by_sid")
+
+    def __init__(self, counts, sids, uptimes, by_sid):
+        self.counts, self.sids, self.uptimes, self.by_sid = counts, sids, uptimes, by_sid
+
+    def session(self, sid: int) -> Session | None:
+        return self.by_sid.get(sid)
+
+    def first_session(self) -> Session:
+        return self.by_sid[self.sids[0]]
+
+    def uptime(self) -> np.ndarray:
+        return np.repeat(np.asarray(self.uptimes).astype(np.uint32), self.counts)
+
+
+def _counters(dst: dict, octets, packets, rate: np.ndarray) -> None:
+    """Bytes and packets (either may be missing: 0) times the sampling rate, into `dst`.
+    A counter may already be in its column (the kernel read it there): scaled in place."""
+    ones = bool((rate == 1).all())
+    r64 = None if ones else rate.astype(_U8)
+    for col, v in (("bytes", octets), ("packets", packets)):
+        if v is None:
+            dst[col][...] = 0
+        elif ones:
+            if v is not dst[col]:
+                np.copyto(dst[col], v, casting="unsafe")
+        else:
+            np.multiply(v, r64, out=dst[col], casting="unsafe")
+
+
+def _uptime_delta(t: np.ndarray, uptime: np.ndarray) -> np.ndarray:
+    """Seconds from the header's sysUpTime to `t`, both 32-bit milliseconds (wrap-safe)."""
+    d = (t.astype(np.uint32) - uptime.astype(np.uint32)).view(np.int32)  # wraps mod 2^32, signed
+    return d / 1e3
+
+
+def _ntp(v: np.ndarray) -> np.ndarray:
+    return (v >> _U8(32)).astype(np.float64) - F.NTP_EPOCH_OFFSET + (v & _U8(0xFFFFFFFF)) / 2.0**32
