@@ -1,4 +1,4 @@
-"""The columnar flow batch that travels from decode to aggregation (DESIGN.md §2).
+"""The columnar flow batch that travels from decode to aggregation (docs/design.md §2).
 
 A `FlowBatch` is a set of equal-length NumPy columns, one row per flow. Addresses of both
 families share one representation: a 128-bit integer split into two native uint64 halves

@@ -52,8 +52,3 @@ class BadTemplate(DecodeError):
 class RecordOverrun(DecodeError):
     """A variable-length field or a record that runs past its set."""
     reason = "record-overrun"
-
-
-class TemplateLimit(DecodeError):
-    """A ceiling on templates was hit; the template is refused."""
-    reason = "template-limit"

@@ -1,9 +1,10 @@
 """Templates and their compilation to NumPy record layouts (RFC 7011 §3.4, RFC 3954 §5).
 
 A template compiles once, on first use, into a structured dtype whose fields sit at the
-template's own offsets (big-endian, reduced-size integers of any width 1..8 octets). The
-records of one template from many datagrams then decode in a single `np.frombuffer`, and
-`Compiled.extract` maps the template's elements to the canonical columns of a `FlowBatch`.
+template's own offsets (big-endian, reduced-size integers of any width 1..8 octets), and
+says which elements give the time, sampling and biflow columns. The records of one template
+from many datagrams are then read together (`reads.Reads`), into the canonical columns of a
+`FlowBatch` (`columns.Columns`).
 
 Templates with variable-length fields (RFC 7011 §7) take a slow path: each record is walked
 in Python and rewritten into a fixed "normalised" layout (variable fields dropped, except
@@ -34,20 +35,14 @@ class Template:
     scope_count: int = 0  # > 0: an options template; the first `scope_count` fields are scope
     _compiled: Compiled | None = field(default=None, repr=False)
     _index: dict[int, int] | None = field(default=None, repr=False)
-    variable: bool = field(init=False, repr=False)
     record_len: int = field(init=False, repr=False)
     min_record_len: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         var = any(length == F.VARLEN for _, length in self.fields)
-        self.variable = var
         # octets per record; 0 for templates with variable-length fields (hot path reads this)
         self.record_len = 0 if var else sum(length for _, length in self.fields)
         self.min_record_len = sum(1 if length == F.VARLEN else length for _, length in self.fields)
-
-    @property
-    def is_options(self) -> bool:
-        return self.scope_count > 0
 
     def same_as(self, other: Template) -> bool:
         return self.fields == other.fields and self.scope_count == other.scope_count
