@@ -4,22 +4,27 @@ The per-datagram path is checked against softflowd's pcap totals and record by r
 tshark elsewhere; here random streams from several exporters (v5, v9, IPFIX; template refreshes,
 redefinitions and withdrawals, options that change or repeat, sequence gaps and restarts, data
 before its template, malformed datagrams) are decoded both ways, in the same batches, and must
-give the same flows, counters and exporter state.
+give the same flows, counters and exporter state. Every comparison runs with the compiled
+kernels on and off (`both_ways`): the bulk path's set walk and the field reads are the
+kernels' in one run and NumPy's in the other.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.netflow import encode as E
+from collector import kernels
 from collector.netflow import decoder as D
+from collector.netflow import encode as E
 from collector.netflow import fields as F
 from collector.netflow.decoder import Decoder
 from collector.netflow.session import Limits
+from tests.kernels import both_ways
 
 T0 = 1_764_000_000
 A = [(F.sourceIPv4Address, 4), (F.destinationIPv4Address, 4), (F.sourceTransportPort, 2),
@@ -125,23 +130,26 @@ def _state(dec: Decoder) -> dict:
     return {"counters": counters, "sessions": sessions}
 
 
-def _both(datagrams, cuts, limits=None):
+def _both(datagrams, cuts, kernels_on: bool, limits=None):
     got = []
-    for bulk in (True, False):
-        dec = Decoder(limits, bulk=bulk)
-        flows = []
-        for a, b in zip([0] + cuts, cuts + [len(datagrams)]):
-            flows += _flows(dec.decode(datagrams[a:b]))
-        got.append((flows, _state(dec)))
+    with kernels.use(kernels_on):
+        for bulk in (True, False):
+            dec = Decoder(limits, bulk=bulk)
+            flows = []
+            for a, b in zip([0] + cuts, cuts + [len(datagrams)]):
+                flows += _flows(dec.decode(datagrams[a:b]))
+            got.append((flows, _state(dec)))
     return got
 
 
-@settings(max_examples=int(__import__("os").environ.get("BULK_EXAMPLES", 150)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@both_ways
+@settings(max_examples=int(os.environ.get("BULK_EXAMPLES", 150)), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(event, min_size=1, max_size=60), st.lists(st.integers(0, 60), max_size=4))
-def test_bulk_path_equals_per_datagram_path(events, cuts):
+def test_bulk_path_equals_per_datagram_path(kernels_on, events, cuts):
     datagrams = stream(events)
     cuts = sorted({c for c in cuts if 0 < c < len(datagrams)})
-    (bulk_flows, bulk_state), (ref_flows, ref_state) = _both(datagrams, cuts)
+    (bulk_flows, bulk_state), (ref_flows, ref_state) = _both(datagrams, cuts, kernels_on)
     assert bulk_flows == ref_flows
     for name, counter in ref_state["counters"].items():
         assert bulk_state["counters"][name] == counter, name
@@ -151,9 +159,10 @@ def test_bulk_path_equals_per_datagram_path(events, cuts):
 LEAN = ("src_addr", "dst_addr", "src_port", "dst_port", "proto", "bytes", "packets", "end", "in_if")
 
 
+@both_ways
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(event, min_size=1, max_size=60), st.lists(st.integers(0, 60), max_size=4))
-def test_a_column_subset_decodes_those_columns_alike(events, cuts):
+def test_a_column_subset_decodes_those_columns_alike(kernels_on, events, cuts):
     """`Decoder(columns=...)` (the daemon's way) fills what it is asked for exactly as the
     full decode does, and leaves the rest zero."""
     datagrams = stream(events)
@@ -163,7 +172,8 @@ def test_a_column_subset_decodes_those_columns_alike(events, cuts):
         dec = Decoder(columns=columns)
         got = []
         for a, b in zip([0] + cuts, cuts + [len(datagrams)]):
-            batch = dec.decode(datagrams[a:b])
+            with kernels.use(kernels_on):
+                batch = dec.decode(datagrams[a:b])
             if columns is not None:
                 for skipped in ("seq", "start", "version", "sampling_rate", "out_if", "app_id"):
                     assert not getattr(batch, skipped).any(), skipped
@@ -175,7 +185,8 @@ def test_a_column_subset_decodes_those_columns_alike(events, cuts):
     assert rows[0] == rows[1]
 
 
-def test_bulk_path_takes_the_usual_datagrams(monkeypatch):
+@both_ways
+def test_bulk_path_takes_the_usual_datagrams(monkeypatch, kernels_on):
     """Plain data of known templates is decoded in bulk (not by the per-datagram path), and a
     template refresh or repeated options do not send the rest of a batch the slow way."""
     events = [(0, 9, 0, "data", [], 1)]
@@ -195,24 +206,27 @@ def test_bulk_path_takes_the_usual_datagrams(monkeypatch):
         return rest
 
     monkeypatch.setattr(D, "bulk", spy)
-    batch = dec.decode(datagrams[3:])
+    with kernels.use(kernels_on):
+        batch = dec.decode(datagrams[3:])
     assert taken["bulk"] == len(datagrams) - 3
     assert len(batch) == 5 * (len(datagrams) - 3)
     assert sorted(batch.bytes.tolist()) == sorted([100 + i for i in range(5)] * (len(datagrams) - 3))
 
 
-def test_bulk_path_with_session_eviction_and_malformed_headers():
+@both_ways
+def test_bulk_path_with_session_eviction_and_malformed_headers(kernels_on):
     limits = Limits(max_sessions=2)
     events = [(i % 3, 10, 0, "data" if i > 2 else "refresh", [{F.octetDeltaCount: i}], 1) for i in range(30)]
     datagrams = stream(events)
     datagrams.insert(10, (b"\x00\x0a\x00\x05", SOURCES[0], T0))  # IPFIX header claiming 5 octets
     datagrams.insert(12, (struct.pack(">HH", 10, 400) + bytes(12), SOURCES[1], T0))  # length past the end
-    (bf, bs), (rf, rs) = _both(datagrams, [7, 19], limits)
+    (bf, bs), (rf, rs) = _both(datagrams, [7, 19], kernels_on, limits)
     assert bf == rf
     assert bs == rs
 
 
-def test_sets_like_the_first_of_their_kind_but_changed_are_judged_on_their_own():
+@both_ways
+def test_sets_like_the_first_of_their_kind_but_changed_are_judged_on_their_own(kernels_on):
     """In one batch, after an identical template refresh and repeated options data, a template
     set of the same length and template id that redefines it (src and dst swapped), and options
     data of the same length with another sampling interval: each must be seen as a change,
@@ -225,12 +239,13 @@ def test_sets_like_the_first_of_their_kind_but_changed_are_judged_on_their_own()
         for changed in ("redefine", "options"):
             events = first + [(0, version, 0, kind, rows, 1) for kind in
                               ("refresh", "options-same", "data", changed, "data", "refresh", "options-same")]
-            (bulk_flows, bulk_state), (ref_flows, ref_state) = _both(stream(events), [3])
+            (bulk_flows, bulk_state), (ref_flows, ref_state) = _both(stream(events), [3], kernels_on)
             assert bulk_flows == ref_flows, (version, changed)
             assert bulk_state == ref_state, (version, changed)
 
 
-def test_datagrams_with_more_sets_than_the_bulk_walk_takes():
+@both_ways
+def test_datagrams_with_more_sets_than_the_bulk_walk_takes(kernels_on):
     """Up to MAX_SETS sets a datagram may take the bulk path; with more (or ending in a set
     too short for its header, or in padding) it takes the other path or walks to its end:
     the flows are the same either way."""
@@ -249,6 +264,6 @@ def test_datagrams_with_more_sets_than_the_bulk_walk_takes():
                      E.v9_message([body], uptime_ms=90_000, unix_secs=T0, sequence=0, count=count))
                 out.append((d, SOURCES[0], T0 + 1))
         # a batch each: a datagram the bulk path leaves would take its session's later ones along
-        (bf, bs), (rf, rs) = _both(first + out, list(range(1, len(out) + 1)))
+        (bf, bs), (rf, rs) = _both(first + out, list(range(1, len(out) + 1)), kernels_on)
         assert bf == rf and bs == rs, version
         assert sum(1 for f in bf if f[9] >= 100 * MAX_SETS) > 0  # the long datagrams' flows are there

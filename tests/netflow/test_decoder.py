@@ -1,6 +1,7 @@
 """Decoder behaviour, table-driven: byte literals where the layout itself is under test,
 the small encoder where a shape is needed that no exporter on this machine produces.
-Expected values are written out by hand, never taken from the decoder."""
+Expected values are written out by hand, never taken from the decoder. Every test runs with
+the compiled kernels on and off."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import struct
 import numpy as np
 import pytest
 
+from collector import kernels
 from collector.netflow import encode as E
 from collector.netflow import fields as F
 from collector.netflow.batch import addr_to_str
@@ -17,6 +19,14 @@ from collector.netflow.session import Limits
 
 SRC = ("192.0.2.10", 40000)
 T0 = 1_764_000_000
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["kernels-on", "kernels-off"])
+def kernels_on(request):
+    if request.param and not kernels.available():
+        pytest.skip("the kernels were not built")
+    with kernels.use(request.param):
+        yield request.param
 
 
 def flows(batch):

@@ -1,15 +1,14 @@
 """The decoder's compiled field reads (collector/kernels/_kernels.c `fields`) against its NumPy reads.
 
-The NumPy way is checked against softflowd's pcap totals and tshark elsewhere (and the test
-suite runs with the kernels on, so those checks see them too); here random templates (fields
-in any order, reduced-size counters of 1-8 octets, IPv4, IPv6, both or no addresses, every
-time representation, biflow counters, application ids, odd widths the kernel leaves to NumPy)
-carry random records, decoded once with the kernels and once without: the flows must be equal.
+The NumPy way is checked against softflowd's pcap totals and tshark elsewhere; here random
+templates (fields in any order, reduced-size counters of 1-8 octets, IPv4, IPv6, both or no
+addresses, every time representation, biflow counters, application ids, odd widths the kernel
+leaves to NumPy) carry random records, decoded once with the kernels and once without
+(`kernels.use`): the flows must be equal.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,8 +18,7 @@ from collector.netflow import encode as E
 from collector.netflow import fields as F
 from collector.netflow.decoder import Decoder
 
-BUILT = kernels.compiled
-pytestmark = pytest.mark.skipif(BUILT is None, reason="the kernels are not built, or are off (IMFLOW_KERNELS=0)")
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="the kernels were not built")
 
 T0 = 1_764_000_000
 ADDRS = {"v4": [(F.sourceIPv4Address, 4), (F.destinationIPv4Address, 4)],
@@ -86,22 +84,21 @@ COLS = ("src_addr", "dst_addr", "src_port", "dst_port", "proto", "in_if", "out_i
         "start", "end", "app_id", "sampling_rate", "seq", "session")
 
 
-def _decode(calls, monkeypatch, on: bool):
-    monkeypatch.setattr(kernels, "compiled", BUILT if on else None)
-    dec = Decoder()
-    return [{c: getattr(batch, c).tolist() for c in COLS} for batch in map(dec.decode, calls)]
+def _decode(calls, on: bool):
+    with kernels.use(on):
+        dec = Decoder()
+        return [{c: getattr(batch, c).tolist() for c in COLS} for batch in map(dec.decode, calls)]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(exports())
-def test_kernel_reads_equal_numpy_reads(monkeypatch, calls):
-    with_kernels = _decode(calls, monkeypatch, True)
-    without = _decode(calls, monkeypatch, False)
+def test_kernel_reads_equal_numpy_reads(calls):
+    with_kernels = _decode(calls, True)
+    without = _decode(calls, False)
     assert with_kernels == without
 
 
-def test_reads_are_the_records_values(monkeypatch):
+def test_reads_are_the_records_values():
     """One record, known values: both ways read them (a check on the check above)."""
     tpl = [(F.destinationTransportPort, 2), (F.sourceIPv4Address, 4), (F.octetDeltaCount, 3),
            (F.destinationIPv6Address, 16), (F.ingressInterface, 4), (F.flowEndSeconds, 4)]
@@ -109,7 +106,7 @@ def test_reads_are_the_records_values(monkeypatch):
            F.destinationIPv6Address: "2001:db8::9", F.ingressInterface: 7, F.flowEndSeconds: T0 - 5}
     d = E.ipfix_message([E.template_set([(300, tpl)], True), E.data_set(300, tpl, [row])], export_time=T0, sequence=0)
     for on in (True, False):
-        got, = _decode([[(d, ("192.0.2.1", 4739), float(T0))]], monkeypatch, on)
+        got, = _decode([[(d, ("192.0.2.1", 4739), float(T0))]], on)
         assert got["dst_port"] == [5050] and got["bytes"] == [70_000] and got["in_if"] == [7]
         assert got["src_addr"] == [(0, 0xFFFF_0A01_0203)]
         assert got["end"] == [T0 - 5.0]
