@@ -136,8 +136,7 @@ class Decoder:
             raise BadLength(f"{count} records need {v5.HEADER_LEN + count * v5.RECORD_LEN} octets, "
                             f"datagram has {len(data)}", version=5)
         key = (exporter, port, 5, (engine_type << 8) | engine_id)
-        sess = self.table.sessions.get(key) or self.table.open(key, received)
-        sess.last_seen = received
+        sess = self.table.open(key, received)
         # a 2-bit mode and a 14-bit interval; interval 0 means unsampled whatever the mode
         rate = sess.sampling_rate = (sampling & 0x3FFF) or 1
         if seq == sess.next_seq:
