@@ -553,12 +553,6 @@ class Config:
         cfg.path = self.path
         return cfg
 
-    def set(self, dotted: str, value: Any) -> None:
-        """Write one key in place, checked like the file's value. Kept until the daemon uses
-        `replaced` everywhere."""
-        section, key = dotted.split(".", 1)
-        self.values[section][key] = self.replaced({dotted: value}).values[section][key]
-
 
 def validate(raw: Mapping[str, Any]) -> Config:
     """A TOML document (as tomllib reads it) -> a checked Config with every default filled in."""

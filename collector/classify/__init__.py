@@ -1,4 +1,4 @@
-"""Classification (DESIGN.md §4): the service catalogue and the vectorized classifier."""
+"""Classification (docs/design.md §4): the service catalogue and the vectorized classifier."""
 
 from collector.classify.catalogue import Catalogue, CatalogueError, Service, load_catalogue
 from collector.classify.classifier import DEFAULT_INTERNAL, Classified, Classifier

@@ -1,7 +1,7 @@
 """The service catalogue: which ports and prefixes mean which IM, P2P, VoIP or collaboration service.
 
 The catalogue ships as `data/services.toml` (its header documents the format) and users extend or
-override it from their config (DESIGN.md §4). Loading validates everything and reports the first
+override it from their config (docs/design.md §4). Loading validates everything and reports the first
 problem as a one-line `CatalogueError` naming the offending key, e.g.
 `service[3].ports[1]: "tcp/99999": port out of range 0-65535`.
 

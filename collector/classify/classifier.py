@@ -1,6 +1,6 @@
 """Vectorized flow classification: service and internal host for every flow of a batch.
 
-Implements DESIGN.md §4. Per flow, in this order:
+Implements docs/design.md §4. Per flow, in this order:
 
 1. Exporter application id (IE 95): if `app_ids` maps it to a service, that service wins.
 2. Prefix match: an address inside a service prefix makes that side the service side. When

@@ -1,7 +1,7 @@
 """Address range tables: map every address to a small integer in O(1) for almost all lookups.
 
 The classifier asks two questions of each address: is it internal, and which service prefix (if
-any) covers it (DESIGN.md §4). Both are answered by one table per address family:
+any) covers it (docs/design.md §4). Both are answered by one table per address family:
 
 1. `elementary()` turns possibly nested or overlapping prefixes into sorted, non-overlapping
    intervals covering the whole address space, each carrying one value.

@@ -1,4 +1,4 @@
-"""`imflow catalogue update`: refresh the vendor prefix lists of the catalogue (DESIGN.md §4).
+"""`imflow catalogue update`: refresh the vendor prefix lists of the catalogue (docs/design.md §4).
 
 For every service with `prefix_sources`, each URL is fetched once (one attempt, a timeout, no
 retries), parsed by the parser its URL calls for, and the union replaces the service's prefixes.

@@ -15,18 +15,9 @@ def _start(since: float | None, end: float | None = None) -> float | None:
 def load_run_config(args):
     from collector import config
 
-    cfg = config.load(args.config)
-    if args.listen:
-        cfg.set("collector.listen", args.listen)
-    if args.db:
-        cfg.set("store.path", args.db)
-    if args.internal:
-        cfg.set("classify.internal", args.internal)
-    if args.refresh_time:
-        cfg.set("collector.refresh_time", args.refresh_time)
-    if args.metrics:
-        cfg.set("metrics.listen", args.metrics)
-    return cfg
+    flags = {"collector.listen": args.listen, "store.path": args.db, "classify.internal": args.internal,
+             "collector.refresh_time": args.refresh_time, "metrics.listen": args.metrics}
+    return config.load(args.config).replaced({k: v for k, v in flags.items() if v})
 
 
 def cmd_run(args) -> int:

@@ -1,6 +1,6 @@
 /* Compiled kernels of the hot path: grouped sums (the aggregator), the set walk and field
  * reads (the decoder), IPv4 range-table lookups (the classifier). Optional: without them the
- * same work is done in NumPy, with the same results (collector/kernels.py is the switch).
+ * same work is done in NumPy, with the same results (collector/kernels/__init__.py is the switch).
  *
  * Grouped sums by hashing: the aggregator's per-batch reduction in one pass, no sort.
  *

@@ -69,15 +69,15 @@ def group_rows(cols: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarr
     return order, np.flatnonzero(np.concatenate(([True], skey[1:] != skey[:-1])))
 
 
-def group_sums(cols: list[tuple[np.ndarray, int]], values: list[np.ndarray],
-               compiled: bool | None = None) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+def group_sums(cols: list[tuple[np.ndarray, int]], values: list[np.ndarray]
+               ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """Group rows as `group_rows` does and sum each of `values` (uint64, wrapping) per group:
     -> (a row of each group, the sums, the rows per group). Groups come in no set order.
-    `compiled` picks the kernel (True), NumPy (False) or the kernel when built (None)."""
+    The compiled kernel when it is switched on (`kernels.use`), else NumPy."""
     n = len(cols[0][0])
     width = sum(max(size - 1, 0).bit_length() for _, size in cols)
     kernel = kernels.compiled
-    if (compiled if compiled is not None else kernel is not None) and width <= 64 and n:
+    if kernel is not None and width <= 64 and n:
         first = np.empty(n, np.int64)
         sums = [np.empty(n, _U8) for _ in values]
         counts = np.empty(n, _U8)

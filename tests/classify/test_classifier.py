@@ -1,5 +1,5 @@
 """The vectorized classifier against hand cases and against a slow, obvious per-flow reference
-written here with the `ipaddress` module (DESIGN.md §4 rules, restated independently), with the
+written here with the `ipaddress` module (docs/design.md §4 rules, restated independently), with the
 compiled IPv4 lookup and with NumPy's.
 
 Throughput is measured by bench/classify_bench.py (`python -m bench.classify_bench`), not here.
