@@ -243,13 +243,13 @@ def test_a_checked_config_checks_again_to_itself(tmp_path):
         assert cfg.replaced({}).values == cfg.values
 
 
-def test_set_still_checks_and_writes_in_place():
+def test_a_loaded_config_is_never_written_replaced_checks_and_copies():
     cfg = config.validate({})
-    section = cfg["collector"]
-    cfg.set("collector.refresh_time", "30s")
-    assert section["refresh_time"] == 30.0 and cfg["collector"] is section
+    assert not hasattr(cfg, "set")
+    new = cfg.replaced({"collector.refresh_time": "30s"})
+    assert new.get("collector.refresh_time") == 30.0 and cfg.get("collector.refresh_time") == 60.0
     with pytest.raises(ConfigError, match="^store.path: 3: expected a string"):
-        cfg.set("store.path", 3)
+        cfg.replaced({"store.path": 3})
 
 
 # --- the shipped example ----------------------------------------------------------------
