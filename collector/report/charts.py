@@ -3,11 +3,11 @@ service as horizontal bars, bytes per day stacked by category."""
 
 from __future__ import annotations
 
-import html
 import math
 
 from collector.report.build import CATEGORY_NAMES
 from collector.report.tables import human_bytes
+from collector.text import html_text
 
 CATEGORY_COLOURS = {"im": "#2b6cb0", "p2p": "#c0392b", "voip": "#2f855a", "collab": "#b7791f",
                     "other": "#8a94a3"}
@@ -102,6 +102,5 @@ def _daily(r: dict, width: int = 1000, height: int = 260) -> str:
     return "".join(out) + "</svg>"
 
 
-
 def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+    return html_text(value)

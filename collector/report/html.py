@@ -3,11 +3,10 @@ scripts, no external resources; it prints on A4 with a page per category."""
 
 from __future__ import annotations
 
-import html
-
 from collector.report.build import CATEGORY_NAMES, iso, pct
 from collector.report.charts import CATEGORY_COLOURS, traffic
 from collector.report.tables import human_bytes
+from collector.text import html_text
 
 CATEGORY_SHORT = {"im": "IM", "p2p": "P2P", "voip": "VoIP", "collab": "Collab.", "other": "Other"}
 
@@ -98,11 +97,11 @@ def render_html(report: dict, other_hosts: int = 10) -> str:
 
 
 def _hb(n: int) -> str:
-    return html.escape(human_bytes(n)).replace(" ", "\u00a0")  # "1.2 MB" never wraps
+    return html_text(human_bytes(n)).replace(" ", "\u00a0")  # "1.2 MB" never wraps
 
 
 def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+    return html_text(value)
 
 
 def _t(ts) -> str:

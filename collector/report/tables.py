@@ -3,11 +3,8 @@ exact counts) and for programs (JSON, CSV)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-
 from collector.store.schema import COUNTERS
+from collector.text import csv_text, json_text, printable
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB")
 
@@ -24,16 +21,13 @@ def human_bytes(n: int) -> str:
 
 def render(rows: list[dict], by: tuple[str, ...] | list[str], fmt: str = "table") -> str:
     """`fmt`: "table" (aligned, human bytes beside exact ones, a total line), "json" (an array
-    of objects with exact integers) or "csv" (a header, then one line per row)."""
+    of objects with exact integers) or "csv" (a header, then one line per row). Names are
+    outside text: escaped as `collector.text` says for each format."""
     by = tuple(by)
     if fmt == "json":
-        return json.dumps([{k: row[k] for k in (*by, *COUNTERS)} for row in rows], indent=1) + "\n"
+        return json_text([{k: row[k] for k in (*by, *COUNTERS)} for row in rows], indent=1) + "\n"
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow((*by, *COUNTERS))
-        writer.writerows([row[k] for k in (*by, *COUNTERS)] for row in rows)
-        return out.getvalue()
+        return csv_text((*by, *COUNTERS), ([row[k] for k in (*by, *COUNTERS)] for row in rows))
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r} (expected table, json or csv)")
     return _table(rows, by)
@@ -59,4 +53,4 @@ def _table(rows: list[dict], by: tuple[str, ...]) -> str:
 
 
 def _show(value) -> str:
-    return "(none)" if value == "" else str(value)
+    return "(none)" if value == "" else printable(value)

@@ -12,6 +12,7 @@ import pytest
 
 from collector import report
 from collector.policy.hostnames import HostNames
+from collector.text import UNSAFE, printable
 from tests.report.conftest import END, NOW, START
 from tests.report.expect import per_key, report_rows
 
@@ -62,3 +63,31 @@ def test_json_round_trip(built, rows):
             {k: w[k] for k in ("bytes", "packets", "flows", "first_seen", "last_seen")}
     assert back["totals"]["bytes"] == sum(r.bytes for r in rows)
     assert math.isclose(sum(c["share_pct"] for c in back["categories"]), 100.0)
+
+
+HOSTILE = "\x1b]0;pwned\x07 x\ny\rz \x9b31m \u2028 \u202eevil"
+
+
+def _hostile(built) -> dict:
+    """The report as if reverse DNS had answered with control characters for one host."""
+    patched = json.loads(report.render_json(built))
+    host = patched["categories"][0]["services"][0]["hosts"][0]
+    host["name"], host["owner"] = HOSTILE, "-" + HOSTILE
+    return patched
+
+
+def test_csv_escapes_control_characters_in_names(built):
+    text = report.render_csv(_hostile(built))
+    assert not UNSAFE.search(text.replace("\n", ""))
+    lines = list(csv.DictReader(io.StringIO(text)))
+    assert len(text.splitlines()) == len(lines) + 1  # no forged line
+    (line,) = [x for x in lines if x["host_name"].startswith("\\x1b")]
+    assert line["host_name"] == printable(HOSTILE)
+    assert line["host_owner"] == "'-" + printable(HOSTILE)
+
+
+def test_json_escapes_c1_and_separators_and_keeps_the_exact_value(built):
+    patched = _hostile(built)
+    text = report.render_json(patched)
+    assert not UNSAFE.search(text.replace("\n", ""))
+    assert json.loads(text) == patched

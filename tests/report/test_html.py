@@ -11,6 +11,7 @@ import pytest
 
 from collector import report
 from collector.policy.hostnames import HostNames
+from collector.text import UNSAFE
 from collector.report.tables import human_bytes
 from tests.report import png
 from tests.report.chromium import OFFLINE, chromium
@@ -157,3 +158,11 @@ def test_unclassified_hosts_are_summarised_beyond_the_limit(built):
     rest = other["hosts"][2:]
     assert f"{len(rest)} more hosts (all of them are in the CSV and JSON reports)" in text
     assert human_bytes(sum(h["bytes"] for h in rest)).replace(" ", "\xa0") in text
+
+
+def test_names_cannot_carry_control_characters(built):
+    hostile = json.loads(report.render_json(built))
+    hostile["categories"][0]["services"][0]["hosts"][0]["name"] = "\x1b[2Jwiped\x07\u202eevil\x9b"
+    text = report.render_html(hostile)
+    assert not UNSAFE.search(text.replace("\n", ""))
+    assert "\\x1b[2Jwiped\\x07\\u202eevil\\x9b" in text
