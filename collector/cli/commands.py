@@ -88,21 +88,21 @@ def parse_time(text: str) -> float:
 
 
 def cmd_services(args) -> int:
-    import json
-
     from collector import config
     from collector.daemon.wiring import build_catalogue
+    from collector.text import json_text, printable
 
     catalogue = build_catalogue(config.load(args.config))
     services = [s for s in catalogue.services[1:] if not args.category or s.category in args.category]
     if args.format == "json":
-        print(json.dumps([dict(s.to_dict(), index=s.index) for s in services], indent=1))
+        print(json_text([dict(s.to_dict(), index=s.index) for s in services], indent=1))
         return 0
     print(f"{'id':<14} {'category':<8} {'name':<36} {'ports (alone)':<30} {'ports with prefixes':<22} prefixes")
     for s in services:
         owned = ", ".join(p for p in s.ports if p not in s.shared_ports) or "-"
         shared = ", ".join(s.shared_ports) or "-"
-        print(f"{s.id:<14} {s.category:<8} {s.name[:36]:<36} {_cut(owned, 30):<30} {_cut(shared, 22):<22} "
+        print(f"{printable(s.id):<14} {printable(s.category):<8} {printable(s.name)[:36]:<36} "
+              f"{_cut(printable(owned), 30):<30} {_cut(printable(shared), 22):<22} "
               f"{len(s.prefixes)}")
     print(f"{len(services)} services, prefix snapshot {catalogue.snapshot}"
           + (f", updated {catalogue.fetched}" if catalogue.fetched else ""))
@@ -133,13 +133,11 @@ def cmd_catalogue_update(args) -> int:
 
 
 def cmd_violations(args) -> int:
-    import csv
-    import io
-    import json
     from datetime import datetime, timezone
 
     from collector.store import StoreError, query
     from collector.report.tables import human_bytes
+    from collector.text import csv_text, json_text, printable
 
     try:
         rows = query.usage(args.db, _start(args.since), None, violations_only=True)
@@ -158,18 +156,15 @@ def cmd_violations(args) -> int:
         return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M")
 
     if args.format == "json":
-        print(json.dumps(out, indent=1))
+        print(json_text(out, indent=1))
     elif args.format == "csv":
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-        w.writeheader()
-        w.writerows(out)
-        sys.stdout.write(buf.getvalue())
-    else:
+        sys.stdout.write(csv_text(keys, ([r[k] for k in keys] for r in out)))
+    else:  # host names come from the hosts file and DNS: escaped, never raw on a terminal
         print(f"{'host':<40} {'name':<20} {'service':<14} {'bytes':>14} {'flows':>9}  first seen (UTC)  "
               "last seen (UTC)")
         for r in out:
-            print(f"{r['host']:<40} {r['name'][:20]:<20} {r['service']:<14} {human_bytes(r['bytes']):>14} "
+            print(f"{printable(r['host']):<40} {printable(r['name'])[:20]:<20} {printable(r['service']):<14} "
+                  f"{human_bytes(r['bytes']):>14} "
                   f"{r['flows']:>9}  {iso(r['first_seen'])}  {iso(r['last_seen'])}")
         print(f"{len(out)} violations" if out else "no violations")
     return 0
