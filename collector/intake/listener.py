@@ -6,7 +6,8 @@ copy per datagram), several times cheaper per datagram than the event loop's own
 transport (one `recvfrom` and one callback each); elsewhere that transport is used and the
 batch is a list. Either way the batch is handed on when it is full or `delay` seconds old, and
 decoded before anything else is received. Sources outside `exporters.allow` are dropped and
-counted before any state exists for them. Kernel drops and queue depth come from
+counted before any state exists for them, and logged by address, rate-limited
+(`collector.intake.refused`). Kernel drops and queue depth come from
 /proc/net/udp[6] (the `drops` and `rx_queue` columns of each socket's inode), which counts what
 SO_RXQ_OVFL would report without a recvmsg per datagram.
 """
@@ -22,6 +23,7 @@ import time
 from typing import Callable
 
 from collector.intake import mmsg
+from collector.intake.refused import Refusals
 from collector.config import parse_endpoint
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class _Protocol(asyncio.DatagramProtocol):
         intake = self.intake
         if intake.allow is not None and not intake.allow(addr[0]):
             intake.denied += 1
+            intake.refused(addr[0], 1)
             return
         intake.batch.append((data, addr, time.time()))
         if len(intake.batch) >= intake.batch_size:
@@ -87,6 +90,8 @@ class Intake:
         self.sockets: list[tuple[str, socket.socket]] = []
         self.transports: list[asyncio.DatagramTransport] = []
         self.denied = 0
+        self.refusals = Refusals()  # who was refused, in the log
+        self._refusal_timer: asyncio.TimerHandle | None = None
         self.socket_errors = 0
         self.reuse_port = reuse_port  # SO_REUSEPORT: worker processes share the ports
         self.use_mmsg = mmsg.available() if use_mmsg is None else use_mmsg
@@ -139,7 +144,7 @@ class Intake:
         now = time.time()
         for _ in range(READS_PER_WAKEUP):
             try:
-                got, refused = receiver.receive(fd, now, self.batch, self.allow)
+                got, refused = receiver.receive(fd, now, self.batch, self.allow, self.refused)
             except OSError:
                 self.socket_errors += 1
                 break
@@ -151,6 +156,16 @@ class Intake:
                 break
         if self.batch and self.timer is None:
             self.timer = self.loop.call_later(self.delay, self.hand_on)
+
+    def refused(self, address: str, n: int) -> None:
+        """`n` datagrams from `address` refused: logged now or in the next summary."""
+        self.refusals.note(address, n)
+        if self._refusal_timer is None and self.loop is not None and self.refusals.waiting():
+            self._refusal_timer = self.loop.call_later(self.refusals.interval, self._summarise_refusals)
+
+    def _summarise_refusals(self) -> None:
+        self._refusal_timer = None
+        self.refusals.summarise()
 
     def hand_on(self) -> None:
         if self.timer is not None:
@@ -185,6 +200,10 @@ class Intake:
             self.loop.remove_reader(fd)
         self.readers.clear()
         self.hand_on()  # before the arena it lives in goes
+        if self._refusal_timer is not None:
+            self._refusal_timer.cancel()
+            self._refusal_timer = None
+        self.refusals.summarise()
         if self.use_mmsg:  # transports close their own sockets
             for _, sock in self.sockets:
                 sock.close()

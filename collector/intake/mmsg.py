@@ -160,11 +160,12 @@ class Receiver:
         self.generation += 1
         return Batch(self, self.generation)
 
-    def receive(self, fd: int, now: float, batch: Batch, allow=None) -> tuple[int, int]:
+    def receive(self, fd: int, now: float, batch: Batch, allow=None, refused=None) -> tuple[int, int]:
         """Receive the datagrams waiting on `fd` (non-blocking, up to `slots`, fewer when the
         arena is nearly full) into `batch`, stamped `now`; sources that `allow(address)`
-        refuses are counted instead. -> (datagrams read, datagrams refused). Raises OSError
-        for errors other than 'nothing to read'."""
+        refuses are counted instead, and told to `refused(address, datagrams)` when given.
+        -> (datagrams read, datagrams refused). Raises OSError for errors other than 'nothing
+        to read'."""
         if batch.generation != self.generation:
             raise RuntimeError("receiving into a stale batch")
         start = batch.used
@@ -191,15 +192,22 @@ class Receiver:
             # the usual case: one exporter sent them all
             source, allowed = self._source(names[:nl], allow)
             if not allowed:
+                if refused is not None:
+                    refused(source[0], k)
                 return k, k
             batch._add(np.arange(start, start + k), lens, [source] * k, now)
             return k, 0
-        keep, sources = [], []
+        keep, sources, refusals = [], [], {}
         for i, nl in enumerate(namelens):
             source, allowed = self._source(names[i * NAME:i * NAME + nl], allow)
             if allowed:
                 keep.append(i)
                 sources.append(source)
+            else:
+                refusals[source[0]] = refusals.get(source[0], 0) + 1
+        if refused is not None:
+            for address, n in refusals.items():
+                refused(address, n)
         if sources:
             batch._add(start + np.array(keep), lens[keep], sources, now)
         return k, k - len(sources)
