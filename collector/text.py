@@ -15,7 +15,8 @@ logs or saves goes through one of these:
 - `json_text(obj)`: JSON. `json.dumps` escapes C0 itself; DEL, C1, U+2028/U+2029, bidi controls
   and lone surrogates are escaped here too (`\\u009b`), which JSON readers decode back to the
   exact value.
-- `control_char(text)`: for validating config text at load (no control character at all).
+- `text_problem(text, limit)`: validating config text at load (no control character at all,
+  at most `limit` characters); the caller raises its own error naming the key.
 """
 
 from __future__ import annotations
@@ -84,7 +85,12 @@ def json_text(obj: Any, *, indent: int | None = None, ascii: bool = True) -> str
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def control_char(text: str) -> str | None:
-    """"U+001B" for the first control character in `text`, None when it has none."""
+def text_problem(text: str, limit: int) -> str | None:
+    """Why config text cannot be used ("control character U+001B not allowed", "300 characters:
+    at most 255"), or None: the same rule as the catalogue's `check_text`."""
     bad = CONTROL.search(text)
-    return f"U+{ord(bad.group()):04X}" if bad else None
+    if bad:
+        return f"control character U+{ord(bad.group()):04X} not allowed"
+    if len(text) > limit:
+        return f"{len(text)} characters: at most {limit}"
+    return None

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.text import UNSAFE, control_char, csv_cell, csv_text, json_text, printable
+from collector.text import UNSAFE, csv_cell, csv_text, json_text, printable, text_problem
 
 
 @pytest.mark.parametrize("raw, shown", [
@@ -83,8 +83,9 @@ def test_printable_is_one_safe_line(text):
     shown.encode("utf-8")  # no lone surrogates left
 
 
-def test_control_char():
-    assert control_char("release mirrors") is None
-    assert control_char("a\nb") == "U+000A"
-    assert control_char("\x9b") == "U+009B"
-    assert control_char("x\u2028") == "U+2028"
+def test_text_problem():
+    assert text_problem("release mirrors", 100) is None
+    assert text_problem("a\nb", 100) == "control character U+000A not allowed"
+    assert text_problem("\x9b", 100) == "control character U+009B not allowed"
+    assert text_problem("x\u2028", 100) == "control character U+2028 not allowed"
+    assert text_problem("x" * 11, 10) == "11 characters: at most 10"

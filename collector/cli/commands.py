@@ -173,13 +173,20 @@ def cmd_violations(args) -> int:
 def host_names(config_path: str | None):
     """Names for internal hosts from policy.hosts_file / policy.reverse_dns of the config."""
     from collector import config
+
+    return _host_names(config.load(config_path))
+
+
+def _host_names(cfg):
+    """A missing or bad policy.hosts_file is a ConfigError naming the key (its names reach
+    reports and terminals: control characters are refused when it is read)."""
+    from collector.config import ConfigError
     from collector.policy.hostnames import HostMapError, HostNames
 
-    cfg = config.load(config_path)
     try:
         return HostNames(cfg.get("policy.hosts_file") or None, reverse_dns=cfg.get("policy.reverse_dns"))
     except HostMapError as exc:
-        raise config.ConfigError("policy.hosts_file", str(exc)) from None
+        raise ConfigError("policy.hosts_file", str(exc)) from None
 
 
 def cmd_report(args) -> int:
@@ -236,7 +243,9 @@ def cmd_check_config(args) -> int:
     from collector import config
     from collector.daemon import wiring
 
-    wiring.check(config.load(args.file))
+    cfg = config.load(args.file)
+    wiring.check(cfg)
+    _host_names(cfg)  # the hosts file too: `report` and `violations` read it
     print(f"{args.file}: ok")
     return 0
 

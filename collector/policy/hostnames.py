@@ -15,7 +15,8 @@ The host map is a TOML file the operator keeps next to the config::
     match = "10.1.2.0/24"
     owner = "engineering"        # an owner for the subnet; names come from DNS or finer entries
 
-An entry needs `match` and at least one of `name` and `owner`. The two fields are looked up
+An entry needs `match` and at least one of `name` and `owner`; a name or owner is one line of at
+most 255 characters with no control character (they are shown in reports and terminals). The two fields are looked up
 separately: a host's name is the `name` of the most specific entry that matches it and has one,
 and likewise its owner. Only a host the map gives no name gets a reverse DNS lookup (when
 `reverse_dns` is on), so naming a subnet ("guest wifi") also keeps its hosts out of DNS.
@@ -40,11 +41,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from collector.text import text_problem
+
 log = logging.getLogger(__name__)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 ENTRY_KEYS = ("match", "name", "owner")
+MAX_NAME = 255  # characters of a name or an owner (a DNS name has at most 253)
 WORKERS = 8
 _TIMEOUT_TTL = 60.0  # a lookup that timed out may answer later: retry it sooner than `ttl`
 _UNKNOWN = ("", "")
@@ -105,6 +109,9 @@ def parse_host_map(raw: dict, path: str = "hosts.toml") -> list[HostEntry]:
             value = table.get(key, "")
             if not isinstance(value, str):
                 raise HostMapError(path, f"{where}.{key}", f"{value!r}: expected a string")
+            problem = text_problem(value, MAX_NAME)  # shown in reports, tables and CSV
+            if problem:
+                raise HostMapError(path, f"{where}.{key}", problem)
             fields[key] = " ".join(value.split())
         if not fields["name"] and not fields["owner"]:
             raise HostMapError(path, where, "give a name, an owner or both")
@@ -270,7 +277,7 @@ class HostNames:
                 return
             began = time.monotonic()
             try:
-                name = self._resolver(text).rstrip(".")
+                name = self._resolver(text).rstrip(".")[:MAX_NAME]  # DNS text is escaped when shown
                 if _parse(name) is not None:
                     name = ""  # some resolvers echo the address back when there is no PTR
             except (OSError, UnicodeError):

@@ -15,7 +15,7 @@ classified flow with it (a flow of a blocked service from an internal host is a 
     service = "bittorrent"            # or category = "p2p"
     hosts = ["10.1.2.0/24"]           # internal addresses or networks
     action = "allow"                  # default "allow"
-    note = "release mirrors"          # optional, shown in firewall comments
+    note = "release mirrors"          # optional, shown in firewall comments (one line, <= 500)
 
 Precedence for a flow of service S with internal host H:
 
@@ -44,6 +44,7 @@ import numpy as np
 
 from collector.classify.catalogue import Catalogue, Network
 from collector.netflow.batch import addr_from_str, network_range
+from collector.text import text_problem
 
 ACTIONS = ("allow", "monitor", "block")  # index = the uint8 code of PolicyTable.actions
 ALLOW, MONITOR, BLOCK = 0, 1, 2
@@ -51,6 +52,7 @@ PREFIX_BLOCK = ("service-ports", "all")
 OTHER = "other"
 POLICY_KEYS = ("default", "prefix_block", "categories", "services", "exceptions")
 EXCEPTION_KEYS = ("service", "category", "hosts", "action", "note")
+MAX_NOTE = 500  # characters; the note is written into firewall comments
 _U64 = (1 << 64) - 1
 
 
@@ -286,6 +288,9 @@ def _exception(table: Any, where: str, catalogue: Catalogue,
     note = table.get("note", "")
     if not isinstance(note, str):
         raise PolicyError(f"{where}.note", f"{note!r}: expected a string")
+    problem = text_problem(note, MAX_NOTE)  # it reaches firewall comments: no line of its own
+    if problem:
+        raise PolicyError(f"{where}.note", problem)
     return PolicyException(key=where, service=service, category=category, networks=networks,
                            action=_choice(table.get("action", "allow"), f"{where}.action", ACTIONS),
                            note=" ".join(note.split()))

@@ -161,6 +161,15 @@ ERRORS = [
      "policy.exceptions[0].hostz: unknown key (did you mean hosts?)"),
     ({"exceptions": [{"service": "msn", "hosts": ["10.0.0.0/8"], "note": 3}]},
      "policy.exceptions[0].note: 3: expected a string"),
+    # the note reaches firewall comments: no control character, no line break, bounded
+    ({"exceptions": [{"service": "msn", "hosts": ["10.0.0.0/8"], "note": "ok\n} table inet evil {"}]},
+     "policy.exceptions[0].note: control character U+000A not allowed"),
+    ({"exceptions": [{"service": "msn", "hosts": ["10.0.0.0/8"], "note": "x\x1b[2J"}]},
+     "policy.exceptions[0].note: control character U+001B not allowed"),
+    ({"exceptions": [{"service": "msn", "hosts": ["10.0.0.0/8"], "note": "x\u2028y"}]},
+     "policy.exceptions[0].note: control character U+2028 not allowed"),
+    ({"exceptions": [{"service": "msn", "hosts": ["10.0.0.0/8"], "note": "n" * 501}]},
+     "policy.exceptions[0].note: 501 characters: at most 500"),
     ({"exceptions": [{"service": "msn", "hosts": ["10.0.0.0/8"], "action": "allow"},
                      {"service": "msn", "hosts": ["fd00::/8", "10.0.0.0/8"], "action": "block"}]},
      ("policy.exceptions[1].hosts[1]: '10.0.0.0/8' for msn is also in "
@@ -291,3 +300,29 @@ def test_table_is_vectorized_over_large_batches():
     for i in sample:
         host = str(ipaddress.IPv4Address(int(lo[i]) & 0xFFFFFFFF)) if has[i] else None
         assert got[i] == ACTIONS.index(policy.action(SERVICE_IDS[idx[i]], host))
+
+
+def _check_config(tmp_path, hosts_file: str | None, hosts_text: str | None = None):
+    import subprocess
+    import sys
+    if hosts_text is not None:
+        (tmp_path / "hosts.toml").write_text(hosts_text)
+    cfg = tmp_path / "imflow.toml"
+    cfg.write_text("[policy]\ndefault = \"monitor\"\n" + (f'hosts_file = "{hosts_file}"\n' if hosts_file else ""))
+    return subprocess.run([sys.executable, "-m", "collector", "check-config", str(cfg)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_check_config_reads_the_hosts_file(tmp_path):
+    """The host map's names reach reports and terminals: check-config refuses what `report` would."""
+    hosts = str(tmp_path / "hosts.toml")
+    ok = _check_config(tmp_path, hosts, '[[host]]\nmatch = "10.1.2.0/24"\nname = "build farm"\n')
+    assert ok.returncode == 0, ok.stderr
+    missing = _check_config(tmp_path, str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("imflow: config: policy.hosts_file: ") and "nope.toml" in missing.stderr
+    assert len(missing.stderr.splitlines()) == 1
+    bad = _check_config(tmp_path, hosts, '[[host]]\nmatch = "10.1.2.0/24"\nname = "x\\u001b[2J"\n')
+    assert bad.returncode == 2
+    assert "host[0].name: control character U+001B not allowed" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1

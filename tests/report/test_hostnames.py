@@ -79,6 +79,15 @@ owner = "somebody"
     ('[[host]]\nmatch = "10.0.0.1"\nname = "a"\n[[host]]\nmatch = "10.0.0.1/32"\nname = "b"\n',
      "hosts.toml: host[1].match: '10.0.0.1/32' is already in host[0]"),
     ('[[hosts]]\nmatch = "10.0.0.1"\n', "hosts.toml: hosts: unknown key (expected [[host]] tables)"),
+    # names and owners reach reports and terminals: no control character, bounded
+    ('[[host]]\nmatch = "10.0.0.1"\nname = "a\\u001b]0;x\\u0007"\n',
+     "hosts.toml: host[0].name: control character U+001B not allowed"),
+    ('[[host]]\nmatch = "10.0.0.1"\nowner = """team\nforged"""\n',
+     "hosts.toml: host[0].owner: control character U+000A not allowed"),
+    ('[[host]]\nmatch = "10.0.0.1"\nname = "a\\u0085"\n',
+     "hosts.toml: host[0].name: control character U+0085 not allowed"),
+    ('[[host]]\nmatch = "10.0.0.1"\nname = "' + "n" * 256 + '"\n',
+     "hosts.toml: host[0].name: 256 characters: at most 255"),
     ('host = "10.0.0.1"\n', "hosts.toml: host: expected a list of tables ([[host]])"),
     ('[[host]\n', "hosts.toml: not valid TOML: "),
 ])
@@ -220,3 +229,10 @@ def test_bad_arguments():
         HostNames(cache_size=0)
     with pytest.raises(ValueError):
         HostNames(timeout=0)
+
+
+def test_reverse_dns_names_are_kept_as_answered_but_bounded():
+    """A PTR answer is outside text: kept exact (it is escaped where it is shown), at most 255 characters."""
+    names = HostNames(reverse_dns=True, resolver=lambda a: "\x1b]0;x\x07" + "n" * 400)
+    name, _ = names.lookup("10.9.9.9")
+    assert name == ("\x1b]0;x\x07" + "n" * 400)[:255]
