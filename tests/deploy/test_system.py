@@ -11,7 +11,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "imflow.service"
-EXEC = "/usr/local/bin/imflow run --config /etc/imflow/imflow.toml --db /var/lib/imflow/imflow.db"
+EXEC = "/opt/imflow/bin/imflow run --config /etc/imflow/imflow.toml --db /var/lib/imflow/imflow.db"
 
 
 def unit() -> dict[str, dict[str, list[str]]]:
@@ -38,6 +38,8 @@ def test_unit_is_hardened():
     assert one["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert one["KillSignal"] == "SIGTERM" and one["TimeoutStopSec"] == "60"
     assert one["Restart"] == "on-failure"
+    # SNMP secrets: optional ("-"), read by systemd as root, never by imflow
+    assert s["EnvironmentFile"] == ["-/etc/imflow/imflow.env"]
     for key, value in {
         "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
         "StateDirectory": "imflow", "ReadWritePaths": "/var/lib/imflow", "CapabilityBoundingSet": "",
@@ -54,10 +56,10 @@ def test_unit_is_hardened():
 @pytest.fixture
 def verifiable_unit(tmp_path) -> pathlib.Path:
     """The unit with its ExecStart pointed at an existing program: `verify` checks that the
-    binary exists, and /usr/local/bin/imflow is only there once imflow is installed."""
+    binary exists, and /opt/imflow/bin/imflow is only there once imflow is installed."""
     true = shutil.which("true") or "/bin/true"
     path = tmp_path / "imflow.service"
-    path.write_text(UNIT.read_text().replace("ExecStart=/usr/local/bin/imflow ", f"ExecStart={true} "))
+    path.write_text(UNIT.read_text().replace("ExecStart=/opt/imflow/bin/imflow ", f"ExecStart={true} "))
     return path
 
 
@@ -95,13 +97,34 @@ def test_config_example_is_toml_with_the_documented_sections():
     cfg = tomllib.loads((ROOT / "deploy" / "imflow.toml.example").read_text())
     assert set(cfg) == {"collector", "exporters", "store", "classify", "metrics", "log"}
     assert {"listen", "rcvbuf", "refresh_time"} <= set(cfg["collector"])
-    assert {"allow", "sampling"} <= set(cfg["exporters"])
+    assert "sampling" in cfg["exporters"]
     assert {"path", "retention_minute", "retention_hour", "retention_day"} <= set(cfg["store"])
     assert "internal" in cfg["classify"]
     assert cfg["metrics"]["listen"] == "127.0.0.1:9750"      # what deploy/prometheus scrapes
     assert "max_host_series" in cfg["metrics"]
     assert "level" in cfg["log"]
     assert cfg["store"]["path"].startswith("/var/lib/imflow/")  # the unit's only writable path
+
+
+def test_config_example_accepts_every_sender():
+    """Copied as it is, the example must not drop real routers: the allow list is there, as a
+    comment that explains it, not as a setting (its documentation ranges refuse everyone)."""
+    from collector import config
+
+    text = (ROOT / "deploy" / "imflow.toml.example").read_text()
+    assert config.validate(tomllib.loads(text)).get("exporters.allow") == []
+    section = text.split("[exporters]", 1)[1].split("\n[", 1)[0]
+    assert "\n# allow = [" in section and "every sender is accepted" in section
+
+
+def test_env_file_example_holds_only_comments():
+    """deploy/imflow.env.example (the unit's EnvironmentFile) ships no value of its own, and
+    names the variables the example configuration's *_env keys read."""
+    env = (ROOT / "deploy" / "imflow.env.example").read_text()
+    assert all(not line.strip() or line.startswith("#") for line in env.splitlines())
+    example = (ROOT / "deploy" / "imflow.toml.example").read_text()
+    for name in ("IMFLOW_SNMP_COMMUNITY", "IMFLOW_SNMP_AUTH", "IMFLOW_SNMP_PRIV"):
+        assert f'"{name}"' in example and f"# {name}=" in env
 
 
 def test_grafana_provisioning():
