@@ -277,3 +277,58 @@ def test_pf_tables_are_declared_before_use():
             assert set(re.findall(r"<([^>]+)>", line)) <= declared, line
     assert all(len(name) <= 31 for name in declared)
     assert "table <imflow_teams_only> const { 192.168.50.0/24, fd00:50::/64, !192.168.50.10 }" in text
+
+
+# --- defence in depth: text that slipped past the load checks -----------------------------
+
+INJECT = "x\n}\ntable inet evil { chain c { type filter hook input priority -1000; policy drop; } }\n#"
+
+
+def _bypassing_checks(text: str):
+    """The `full` policy and the catalogue built in-process, with `text` where config text
+    goes: a service name, the category name shown in comments, every exception's note, and the
+    header's source. None of it passed the load checks that refuse control characters."""
+    import dataclasses
+
+    from collector.classify.catalogue import Catalogue
+
+    services = tuple(dataclasses.replace(s, name=s.name + text) if s.index else s for s in CATALOGUE.services)
+    catalogue = Catalogue(services, snapshot="2026-01-01" + text, fetched=text)
+    policy = policy_file("full", CATALOGUE)
+    policy = dataclasses.replace(policy, exceptions=tuple(dataclasses.replace(e, note=e.note + text)
+                                                          for e in policy.exceptions))
+    return policy, catalogue, {"source": "/etc/imflow.toml" + text, "generated": "2026-12-02T09:00:00Z" + text}
+
+
+def _rules(text: str, fmt: str) -> list[str]:
+    marks = {"nftables": "#", "iptables": "#", "ip6tables": "#", "pf": "#", "cisco-acl": "!"}
+    return [line for line in text.splitlines()
+            if not line.strip().startswith((marks[fmt], "remark")) and line.strip()]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("payload", [INJECT, "\r\x1b[2J\x0b\x0c\x85\u2028\u2029\x00", "\t\x7f\x9b"])
+def test_control_characters_never_reach_the_rules(fmt, payload):
+    policy, catalogue, info = _bypassing_checks(payload)
+    text = render(policy, catalogue, fmt, info)
+    # the rules are exactly those of the clean policy: nothing injected, nothing lost
+    assert _rules(text, fmt) == _rules(render(policy_file("full", CATALOGUE), CATALOGUE, fmt, HEADER), fmt)
+    bad = re.findall(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]", text)
+    assert not bad, f"control characters in {fmt} output: {bad!r}"
+    assert "evil" not in "\n".join(_rules(text, fmt))
+    assert len(text.splitlines()) == len(text.split("\n")) - 1  # \n is the only line break
+
+
+def test_unsafe_service_ids_are_refused():
+    import dataclasses
+
+    from collector.classify.catalogue import Catalogue
+
+    services = tuple(dataclasses.replace(s, id="msn\n}") if s.id == "msn" else s for s in CATALOGUE.services)
+    catalogue = Catalogue(services, snapshot=CATALOGUE.snapshot)
+    policy = parse_policy({"services": {"msn": "block"}}, CATALOGUE)
+    policy = dataclasses.replace(policy, services={"msn\n}": "block"},
+                                 service_categories={s.id: s.category for s in services})
+    for fmt in FORMATS:
+        with pytest.raises(ValueError, match="service id 'msn\\\\n}'"):
+            render(policy, catalogue, fmt, HEADER)

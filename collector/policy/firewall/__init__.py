@@ -26,6 +26,8 @@ pf and IOS ACLs match ports only for tcp and udp, so sctp ports are listed as no
 
 from __future__ import annotations
 
+import re
+
 from collector.classify.catalogue import Catalogue
 from collector.policy.firewall.cisco import render_cisco
 from collector.policy.firewall.iptables import render_family, render_iptables
@@ -36,6 +38,10 @@ from collector.policy.firewall.text import CHAIN
 from collector.policy.model import Policy
 
 FORMATS = ("nftables", "iptables", "ip6tables", "pf", "cisco-acl")
+# Service ids become chain, set and table names: the catalogue's id rule, checked again here.
+SAFE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+# In the rendered file: a line break is "\n" only, and no other control character but tab.
+_STRAY = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 __all__ = ["CHAIN", "FORMATS", "plans", "render", "render_cisco", "render_iptables", "render_nftables",
            "render_pf"]
@@ -45,12 +51,21 @@ def render(policy: Policy, catalogue: Catalogue, fmt: str, header_info: dict | N
     """The rules in `fmt` (one of FORMATS). `header_info`: `source` (the config path) and
     `generated` (time string or datetime; passed in so that output is reproducible)."""
     info = header_info or {}
+    for s in catalogue.services:
+        if not SAFE_ID.fullmatch(s.id):
+            raise ValueError(f"service id {s.id!r}: not usable in firewall rules (a-z, 0-9, _ and -)")
     if fmt == "nftables":
-        return render_nftables(policy, catalogue, info)
-    if fmt in ("iptables", "ip6tables"):
-        return render_family(policy, catalogue, info, 4 if fmt == "iptables" else 6)
-    if fmt == "pf":
-        return render_pf(policy, catalogue, info)
-    if fmt == "cisco-acl":
-        return render_cisco(policy, catalogue, info)
-    raise ValueError(f"unknown firewall format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        text = render_nftables(policy, catalogue, info)
+    elif fmt in ("iptables", "ip6tables"):
+        text = render_family(policy, catalogue, info, 4 if fmt == "iptables" else 6)
+    elif fmt == "pf":
+        text = render_pf(policy, catalogue, info)
+    elif fmt == "cisco-acl":
+        text = render_cisco(policy, catalogue, info)
+    else:
+        raise ValueError(f"unknown firewall format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    stray = _STRAY.search(text)  # comments escape them: this is the last line of defence
+    if stray:
+        line = text.count("\n", 0, stray.start()) + 1
+        raise ValueError(f"{fmt} rules: control character U+{ord(stray.group()):04X} on line {line}")
+    return text

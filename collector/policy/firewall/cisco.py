@@ -11,6 +11,7 @@ from collector.classify.catalogue import PROTO_NAMES, Catalogue, Network
 from collector.policy.firewall.plan import Rule, clause_rules, plans
 from collector.policy.firewall.text import CHAIN, comment, header, para, plan_comment, sctp_note
 from collector.policy.model import Policy
+from collector.text import printable
 
 ACL_V6 = "IMFLOW-BLOCK-V6"
 REMARK_MAX = 100  # IOS remark text limit
@@ -46,8 +47,9 @@ def render_cisco(policy: Policy, catalogue: Catalogue, info: dict) -> str:
 
 
 def _ios_text(text: str) -> str:
-    """'?' asks the IOS command line for help even inside a remark: pasting would break."""
-    return text.replace("?", "")
+    """'?' asks the IOS command line for help even inside a remark: pasting would break.
+    Control characters are escaped, as in every format's comments."""
+    return printable(text).replace("?", "")
 
 
 def _acl_lines(r: Rule, fam: int, anyproto: str) -> Iterator[str]:

@@ -1,5 +1,7 @@
 """Text every format shares: the header that says what the file blocks and why, comments per
-service, and names cut to what each tool accepts."""
+service, and names cut to what each tool accepts. Every comment line goes through `comment`,
+which escapes control characters (`collector.text.printable`): config text checked at load never
+holds one, and text that got past the checks still cannot end a comment and start a rule."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from collector.classify.catalogue import Catalogue
 from collector.policy.firewall.plan import Plan
 from collector.policy.firewall.ranges import net_text, port_text
 from collector.policy.model import Policy
+from collector.text import printable
 
 CHAIN = "IMFLOW-BLOCK"  # the iptables chain jumped from FORWARD, and the IPv4 Cisco ACL
 
@@ -66,7 +69,7 @@ def para(text: str) -> list[str]:
 
 
 def comment(lines: Iterable[str], mark: str) -> list[str]:
-    return [f"{mark} {line}".rstrip() for line in lines]
+    return [f"{mark} {printable(line)}".rstrip() for line in lines]
 
 
 def plan_comment(p: Plan, extra: Iterable[str] = (), width: int = 96) -> list[str]:
