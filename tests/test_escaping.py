@@ -155,3 +155,17 @@ def test_violations_table_and_json_escape_dns_names(named_db, monkeypatch, capsy
         if fmt == "table":
             assert len(out.splitlines()) == 2 + len(FORMULAS)  # header, rows, the count line
             assert "\\x1b]0;pwned\\x07" in out
+
+
+def test_snmp_failure_log_line_escapes_the_agents_text(caplog):
+    """A poll failure's message can quote pysnmp's or the agent's own text: one escaped log line."""
+    from collector.snmp import Poller, parse_targets
+    from collector.snmp.poller import AgentState, PollError
+
+    (target,) = parse_targets({"targets": [{"exporter": "192.0.2.1", "community": "public"}]})
+    poller = Poller([target])
+    with caplog.at_level("WARNING", logger="collector.snmp.poller"):
+        poller._failure(target, AgentState(target.exporter), PollError("other", "Bad\x1b]0;x\x07\nforged"), 0.1)
+    (record,) = caplog.records
+    assert "Bad\\x1b]0;x\\x07\\nforged" in record.getMessage()
+    assert not RAW.search(record.getMessage())

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from collector.snmp.config import Target
+from collector.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -408,8 +409,9 @@ class Poller:
         if session is not None:  # start afresh next time (engine ids, USM timers, DNS)
             session.close()
         if previous.up or failures == 1 or message != previous.last_error:
+            # pysnmp's and the agent's text may be in the message: escaped (collector.text)
             log.warning("snmp %s at %s: %s (%s); next try in %gs", target.exporter,
-                        target.address, message, error.reason, self.next_delay(target))
+                        target.address, printable(message), error.reason, self.next_delay(target))
         errors = Counter(previous.errors)
         errors[error.reason] += 1
         return replace(previous, up=False, last_poll=self._clock(), last_duration=duration,

@@ -1,4 +1,5 @@
 """`imflow decode`: a capture of export traffic -> flow records as JSON lines or a table.
+Names the exporter sent (interfaces, applications) are written through `collector.text`.
 
 The capture is fed through the same `Decoder` as the daemon, in batches and in capture order,
 so what this prints is what the daemon would have counted.
@@ -6,7 +7,6 @@ so what this prints is what the daemon would have counted.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import IO, Iterable
 
@@ -16,6 +16,7 @@ from collector.tools.capture import read_capture
 from collector.netflow.batch import FlowBatch, addr_to_str
 from collector.netflow.decoder import Decoder
 from collector.netflow.templates import app_id_text
+from collector.text import json_text, printable
 
 BATCH = 4096
 PROTO = {1: "icmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 58: "ipv6-icmp", 132: "sctp"}
@@ -68,7 +69,7 @@ def _table_line(r: dict) -> str:
     def ep(a, p):
         return f"[{a}]:{p}" if ":" in a else f"{a}:{p}"
     ts = datetime.fromtimestamp(r["start"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
-    return TABLE.format(start=ts, exporter=r["exporter"], version=r["version"],
+    return TABLE.format(start=ts, exporter=printable(r["exporter"]), version=r["version"],
                         proto=PROTO.get(r["proto"], str(r["proto"])),
                         src=ep(r["src_addr"], r["src_port"]), dst=ep(r["dst_addr"], r["dst_port"]),
                         bytes=r["bytes"], packets=r["packets"], rate=r["sampling_rate"],
@@ -94,7 +95,7 @@ def decode_capture(path: str, out: IO[str], fmt: str = "jsonl", ports: list[int]
         batch = dec.decode(pending)
         pending.clear()
         for rec in flow_dicts(batch, dec):
-            out.write(json.dumps(rec) + "\n" if fmt == "jsonl" else _table_line(rec) + "\n")
+            out.write(json_text(rec) + "\n" if fmt == "jsonl" else _table_line(rec) + "\n")
         return len(batch)
 
     for d in datagrams:

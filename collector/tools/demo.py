@@ -14,6 +14,7 @@ from collector import config as C
 from collector.daemon.app import App
 from collector.report import tables
 from collector.store import StoreError, query
+from collector.text import printable
 from collector.tools.simulate import Exporter, Simulator
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ async def _demo(cfg: C.Config, hosts: int, every: float, duration: float | None,
 
 
 def _screen(db: str, started: float, app: App, out) -> None:
+    # The tables escape names (tables.render); the only raw escape sequence is the clear below.
     if out.isatty():
         out.write("\x1b[2J\x1b[H")
     try:
@@ -91,7 +93,7 @@ def _screen(db: str, started: float, app: App, out) -> None:
         hosts = query.top(db, started - 60, None, by=("host", "service"), limit=10,
                           category=["im", "p2p", "voip", "collab"])
     except StoreError as exc:
-        print(f"(no data yet: {exc})", file=out)
+        print(f"(no data yet: {printable(exc)})", file=out)
         return
     s = app.decoder.stats
     print(f"imflow demo — {time.strftime('%H:%M:%S')} — datagrams {s.total('datagrams')}, "

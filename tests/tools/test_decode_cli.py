@@ -143,3 +143,33 @@ def test_help_and_version():
     assert p.returncode == 0 and "decode" in p.stdout and "check-config" in p.stdout
     p = imflow("--version")
     assert p.returncode == 0 and p.stdout.startswith("imflow ")
+
+
+def test_exporter_sent_names_are_escaped(tmp_path):
+    """Interface and application names are the exporter's text: the JSON lines carry them exactly
+    but with no raw control, C1, separator or bidi character, and the table stays one line a flow."""
+    from collector.netflow import encode as E
+    from collector.netflow import fields as F
+    from collector.text import UNSAFE
+
+    evil = b"eth\x7f\x1b]0;pwned\x07\n\xc2\x9b\xe2\x80\xa8\xe2\x80\xae"
+    opt_if = E.options_template_set(400, [(F.ingressInterface, 4)], [(F.interfaceName, F.VARLEN)], True)
+    d_if = E.data_set(400, [(10, 4), (82, F.VARLEN)], [{10: 3, 82: evil}])
+    flds = [(F.sourceIPv4Address, 4), (F.destinationIPv4Address, 4), (F.octetDeltaCount, 8),
+            (F.packetDeltaCount, 8), (F.ingressInterface, 4)]
+    tmpl = E.template_set([(256, flds)], True)
+    data = E.data_set(256, flds, [{8: "10.0.0.1", 12: "192.0.2.9", 1: 1500, 2: 3, 10: 3}])
+    msg = E.ipfix_message([opt_if, d_if, tmpl, data], export_time=int(T0), sequence=0, domain=1)
+    pcap = tmp_path / "evil.pcap"
+    pg.write_udp_pcap(pcap, [(T0, "192.0.2.1", 40000, "192.0.2.2", 4739, msg)])
+    p = subprocess.run([sys.executable, "-m", "collector", "decode", str(pcap)], capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.decode()
+    assert not UNSAFE.search(out.replace("\n", "")), out
+    (rec,) = [json.loads(line) for line in out.splitlines()]
+    assert rec["in_if_name"] == evil.decode()
+    p = subprocess.run([sys.executable, "-m", "collector", "decode", "--format", "table", str(pcap)],
+                       capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert not UNSAFE.search(p.stdout.decode().replace("\n", ""))
+    assert len(p.stdout.decode().splitlines()) == 2
