@@ -53,3 +53,19 @@ def test_unknown_format():
                                      (5 * 10**12, "5.0 TB")])
 def test_human_bytes(n, text):
     assert human_bytes(n) == text
+
+
+HOSTILE = [{"interface": "=cmd|' /C calc'!A0", "bytes": 3, "packets": 1, "flows": 1},
+           {"interface": "eth0\x1b]0;pwned\x07\nforged", "bytes": 2, "packets": 1, "flows": 1}]
+
+
+def test_table_escapes_names_one_line_per_row():
+    lines = render(HOSTILE, ("interface",), "table").splitlines()
+    assert len(lines) == 4 + len(HOSTILE)
+    assert lines[3].startswith("eth0\\x1b]0;pwned\\x07\\nforged")
+    assert not any(c in "".join(lines) for c in "\x1b\x07\r")
+
+
+def test_csv_neutralises_formula_names():
+    data = list(csv.reader(io.StringIO(render(HOSTILE, ("interface",), "csv"))))
+    assert [r[0] for r in data[1:]] == ["'=cmd|' /C calc'!A0", "eth0\\x1b]0;pwned\\x07\\nforged"]
