@@ -6,12 +6,15 @@ a batch reach the Python dict of open bins. `drain(before)` hands closed bins to
 
 A flow belongs to the minute of its end time. Times an exporter gets badly wrong (more than
 `max_age` in the past or `max_skew` in the future of the receive time) are replaced by the
-receive time and counted, so a router with a broken clock cannot open bins in 1970.
+receive time and counted per exporter, so a router with a broken clock cannot open bins in 1970.
+
+Cumulative totals since start, per (exporter, service), feed the metrics; exporter names are
+the decoder's bounded stats labels (the rest arrive as "other"), so the table stays bounded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +36,7 @@ class Totals:
     """Cumulative figures since start, read by the metrics snapshot."""
 
     clamped: int = 0  # flows whose timestamps were replaced by the receive time
+    clamped_by: dict = field(default_factory=dict)  # exporter -> the same, per exporter
 
 
 def _small(col: np.ndarray) -> tuple[np.ndarray, int]:
@@ -171,19 +175,41 @@ class Aggregator:
         self.exporter_names: list[str] = []  # global exporter index -> name (bounded upstream)
         self._exporter_index: dict[str, int] = {}
         self.totals = Totals()
-        self.service_bytes = np.zeros(len(services), np.uint64)
-        self.service_packets = np.zeros(len(services), np.uint64)
-        self.service_flows = np.zeros(len(services), np.uint64)
+        # cumulative (bytes, packets, flows) per global exporter index and service index
+        self.exporter_totals = np.zeros((0, len(services), 3), np.uint64)
 
     def set_services(self, services: list[str], categories: list[str]) -> None:
         """A reloaded catalogue: indexes of existing services stay, new ones are appended."""
         self.services, self.categories = services, categories
-        grow = len(services) - len(self.service_bytes)
-        if grow > 0:
-            pad = np.zeros(grow, np.uint64)
-            self.service_bytes = np.concatenate([self.service_bytes, pad])
-            self.service_packets = np.concatenate([self.service_packets, pad])
-            self.service_flows = np.concatenate([self.service_flows, pad])
+        self._grow_totals()
+
+    def _grow_totals(self) -> None:
+        e, s, _ = self.exporter_totals.shape
+        grow_e, grow_s = len(self.exporter_names) - e, len(self.services) - s
+        if grow_e > 0 or grow_s > 0:
+            t = np.zeros((e + max(grow_e, 0), s + max(grow_s, 0), 3), np.uint64)
+            t[:e, :s] = self.exporter_totals
+            self.exporter_totals = t
+
+    def _count(self, exporters: np.ndarray, services: np.ndarray, b, p, f) -> None:
+        """Add sums of groups (global exporter index, service index) to the cumulative totals."""
+        self._grow_totals()
+        for col, v in enumerate((b, p, f)):
+            np.add.at(self.exporter_totals[:, :, col], (exporters, services), np.asarray(v, np.uint64))
+
+    # per service over every exporter
+    service_bytes = property(lambda self: self.exporter_totals[:, :, 0].sum(axis=0, dtype=np.uint64))
+    service_packets = property(lambda self: self.exporter_totals[:, :, 1].sum(axis=0, dtype=np.uint64))
+    service_flows = property(lambda self: self.exporter_totals[:, :, 2].sum(axis=0, dtype=np.uint64))
+
+    def service_totals(self) -> dict[tuple[str, str, str], tuple[int, int, int]]:
+        """(exporter, service, category) -> (bytes, packets, flows) since start, for the pairs
+        that have had traffic."""
+        out = {}
+        for e, s in zip(*np.nonzero(self.exporter_totals[:, :, 2] | self.exporter_totals[:, :, 0])):
+            b, p, f = self.exporter_totals[e, s].tolist()
+            out[(self.exporter_names[e], self.services[s], self.categories[s])] = (b, p, f)
+        return out
 
     def add(self, batch: FlowBatch, cls: Classified, exporters: np.ndarray, exporter_names: list[str],
             now: float, violations: np.ndarray | None = None) -> None:
@@ -197,6 +223,10 @@ class Aggregator:
         if bad.any():
             end = np.where(bad, now, end)
             self.totals.clamped += int(bad.sum())
+            for i, n in enumerate(np.bincount(exporters[bad], minlength=len(exporter_names)).tolist()):
+                if n:
+                    by = self.totals.clamped_by
+                    by[exporter_names[i]] = by.get(exporter_names[i], 0) + n
         minute = np.floor(end).astype(np.int64) // BIN  # 3x faster than float floor division
         service = cls.service
         flag = cls.has_host.astype(np.uint8)
@@ -213,10 +243,8 @@ class Aggregator:
             cols[-1] = dense(hosts, hcard)
         first, sums_b, sums_p, counts = _sums(batch, cols)
         gservice = service[first]
-        np.add.at(self.service_bytes, gservice, sums_b)
-        np.add.at(self.service_packets, gservice, sums_p)
-        np.add.at(self.service_flows, gservice, counts)
         glob = np.array([self._exporter(name) for name in exporter_names], np.uint32)
+        self._count(glob[exporters[first]], gservice, sums_b, sums_p, counts)
         host = cls.host[first]
         self.bins.append({"minute": minute[first] * BIN, "exporter": glob[exporters[first]],
                           "service": gservice.astype(np.uint16), "hi": host["hi"], "lo": host["lo"],
@@ -286,12 +314,11 @@ class Aggregator:
 
     def absorb(self, rows: list[Row], if_rows: list[IfRow] = ()) -> None:
         """Bins aggregated elsewhere (a worker process): add them, and count their traffic."""
-        index = {s: i for i, s in enumerate(self.services)}
-        for r in rows:
-            i = index.get(r.service, 0)
-            self.service_bytes[i] += r.bytes
-            self.service_packets[i] += r.packets
-            self.service_flows[i] += r.flows
+        if rows:
+            index = {s: i for i, s in enumerate(self.services)}
+            self._count(np.array([self._exporter(r.exporter) for r in rows], np.intp),
+                        np.array([index.get(r.service, 0) for r in rows], np.intp),
+                        [r.bytes for r in rows], [r.packets for r in rows], [r.flows for r in rows])
         self.restore(rows, if_rows)
 
     def restore(self, rows: list[Row], if_rows: list[IfRow] = ()) -> None:

@@ -1,19 +1,35 @@
-"""Prometheus metrics (docs/design.md §6). The only module importing prometheus_client.
+"""Prometheus metrics and the health check (docs/design.md §6). The only module importing
+prometheus_client.
 
 Business figures come from a `Snapshot` that the daemon swaps in at each flush; the custom
 collector builds fresh metric families from it at scrape time, so the hot path never touches a
 Prometheus counter. The scrape thread only ever reads an immutable snapshot.
 
-Per-host series are bounded: at most `max_host_series` (host, service) series; traffic of
-hosts beyond that is added to `host="other"`, so every sum over hosts stays exact.
+Every label is bounded. `exporter` values are the decoder's stats labels: at most 4,096
+addresses, the rest counted as "other" (collector.netflow.stats). Per-host series are at most
+`max_host_series` (exporter, host, service) series; traffic of hosts beyond that is added to
+`host="other"` of its exporter, so every sum over hosts stays exact.
+
+The HTTP endpoint is a small `http.server`: `/metrics` (the registry, in the format the scraper
+asks for), `/healthz` (200 or 503 from a health callback, JSON body), `/` (an index), 404 else.
 """
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+)
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.process_collector import ProcessCollector
 
 from collector import __version__
@@ -25,21 +41,24 @@ OTHER_HOST = "other"
 class Snapshot:
     """Everything a scrape shows, as plain immutable-by-convention data."""
 
-    services: dict = field(default_factory=dict)  # (service, category) -> (bytes, packets, flows)
-    hosts: dict = field(default_factory=dict)  # (host, service, category) -> bytes
-    active_hosts: dict = field(default_factory=dict)  # (service, category) -> n
-    violations: dict = field(default_factory=dict)  # (service, category) -> bytes
-    violation_hosts: dict = field(default_factory=dict)  # (host, service, category) -> bytes
+    services: dict = field(default_factory=dict)  # (exporter, service, category) -> (bytes, packets, flows)
+    hosts: dict = field(default_factory=dict)  # (exporter, host, service, category) -> bytes
+    host_names: dict = field(default_factory=dict)  # host -> name from the host map (optional)
+    active_hosts: dict = field(default_factory=dict)  # (exporter, service, category) -> n
+    violations: dict = field(default_factory=dict)  # (exporter, service, category) -> bytes
+    violation_hosts: dict = field(default_factory=dict)  # (exporter, host, service, category) -> bytes
     datagrams: dict = field(default_factory=dict)  # (exporter, version) -> n
     flows: dict = field(default_factory=dict)  # (exporter, version) -> n
     errors: dict = field(default_factory=dict)  # (exporter, reason) -> n
     held: dict = field(default_factory=dict)  # exporter -> n
     expired: dict = field(default_factory=dict)  # exporter -> n
     seq_lost: dict = field(default_factory=dict)  # exporter -> n
+    clamped: dict = field(default_factory=dict)  # exporter -> flows whose times were replaced
     socket_drops: dict = field(default_factory=dict)  # listener -> n
     denied: int = 0
     store_errors: int = 0
-    exporters: int = 0
+    exporters: int = 0  # distinct exporter addresses heard from
+    sessions: int = 0  # exporter sessions (address, port, domain) with state
     evicted: dict = field(default_factory=dict)  # table -> entries a ceiling dropped
     workers: int = 1  # receiving processes alive
     worker_restarts: int = 0
@@ -48,20 +67,20 @@ class Snapshot:
 
 
 class HostSeries:
-    """Cumulative bytes per (host, service) with a ceiling on distinct series."""
+    """Cumulative bytes per (exporter, host, service) with a ceiling on distinct series."""
 
     def __init__(self, max_series: int):
         self.max_series = max_series
-        self.series: dict[tuple[str, str, str], int] = {}
+        self.series: dict[tuple[str, str, str, str], int] = {}
 
-    def add(self, host: str, service: str, category: str, nbytes: int) -> None:
-        key = (host, service, category)
+    def add(self, exporter: str, host: str, service: str, category: str, nbytes: int) -> None:
+        key = (exporter, host, service, category)
         if key in self.series:
             self.series[key] += nbytes
         elif len(self.series) < self.max_series:
             self.series[key] = nbytes
         else:
-            other = (OTHER_HOST, service, category)
+            other = (exporter, OTHER_HOST, service, category)
             self.series[other] = self.series.get(other, 0) + nbytes
 
 
@@ -74,32 +93,35 @@ class _Collector:
         info = InfoMetricFamily("imflow_build", "imflow version", labels=["version"])
         info.add_metric([__version__], {})
         yield info
-        fam = {name: CounterMetricFamily(f"imflow_service_{name}", f"{name.capitalize()} per service "
-                                         "(every flow, `other` included)", labels=["service", "category"])
+        fam = {name: CounterMetricFamily(f"imflow_service_{name}", f"{name.capitalize()} per exporter and service "
+                                         "(every flow, `other` included)", labels=["exporter", "service", "category"])
                for name in ("bytes", "packets", "flows")}
-        for (service, category), values in s.services.items():
+        for key, values in s.services.items():
             for name, v in zip(("bytes", "packets", "flows"), values):
-                fam[name].add_metric([service, category], v)
+                fam[name].add_metric(list(key), v)
         yield from fam.values()
-        c = CounterMetricFamily("imflow_host_bytes", "Bytes per internal host and service (bounded; "
-                                "the rest under host=\"other\")", labels=["host", "service", "category"])
-        for key, v in s.hosts.items():
-            c.add_metric(list(key), v)
+        names = s.host_names
+        c = CounterMetricFamily("imflow_host_bytes", "Bytes per exporter, internal host and service (bounded; "
+                                "the rest under host=\"other\")", labels=["exporter", "host", "host_name", "service",
+                                                                          "category"])
+        for (exporter, host, service, category), v in s.hosts.items():
+            c.add_metric([exporter, host, names.get(host, ""), service, category], v)
         yield c
-        g = GaugeMetricFamily("imflow_service_active_hosts", "Distinct internal hosts in the last bin",
-                              labels=["service", "category"])
+        g = GaugeMetricFamily("imflow_service_active_hosts", "Distinct internal hosts in the last bin, per exporter",
+                              labels=["exporter", "service", "category"])
         for key, v in s.active_hosts.items():
             g.add_metric(list(key), v)
         yield g
         c = CounterMetricFamily("imflow_policy_violation_bytes", "Bytes of blocked services from internal "
-                                "hosts", labels=["service", "category"])
+                                "hosts", labels=["exporter", "service", "category"])
         for key, v in s.violations.items():
             c.add_metric(list(key), v)
         yield c
         c = CounterMetricFamily("imflow_policy_violation_host_bytes", "Violation bytes per internal host "
-                                "(bounded like imflow_host_bytes)", labels=["host", "service", "category"])
-        for key, v in s.violation_hosts.items():
-            c.add_metric(list(key), v)
+                                "(bounded like imflow_host_bytes)",
+                                labels=["exporter", "host", "host_name", "service", "category"])
+        for (exporter, host, service, category), v in s.violation_hosts.items():
+            c.add_metric([exporter, host, names.get(host, ""), service, category], v)
         yield c
         for name, doc, labels, data in (
                 ("imflow_datagrams", "Datagrams decoded", ["exporter", "version"], s.datagrams),
@@ -110,6 +132,8 @@ class _Collector:
                 ("imflow_template_expired", "Held data sets dropped (age or ceiling)", ["exporter"], s.expired),
                 ("imflow_sequence_lost_flows", "Flow records estimated lost from sequence numbers",
                  ["exporter"], s.seq_lost),
+                ("imflow_clamped_flows", "Flows whose end time was replaced by the receive time (exporter clock "
+                 "too far off)", ["exporter"], s.clamped),
                 ("imflow_socket_drops", "Datagrams the kernel dropped (receive buffer full)", ["listener"],
                  s.socket_drops),
                 ("imflow_evictions", "Entries dropped by a ceiling (sessions, templates, names, samplers, "
@@ -122,7 +146,9 @@ class _Collector:
                 (CounterMetricFamily, "imflow_denied_datagrams", "Datagrams from sources outside exporters.allow",
                  s.denied),
                 (CounterMetricFamily, "imflow_store_errors", "Failed writes to the database", s.store_errors),
-                (GaugeMetricFamily, "imflow_exporters", "Exporter sessions with state", s.exporters),
+                (GaugeMetricFamily, "imflow_exporters", "Distinct exporter addresses heard from", s.exporters),
+                (GaugeMetricFamily, "imflow_exporter_sessions", "Exporter sessions (address, port, observation "
+                 "domain) with state", s.sessions),
                 (GaugeMetricFamily, "imflow_workers", "Receiving processes alive (imflow run --workers)", s.workers),
                 (CounterMetricFamily, "imflow_worker_restarts", "Worker processes that died and were restarted",
                  s.worker_restarts)):
@@ -140,10 +166,10 @@ def _snmp_families(s: Snapshot):
     errors = CounterMetricFamily("imflow_snmp_errors", "Failed SNMP polls by reason", labels=["exporter", "reason"])
     info = InfoMetricFamily("imflow_interface", "Interfaces of each exporter (SNMP)",
                             labels=["exporter", "if_index", "if_name", "if_alias"])
-    speed = GaugeMetricFamily("imflow_interface_speed_bits", "Interface speed (ifHighSpeed/ifSpeed)",
-                              labels=["exporter", "if_name"])
-    octets = CounterMetricFamily("imflow_interface_octets", "Interface octets as the agent counts them",
-                                 labels=["exporter", "if_name", "direction"])
+    speed = GaugeMetricFamily("imflow_interface_speed_bytes", "Interface speed in bytes per second "
+                              "(ifHighSpeed/ifSpeed divided by 8)", labels=["exporter", "if_name"])
+    octets = CounterMetricFamily("imflow_interface_bytes", "Interface bytes (ifHC/ifIn/ifOutOctets) as the agent "
+                                 "counts them", labels=["exporter", "if_name", "direction"])
     for a in s.snmp:
         up.add_metric([a.exporter], 1 if a.up else 0)
         duration.add_metric([a.exporter], a.last_duration)
@@ -151,7 +177,7 @@ def _snmp_families(s: Snapshot):
             errors.add_metric([a.exporter, reason], a.errors.get(reason, 0))
         for iface in a.interfaces.values():
             info.add_metric([a.exporter, str(iface.index), iface.name, iface.alias], {})
-            speed.add_metric([a.exporter, iface.name], iface.speed_bits)
+            speed.add_metric([a.exporter, iface.name], iface.speed_bits / 8)
             if iface.counter_bits:
                 octets.add_metric([a.exporter, iface.name, "in"], iface.in_octets)
                 octets.add_metric([a.exporter, iface.name, "out"], iface.out_octets)
@@ -165,20 +191,31 @@ def _snmp_families(s: Snapshot):
 
 
 class Metrics:
-    def __init__(self, max_host_series: int = 5000, registry: CollectorRegistry | None = None):
+    """The registry, the host series and the HTTP endpoint. `health()` -> (ok, details) answers
+    `/healthz`; without one, `/healthz` answers 200 once the endpoint is up."""
+
+    def __init__(self, max_host_series: int = 5000, registry: CollectorRegistry | None = None, health=None):
         self.registry = registry if registry is not None else CollectorRegistry()
         self.snapshot = Snapshot()
         self.hosts = HostSeries(max_host_series)
         self.violation_hosts = HostSeries(max_host_series)
+        self.health = health or (lambda: (True, {}))
         self.flush_duration = Histogram("imflow_flush_duration_seconds", "Time to write one flush to the store",
                                         registry=self.registry,
                                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.registry.register(_Collector(self))
         ProcessCollector(registry=self.registry)
-        self._server = None
+        self._server: ThreadingHTTPServer | None = None
 
     def serve(self, host: str, port: int) -> tuple[str, int]:
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        """Start the endpoint on a thread; an address in use is an OSError naming the address."""
+        family = _Server.address_family_of(host)
+        try:
+            server = _Server((host, port), _Handler, family, self)
+        except OSError as exc:
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise OSError(exc.errno, f"metrics endpoint {where}: {exc.strerror or exc}") from None
+        threading.Thread(target=server.serve_forever, name="imflow-metrics", daemon=True).start()
         self._server = server
         return server.server_address[:2]
 
@@ -190,3 +227,52 @@ class Metrics:
 
     def swap(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot  # one reference assignment: atomic for the scrape thread
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, handler, family, metrics: Metrics):
+        self.address_family = family
+        self.metrics = metrics
+        super().__init__(address, handler)
+
+    @staticmethod
+    def address_family_of(host: str) -> socket.AddressFamily:
+        return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+INDEX = b"""imflow\n\n/metrics  Prometheus metrics\n/healthz  200 when listening and the store is writable, else 503\n"""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "imflow"
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/metrics":
+            encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+            self._send(200, ctype, encoder(self.server.metrics.registry))
+        elif path == "/healthz":
+            ok, details = self.server.metrics.health()
+            body = json.dumps({"status": "ok" if ok else "unavailable", **details}, sort_keys=True) + "\n"
+            self._send(200 if ok else 503, "application/json", body.encode())
+        elif path == "/":
+            self._send(200, "text/plain; charset=utf-8", INDEX)
+        else:
+            self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n")
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def _send(self, status: int, ctype: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format, *args) -> None:  # scrapes are not log lines
+        pass

@@ -86,6 +86,12 @@ def check_bins(batches):
     assert agg.open_bins() == 0
     total = sum(f[3] for fl in batches for f in fl)
     assert int(agg.service_bytes.sum()) == total
+    per_exporter: Counter = Counter()
+    for fl in batches:
+        for svc, _, e, nbytes, *_ in fl:
+            per_exporter[names[e], SERVICES[svc]] += nbytes
+    got_totals = Counter({(e, s): b for (e, s, _), (b, _, _) in agg.service_totals().items()})
+    assert +got_totals == +per_exporter
 
 
 @both_ways
@@ -138,3 +144,22 @@ def test_at_the_ceiling_open_bins_keep_adding_and_new_ones_are_dropped():
 def test_hosts_round_trip_text():
     assert addr_to_str(*addr_from_str("fd00::5")) == "fd00::5"
     assert addr_to_str(*addr_from_str("10.0.0.1")) == "10.0.0.1"
+
+
+def test_totals_per_exporter_and_service_and_clamped_times_per_exporter():
+    agg = Aggregator(SERVICES, CATEGORIES, max_age=3600, max_skew=300)
+    # (service, host, exporter, bytes, packets, end - now, in_if, out_if); exporter 1's clock is a day off
+    flows = [(1, "10.0.0.1", 0, 100, 1, 0, 0, 0), (1, "10.0.0.1", 1, 50, 1, -86400, 0, 0),
+             (2, None, 1, 7, 1, 0, 0, 0), (1, "10.0.0.2", 0, 1, 1, 10**6, 0, 0)]
+    b, cls, exp = make(flows)
+    agg.add(b, cls, exp, ["192.0.2.1", "192.0.2.2"], NOW)
+    assert agg.service_totals() == {("192.0.2.1", "msn", "im"): (101, 2, 2), ("192.0.2.2", "msn", "im"): (50, 1, 1),
+                                    ("192.0.2.2", "bittorrent", "p2p"): (7, 1, 1)}
+    assert agg.totals.clamped == 2
+    assert agg.totals.clamped_by == {"192.0.2.1": 1, "192.0.2.2": 1}
+    assert agg.service_bytes.tolist() == [0, 151, 7, 0]
+    # a worker's rows add to the same totals; a reloaded catalogue keeps them
+    agg.absorb(agg.drain())
+    agg.set_services(SERVICES + ["new"], CATEGORIES + ["other"])
+    assert agg.service_totals()[("192.0.2.1", "msn", "im")] == (202, 4, 4)
+    assert agg.service_flows.tolist() == [0, 6, 2, 0, 0]

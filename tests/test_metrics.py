@@ -10,16 +10,18 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from collector.metrics import HostSeries, Metrics, Snapshot
-from tests.support import softflowd
 from tests.daemon.test_daemon import Daemon, expected_service, send_with_softflowd
+from tests.support import softflowd
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_prometheus = pytest.mark.skipif(not shutil.which("prometheus"), reason="prometheus not on PATH")
@@ -32,30 +34,127 @@ def test_host_series_ceiling_keeps_sums_exact():
     expect = Counter()
     for i in range(10):
         for svc in ("msn", "sip"):
-            hs.add(f"10.0.0.{i}", svc, "im", 100 + i)
+            hs.add("192.0.2.1", f"10.0.0.{i}", svc, "im", 100 + i)
             expect[svc] += 100 + i
-    named = [k for k in hs.series if k[0] != "other"]
+    named = [k for k in hs.series if k[1] != "other"]
     assert len(named) == 3
     assert len(hs.series) <= 3 + 2  # + one "other" per service
     got = Counter()
-    for (host, svc, _), v in hs.series.items():
+    for (_, host, svc, _), v in hs.series.items():
         got[svc] += v
     assert got == expect
 
 
+def test_host_series_of_two_exporters_share_the_ceiling_and_fold_per_exporter():
+    hs = HostSeries(max_series=2)
+    for e in ("192.0.2.1", "192.0.2.2"):
+        for i in range(3):
+            hs.add(e, f"10.0.0.{i}", "msn", "im", 10)
+    assert len([k for k in hs.series if k[1] != "other"]) == 2
+    assert hs.series[("192.0.2.2", "other", "msn", "im")] == 30
+    assert hs.series[("192.0.2.1", "other", "msn", "im")] == 10
+    assert sum(hs.series.values()) == 60
+
+
 def test_registry_exposes_the_snapshot():
     m = Metrics(max_host_series=10)
-    m.swap(Snapshot(services={("msn", "im"): (1000, 10, 2), ("other", "other"): (5, 1, 1)},
-                    hosts={("10.0.0.1", "msn", "im"): 1000}, datagrams={("192.0.2.1", "9"): 3},
-                    errors={("192.0.2.1", "bad-length"): 1}, exporters=1))
+    m.swap(Snapshot(services={("192.0.2.1", "msn", "im"): (1000, 10, 2), ("192.0.2.2", "other", "other"): (5, 1, 1)},
+                    hosts={("192.0.2.1", "10.0.0.1", "msn", "im"): 1000}, host_names={"10.0.0.1": "build-3"},
+                    datagrams={("192.0.2.1", "9"): 3}, errors={("192.0.2.1", "bad-length"): 1},
+                    clamped={"192.0.2.1": 7}, exporters=1, sessions=4))
     get = m.registry.get_sample_value
-    assert get("imflow_service_bytes_total", {"service": "msn", "category": "im"}) == 1000
-    assert get("imflow_service_flows_total", {"service": "other", "category": "other"}) == 1
-    assert get("imflow_host_bytes_total", {"host": "10.0.0.1", "service": "msn", "category": "im"}) == 1000
+    assert get("imflow_service_bytes_total", {"exporter": "192.0.2.1", "service": "msn", "category": "im"}) == 1000
+    assert get("imflow_service_flows_total", {"exporter": "192.0.2.2", "service": "other", "category": "other"}) == 1
+    assert get("imflow_host_bytes_total", {"exporter": "192.0.2.1", "host": "10.0.0.1", "host_name": "build-3",
+                                           "service": "msn", "category": "im"}) == 1000
     assert get("imflow_datagrams_total", {"exporter": "192.0.2.1", "version": "9"}) == 3
     assert get("imflow_decode_errors_total", {"exporter": "192.0.2.1", "reason": "bad-length"}) == 1
+    assert get("imflow_clamped_flows_total", {"exporter": "192.0.2.1"}) == 7
     assert get("imflow_exporters") == 1
+    assert get("imflow_exporter_sessions") == 4
     assert get("imflow_build_info", {"version": __import__("collector").__version__}) == 1
+
+
+def _full_snapshot() -> Snapshot:
+    """A snapshot with every family populated, SNMP included."""
+    iface = SimpleNamespace(index=1, name="ge-0/0/0", alias="uplink", speed_bits=10**9, counter_bits=64,
+                            in_octets=5, out_octets=6)
+    agent = SimpleNamespace(exporter="192.0.2.1", up=True, last_duration=0.1, errors={"timeout": 1},
+                            interfaces={1: iface})
+    return Snapshot(services={("192.0.2.1", "msn", "im"): (1, 2, 3)}, hosts={("192.0.2.1", "10.0.0.1", "msn", "im"): 5},
+                    active_hosts={("192.0.2.1", "msn", "im"): 1}, violations={("192.0.2.1", "msn", "im"): 1},
+                    violation_hosts={("192.0.2.1", "10.0.0.1", "msn", "im"): 1}, datagrams={("192.0.2.1", "9"): 1},
+                    flows={("192.0.2.1", "9"): 1}, errors={("192.0.2.1", "bad-length"): 1}, held={"192.0.2.1": 1},
+                    expired={"192.0.2.1": 1}, seq_lost={"192.0.2.1": 1}, clamped={"192.0.2.1": 1},
+                    socket_drops={"127.0.0.1:2055": 1}, evicted={"sessions": 1}, snmp=(agent,),
+                    interface_service={("192.0.2.1", "ge-0/0/0", "in", "im"): 3})
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not on PATH")
+def test_promtool_check_metrics_is_clean():
+    from prometheus_client import generate_latest
+
+    m = Metrics()
+    m.swap(_full_snapshot())
+    m.flush_duration.observe(0.1)
+    text = generate_latest(m.registry)
+    assert b"imflow_interface_speed_bytes" in text
+    out = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=60, check=False)
+    assert out.returncode == 0, (out.stdout + out.stderr).decode()
+
+
+def test_names_say_bytes_not_octets_and_speed_in_bytes_per_second():
+    from prometheus_client import generate_latest
+
+    m = Metrics()
+    m.swap(_full_snapshot())
+    names = {line.split()[2] for line in generate_latest(m.registry).decode().splitlines() if line.startswith("# TYPE")}
+    assert not [n for n in names if "octets" in n or n.endswith("_bits")]
+    get = m.registry.get_sample_value
+    assert get("imflow_interface_speed_bytes", {"exporter": "192.0.2.1", "if_name": "ge-0/0/0"}) == 10**9 / 8
+    assert get("imflow_interface_bytes_total", {"exporter": "192.0.2.1", "if_name": "ge-0/0/0", "direction": "in"}) == 5
+
+
+# --- unit: the HTTP endpoint -------------------------------------------------------------------
+
+def _get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def test_endpoint_serves_metrics_health_index_and_404():
+    state = {"ok": False}
+    m = Metrics(health=lambda: (state["ok"], {"listening": state["ok"]}))
+    host, port = m.serve("127.0.0.1", 0)
+    base = f"http://{host}:{port}"
+    try:
+        status, ctype, body = _get(base + "/healthz")
+        assert status == 503 and ctype == "application/json"
+        assert json.loads(body) == {"status": "unavailable", "listening": False}
+        state["ok"] = True
+        status, _, body = _get(base + "/healthz")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        status, ctype, body = _get(base + "/metrics")
+        assert status == 200 and ctype.startswith("text/plain") and "imflow_build_info" in body
+        status, _, body = _get(base + "/")
+        assert status == 200 and "/metrics" in body and "/healthz" in body and "imflow_build_info" not in body
+        for path in ("/health", "/nothing"):
+            status, _, body = _get(base + path)
+            assert status == 404 and "imflow_build_info" not in body
+    finally:
+        m.close()
+
+
+def test_a_busy_metrics_port_names_the_address():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(OSError, match=rf"127\.0\.0\.1:{port}"):
+            Metrics().serve("127.0.0.1", port)
 
 
 # --- end to end with Prometheus ------------------------------------------------------------------
@@ -131,7 +230,8 @@ def alert_exprs() -> list[tuple[str, str]]:
 def substitute(expr: str, host: str) -> str:
     for var, value in (("$__rate_interval", "1m"), ("$__interval", "15s"), ("$__range", "5m"),
                        ("${host}", host), ("$host", host), ("${service}", "msn"), ("$service", "msn"),
-                       ("${category}", "im"), ("$category", "im"), ("${exporter}", ".*"), ("$exporter", ".*")):
+                       ("${category}", "im"), ("$category", "im"), ("${exporter}", ".*"), ("$exporter", ".*"),
+                       ("${instance}", ".*"), ("$instance", ".*")):
         expr = expr.replace(var, value)
     return expr
 
@@ -158,8 +258,12 @@ def test_prometheus_scrapes_exact_totals_and_every_panel_query_works(tmp_path, s
                 break
             time.sleep(0.5)
         time.sleep(2.5)
-        got = {r["metric"]["service"]: float(r["value"][1]) for r in prom.query("imflow_service_bytes_total")}
-        assert got == {k: float(v) for k, v in want.items() if v} | {k: 0.0 for k in got if not want[k]}
+        got = {r["metric"]["service"]: float(r["value"][1])
+               for r in prom.query("sum by (service) (imflow_service_bytes_total)")}
+        assert got == {k: float(v) for k, v in want.items() if v}
+        # one exporter (softflowd on loopback), whatever its source ports and sessions
+        assert {r["metric"]["exporter"] for r in prom.query("imflow_service_bytes_total")} == {"127.0.0.1"}
+        assert prom.query("imflow_exporters")[0]["value"][1] == "1"
         # per-host series stay at the cap, and their sums still equal the service totals
         hosts = prom.query("imflow_host_bytes_total")
         assert len({r["metric"]["host"] for r in hosts if r["metric"]["host"] != "other"}) <= 4

@@ -1,15 +1,17 @@
 """What the daemon says about itself: the metrics snapshot scrapes read, the status line in the
-log, and where their counters come from (this process's decoder and sockets, or the workers'
-sums when `--workers N` runs: both are a `Counters`)."""
+log, the health `/healthz` answers, and where their counters come from (this process's decoder
+and sockets, or the workers' sums when `--workers N` runs: both are a `Counters`)."""
 
 from __future__ import annotations
 
+import logging
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
-from collector.metrics import Metrics, Snapshot
+from collector.metrics import OTHER_HOST, Metrics, Snapshot
 from collector.netflow.stats import DecodeStats
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY = 5.0  # seconds between refreshes of the health figures scrapes see
 
@@ -18,7 +20,8 @@ class Counters(Protocol):
     def decode_stats(self) -> DecodeStats: ...
 
     def intake_counters(self) -> tuple[int, dict[str, int], int]:
-        """(datagrams denied, kernel drops per listener, exporter sessions)."""
+        """(datagrams denied, kernel drops per listener, exporter sessions). Sessions, not
+        exporters: one exporter address has a session per source port and domain."""
 
     def worker_counts(self) -> tuple[int, int]:
         """(receiving processes alive, restarts)."""
@@ -47,11 +50,39 @@ class LocalCounters:
         return ""
 
 
-@dataclass
 class Health:
-    store_errors: int = 0
-    store_lost_rows: int = 0
-    flushes: int = 0
+    """The daemon's own counts of store writes, and what they say about its health: the store
+    is failing from a failed write (`store_errors` grows) until a write succeeds (`flushes`
+    grows), so whoever counts needs to do nothing else."""
+
+    def __init__(self):
+        self._store_errors = self._flushes = 0
+        self.store_lost_rows = 0
+        self.store_failing = False
+
+    @property
+    def store_errors(self) -> int:
+        return self._store_errors
+
+    @store_errors.setter
+    def store_errors(self, n: int) -> None:
+        self.store_failing = self.store_failing or n > self._store_errors
+        self._store_errors = n
+
+    @property
+    def flushes(self) -> int:
+        return self._flushes
+
+    @flushes.setter
+    def flushes(self, n: int) -> None:
+        self.store_failing = self.store_failing and not n > self._flushes
+        self._flushes = n
+
+    def check(self, listening: bool) -> tuple[bool, dict]:
+        """(healthy, details) for /healthz: listeners bound and the last store write not failed."""
+        details = {"listening": listening, "store": "failing" if self.store_failing else "ok",
+                   "store_errors": self._store_errors, "flushes": self._flushes}
+        return listening and not self.store_failing, details
 
 
 class Telemetry:
@@ -64,32 +95,66 @@ class Telemetry:
 
     OTHER = "other"
 
-    def __init__(self, metrics: Metrics, health: Health, snmp_exporters: set[str], walked=None):
+    def __init__(self, metrics: Metrics, health: Health, snmp_exporters: set[str], walked=None,
+                 host_names=None, clock=time.monotonic):
+        """`host_names(hosts)` -> {host: name} names hosts of the per-host series (optional);
+        `clock` times the status line's rate."""
         self.metrics, self.health = metrics, health
         self.snmp_exporters = snmp_exporters
         self.walked = walked or (lambda exporter: {})
+        self.host_names = host_names
+        self.names: dict[str, str] = {}  # host -> name, for the hosts of the bounded series
+        self.clock = clock
         self.active_hosts: dict = {}
         self.violations: dict = {}
         self.interface_service: dict = {}
-        self._last_status = (0.0, 0, 0)
+        self._last_status = (clock(), 0)  # the first line's rate counts from start
+
+    @staticmethod
+    def names_from(path: str | None):
+        """`host -> name` from the host map at `path` (policy.hosts_file), or None. A map that
+        cannot be read leaves the metrics without names (logged once) rather than stopping the
+        daemon."""
+        if not path:
+            return None
+        from collector.policy.hostnames import HostMapError, HostNames
+
+        try:
+            names = HostNames(path, reverse_dns=False)
+        except (HostMapError, ValueError) as exc:
+            log.warning("metrics without host names: %s", exc)
+            return None
+        return lambda hosts: {h: n for h, (n, _) in names.lookup_many(hosts, deadline=0).items() if n}
 
     def count(self, rows, if_rows) -> None:
         """Per-host series, violations and active hosts of the newest bin, from one flush."""
         if rows:
             newest = max(r.bin for r in rows)
-            active: dict[tuple[str, str], set] = {}
+            active: dict[tuple[str, str, str], set] = {}
             for r in rows:
                 if r.host:
-                    self.metrics.hosts.add(r.host, r.service, r.category, r.bytes)
+                    self.metrics.hosts.add(r.exporter, r.host, r.service, r.category, r.bytes)
                     if r.bin == newest:
-                        active.setdefault((r.service, r.category), set()).add(r.host)
+                        active.setdefault((r.exporter, r.service, r.category), set()).add(r.host)
                 if r.violation:
-                    key = (r.service, r.category)
+                    key = (r.exporter, r.service, r.category)
                     self.violations[key] = self.violations.get(key, 0) + r.bytes
-                    self.metrics.violation_hosts.add(r.host, r.service, r.category, r.bytes)
+                    self.metrics.violation_hosts.add(r.exporter, r.host, r.service, r.category, r.bytes)
             self.active_hosts = {k: len(v) for k, v in active.items()}
+            if self.host_names is not None:
+                self._name_hosts()
         if self.snmp_exporters:
             self._count_interfaces(if_rows)
+
+    def _name_hosts(self) -> None:
+        """Names of hosts new to the series (bounded like them); a map lookup, no DNS."""
+        seen = self.names.keys()
+        new = {k[1] for k in self.metrics.hosts.series if k[1] not in seen}
+        new |= {k[1] for k in self.metrics.violation_hosts.series if k[1] not in seen}
+        new.discard(OTHER_HOST)
+        if new:
+            found = self.host_names(sorted(new))
+            self.names.update({h: found.get(h, "") for h in new})
 
     def _count_interfaces(self, if_rows) -> None:
         walks = {e: self.walked(e) for e in self.snmp_exporters}
@@ -106,16 +171,16 @@ class Telemetry:
         s = counters.decode_stats()
         denied, drops, exporters = counters.intake_counters()
         alive, restarts = counters.worker_counts()
-        services = {}
-        for i, (sid, cat) in enumerate(zip(aggregator.services, aggregator.categories)):
-            services[(sid, cat)] = (int(aggregator.service_bytes[i]), int(aggregator.service_packets[i]),
-                                    int(aggregator.service_flows[i]))
+        names = {h: n for h, n in self.names.items() if n}
         self.metrics.swap(Snapshot(
-            services=services, hosts=dict(self.metrics.hosts.series), active_hosts=dict(self.active_hosts),
+            services=aggregator.service_totals(), hosts=dict(self.metrics.hosts.series), host_names=names,
+            active_hosts=dict(self.active_hosts),
             datagrams={(e, str(v)): n for (e, v), n in s.datagrams.items()},
             flows={(e, str(v)): n for (e, v), n in s.flows.items()},
             errors=dict(s.errors), held=dict(s.held), expired=dict(s.expired), seq_lost=dict(s.seq_lost),
-            socket_drops=drops, denied=denied, store_errors=self.health.store_errors, exporters=exporters,
+            clamped=dict(aggregator.totals.clamped_by),
+            socket_drops=drops, denied=denied, store_errors=self.health.store_errors,
+            exporters=len(exporter_addresses(s)), sessions=exporters,
             workers=alive, worker_restarts=restarts,
             evicted=dict(s.evicted) | {"open-bins": aggregator.dropped_bins},
             violations=dict(self.violations), violation_hosts=dict(self.metrics.violation_hosts.series),
@@ -123,15 +188,33 @@ class Telemetry:
             interface_service=dict(self.interface_service)))
 
     def status_line(self, counters: Counters, aggregator) -> str:
+        """Totals since start; the flow rate is over the time since the previous line (since
+        start for the first one). Exporters are distinct addresses, as `imflow top` counts them;
+        one exporter may have several sessions (source ports, observation domains)."""
         s = counters.decode_stats()
-        denied, drops, exporters = counters.intake_counters()
-        now = time.monotonic()
+        denied, drops, sessions = counters.intake_counters()
+        now = self.clock()
         datagrams, flows = s.total("datagrams"), s.total("flows")
-        t, d0, f0 = self._last_status
-        rate = (flows - f0) / (now - t) if t else 0.0
-        self._last_status = (now, datagrams, flows)
-        return (f"datagrams {datagrams} flows {flows} ({rate:,.0f}/s) exporters {exporters} "
+        t, f0 = self._last_status
+        seconds = now - t
+        rate = (flows - f0) / seconds if seconds > 0 else 0.0
+        self._last_status = (now, flows)
+        return (f"datagrams {datagrams} flows {flows} ({_rate(rate)}/s over {seconds:.0f}s) "
+                f"exporters {len(exporter_addresses(s))} sessions {sessions} "
                 f"held {s.total('held')} expired {s.total('expired')} errors {s.total('errors')} "
                 f"denied {denied} kernel-drops {sum(drops.values())} open-bins {aggregator.open_bins()} "
                 f"store-errors {self.health.store_errors} clamped-times {aggregator.totals.clamped}"
                 + counters.status_suffix())
+
+
+def exporter_addresses(stats: DecodeStats) -> set[str]:
+    """Exporters heard from: distinct addresses (the decoder's bounded labels) that sent a
+    datagram, decodable or not."""
+    return {e for e, _ in stats.datagrams} | {e for e, _ in stats.errors}
+
+
+def _rate(r: float) -> str:
+    """Decimals below 10/s, so a trickle does not read as 0."""
+    if r >= 10 or r == 0:
+        return f"{r:,.0f}"
+    return f"{r:.1f}" if r >= 1 else f"{r:.2f}" if r >= 0.01 else "<0.01"

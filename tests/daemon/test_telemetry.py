@@ -1,13 +1,15 @@
-"""Interface series stay bounded by what the SNMP walk knows, whatever ifIndexes a sender uses
+"""Telemetry: the status line, the metrics snapshot, health. Interface series stay bounded by what the SNMP walk knows, whatever ifIndexes a sender uses
 (issue 16, row 5: 82 datagrams of random ifIndexes once made 48,007 Prometheus series)."""
 
 from __future__ import annotations
 
 import random
 
+from collector.aggregate import Aggregator
 from collector.daemon.telemetry import Health, Telemetry
 from collector.metrics import Metrics
-from collector.store import IfRow
+from collector.netflow.stats import DecodeStats
+from collector.store import BinRow, IfRow
 
 EXPORTER = "192.0.2.1"
 
@@ -43,3 +45,107 @@ def test_an_interface_that_leaves_the_walk_loses_its_series():
     del walk[2]
     t.count([], _rows([1]))
     assert {k[1] for k in t.interface_service} == {"Gi0/0/0"}
+
+
+# --- the status line, the snapshot and health -------------------------------------------------
+
+class FakeCounters:
+    """Four sessions of one exporter address (softflowd sends from a new source port each run)."""
+
+    def __init__(self):
+        self.stats = DecodeStats()
+
+    def decode_stats(self):
+        return self.stats
+
+    def intake_counters(self):
+        return 0, {}, 4
+
+    def worker_counts(self):
+        return 1, 0
+
+    def status_suffix(self):
+        return ""
+
+
+def _aggregator():
+    return Aggregator(["other", "bittorrent"], ["other", "p2p"])
+
+
+def test_the_first_status_line_after_flows_counts_their_rate_from_start():
+    now = [100.0]
+    t = Telemetry(Metrics(), Health(), set(), clock=lambda: now[0])
+    c = FakeCounters()
+    c.stats.datagrams[EXPORTER, 10] += 3
+    c.stats.flows[EXPORTER, 10] += 114
+    now[0] += 60
+    line = t.status_line(c, _aggregator())
+    assert "flows 114 (1.9/s over 60s)" in line, line
+    now[0] += 60
+    assert "(0/s over 60s)" in t.status_line(c, _aggregator())  # nothing since the last line
+    c.stats.flows[EXPORTER, 10] += 6
+    now[0] += 60
+    assert "(0.10/s over 60s)" in t.status_line(c, _aggregator())  # a trickle is not "0/s"
+
+
+def test_exporters_are_addresses_and_sessions_are_said_so():
+    t = Telemetry(Metrics(), Health(), set())
+    c = FakeCounters()
+    c.stats.datagrams[EXPORTER, 10] += 3
+    c.stats.datagrams[EXPORTER, 9] += 1
+    c.stats.errors[EXPORTER, "bad-length"] += 1
+    line = t.status_line(c, _aggregator())
+    assert " exporters 1 sessions 4 " in line, line
+    t.snapshot(c, _aggregator(), None)
+    assert t.metrics.registry.get_sample_value("imflow_exporters") == 1
+    assert t.metrics.registry.get_sample_value("imflow_exporter_sessions") == 4
+
+
+def test_clamped_times_and_per_exporter_traffic_reach_the_metrics():
+    from tests.test_aggregate import NOW, make
+
+    agg = Aggregator(["other", "msn", "bittorrent"], ["other", "im", "p2p"])
+    b, cls, exp = make([(1, "10.0.0.1", 0, 100, 1, 0, 0, 0), (2, "10.0.0.2", 1, 40, 1, -10**6, 0, 0)])
+    agg.add(b, cls, exp, [EXPORTER, "192.0.2.2"], NOW)
+    t = Telemetry(Metrics(), Health(), set())
+    t.count(agg.drain(), [])
+    t.snapshot(FakeCounters(), agg, None)
+    get = t.metrics.registry.get_sample_value
+    assert get("imflow_clamped_flows_total", {"exporter": "192.0.2.2"}) == 1
+    assert get("imflow_clamped_flows_total", {"exporter": EXPORTER}) is None
+    assert get("imflow_service_bytes_total", {"exporter": EXPORTER, "service": "msn", "category": "im"}) == 100
+    assert get("imflow_service_bytes_total", {"exporter": "192.0.2.2", "service": "bittorrent",
+                                              "category": "p2p"}) == 40
+    assert get("imflow_host_bytes_total", {"exporter": "192.0.2.2", "host": "10.0.0.2", "host_name": "",
+                                           "service": "bittorrent", "category": "p2p"}) == 40
+    assert get("imflow_service_active_hosts", {"exporter": EXPORTER, "service": "msn", "category": "im"}) == 1
+
+
+def test_host_names_come_from_the_host_map(tmp_path):
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text('[[host]]\nmatch = "10.0.0.1"\nname = "build-3"\n')
+    t = Telemetry(Metrics(), Health(), set(), host_names=Telemetry.names_from(str(hosts)))
+    t.count([BinRow(0, EXPORTER, "msn", "im", "10.0.0.1", 5, 1, 1),
+             BinRow(0, EXPORTER, "msn", "im", "10.0.0.2", 7, 1, 1)], [])
+    t.snapshot(FakeCounters(), _aggregator(), None)
+    get = t.metrics.registry.get_sample_value
+    assert get("imflow_host_bytes_total", {"exporter": EXPORTER, "host": "10.0.0.1", "host_name": "build-3",
+                                           "service": "msn", "category": "im"}) == 5
+    assert get("imflow_host_bytes_total", {"exporter": EXPORTER, "host": "10.0.0.2", "host_name": "",
+                                           "service": "msn", "category": "im"}) == 7
+    assert Telemetry.names_from(None) is None
+    assert Telemetry.names_from(str(tmp_path / "missing.toml")) is None  # logged, the daemon goes on
+
+
+def test_health_fails_from_a_failed_store_write_until_one_succeeds():
+    h = Health()
+    assert h.check(listening=False)[0] is False
+    assert h.check(listening=True) == (True, {"listening": True, "store": "ok", "store_errors": 0, "flushes": 0})
+    h.flushes += 1
+    h.store_errors += 1
+    ok, details = h.check(listening=True)
+    assert not ok and details["store"] == "failing"
+    h.store_errors += 1
+    assert not h.check(listening=True)[0]
+    h.flushes += 1
+    assert h.check(listening=True)[0]

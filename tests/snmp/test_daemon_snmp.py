@@ -104,10 +104,10 @@ def test_interfaces_from_snmp_name_rollups_and_metrics(tmp_path, snmpsim):
         send(d.port)
         assert value(text, "imflow_interface_info", exporter="127.0.0.1", if_index="1", if_name="Gi0/0/0",
                      if_alias="WAN: ISP uplink") == 1
-        assert value(text, "imflow_interface_speed_bits", if_name="Gi0/0/0") == 1e9
-        assert value(text, "imflow_interface_speed_bits", if_name="Te0/1/0") == 1e10
-        assert value(text, "imflow_interface_octets_total", if_name="Gi0/0/0", direction="in") == 8123456789012
-        assert value(text, "imflow_interface_octets_total", if_name="Gi0/0/0", direction="out") == 1234567890123
+        assert value(text, "imflow_interface_speed_bytes", if_name="Gi0/0/0") == 1e9 / 8
+        assert value(text, "imflow_interface_speed_bytes", if_name="Te0/1/0") == 1e10 / 8
+        assert value(text, "imflow_interface_bytes_total", if_name="Gi0/0/0", direction="in") == 8123456789012
+        assert value(text, "imflow_interface_bytes_total", if_name="Gi0/0/0", direction="out") == 1234567890123
         assert value(text, "imflow_snmp_errors_total", exporter="127.0.0.1", reason="timeout") == 0
     finally:
         assert d.stop() == 0, d.text()
