@@ -139,22 +139,24 @@ def test_report_neutralises_host_names(named_db, config, fmt):
         assert formula_cells(list(csv.reader(io.StringIO(text)))) == []
 
 
-def test_violations_table_and_json_escape_dns_names(named_db, monkeypatch, capsys):
-    """Reverse DNS answers are outside text too: stand a hostile resolver in for the system's."""
-    from collector.cli import commands
-    from collector.policy.hostnames import HostNames
+def test_violations_table_and_json_escape_dns_names(named_db, tmp_path, monkeypatch, capsys):
+    """Reverse DNS answers are outside text too: a hostile resolver stands in for the system's
+    (the real CLI in-process, `socket.gethostbyaddr` replaced)."""
+    import socket
+
+    from collector.cli import main
 
     evil = {f"10.0.0.{i + 1}": name for i, name in enumerate(CONTROLS)}
-    monkeypatch.setattr(commands, "host_names",
-                        lambda _path: HostNames(reverse_dns=True, resolver=lambda a: evil.get(a, "x")))
+    monkeypatch.setattr(socket, "gethostbyaddr", lambda a: (evil.get(a, "x.example"), [], [a]))
+    cfg = tmp_path / "imflow.toml"
+    cfg.write_text('[policy]\nreverse_dns = true\n[policy.categories]\np2p = "block"\n')
     for fmt in ("table", "json", "csv"):
-        args = type("Args", (), {"db": named_db, "since": None, "config": None, "format": fmt})
-        assert commands.cmd_violations(args) == 0
+        assert main(["violations", "--db", named_db, "--since", "all", "--config", str(cfg), "--format", fmt]) == 0
         out = capsys.readouterr().out
         assert_no_raw_controls(out.encode())
         if fmt == "table":
-            assert len(out.splitlines()) == 2 + len(FORMULAS)  # header, rows, the count line
             assert "\\x1b]0;pwned\\x07" in out
+            assert len([line for line in out.splitlines() if "bittorrent" in line]) == len(FORMULAS)
 
 
 def test_snmp_failure_log_line_escapes_the_agents_text(caplog):

@@ -117,6 +117,7 @@ def cmd_catalogue_update(args) -> int:
     from collector import config
     from collector.classify.catalogue import load_catalogue
     from collector.classify.update import UpdateError, update_catalogue
+    from collector.text import printable  # the lines may quote what vendors' servers sent
 
     cfg = config.load(args.config)
     catalogue = load_catalogue(cfg.get("classify.catalogue") or None)
@@ -124,10 +125,10 @@ def cmd_catalogue_update(args) -> int:
         rep = update_catalogue(catalogue, args.out)
     except UpdateError as exc:
         print(f"imflow: catalogue update failed, nothing written, the snapshot of {catalogue.snapshot} "
-              f"stays in use: {exc}", file=sys.stderr)
+              f"stays in use: {printable(exc)}", file=sys.stderr)
         return 1
     for line in rep.lines():
-        print(line)
+        print(printable(line))
     print(f"wrote {args.out}; set classify.catalogue = \"{args.out}\" in the config to use it")
     return 1 if rep.failed else 0
 
