@@ -12,35 +12,38 @@ import re
 
 # name -> labels
 METRICS: dict[str, tuple[str, ...]] = {
-    "imflow_service_bytes_total": ("service", "category"),
-    "imflow_service_packets_total": ("service", "category"),
-    "imflow_service_flows_total": ("service", "category"),
-    "imflow_host_bytes_total": ("host", "service", "category"),
-    "imflow_service_active_hosts": ("service", "category"),
+    "imflow_service_bytes_total": ("exporter", "service", "category"),
+    "imflow_service_packets_total": ("exporter", "service", "category"),
+    "imflow_service_flows_total": ("exporter", "service", "category"),
+    "imflow_host_bytes_total": ("exporter", "host", "host_name", "service", "category"),
+    "imflow_service_active_hosts": ("exporter", "service", "category"),
     "imflow_datagrams_total": ("exporter", "version"),
     "imflow_flows_total": ("exporter", "version"),
     "imflow_decode_errors_total": ("exporter", "reason"),
     "imflow_template_held_total": ("exporter",),
     "imflow_template_expired_total": ("exporter",),
-    "imflow_sequence_lost_flows_total": ("exporter",),
+    # sequence_quirk: added by Prometheus' metric_relabel_configs (deploy/prometheus/prometheus.yml)
+    "imflow_sequence_lost_flows_total": ("exporter", "sequence_quirk"),
+    "imflow_clamped_flows_total": ("exporter",),
     "imflow_socket_drops_total": ("listener",),
     "imflow_flush_duration_seconds_bucket": ("le",),
     "imflow_flush_duration_seconds_sum": (),
     "imflow_flush_duration_seconds_count": (),
     "imflow_store_errors_total": (),
     "imflow_exporters": (),
+    "imflow_exporter_sessions": (),
     "imflow_build_info": ("version",),
     "process_cpu_seconds_total": (),
     "process_resident_memory_bytes": (),
     # policy
-    "imflow_policy_violation_bytes_total": ("service", "category"),
-    "imflow_policy_violation_host_bytes_total": ("host", "service", "category"),
+    "imflow_policy_violation_bytes_total": ("exporter", "service", "category"),
+    "imflow_policy_violation_host_bytes_total": ("exporter", "host", "host_name", "service", "category"),
     # SNMP
     "imflow_snmp_up": ("exporter",),
     "imflow_snmp_errors_total": ("exporter", "reason"),
-    "imflow_interface_speed_bits": ("exporter", "if_name"),
+    "imflow_interface_speed_bytes": ("exporter", "if_name"),
     "imflow_interface_service_bytes_total": ("exporter", "if_name", "direction", "category"),
-    "imflow_interface_octets_total": ("exporter", "if_name", "direction"),
+    "imflow_interface_bytes_total": ("exporter", "if_name", "direction"),
 }
 
 # Labels Prometheus adds to every scraped series.
@@ -61,6 +64,8 @@ _MATCHERS = re.compile(r"\{[^{}]*\}")
 _RANGE = re.compile(r"\[[^\]]*\]")
 _LABEL_LIST = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
 _IDENT = re.compile(r"(?<![\w.:$])([A-Za-z_:][\w:]*)(\s*\()?")
+# a metric selector: the name, then its matchers if any
+SELECTOR = re.compile(r"(?<![\w.:$\"])((?:imflow|process)_\w+|up)\b(\{[^{}]*\})?(?!\s*\()")
 
 
 def metric_names(expr: str) -> set[str]:
@@ -75,6 +80,13 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(name)
     return names
+
+
+def selectors(expr: str) -> list[tuple[str, str]]:
+    """(metric name, its matchers without braces) of each metric selector of an expression."""
+    text = _STRING.sub(lambda m: "_" * len(m.group()), expr)  # keep offsets, drop names in strings
+    return [(m.group(1), expr[m.start(2) + 1:m.end(2) - 1] if m.group(2) else "")
+            for m in SELECTOR.finditer(text)]
 
 
 def grafana_to_promql(expr: str, values: dict[str, str] | None = None, range_: str = "1h") -> str:

@@ -15,7 +15,8 @@ import subprocess
 
 import pytest
 
-from .promql import CATEGORIES, METRICS, TARGET_LABELS, grafana_to_promql, grafana_variables, label_names, metric_names
+from .promql import (CATEGORIES, METRICS, TARGET_LABELS, grafana_to_promql, grafana_variables, label_names,
+                     metric_names, selectors)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "grafana" / "dashboards"
@@ -181,7 +182,7 @@ def test_dashboards_cover_what_they_promise():
     overview = used("imflow-overview")
     assert {"imflow_service_bytes_total", "imflow_service_active_hosts", "imflow_host_bytes_total",
             "imflow_policy_violation_bytes_total", "imflow_interface_service_bytes_total",
-            "imflow_interface_octets_total"} <= overview
+            "imflow_interface_bytes_total", "imflow_interface_speed_bytes"} <= overview
     top = [e for _, e in exprs(DASHES["imflow-overview"]) if "topk" in e and "imflow_host_bytes_total" in e]
     assert top and all('host!="other"' in e for e in top)
     # a share of all traffic divides by every category, other included
@@ -199,9 +200,38 @@ def test_dashboards_cover_what_they_promise():
             "imflow_exporters", "imflow_snmp_up", "imflow_snmp_errors_total"} <= health
 
     host_var = [v for v in DASHES["imflow-host"]["templating"]["list"] if v["name"] == "host"][0]
-    assert host_var["query"]["query"] == "label_values(imflow_host_bytes_total, host)"
+    assert host_var["query"]["query"] == \
+        'label_values(imflow_host_bytes_total{instance=~"$instance", exporter=~"$exporter"}, host)'
     assert all('host="$host"' in e for _, e in exprs(DASHES["imflow-host"]))
     assert all('service="$service"' in e for _, e in exprs(DASHES["imflow-service"]))
+
+
+@pytest.mark.parametrize("name", sorted(DASHES))
+def test_instance_and_exporter_selectors_are_used_by_every_query(name):
+    """Every dashboard selects imflow instances and exporters; every metric selector of every
+    query takes the instance, and the exporter where the metric has that label."""
+    variables = {v["name"]: v for v in DASHES[name]["templating"]["list"]}
+    for var in ("instance", "exporter"):
+        v = variables.get(var)
+        assert v is not None, f"{name}: no ${var} selector"
+        assert v["type"] == "query" and v["multi"] and v["includeAll"] and v["allValue"] == ".*", var
+    assert "imflow_build_info" in variables["instance"]["query"]["query"]
+    assert 'instance=~"$instance"' in variables["exporter"]["query"]["query"]
+    for p, expr in exprs(DASHES[name]):
+        found = selectors(expr)
+        assert found, f"{p['title']}: no metric selector in {expr!r}"
+        for metric, matchers in found:
+            assert 'instance=~"$instance"' in matchers, f"{p['title']}: {metric} without $instance"
+            if "exporter" in METRICS.get(metric, ()):
+                assert 'exporter=~"$exporter"' in matchers, f"{p['title']}: {metric} without $exporter"
+
+
+def test_overview_compares_this_week_with_last_week():
+    panel = [p for p in panels(DASHES["imflow-overview"]) if p.get("title") == "This week vs last week"]
+    assert len(panel) == 1 and panel[0]["type"] == "timeseries"
+    now, before = (t["expr"] for t in panel[0]["targets"])
+    assert "offset" not in now and "offset 1w" in before
+    assert before.replace(" offset 1w", "") == now  # the same query, a week earlier
 
 
 def test_category_variable_lists_the_categories():
@@ -250,10 +280,10 @@ def test_queries_compute_what_their_titles_say(tmp_path):
         (f'imflow_host_bytes_total{{{t}, host="other", service="bittorrent", category="p2p"}}', per_s(900)),
         (f'imflow_host_bytes_total{{{t}, host="10.0.0.3", service="other", category="other"}}', per_s(50)),
         (f'imflow_interface_service_bytes_total{{{t}, exporter="192.0.2.1", if_name="ge-0/0/0", direction="in", category="im"}}', per_s(128)),
-        (f'imflow_interface_octets_total{{{t}, exporter="192.0.2.1", if_name="ge-0/0/0", direction="in"}}', per_s(1024)),
-        (f'imflow_interface_speed_bits{{{t}, exporter="192.0.2.1", if_name="ge-0/0/0"}}', "4096x90"),
+        (f'imflow_interface_bytes_total{{{t}, exporter="192.0.2.1", if_name="ge-0/0/0", direction="in"}}', per_s(1024)),
+        (f'imflow_interface_speed_bytes{{{t}, exporter="192.0.2.1", if_name="ge-0/0/0"}}', "512x90"),
     ]
-    default = {"category": "im|p2p|voip|collab"}   # the overview's default selection
+    default = {"category": "im|p2p|voip|collab", "instance": ".*", "exporter": ".*"}   # the default selections
     cases = [
         (_query("imflow-overview", "Share of all traffic per category"),
          [('{category="im"}', 0.1), ('{category="p2p"}', 0.3)]),
@@ -262,9 +292,11 @@ def test_queries_compute_what_their_titles_say(tmp_path):
          [('{host="10.0.0.1"}', 100 * 3600), ('{host="10.0.0.2"}', 300 * 3600)]),
         (_query("imflow-overview", "Share of each link by category"),
          [('{exporter="192.0.2.1", if_name="ge-0/0/0", direction="in", category="im"}', 0.125)]),
-        (_query("imflow-overview", "Link utilisation by category"),   # 8 x 128 B/s on a 4096 bit/s link
+        (_query("imflow-overview", "Link utilisation by category"),   # 128 B/s on a 512 B/s (4096 bit/s) link
          [('{exporter="192.0.2.1", if_name="ge-0/0/0", direction="in", category="im"}', 0.25)]),
         (_query("imflow-service", "Rate now").replace("$service", "bittorrent"), [("{}", 8 * 300)]),
+        (_query("imflow-overview", "This week vs last week"), [("{}", 8 * (100 + 300))]),   # other not shown
+        (_query("imflow-overview", "This week vs last week", "B"), []),   # the series began 80 minutes ago
     ]
     test = {
         "rule_files": [],
