@@ -100,3 +100,27 @@ def test_every_alert_has_a_firing_and_a_quiet_case():
             (fires if check.get("exp_alerts") else quiet).add(check["alertname"])
     assert fires == ALERTS, f"no firing case for {ALERTS - fires}"
     assert quiet == ALERTS, f"no quiet case for {ALERTS - quiet}"
+
+
+def test_exporters_with_sequence_quirks_are_labelled_by_prometheus_and_left_out_of_the_alert():
+    """prometheus.yml labels the listed exporters' sequence-loss series; the alert takes only
+    unlabelled ones (the alert's unit tests feed both kinds)."""
+    import re
+
+    relabel = [r for r in load("prometheus.yml")["scrape_configs"][0]["metric_relabel_configs"]
+               if r.get("target_label") == "sequence_quirk"]
+    assert len(relabel) == 1
+    r = relabel[0]
+    assert r["source_labels"] == ["__name__", "exporter"] and r["replacement"] == "softflowd-ipfix"
+    anchored = lambda regex: re.compile(f"^(?:{regex})$")   # Prometheus anchors relabel regexes
+    shipped = anchored(r["regex"])
+    assert not shipped.match("imflow_sequence_lost_flows_total;192.0.2.7")   # as shipped: nobody
+    edited = anchored(r["regex"].replace("NONE", r"192\.0\.2\.7|2001:db8::7"))
+    assert edited.match("imflow_sequence_lost_flows_total;192.0.2.7")
+    assert edited.match("imflow_sequence_lost_flows_total;2001:db8::7")
+    assert not edited.match("imflow_sequence_lost_flows_total;192.0.2.70")
+    assert not edited.match("imflow_flows_total;192.0.2.7")    # only the loss series is labelled
+    expr = {x["alert"]: x for x in rules()}["ImflowSequenceLoss"]["expr"]
+    assert 'imflow_sequence_lost_flows_total{sequence_quirk=""}' in expr
+    docs = (ROOT / "docs" / "dashboards.md").read_text()
+    assert "sequence_quirk" in docs and "softflowd" in docs
