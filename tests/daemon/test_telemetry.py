@@ -3,7 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import random
+import socket
+import struct
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 from collector.aggregate import Aggregator
 from collector.daemon.telemetry import Health, Telemetry
@@ -149,3 +156,67 @@ def test_health_fails_from_a_failed_store_write_until_one_succeeds():
     assert not h.check(listening=True)[0]
     h.flushes += 1
     assert h.check(listening=True)[0]
+
+
+# --- /healthz of a real daemon ------------------------------------------------------------------
+
+def _v5(seq: int = 0) -> bytes:
+    """One NetFlow v5 datagram with one flow 10.0.0.1 -> 192.0.2.80:6881, ending a second ago."""
+    now = int(time.time())
+    header = struct.pack("!HHIIIIBBH", 5, 1, 100_000, now, 0, seq, 0, 0, 0)
+    record = struct.pack("!4s4s4sHHIIIIHHBBBBHHBBH", bytes([10, 0, 0, 1]), bytes([192, 0, 2, 80]), bytes(4),
+                         0, 0, 3, 1500, 99_000, 99_000, 40000, 6881, 0, 0x18, 6, 0, 0, 0, 0, 0, 0)
+    return header + record
+
+
+def _health(port: int) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def _wait_health(port: int, status: int, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        got, body = _health(port)
+        if got == status or time.monotonic() > deadline:
+            assert got == status, body
+            return body
+        time.sleep(0.2)
+
+
+def test_healthz_of_a_running_daemon_fails_while_the_store_cannot_be_written(tmp_path):
+    from tests.daemon.test_daemon import Daemon
+    from tests.store.helpers import chattr, ext4
+    from tests.test_metrics import free_port
+
+    with ext4(tmp_path / "ext4") as fs:
+        db = fs / "imflow.db"
+        mport = free_port()
+        d = Daemon(tmp_path, db, "--metrics", f"127.0.0.1:{mport}")
+        locked = []
+        try:
+            body = _wait_health(mport, 200)
+            assert body == {"status": "ok", "listening": True, "store": "ok", "store_errors": 0, "flushes": 0}
+            with urllib.request.urlopen(f"http://127.0.0.1:{mport}/", timeout=5) as r:
+                assert "/healthz" in r.read().decode()
+            with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5) as r:
+                assert "imflow_build_info" in r.read().decode()
+            locked = [p for p in (db, Path(f"{db}-wal")) if p.exists()]
+            chattr("+i", *locked)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(_v5(), ("127.0.0.1", d.port))
+            body = _wait_health(mport, 503)
+            assert body["status"] == "unavailable" and body["store"] == "failing" and body["store_errors"] >= 1
+            chattr("-i", *locked)
+            locked = []
+            body = _wait_health(mport, 200)  # the kept rows are written at the next flush
+            assert body["store"] == "ok" and body["flushes"] >= 1
+        finally:
+            if locked:
+                chattr("-i", *locked)
+            code = d.stop()
+        assert code == 0, d.text()
+        assert "store:" in d.text()  # the failed write was logged

@@ -15,8 +15,16 @@ import subprocess
 
 import pytest
 
-from .promql import (CATEGORIES, METRICS, TARGET_LABELS, grafana_to_promql, grafana_variables, label_names,
-                     metric_names, selectors)
+from .promql import (
+    CATEGORIES,
+    METRICS,
+    TARGET_LABELS,
+    grafana_to_promql,
+    grafana_variables,
+    label_names,
+    metric_names,
+    selectors,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "grafana" / "dashboards"
