@@ -63,6 +63,16 @@ class Pipeline:
         self.decoder.sampling_override = dict(sampling)
         for sess in self.decoder.sessions.values():
             sess.override = self.decoder.sampling_override.get(sess.exporter)
+        self._learn(list(self.decoder.by_sid))  # the new catalogue matches the names again
+
+    def _learn(self, sids) -> None:
+        """Application names that sessions sent in options data -> their own app-id tables.
+        Only sessions whose names changed are matched again (a dict lookup per name), so many
+        names cost nothing at a flush; one exporter's names never classify another's flows."""
+        for sid in sids:
+            sess = self.decoder.by_sid.get(sid)
+            names = sess.app_names if sess is not None else {}
+            self.classifier.set_learned(sid, self.catalogue.app_ids_for(names) if names else {})
 
     # --- per batch ---------------------------------------------------------------------------
 
@@ -86,6 +96,9 @@ class Pipeline:
 
     def _process(self, datagrams) -> None:
         batch = self.decoder.decode(datagrams)
+        changed = self.decoder.take_names_changed()
+        if changed:
+            self._learn(changed)
         if not len(batch):
             return
         cls = self.classifier.classify_batch(batch)
@@ -106,17 +119,12 @@ class Pipeline:
     # --- at each flush -------------------------------------------------------------------------
 
     def drain(self, now: float, interface_name):
-        """Expire held data, take up application names learned since, and hand over every bin:
-        (rows, interface rows)."""
+        """Expire held data and hand over every bin: (rows, interface rows)."""
         self.decoder.expire(now)
-        self.classifier.set_app_ids({**self._learned_app_ids(), **self.app_ids})
+        changed = self.decoder.take_names_changed()  # sessions expired with their names
+        if changed:
+            self._learn(changed)
         return self.aggregator.drain(), self.aggregator.drain_interfaces(interface_name)
-
-    def _learned_app_ids(self) -> dict[int, str]:
-        names: dict[int, str] = {}
-        for sess in self.decoder.sessions.values():
-            names.update(sess.app_names)
-        return self.catalogue.app_ids_for(names) if names else {}
 
     def exporter_if_names(self) -> dict[tuple[str, int], str]:
         """(exporter, ifIndex) -> the name the exporter sent in options data."""
