@@ -444,6 +444,21 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                  shown="67108864 (64 MiB)"),
         "pending_max_age": Key(duration(), 120.0, "how long such data waits for its template"),
         "max_names_per_session": Key(integer(0), 4096, "interface and application names learned from options data"),
+        "max_name_bytes_per_session": Key(integer(0), 256 << 10,
+                                          "octets of such names per session (each cut to 255 characters)",
+                                          shown="262144 (256 KiB)"),
+        "max_name_bytes": Key(integer(0), 32 << 20, "octets of such names over all sessions",
+                              shown="33554432 (32 MiB)"),
+        "max_template_bytes_per_session": Key(integer(0), 256 << 10,
+                                              "octets of template definitions (as sent) per session",
+                                              shown="262144 (256 KiB)"),
+        "max_template_bytes": Key(integer(0), 16 << 20,
+                                  "octets of template definitions over all sessions; the least recently "
+                                  "seen sessions that have sent no flow go first", shown="16777216 (16 MiB)"),
+        "max_new_template_bytes_per_batch": Key(integer(0), 64 << 10,
+                                                "octets of template sets parsed per batch for sessions that have "
+                                                "sent no flow yet (a template flood); the rest is shed and counted",
+                                                shown="65536 (64 KiB)"),
         "max_open_bins": Key(integer(1000), 2_000_000,
                              "aggregation bins in memory (also while the store refuses writes); "
                              "what a full table drops is counted"),

@@ -348,7 +348,10 @@ def _sequences(located: Located, received, b: Batch, nrec: np.ndarray, opt_recor
         sess.last_seen = received(int(rows[-1]))
         recs = int(allrec[rows].sum())
         sess.n_datagrams += z - a
-        sess.n_flows += int(nrec[rows].sum())
+        flows = int(nrec[rows].sum())
+        sess.n_flows += flows
+        if flows:
+            sess.established = True
         if sess.version == 5:
             sess.sampling_rate = int(rate5[rows[-1]])
         sq = seq[rows]

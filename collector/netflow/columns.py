@@ -8,7 +8,6 @@ uptime; IPFIX sysUpTime against IE 160); RFC 5103 biflow records as two flows.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Iterable
 
@@ -18,12 +17,11 @@ from collector.netflow import fields as F
 from collector.netflow import v5
 from collector.netflow.batch import COLUMNS, FlowBatch
 from collector.netflow.chunks import V5, Block, gather, spread
+from collector.netflow.errors import Faults
 from collector.netflow.reads import Reads
 from collector.netflow.session import Session
 from collector.netflow.sessions import SessionTable
 from collector.netflow.stats import DecodeStats
-
-log = logging.getLogger(__name__)
 
 _U8 = np.uint64
 ALWAYS = frozenset(("session", "src_addr", "dst_addr", "bytes", "packets", "end"))  # filled whatever is asked
@@ -33,13 +31,14 @@ class Columns:
     """Converts a decode call's groups into one batch, filling the columns in `keep` (with
     `ALWAYS`); the others are zeros (the daemon needs neither seq nor start, ...)."""
 
-    def __init__(self, columns: Iterable[str] | None, table: SessionTable, stats: DecodeStats):
+    def __init__(self, columns: Iterable[str] | None, table: SessionTable, stats: DecodeStats, faults: Faults):
         self.keep = frozenset(COLUMNS if columns is None else columns) | ALWAYS
         unknown = self.keep - set(COLUMNS)
         if unknown:
             raise ValueError(f"unknown columns: {', '.join(sorted(unknown))}")
         self.table = table  # sessions by id, the configured sampling overrides
         self.stats = stats
+        self.faults = faults  # logs a fault once a minute
 
     def batch(self, groups: dict[object, list]) -> FlowBatch:
         """Every group's records -> one batch. The columns are allocated once for the whole
@@ -65,13 +64,15 @@ class Columns:
                 extra.extend(more)
                 if drop is not None:
                     cut.append((pos, drop))
-            except Exception:  # never lose the other templates' records to one bad group
-                log.exception("internal error decoding records of template %r", t)
+            except Exception as exc:  # never lose the other templates' records to one bad group
                 cut.append((pos, np.ones(n, bool)))
+                label = "other"
                 for c in chunks:
                     for sid in (c.sids.tolist() if type(c) is Block else (c[2],)):
                         sess = self.table.by_sid.get(sid)
-                        self.stats.errors[sess.stat_label if sess else "other", "internal"] += 1
+                        label = sess.stat_label if sess else "other"
+                        self.stats.errors[label, "internal"] += 1
+                self.faults.note("internal", label, exc, internal=True)
             pos += n
         batch = FlowBatch(**cols)
         if cut:

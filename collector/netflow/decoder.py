@@ -8,14 +8,20 @@ paths only locate records (`chunks.Located`); at the end of a call the records o
 template, from every datagram, are read into columns at once (`columns.Columns`).
 
 No exception leaves `decode`: a malformed datagram is counted by reason and skipped whole,
-before it changes any state. Pure: no sockets, no clock (receive times come with the
-datagrams), no logging setup.
+before it changes any state; a fault of the decoder itself costs the datagram (or the decode
+group) and is counted as "internal"; either is logged once a minute per reason (`Faults`).
+Pure: no sockets, no logging setup; the clock is only for rate-limiting the log (receive
+times come with the datagrams).
+
+Under a template flood, sessions that have sent flows come first: template sets of sessions
+that have not are parsed up to a budget per call (`Limits.max_new_template_bytes_per_batch`);
+past it their datagrams are shed, counted as "template-shed".
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from struct import unpack_from
 
 from collector.netflow import v5
@@ -23,15 +29,13 @@ from collector.netflow.batch import FlowBatch
 from collector.netflow.bulk import bulk
 from collector.netflow.chunks import V5, Located
 from collector.netflow.columns import Columns
-from collector.netflow.errors import BadLength, BadVersion, DecodeError, ShortHeader
+from collector.netflow.errors import BadLength, BadVersion, DecodeError, Faults, Shed, ShortHeader
 from collector.netflow.options import apply as apply_options
 from collector.netflow.session import Limits, Pending, Session
 from collector.netflow.sessions import SessionTable
 from collector.netflow.sets import IPFIX, V9, WITHDRAW_ALL, TemplateMemo, split_sets
 from collector.netflow.stats import DecodeStats
-from collector.netflow.templates import Template
-
-log = logging.getLogger(__name__)
+from collector.netflow.templates import Refused, Template
 
 _V5_HEADER = v5.HEADER.unpack_from
 
@@ -40,16 +44,19 @@ class Decoder:
     """Holds every exporter session's state across calls to `decode`."""
 
     def __init__(self, limits: Limits | None = None, sampling: dict[str, int] | None = None,
-                 bulk: bool = True, columns: Iterable[str] | None = None):
+                 bulk: bool = True, columns: Iterable[str] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.limits = limits or Limits()
         self.bulk = bulk  # False: every datagram takes the per-datagram path (the reference)
         self.stats = DecodeStats(max_exporters=self.limits.max_stats_exporters)
         self.table = SessionTable(self.limits, self.stats, dict(sampling or {}))
         self.memo = TemplateMemo()  # template sets by their octets
         self.located = Located()  # what the current call has located
-        self._columns = Columns(columns, self.table, self.stats)
+        self.faults = Faults(clock)
+        self._columns = Columns(columns, self.table, self.stats, self.faults)
         self.columns = self._columns.keep  # the columns filled; the others are zeros
         self._dgram = 0  # datagrams seen, for capture order
+        self._budget = 0  # template set octets still to parse this call for new sessions
 
     @property
     def sessions(self) -> dict[tuple, Session]:
@@ -83,8 +90,15 @@ class Decoder:
         self.table.save(path)
 
     def load_state(self, path: str) -> int:
-        """Load sessions saved by `save_state`; returns the templates loaded."""
+        """Load sessions saved by `save_state` (through the wire's checks and ceilings);
+        returns the templates loaded."""
         return self.table.load(path)
+
+    def take_names_changed(self) -> set[int]:
+        """Session ids whose application names (`Session.app_names`) changed since the last
+        call, and ids of sessions evicted since whose names an earlier call reported (forget
+        them); cleared by the call."""
+        return self.table.take_names_changed()
 
     # --- the boundary --------------------------------------------------------------------
 
@@ -95,7 +109,16 @@ class Decoder:
         # a list, or a received batch (`mmsg.Batch`: a sequence with a `layout` for the bulk path)
         items = datagrams if isinstance(datagrams, list) or hasattr(datagrams, "layout") else list(datagrams)
         base = self._dgram
-        rest = bulk(self, items, base) if items and self.bulk else range(len(items))
+        self._budget = self.limits.max_new_template_bytes_per_batch
+        try:
+            rest = bulk(self, items, base) if items and self.bulk else range(len(items))
+        except Exception as exc:  # a decoder bug: the batch is lost, counted, the daemon goes on
+            self.located.take()
+            self._dgram = base + len(items)
+            for _, source, _ in items:
+                stats.errors[stats.label(source[0]), "internal"] += 1
+            self.faults.note("internal", items[0][1][0], exc, internal=True)
+            return self._columns.batch({})
         for i in rest:
             data, source, received = items[i]
             self._dgram = base + i + 1
@@ -112,9 +135,10 @@ class Decoder:
                     raise BadVersion(f"version {version}")
             except DecodeError as exc:
                 stats.errors[stats.label(exporter), exc.reason] += 1
-            except Exception:  # a decoder bug must cost one datagram, not the daemon
+                self.faults.note(exc.reason, exporter, exc)
+            except Exception as exc:  # a decoder bug must cost one datagram, not the daemon
                 stats.errors[stats.label(exporter), "internal"] += 1
-                log.exception("internal error decoding a datagram from %s", exporter)
+                self.faults.note("internal", exporter, exc, internal=True)
         self._dgram = base + len(items)
         groups, touched = self.located.take()
         for sess in touched:  # per-session tallies -> the shared counters, once per call
@@ -147,6 +171,7 @@ class Decoder:
         sess.n_flows += count
         self.located.touched.add(sess)
         if count:
+            sess.established = True
             self.located.add(V5, (data[24:24 + 48 * count], count, sess.sid, sess.override or rate,
                                   secs + nsecs * 1e-9, uptime, self._dgram, 0))
 
@@ -172,17 +197,23 @@ class Decoder:
         ipfix = version == 10
         hl = dialect.header_len
         known = sess.templates if sess is not None else {}
+        refused = sess.refused if sess is not None else {}
 
         # Pass 1: check the whole message and locate records; nothing is applied yet.
-        new: dict[int, Template | None] | None = None
+        new: dict[int, Template | Refused | None] | None = None
         chunks, held, options = [], [], []
-        records = 0
+        records = skipped = 0
         try:
             for sid, start, stop in split_sets(data, hl, end):
                 if sid >= 256:
                     t = known.get(sid) if new is None else new.get(sid, known.get(sid))
                     if t is None:
-                        held.append((sid, start, stop))
+                        if sid in refused and (new is None or sid not in new):
+                            skipped += 1  # data of a refused template: neither decoded nor held
+                        else:
+                            held.append((sid, start, stop))
+                    elif type(t) is Refused:
+                        skipped += 1
                     elif t.scope_count:
                         options.append((t, start, stop))
                     else:
@@ -197,17 +228,21 @@ class Decoder:
                                 chunks.append((t, buf, n, records))
                         records += n
                 elif sid == dialect.template_set or sid == dialect.options_set:
+                    if sess is None or not sess.established:  # a new session: within the budget
+                        if self._budget <= 0:
+                            raise Shed("template sets of a session that has sent no flow, past the batch's budget")
+                        self._budget -= stop - start
                     if new is None:
                         new = {}
                     for tid, t in self.memo.parse(data, start, stop, ipfix, sid == dialect.options_set):
                         if tid == WITHDRAW_ALL:
                             opts = sid == dialect.options_set
                             for k, old in list(known.items()) + list(new.items()):
-                                if old is not None and bool(old.scope_count) == opts:
+                                if type(old) is Template and bool(old.scope_count) == opts:
                                     new[k] = None
                         else:
                             old = known.get(tid)  # a refresh: keep the object decode groups use
-                            new[tid] = old if t is not None and old is not None and old.same_as(t) else t
+                            new[tid] = old if type(t) is Template and old is not None and old.same_as(t) else t
                 # other set ids are reserved (RFC 7011 §3.3.2): skipped
             option_records = [(t, t.split_records(data, start, stop), start, stop) for t, start, stop in options]
         except DecodeError as exc:
@@ -226,9 +261,12 @@ class Decoder:
         if new:
             self.table.define(sess, new)
         for t, recs, start, stop in option_records:
-            changed = apply_options(sess, t, recs, self.limits, self.stats)
+            changed = apply_options(sess, t, recs, self.table)
             sess.options_applied(t.tid, data[start:stop], len(recs), changed)
+        if skipped:
+            self.stats.notices[sess.stat_label, "refused-template-data"] += skipped
         if chunks:
+            sess.established = True
             groups = self.located.groups
             sid, rate, dgram = sess.sid, sess.override or sess.sampling_rate, self._dgram
             for t, buf, n, base in chunks:
@@ -238,7 +276,7 @@ class Decoder:
             self.table.hold(sess, Pending(tid, data[start:stop], (export, uptime, self._dgram, records), received))
             records += 1  # held sets of one datagram keep their order
         if new and sess.pending:
-            self._replay(sess, [tid for tid, t in new.items() if t is not None])
+            self._replay(sess, [tid for tid, t in new.items() if type(t) is Template])
 
     def _replay(self, sess: Session, tids: list[int]) -> None:
         """Decode data held for templates that have just arrived, with its original meta."""
@@ -247,8 +285,7 @@ class Decoder:
             try:
                 if t.scope_count:
                     recs = t.split_records(p.data, 0, len(p.data))
-                    sess.options_applied(t.tid, p.data, len(recs),
-                                         apply_options(sess, t, recs, self.limits, self.stats))
+                    sess.options_applied(t.tid, p.data, len(recs), apply_options(sess, t, recs, self.table))
                     continue
                 if t.record_len:
                     n = len(p.data) // t.record_len
@@ -262,3 +299,4 @@ class Decoder:
                 rate = sess.override or sess.sampling_rate
                 self.located.add(t, (buf, n, sess.sid, rate, export, uptime, dgram, base))
                 sess.n_flows += n
+                sess.established = True

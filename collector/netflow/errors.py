@@ -1,10 +1,15 @@
 """Typed decode errors. Each carries a short `reason` used as a counter label.
 
 Errors are raised inside the decoders and caught at exactly one boundary per datagram
-(`Decoder.decode`), where the datagram is counted by reason and skipped whole.
+(`Decoder.decode`), where the datagram is counted by reason and skipped whole; `Faults` logs
+one line per reason per minute of what is counted there.
 """
 
 from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
 
 
 class DecodeError(Exception):
@@ -52,3 +57,46 @@ class BadTemplate(DecodeError):
 class RecordOverrun(DecodeError):
     """A variable-length field or a record that runs past its set."""
     reason = "record-overrun"
+
+
+class Shed(DecodeError):
+    """Template sets of a session that has sent no flow yet, past the batch's budget
+    (`Limits.max_new_template_bytes_per_batch`): dropped so that a flood of new sessions cannot
+    starve established exporters. The exporter re-sends its templates; nothing is applied."""
+    reason = "template-shed"
+
+
+class Faults:
+    """One log line per reason per `every` seconds for what the decoder counts by reason:
+    malformed datagrams (INFO, the sender's fault) and internal errors (ERROR, a decoder bug;
+    the traceback at DEBUG). Counting is the caller's, always; this only rate-limits the log."""
+
+    def __init__(self, clock, every: float = 60.0):
+        self.clock = clock
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._since: dict[str, int] = {}
+
+    def note(self, reason: str, exporter: str, exc: BaseException | None = None, internal: bool = False) -> None:
+        now = self.clock()
+        last = self._last.get(reason)
+        if last is not None and now - last < self.every:
+            self._since[reason] = self._since.get(reason, 0) + 1
+            return
+        self._last[reason] = now
+        more = self._since.pop(reason, 0)
+        also = f" (and {more} more since the last line)" if more else ""
+        if internal:
+            where = ""
+            tb = exc.__traceback__ if exc is not None else None
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            if tb is not None:
+                where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
+            log.error("internal decoder error from %s: %s: %s%s%s; counted in "
+                      "imflow_decode_errors_total{reason=\"%s\"}, logged once a minute",
+                      exporter, type(exc).__name__, exc, where, also, reason)
+            log.debug("traceback of that internal decoder error", exc_info=exc)
+        else:
+            log.info("decode error %s from %s: %s%s; counted in imflow_decode_errors_total, logged once "
+                     "a minute", reason, exporter, exc, also)

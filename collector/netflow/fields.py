@@ -80,3 +80,22 @@ V9_SCOPE_CACHE = V9_SCOPE | 4
 V9_SCOPE_TEMPLATE = V9_SCOPE | 5
 
 NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
+
+# What the decoder reads, for the template checks (`templates.refusal`): a field of one of these
+# elements must be 1..max octets (integers: reduced-size up to native, RFC 7011 §6.2, and odd
+# widths up to 8 are read; addresses: their native width or less), never zero-length nor
+# variable-length. applicationId (octetArray) may be of any non-zero length.
+_INTEGERS = (octetDeltaCount, packetDeltaCount, postOctetDeltaCount, postPacketDeltaCount, initiatorOctets,
+             responderOctets, initiatorPackets, responderPackets, reverse(octetDeltaCount),
+             reverse(packetDeltaCount), protocolIdentifier, sourceTransportPort, destinationTransportPort,
+             ingressInterface, egressInterface, flowEndSysUpTime, flowStartSysUpTime,
+             *range(flowStartSeconds, systemInitTimeMilliseconds + 1), samplingInterval, samplerId,
+             samplerRandomInterval, selectorId, samplingPacketInterval, samplingPacketSpace, samplingSize,
+             samplingPopulation)
+READ_WIDTH: dict[int, int] = {**{k: 8 for k in _INTEGERS}, sourceIPv4Address: 4, destinationIPv4Address: 4,
+                              sourceIPv6Address: 16, destinationIPv6Address: 16, applicationId: VARLEN}
+# a data template carries a flow when it has one of these (an address of its width, or a counter)
+FLOW_ADDRESSES = {sourceIPv4Address: 4, destinationIPv4Address: 4, sourceIPv6Address: 16, destinationIPv6Address: 16}
+FLOW_COUNTERS = frozenset((octetDeltaCount, packetDeltaCount, postOctetDeltaCount, postPacketDeltaCount, 85, 86,
+                           initiatorOctets, responderOctets, initiatorPackets, responderPackets,
+                           reverse(octetDeltaCount), reverse(packetDeltaCount)))

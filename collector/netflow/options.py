@@ -3,22 +3,23 @@ rate, or a rate per sampler / selector id: v9 34/35/48/49/50, IPFIX 302/305/306/
 exporter's system init time (IE 160, for sysUpTime-relative IPFIX times), interface names
 (IE 82/83 by ifIndex) and application names (IE 96 by IE 95).
 
-The tables are bounded per session (`Limits`); what a ceiling refuses is counted.
+The tables are bounded per session (`Limits`), names in count, length and octets (per session
+and overall, `SessionTable.put_name`); what a ceiling refuses is counted.
 """
 
 from __future__ import annotations
 
 from collector.netflow import fields as F
-from collector.netflow.session import Limits, Session
-from collector.netflow.stats import DecodeStats
+from collector.netflow.session import Session
+from collector.netflow.sessions import SessionTable
 from collector.netflow.templates import Template, app_id_int
 
 
-def apply(sess: Session, t: Template, records: list[list[bytes]], limits: Limits, stats: DecodeStats) -> bool:
+def apply(sess: Session, t: Template, records: list[list[bytes]], table: SessionTable) -> bool:
     """Options records of template `t` (field values as octets) into `sess`. Returns whether
     they changed anything (session state or counters)."""
     idx = t.index()
-    limit = limits.max_names_per_session
+    limits, stats = table.limits, table.stats
     changed = False
 
     def num(values, *keys):
@@ -55,22 +56,14 @@ def apply(sess: Session, t: Template, records: list[list[bytes]], limits: Limits
         ifindex = num(values, F.ingressInterface, F.V9_SCOPE_INTERFACE, F.egressInterface)
         name_at = idx.get(F.interfaceName, idx.get(F.interfaceDescription))
         if ifindex is not None and name_at is not None:
-            changed |= _put(sess.if_names, ifindex, _text(values[name_at]), limit, stats)
+            changed |= table.put_name(sess, sess.if_names, ifindex, _text(values[name_at]))
         if F.applicationId in idx and F.applicationName in idx:
             app = app_id_int(values[idx[F.applicationId]])
-            changed |= _put(sess.app_names, app, _text(values[idx[F.applicationName]]), limit, stats)
+            if app:  # engine 0 is invalid (RFC 6759 §4.1)
+                changed |= table.put_name(sess, sess.app_names, app, _text(values[idx[F.applicationName]]))
     return changed
 
 
 def _text(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
-
-
-def _put(table: dict, k: int, v: str, limit: int, stats: DecodeStats) -> bool:
-    """Store a name under the ceiling; returns whether anything changed or was counted."""
-    if k in table or len(table) < limit:
-        changed = table.get(k) != v
-        table[k] = v
-        return changed
-    stats.evicted["names"] += 1
-    return True
+    # a name longer than any kept (`Limits.max_name_length` characters) is cut before decoding
+    return raw[:1024].split(b"\0", 1)[0].decode("utf-8", "replace").strip()

@@ -28,6 +28,13 @@ class Limits:
     max_pending_bytes: int = default("limits.max_pending_bytes")  # over all sessions
     pending_max_age: float = default("limits.pending_max_age")  # seconds of receive time
     max_names_per_session: int = default("limits.max_names_per_session")  # interface and application names
+    max_template_bytes_per_session: int = default("limits.max_template_bytes_per_session")  # on the wire
+    max_template_bytes: int = default("limits.max_template_bytes")  # over all sessions
+    max_name_bytes_per_session: int = default("limits.max_name_bytes_per_session")  # UTF-8 octets
+    max_name_bytes: int = default("limits.max_name_bytes")  # over all sessions
+    # template set octets parsed per decode call for sessions that have not sent a flow yet
+    max_new_template_bytes_per_batch: int = default("limits.max_new_template_bytes_per_batch")
+    max_name_length: int = 255  # characters of an interface or application name; longer ones are cut
     max_samplers_per_session: int = 256
     max_stats_exporters: int = 4096  # exporter labels in counters; the rest fold into "other"
 
@@ -50,12 +57,16 @@ class Session:
     version: int
     domain: int
     templates: dict[int, Template] = field(default_factory=dict)
+    template_bytes: int = 0  # `Template.octets` of `templates`
+    refused: dict[int, str] = field(default_factory=dict)  # template id -> why (bounded like templates)
+    established: bool = False  # has sent a flow record: its templates are parsed before new sessions'
     # options-derived state
     sampling_rate: int = 1  # from options without a sampler id
     samplers: dict[int, int] = field(default_factory=dict)  # sampler / selector id -> rate
     system_init_ms: int | None = None  # IE 160, base for sysUpTime times in IPFIX
     if_names: dict[int, str] = field(default_factory=dict)
     app_names: dict[int, str] = field(default_factory=dict)
+    name_bytes: int = 0  # UTF-8 octets of `if_names` and `app_names`
     # sequence tracking (RFC 3954 §5.1 counts packets; RFC 7011 §3.1 and v5 count records)
     next_seq: int | None = None
     records_seen: int = 0
@@ -113,4 +124,5 @@ class Session:
             "system_init_ms": self.system_init_ms,
             "if_names": {str(k): v for k, v in self.if_names.items()},
             "app_names": {str(k): v for k, v in self.app_names.items()},
+            "established": self.established,
         }

@@ -2,17 +2,27 @@
 session and observation domain): creation, eviction of the least recently seen, the templates
 each holds, the data held for templates not yet seen, and the state saved across restarts.
 
-Every table here is keyed by what a sender controls and has a ceiling (`Limits`); what a
-ceiling drops is counted in `DecodeStats`.
+Every table here is keyed by what a sender controls and has a ceiling (`Limits`), in counts
+and in octets; what a ceiling drops is counted in `DecodeStats`. Sessions that have sent a
+flow record (`Session.established`) are evicted after those that have not, so a flood of new
+sessions cannot push a working exporter out.
+
+The state file is written to a temporary file in the same folder and renamed over the path (a
+link planted there is replaced, never followed), and read back through the same checks and
+ceilings as templates and names from the wire.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 
+from collector.netflow.errors import DecodeError
 from collector.netflow.session import Limits, Pending, Session
+from collector.netflow.sets import check
 from collector.netflow.stats import DecodeStats
-from collector.netflow.templates import Template
+from collector.netflow.templates import Refused, Template
 
 STATE_FORMAT = 1  # of the file `save` writes
 
@@ -28,8 +38,12 @@ class SessionTable:
         self.by_sid: dict[int, Session] = {}
         self._next_sid = 0
         self._ntemplates = 0  # over all sessions
+        self.template_bytes = 0  # over all sessions
+        self.name_bytes = 0  # over all sessions
         self._pending_bytes = 0  # over all sessions
         self._retired: list[int] = []  # ids of sessions evicted during the current decode call
+        self.names_changed: set[int] = set()  # sids whose app_names changed since the last take
+        self._names_told: set[int] = set()  # sids with app_names the last take reported
 
     def open(self, key: tuple, received: float) -> Session:
         """The session of `key`, created (under the ceiling) if new."""
@@ -54,8 +68,9 @@ class SessionTable:
         self._retired.clear()
 
     def _evict(self, keep: Session | None = None) -> None:
-        """Drop the least recently seen tenth of the sessions (amortised under floods)."""
-        victims = sorted(self.sessions.values(), key=lambda s: s.last_seen)
+        """Drop a tenth of the sessions (amortised under floods): those that have sent no flow
+        first, then the least recently seen."""
+        victims = sorted(self.sessions.values(), key=lambda s: (s.established, s.last_seen))
         n = max(1, len(victims) // 10)
         for sess in victims[: n + 1]:
             if sess is keep or n == 0:
@@ -64,37 +79,84 @@ class SessionTable:
             del self.sessions[(sess.exporter, sess.port, sess.version, sess.domain)]
             self._retired.append(sess.sid)
             self._ntemplates -= len(sess.templates)
+            self.template_bytes -= sess.template_bytes
+            self.name_bytes -= sess.name_bytes
             for p in sess.pending:
                 self._drop_pending(sess, p)
             self.stats.evicted["sessions"] += 1
+            if sess.sid in self._names_told:
+                self.names_changed.add(sess.sid)  # the caller forgets its names
+            else:
+                self.names_changed.discard(sess.sid)
+            sess.app_names = {}  # still in `by_sid` until the next call: a caller reads no names
+
+    def take_names_changed(self) -> set[int]:
+        """Sids whose application names changed since the last call, and sids of sessions
+        evicted since that had names the caller was told about (their `app_names` are empty)."""
+        out, self.names_changed = self.names_changed, set()
+        for sid in out:
+            sess = self.by_sid.get(sid)
+            if sess is not None and sess.app_names and sid not in self._retired and self.alive(sess):
+                self._names_told.add(sid)
+            else:
+                self._names_told.discard(sid)
+        return out
+
+    def alive(self, sess: Session) -> bool:
+        return self.sessions.get((sess.exporter, sess.port, sess.version, sess.domain)) is sess
 
     # --- templates -----------------------------------------------------------------------
 
-    def define(self, sess: Session, new: dict[int, Template | None]) -> None:
-        """A message's templates into its session: None withdraws (RFC 7011 §8.1)."""
-        label = sess.stat_label
+    def define(self, sess: Session, new: dict[int, Template | Refused | None]) -> None:
+        """A message's templates into its session: None withdraws (RFC 7011 §8.1); a refused
+        definition is counted (`DecodeStats.evicted` by reason) and withdraws what the id meant
+        before."""
+        label, lim = sess.stat_label, self.limits
         templates = sess.templates
         for tid, t in new.items():
             old = templates.get(tid)
-            if t is None:
+            if t is None or type(t) is Refused:
                 if old is not None:
-                    del templates[tid]
-                    self._ntemplates -= 1
-                    sess.options_seen.clear()
+                    self._remove(sess, tid, old)
+                if t is None:
+                    sess.refused.pop(tid, None)
+                else:  # the datagram itself is decoded: counted as an eviction by reason
+                    self.stats.evicted[t.reason] += 1
+                    if tid in sess.refused or len(sess.refused) < lim.max_templates_per_session:
+                        sess.refused[tid] = t.reason
                 continue
+            sess.refused.pop(tid, None)
             self.stats.templates[label] += 1
-            if old is not None:
-                if not old.same_as(t):
-                    templates[tid] = t  # redefinition replaces (RFC 7011 §8.1)
-                    sess.options_seen.clear()
+            if old is not None and old.same_as(t):
                 continue
-            if len(templates) >= self.limits.max_templates_per_session:
+            grow = t.octets - (old.octets if old is not None else 0)
+            if old is None and len(templates) >= lim.max_templates_per_session:
                 self.stats.evicted["templates"] += 1
                 continue
-            if self._ntemplates >= self.limits.max_templates:
+            if sess.template_bytes + grow > lim.max_template_bytes_per_session:
+                self.stats.evicted["template-bytes"] += 1
+                continue
+            if old is None and self._ntemplates >= lim.max_templates:
                 self._evict(keep=sess)
-            templates[tid] = t
-            self._ntemplates += 1
+            while self.template_bytes + grow > lim.max_template_bytes and len(self.sessions) > 1:
+                self._evict(keep=sess)
+            if self.template_bytes + grow > lim.max_template_bytes:
+                self.stats.evicted["template-bytes"] += 1
+                continue
+            templates[tid] = t  # a redefinition replaces (RFC 7011 §8.1)
+            sess.template_bytes += grow
+            self.template_bytes += grow
+            if old is None:
+                self._ntemplates += 1
+            else:
+                sess.options_seen.clear()
+
+    def _remove(self, sess: Session, tid: int, old: Template) -> None:
+        del sess.templates[tid]
+        self._ntemplates -= 1
+        sess.template_bytes -= old.octets
+        self.template_bytes -= old.octets
+        sess.options_seen.clear()
 
     # --- data before its template --------------------------------------------------------
 
@@ -157,29 +219,114 @@ class SessionTable:
     # --- state across restarts -----------------------------------------------------------
 
     def save(self, path: str) -> None:
+        """Write the state to a temporary file next to `path`, then rename it over `path`: a
+        link planted at `path` is replaced, its target never written; a crash leaves the old
+        file whole."""
         state = {"format": STATE_FORMAT, "sessions": [s.to_json() for s in self.sessions.values()
-                                                      if s.templates or s.samplers or s.if_names]}
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(state, fh)
+                                                      if s.templates or s.samplers or s.if_names or s.app_names]}
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".templates-", suffix=".tmp", dir=folder)  # O_EXCL, mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
     def load(self, path: str) -> int:
-        """Load sessions saved by `save`; returns the templates loaded."""
-        with open(path, encoding="utf-8") as fh:
-            state = json.load(fh)
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"{path}: unknown template state format {state.get('format')!r}")
+        """Load sessions saved by `save`; returns the templates loaded. Everything goes through
+        the checks and ceilings of the wire (templates refused are counted by reason, names cut
+        and bounded); a session entry of the wrong shape is skipped. Raises OSError (a link at
+        `path` is not followed; a file larger than the ceilings allow is not read) or
+        ValueError (not a state file)."""
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as fh:
+            most = self._state_max_bytes()
+            raw = fh.read(most + 1)
+        if len(raw) > most:
+            raise OSError(f"{path}: larger than the ceilings allow ({most} octets)")
+        state = json.loads(raw)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError(f"{path}: not a template state file of format {STATE_FORMAT}")
+        sessions = state.get("sessions")
+        if not isinstance(sessions, list):
+            raise ValueError(f"{path}: no list of sessions")
         loaded = 0
-        for s in state["sessions"]:
-            sess = self.open((s["exporter"], int(s["port"]), int(s["version"]), int(s["domain"])), 0.0)
-            for raw in s["templates"]:
-                t = Template.from_json(raw)
-                if t.tid not in sess.templates and len(sess.templates) < self.limits.max_templates_per_session:
-                    self._ntemplates += 1
-                sess.templates[t.tid] = t
-                loaded += 1
-            sess.sampling_rate = int(s.get("sampling_rate", 1))
-            sess.samplers.update({int(k): int(v) for k, v in s.get("samplers", {}).items()})
-            sess.system_init_ms = s.get("system_init_ms")
-            sess.if_names.update({int(k): v for k, v in s.get("if_names", {}).items()})
-            sess.app_names.update({int(k): v for k, v in s.get("app_names", {}).items()})
+        for s in sessions:
+            try:
+                loaded += self._load_session(s)
+            except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
+                self.stats.evicted["state-refused"] += 1
         return loaded
+
+    def _state_max_bytes(self) -> int:
+        """JSON costs a few times the wire octets (a field `[8, 4], ` is 8 characters)."""
+        lim = self.limits
+        return 8 * (lim.max_template_bytes + lim.max_name_bytes) + 64 * lim.max_sessions + (1 << 20)
+
+    def _load_session(self, s: dict) -> int:
+        exporter, port, version, domain = s["exporter"], s["port"], s["version"], s["domain"]
+        if not (isinstance(exporter, str) and 0 < len(exporter) <= 64 and type(port) is int
+                and 0 <= port <= 0xFFFF and version in (9, 10) and type(domain) is int
+                and 0 <= domain <= 0xFFFF_FFFF):
+            raise ValueError("session key")
+        templates: dict[int, Template | Refused] = {}
+        for raw in s.get("templates", []):
+            try:
+                t = check(Template.from_json(raw))
+            except DecodeError as exc:  # what the wire parser raises for it
+                t = Refused(-1, exc.reason)
+            except (TypeError, ValueError):
+                t = Refused(-1, "state-refused")
+            if type(t) is Refused:
+                self.stats.evicted[t.reason] += 1
+                continue
+            templates[t.tid] = t
+        sess = self.open((exporter, port, version, domain), 0.0)
+        self.define(sess, templates)
+        rate = s.get("sampling_rate", 1)
+        if type(rate) is int and 0 < rate < 1 << 32:
+            sess.sampling_rate = rate
+        for k, v in dict(s.get("samplers", {})).items():
+            if type(v) is int and 0 < v < 1 << 32 and len(sess.samplers) < self.limits.max_samplers_per_session:
+                sess.samplers[int(k)] = v
+        init = s.get("system_init_ms")
+        sess.system_init_ms = init if type(init) is int and 0 <= init < 1 << 64 else None
+        for table, key in ((sess.if_names, "if_names"), (sess.app_names, "app_names")):
+            for k, v in dict(s.get(key, {})).items():
+                if isinstance(v, str):
+                    self.put_name(sess, table, int(k), v)
+        sess.established = s.get("established", True) is True
+        return len(sess.templates)
+
+    # --- names learned from options data -------------------------------------------------
+
+    def put_name(self, sess: Session, table: dict, k: int, v: str) -> bool:
+        """Store a name (cut to `Limits.max_name_length` characters) under the ceilings on
+        names per session and octets per session and overall; returns whether anything
+        changed or was counted."""
+        lim = self.limits
+        v = v[:lim.max_name_length]
+        old = table.get(k)
+        if old == v:
+            return False
+        if old is None and len(table) >= lim.max_names_per_session:
+            self.stats.evicted["names"] += 1
+            return True
+        grow = len(v.encode("utf-8", "replace")) - (len(old.encode("utf-8", "replace")) if old is not None else 0)
+        if grow > 0 and (sess.name_bytes + grow > lim.max_name_bytes_per_session
+                         or self.name_bytes + grow > lim.max_name_bytes):
+            self.stats.evicted["name-bytes"] += 1
+            return True
+        table[k] = v
+        sess.name_bytes += grow
+        self.name_bytes += grow
+        if table is sess.app_names:
+            self.names_changed.add(sess.sid)
+        return True

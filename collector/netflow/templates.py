@@ -9,6 +9,9 @@ from many datagrams are then read together (`reads.Reads`), into the canonical c
 Templates with variable-length fields (RFC 7011 §7) take a slow path: each record is walked
 in Python and rewritten into a fixed "normalised" layout (variable fields dropped, except
 applicationId, which is kept as 8 octets), after which everything is as above.
+
+What a sender may define is checked here (`refusal`): fields per template, record length,
+fields the decoder reads of a length it can read, and for data templates a flow to carry.
 """
 
 from __future__ import annotations
@@ -25,6 +28,20 @@ from collector.netflow.errors import RecordOverrun
 _POW2 = {1: "u1", 2: ">u2", 4: ">u4", 8: ">u8"}
 _U8 = np.uint64
 
+# Ceilings on one template (docs/security.md#ceilings). Real exporters define up to ~100 fields
+# and records under 1 KiB; a datagram could carry a template of 16,370 one-octet fields.
+MAX_FIELDS = 512
+MAX_RECORD_OCTETS = 8192  # the fixed part of a record (a variable-length field counts 1 octet)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A template definition that is refused (counted by `reason`, never stored): its data sets
+    are skipped, neither decoded nor held, until the id is defined again or withdrawn."""
+
+    tid: int
+    reason: str
+
 
 @dataclass(slots=True, eq=False)
 class Template:
@@ -37,12 +54,15 @@ class Template:
     _index: dict[int, int] | None = field(default=None, repr=False)
     record_len: int = field(init=False, repr=False)
     min_record_len: int = field(init=False, repr=False)
+    octets: int = field(init=False, repr=False)  # the definition's size on the wire (for ceilings)
 
     def __post_init__(self) -> None:
         var = any(length == F.VARLEN for _, length in self.fields)
         # octets per record; 0 for templates with variable-length fields (hot path reads this)
         self.record_len = 0 if var else sum(length for _, length in self.fields)
         self.min_record_len = sum(1 if length == F.VARLEN else length for _, length in self.fields)
+        enterprise = sum(1 for k, _ in self.fields if 1 << 16 <= k < F.V9_SCOPE)
+        self.octets = 4 + 4 * len(self.fields) + 4 * enterprise
 
     def same_as(self, other: Template) -> bool:
         return self.fields == other.fields and self.scope_count == other.scope_count
@@ -57,13 +77,16 @@ class Template:
     def split_records(self, buf: bytes, start: int, end: int) -> list[list[bytes]]:
         """Walk records one by one; each record is a list of field values (bytes).
 
-        Trailing octets shorter than the minimal record are padding (RFC 7011 §3.3.1).
-        Raises RecordOverrun when a variable-length field runs past the set.
+        Trailing octets shorter than the minimal record are padding (RFC 7011 §3.3.1), and so
+        are fewer than 4 zero octets at the end (a record of empty variable-length fields is
+        as short as that). Raises RecordOverrun when a variable-length field runs past the set.
         """
         records = []
         minimum = self.min_record_len
         pos = start
         while end - pos >= minimum:
+            if end - pos < 4 and not any(buf[pos:end]):
+                break
             values = []
             for _, length in self.fields:
                 if length == F.VARLEN:
@@ -111,8 +134,40 @@ class Template:
 
     @classmethod
     def from_json(cls, data: list) -> Template:
+        """As `to_json` wrote it; raises ValueError for anything a wire template could not be
+        (the caller checks it further like one from the wire: `sets.check`)."""
         tid, scope, flds = data
-        return cls(int(tid), tuple((int(k), int(n)) for k, n in flds), int(scope))
+        if not isinstance(flds, list) or len(flds) > MAX_FIELDS:
+            raise ValueError("template fields")
+        out = []
+        for k, n in flds:
+            if type(k) is not int or type(n) is not int or not (0 <= k < 1 << 48 and 0 <= n <= F.VARLEN):
+                raise ValueError("template field")
+            out.append((k, n))
+        if type(tid) is not int or type(scope) is not int or not (0 <= tid <= 0xFFFF and 0 <= scope <= len(out)):
+            raise ValueError("template id or scope")
+        return cls(tid, tuple(out), scope)
+
+
+def refusal(t: Template) -> str | None:
+    """Why a template (with a valid id and non-empty records) is refused, or None: more fields
+    than `MAX_FIELDS`, a fixed record part over `MAX_RECORD_OCTETS`, a field the decoder reads
+    that is zero-length, wider than it can be or variable-length where it cannot be
+    (`fields.READ_WIDTH`), or, for a data template, no address and no counter: records that
+    carry no flow (a template of one variable-length field made every octet a flow)."""
+    if len(t.fields) > MAX_FIELDS:
+        return "template-fields"
+    if t.min_record_len > MAX_RECORD_OCTETS:
+        return "template-record-length"
+    read, flow = F.READ_WIDTH, bool(t.scope_count)
+    for k, length in t.fields:
+        most = read.get(k)
+        if most is not None and (length == 0 or (length > most and length != F.VARLEN)
+                                 or (length == F.VARLEN and most != F.VARLEN)):
+            return "template-field-length"
+        if not flow:
+            flow = (k in F.FLOW_COUNTERS and 0 < length <= 8) or F.FLOW_ADDRESSES.get(k) == length
+    return None if flow else "template-no-flow"
 
 
 def app_id_int(octets: bytes) -> int:
