@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--internal", action="append", metavar="CIDR",
                    help="internal network, repeatable (default RFC 1918, RFC 4193, 100.64.0.0/10)")
     r.add_argument("--refresh-time", metavar="SECONDS", help="flush cadence (default 60)")
-    r.add_argument("--metrics", metavar="ADDR:PORT", help="Prometheus /metrics endpoint (e.g. 127.0.0.1:9750)")
+    r.add_argument("--metrics", metavar="ADDR:PORT",
+                   help="Prometheus /metrics endpoint (e.g. 127.0.0.1:9750); a bare PORT is 127.0.0.1:PORT, "
+                        "0.0.0.0:PORT exposes it")
     r.add_argument("--workers", type=int, default=1, metavar="N",
                    help="receiving processes sharing the ports (SO_REUSEPORT); default 1")
     r.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
