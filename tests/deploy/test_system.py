@@ -142,3 +142,35 @@ def test_grafana_provisioning():
     (provider,) = dash["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards/imflow"
+
+
+def test_a_bare_metrics_port_is_loopback():
+    """`run --metrics 9750` binds 127.0.0.1 (the endpoint has no authentication); an address
+    given with it is kept, so `--metrics 0.0.0.0:9750` still exposes it."""
+    from collector.cli.commands import load_run_config
+    from collector.cli.parser import build_parser
+
+    def listen(*flags: str) -> str:
+        return load_run_config(build_parser().parse_args(["run", *flags])).get("metrics.listen")
+
+    assert listen("--metrics", "9750") == "127.0.0.1:9750"
+    assert listen("--metrics", "0.0.0.0:9750") == "0.0.0.0:9750"
+    assert listen("--metrics", "[::1]:9750") == "[::1]:9750"
+
+
+def test_a_busy_metrics_port_is_named(tmp_path):
+    """The service cannot start when its metrics port is taken: one line naming the address."""
+    import os
+    import socket
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        p = subprocess.run([sys.executable, "-m", "collector", "run", "--listen", "127.0.0.1:0", "--db",
+                            str(tmp_path / "i.db"), "--metrics", f"127.0.0.1:{port}"],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert p.returncode == 1, p.stderr
+    assert f"127.0.0.1:{port}" in p.stderr.strip().splitlines()[-1], p.stderr
