@@ -43,32 +43,71 @@ def cmd_run(args) -> int:
 
 
 def cmd_top(args) -> int:
+    from collector.cli import where
+    from collector.daemon.wiring import build_catalogue
     from collector.report import tables as report
     from collector.store import StoreError, query
 
     by = tuple(x.strip() for x in args.by.split(",") if x.strip())
-    allowed = ("host", "service", "category", "exporter", "interface", "direction")
+    allowed = ("host", "service", "category", "exporter", "interface", "direction", "minute", "hour", "day")
     bad = [x for x in by if x not in allowed]
     if not by or bad:
         print(f"imflow: --by: expected a comma list of {', '.join(allowed)}", file=sys.stderr)
         return 2
+    cfg = where.load(args.config)
+    db = where.db_path(args.db, cfg)
+    interfaces = bool({"interface", "direction"} & set(by))
     try:
-        end = parse_time(args.end) if args.end else None
-        start = parse_time(args.start) if args.start else _start(args.since, end)
-    except ValueError as exc:
-        print(f"imflow: {exc}", file=sys.stderr)
-        return 2
-    try:
-        rows = query.top(args.db, start, end, by=by, service=args.service, category=args.category,
+        start, end = period(args)
+        check_filters(args, build_catalogue(cfg), db)
+        rows = query.top(db, start, end, by=by, service=args.service, category=args.category,
                          host=args.host, exporter=args.exporter, limit=args.limit or None)
+        empty_interfaces = interfaces and not rows and query.has_traffic(db, start, end)
     except StoreError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 2
+    if "host" in by and (cfg.get("policy.hosts_file") or cfg.get("policy.reverse_dns")):
+        names = _host_names(cfg).lookup_many(sorted({r["host"] for r in rows if r["host"]}))
+        for r in rows:
+            r["name"] = names.get(r["host"], ("", ""))[0]
+        by = (*by[:by.index("host") + 1], "name", *by[by.index("host") + 1:])
     sys.stdout.write(report.render(rows, by, args.format))
+    if interfaces and rows:  # a note, outside what programs parse
+        print("imflow: note: per-interface figures count each flow twice, in on the interface it "
+              "entered and out on the one it left; the total and shares are of both", file=sys.stderr)
+    if empty_interfaces:
+        print("imflow: no per-interface traffic in this period, though flows were stored: the "
+              "exporters sent ifIndex 0 (no input/output interface) in their records. Configure the "
+              "exporter to fill them in; `imflow decode` on a capture shows them (the in/out column)",
+              file=sys.stderr)
     return 0
+
+
+def period(args) -> tuple[float | None, float | None]:
+    """--from/--to(--until) or --since -> (start, end); ValueError on a bad time."""
+    end = parse_time(args.end) if args.end else None
+    start = parse_time(args.start) if args.start else _start(args.since, end)
+    return start, end
+
+
+def check_filters(args, catalogue, db: str | None = None) -> None:
+    """--service and --category name things that exist (the catalogue, or services the
+    database still holds), else UsageError with the close name."""
+    from collector.cli import where
+    from collector.store import StoreError, query
+
+    services = set(catalogue.by_id)
+    if db is not None and set(getattr(args, "service", None) or ()) - services:
+        try:
+            services |= query.stored_services(db)
+        except StoreError:
+            pass  # the query that follows says what is wrong with the database
+    where.check_names(getattr(args, "service", None), sorted(services), "--service", "service")
+    categories = [c for c in catalogue.categories if c != "other"] + ["other"]
+    where.check_names(args.category, categories, "--category", "category", list_known=True)
 
 
 def parse_time(text: str) -> float:
@@ -90,38 +129,55 @@ def parse_time(text: str) -> float:
 
 
 def cmd_services(args) -> int:
-    from collector import config
+    from collector.classify import detection
+    from collector.cli import where
     from collector.daemon.wiring import build_catalogue
-    from collector.text import json_text, printable
+    from collector.text import csv_text, json_text, printable
 
-    catalogue = build_catalogue(config.load(args.config))
+    cfg = where.load(args.config)
+    catalogue = build_catalogue(cfg)
+    try:
+        check_filters(args, catalogue)
+    except ValueError as exc:
+        print(f"imflow: {exc}", file=sys.stderr)
+        return 2
+    by_app_id = frozenset(cfg.get("classify.app_ids").values())
     services = [s for s in catalogue.services[1:] if not args.category or s.category in args.category]
     if args.format == "json":
-        print(json_text([dict(s.to_dict(), index=s.index) for s in services], indent=1))
+        print(json_text([dict(s.to_dict(), index=s.index, detected_by=detection.methods(s, by_app_id),
+                              needs_app_ids=detection.needs_app_ids(s, by_app_id)) for s in services], indent=1))
         return 0
-    print(f"{'id':<14} {'category':<8} {'name':<36} {'ports (alone)':<30} {'ports with prefixes':<22} prefixes")
-    for s in services:
-        owned = ", ".join(p for p in s.ports if p not in s.shared_ports) or "-"
-        shared = ", ".join(s.shared_ports) or "-"
-        print(f"{printable(s.id):<14} {printable(s.category):<8} {printable(s.name)[:36]:<36} "
-              f"{_cut(printable(owned), 30):<30} {_cut(printable(shared), 22):<22} "
-              f"{len(s.prefixes)}")
+    header = ("id", "category", "name", "detected by", "ports (alone)", "ports with prefixes", "prefixes")
+    rows = [(s.id, s.category, s.name, detection.describe(s, by_app_id),
+             ", ".join(p for p in s.ports if p not in s.shared_ports) or "-", ", ".join(s.shared_ports) or "-",
+             str(len(s.prefixes))) for s in services]
+    if args.format == "csv":
+        sys.stdout.write(csv_text(("id", "category", "name", "detected_by", "ports", "shared_ports", "prefixes"),
+                                  rows))
+        return 0
+    rows = [tuple(map(printable, r)) for r in rows]
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    for r in (header, *rows):  # nothing cut: the columns are as wide as their longest cell
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     print(f"{len(services)} services, prefix snapshot {catalogue.snapshot}"
           + (f", updated {catalogue.fetched}" if catalogue.fetched else ""))
+    unseen = [s for s in services if detection.needs_app_ids(s, by_app_id)]
+    if unseen:
+        print(f"{len(unseen)} services can only be seen when the router sends application ids (NBAR, AVC, "
+              "IPFIX applicationId): their ports are shared (443 ...) and they have no prefixes, so on "
+              "ports and addresses alone their traffic counts as other: "
+              + ", ".join(printable(s.name) for s in unseen))
     return 0
 
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"
-
-
 def cmd_catalogue_update(args) -> int:
-    from collector import config
     from collector.classify.catalogue import load_catalogue
     from collector.classify.update import UpdateError, update_catalogue
     from collector.text import printable  # the lines may quote what vendors' servers sent
 
-    cfg = config.load(args.config)
+    from collector.cli import where
+
+    cfg = where.load(args.config)
     catalogue = load_catalogue(cfg.get("classify.catalogue") or None)
     try:
         rep = update_catalogue(catalogue, args.out)
@@ -136,24 +192,48 @@ def cmd_catalogue_update(args) -> int:
 
 
 def cmd_violations(args) -> int:
+    """Judged now: every (host, service) of the period whose service today's policy blocks for
+    that host. The collector's ingest-time flag is history: `violation_at_ingest`, and
+    `--recorded` lists by it instead."""
     from datetime import datetime, timezone
 
-    from collector.store import StoreError, query
+    from collector.cli import where
+    from collector.daemon import wiring
     from collector.report.tables import human_bytes
+    from collector.store import StoreError, query
     from collector.text import csv_text, json_text, printable
 
+    cfg = where.load(args.config)
+    db = where.db_path(args.db, cfg)
+    catalogue = wiring.build_catalogue(cfg)
+    policy = wiring.build_policy(cfg, catalogue)
     try:
-        rows = query.usage(args.db, _start(args.since), None, violations_only=True)
+        start, end = period(args)
+        check_filters(args, catalogue, db)
+        if args.limit < 0:
+            raise ValueError("--limit: expected 0 (all) or more")
+        rows = query.usage(db, start, end, violations_only=args.recorded, service=args.service,
+                           category=args.category, host=args.host)
     except StoreError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 2
-    keys = ("host", "name", "owner", "service", "category", "bytes", "packets", "flows", "first_seen", "last_seen")
-    names = host_names(args.config).lookup_many([r["host"] for r in rows])
-    out = [{k: r[k] if k in r else names.get(r["host"], ("", ""))[0 if k == "name" else 1] for k in keys}
-           for r in rows]
+    for r in rows:
+        r["policy"] = policy_action(policy, r["service"], r["host"])
+    chosen = rows if args.recorded else [r for r in rows if r["policy"] == "block"]
+    history = 0 if args.recorded else sum(1 for r in rows if r["violation"] and r["policy"] != "block")
+    found = len(chosen)
+    chosen = chosen[:args.limit] if args.limit else chosen
+    keys = ("host", "name", "owner", "service", "category", "bytes", "packets", "flows", "first_seen", "last_seen",
+            "policy", "violation_at_ingest")
+    names = _host_names(cfg).lookup_many([r["host"] for r in chosen])
+    out = [{**{k: r[k] for k in ("host", "service", "category", "bytes", "packets", "flows", "first_seen",
+                                 "last_seen", "policy")},
+            "name": names.get(r["host"], ("", ""))[0], "owner": names.get(r["host"], ("", ""))[1],
+            "violation_at_ingest": r["violation"]} for r in chosen]
+    out = [{k: r[k] for k in keys} for r in out]
 
     def iso(t: int) -> str:
         return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M")
@@ -164,20 +244,31 @@ def cmd_violations(args) -> int:
         sys.stdout.write(csv_text(keys, ([r[k] for k in keys] for r in out)))
     else:  # host names come from the hosts file and DNS: escaped, never raw on a terminal
         print(f"{'host':<40} {'name':<20} {'service':<14} {'bytes':>14} {'flows':>9}  first seen (UTC)  "
-              "last seen (UTC)")
+              "last seen (UTC)   policy now  at ingest")
         for r in out:
             print(f"{printable(r['host']):<40} {printable(r['name'])[:20]:<20} {printable(r['service']):<14} "
                   f"{human_bytes(r['bytes']):>14} "
-                  f"{r['flows']:>9}  {iso(r['first_seen'])}  {iso(r['last_seen'])}")
-        print(f"{len(out)} violations" if out else "no violations")
+                  f"{r['flows']:>9}  {iso(r['first_seen'])}  {iso(r['last_seen'])}  {r['policy']:<10}  "
+                  f"{'violation' if r['violation_at_ingest'] else '-'}")
+        if args.recorded:
+            shown = f"{len(out)} of {found}" if found > len(out) else f"{found}"
+            print(f"{shown} recorded as violations at ingest, under the policy of that time"
+                  if out else "no violations recorded at ingest")
+        else:
+            shown = f"{len(out)} of {found}" if found > len(out) else f"{found}"
+            print((f"{shown} violations under the current policy" if out
+                   else "no violations under the current policy")
+                  + (f"; {history} more recorded at ingest under an earlier policy (--recorded lists them)"
+                     if history else ""))
     return 0
 
 
-def host_names(config_path: str | None):
-    """Names for internal hosts from policy.hosts_file / policy.reverse_dns of the config."""
-    from collector import config
-
-    return _host_names(config.load(config_path))
+def policy_action(policy, service: str, host: str) -> str:
+    """allow | monitor | block now; "unknown" for a service the catalogue no longer has."""
+    try:
+        return policy.action(service, host or None)
+    except ValueError:
+        return "unknown"
 
 
 def _host_names(cfg):
@@ -193,15 +284,22 @@ def _host_names(cfg):
 
 
 def cmd_report(args) -> int:
-    from collector import config, report
+    from collector import report
+    from collector.cli import where
     from collector.daemon import wiring
     from collector.store import StoreError
 
-    cfg = config.load(args.config)
+    cfg = where.load(args.config)
     catalogue = wiring.build_catalogue(cfg)
     policy = wiring.build_policy(cfg, catalogue)
     try:
-        data = report.build(args.db, _start(args.since), None, catalogue, policy, host_names(args.config))
+        start, end = period(args)
+    except ValueError as exc:
+        print(f"imflow: {exc}", file=sys.stderr)
+        return 2
+    try:
+        data = report.build(where.db_path(args.db, cfg), start, end, catalogue, policy, _host_names(cfg),
+                            app_id_services=frozenset(cfg.get("classify.app_ids").values()))
     except StoreError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 1
@@ -219,14 +317,15 @@ def cmd_report(args) -> int:
 def cmd_policy_render(args) -> int:
     from datetime import datetime, timezone
 
-    from collector import config
+    from collector.cli import where
     from collector.daemon import wiring
     from collector.policy import firewall
 
-    cfg = config.load(args.config)
+    cfg = where.load(args.config)
     catalogue = wiring.build_catalogue(cfg)
     policy = wiring.build_policy(cfg, catalogue)
-    info = {"source": args.config or "(defaults: no [policy])", "generated": datetime.now(timezone.utc)}
+    info = {"source": where.config_path(args.config) or "(defaults: no [policy])",
+            "generated": datetime.now(timezone.utc)}
     text = firewall.render(policy, catalogue, args.format, info)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
@@ -239,7 +338,11 @@ def cmd_policy_render(args) -> int:
 def cmd_demo(args) -> int:
     from collector.tools.demo import run_demo
 
-    return run_demo(db=args.db, hosts=args.hosts, every=args.every, duration=args.duration, port=args.port)
+    from collector import config
+
+    cfg = config.load(args.config) if args.config else None
+    return run_demo(db=args.db, hosts=args.hosts, every=args.every, duration=args.duration, port=args.port,
+                    config=cfg)
 
 
 def cmd_check_config(args) -> int:

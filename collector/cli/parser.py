@@ -76,34 +76,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("top", help="top hosts, services or categories from the database",
                        description="Who used what: bytes, packets and flows grouped by host, service, "
-                                   "category or exporter, from the rollups `imflow run` keeps.",
+                                   "category, exporter or time bucket, from the rollups `imflow run` "
+                                   "keeps, with each row's share of the selection's bytes.",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog="examples:\n  imflow top --since 24h --by host,service --category p2p\n"
+                              "  imflow top --since 7d --by day,service --limit 5\n"
                               "  imflow top --since 7d --by service --format json\n"
-                              "  imflow top --from 2026-11-01 --to 2026-11-02 --host 10.1.2.0/24")
-    _window(t, "1h")
-    t.add_argument("--from", dest="start", metavar="TIME", help="start (ISO date/time or UNIX seconds); overrides --since")
-    t.add_argument("--to", dest="end", metavar="TIME", help="end (default now)")
+                              "  imflow top --from 2026-11-01 --to 2026-11-02 --host 10.1.2.0/24\n\n"
+                              "The per-interface figures count each flow twice: in on the interface "
+                              "it entered,\nout on the one it left; read the in rows or the out rows, "
+                              "not their sum.")
+    _window(t, "1h", "store.path, host names (policy.hosts_file) and [[classify.service]]")
     t.add_argument("--by", default="service",
-                   help="host, service, category, exporter, interface, direction, or a comma list "
-                        "(default service; interface and direction read the per-interface rollups)")
-    t.add_argument("--service", action="append", metavar="ID", help="only this service (repeatable)")
-    t.add_argument("--category", action="append", metavar="NAME", help="im, p2p, voip, collab or other (repeatable)")
-    t.add_argument("--host", action="append", metavar="ADDR|CIDR", help="only these internal hosts (repeatable)")
+                   help="host, service, category, exporter, interface, direction, minute, hour, day, or "
+                        "a comma list (default service). minute/hour/day are time buckets (UTC). "
+                        "interface and direction read the per-interface rollups, which count each flow "
+                        "twice: in on one interface, out on another")
+    _filters(t)
     t.add_argument("--exporter", action="append", metavar="ADDR", help="only this exporter (repeatable)")
-    t.add_argument("--limit", type=int, default=20, metavar="N", help="rows (default 20; 0 = all)")
+    t.add_argument("--limit", type=int, default=20, metavar="N",
+                   help="rows (default 20; 0 = all); with a time bucket and other keys, rows per bucket")
     t.add_argument("--format", choices=("table", "json", "csv"), default="table",
                    help="aligned columns (default), a JSON list of rows, or CSV with a header")
     t.set_defaults(func=cmd_top, log_level="warning")
 
     s = sub.add_parser("services", help="show the service catalogue",
                        description="The catalogue imflow classifies with: the shipped one plus the "
-                                   "[[classify.service]] entries of the config.")
-    s.add_argument("--config", "-c", metavar="FILE", help="add this config's [[classify.service]] entries")
+                                   "[[classify.service]] entries of the config, and how each service is "
+                                   "detected: by its own ports, its prefixes, or only by the application "
+                                   "ids some routers send (those are invisible without them).")
+    _config(s, "add this config's [[classify.service]] entries and classify.app_ids")
     s.add_argument("--category", action="append", metavar="NAME",
                    help="only this category: im, p2p, voip, collab or other (repeatable)")
-    s.add_argument("--format", choices=("table", "json"), default="table",
-                   help="aligned columns (default) or JSON with every port and prefix")
+    s.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="aligned columns, nothing cut (default), JSON with every port and prefix, or CSV")
     s.set_defaults(func=cmd_services, log_level="warning")
 
     cat = sub.add_parser("catalogue", help="catalogue maintenance (update)",
@@ -115,19 +121,26 @@ def build_parser() -> argparse.ArgumentParser:
                                       "Microsoft 365 endpoints, Webex ...) and write a catalogue file with "
                                       "the fetch date. Point classify.catalogue at it. Offline, it fails "
                                       "with a clear error and the shipped snapshot stays in use.")
-    u.add_argument("--config", "-c", metavar="FILE", help="read classify.catalogue from this config")
+    _config(u, "read classify.catalogue from this config")
     u.add_argument("--out", default="imflow-catalogue.toml", metavar="FILE",
                    help="where to write (default ./imflow-catalogue.toml)")
     u.set_defaults(func=cmd_catalogue_update, log_level="warning")
     cat.set_defaults(func=lambda a: cat.print_help() or 2, log_level="warning")
 
     v = sub.add_parser("violations", help="internal hosts that used services the policy blocks",
-                       description="Host, service, bytes, flows, first and last seen of every flow of a "
-                                   "blocked service from an internal host ([policy] in the config).")
-    _window(v, "24h")
+                       description="Host, service, bytes, flows, first and last seen of the traffic of "
+                                   "services that the policy in force now ([policy] of the config) blocks "
+                                   "for internal hosts, judged from the stored traffic, so a policy written "
+                                   "today finds last week's violations. --recorded lists instead what the "
+                                   "collector recorded at ingest, under the policy of that time.")
+    _window(v, "24h", "the [policy] to judge by, host names (policy.hosts_file, policy.reverse_dns), "
+                      "store.path")
+    _filters(v)
+    v.add_argument("--limit", type=int, default=0, metavar="N", help="rows, biggest first (default 0 = all)")
+    v.add_argument("--recorded", action="store_true",
+                   help="the verdicts recorded at ingest (history) instead of today's policy")
     v.add_argument("--format", choices=("table", "json", "csv"), default="table",
                    help="aligned columns (default), a JSON list of rows, or CSV with a header")
-    v.add_argument("--config", "-c", metavar="FILE", help="for host names (policy.hosts_file, policy.reverse_dns)")
     v.set_defaults(func=cmd_violations, log_level="warning")
 
     rep = sub.add_parser("report", help="the audit report: who used what, policy status, shares",
@@ -135,8 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "flows, first and last seen, policy status and violations; totals and "
                                      "shares of all traffic. HTML is one self-contained file with inline SVG "
                                      "charts (no network fetches), readable printed.")
-    _window(rep, "7d")
-    rep.add_argument("--config", "-c", metavar="FILE", help="for [policy] and host names (policy.hosts_file)")
+    _window(rep, "7d", "for [policy], host names (policy.hosts_file) and store.path")
     rep.add_argument("--format", choices=("html", "csv", "json"), default="html",
                      help="one self-contained HTML page (default), CSV rows, or JSON")
     rep.add_argument("--out", metavar="FILE", help="write here instead of stdout")
@@ -152,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(iptables-restore --noflush), pf, or a Cisco extended ACL. Shared "
                                        "ports (443, 80 ...) are only ever blocked together with a "
                                        "service's prefixes.")
-    pr.add_argument("--config", "-c", metavar="FILE", help="the config with the [policy] section")
+    _config(pr, "the config with the [policy] section")
     pr.add_argument("--format", choices=("nftables", "iptables", "ip6tables", "pf", "cisco-acl"), required=True,
                     help="the firewall's rule language (required)")
     pr.add_argument("--out", metavar="FILE", help="write here instead of stdout")
@@ -163,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Starts the collector on loopback and a built-in exporter that sends "
                                    "NetFlow v9 for simulated hosts (IM, P2P, VoIP, collaboration and web), "
                                    "and prints the top services and hosts every few seconds until Ctrl-C.")
+    m.add_argument("--config", "-c", metavar="FILE",
+                   help="use this config's [policy] and [classify] (catalogue, services, app ids)")
     m.add_argument("--db", metavar="PATH", help="database (default: a temporary folder)")
     m.add_argument("--hosts", type=int, default=40, metavar="N", help="simulated internal hosts (default 40)")
     m.add_argument("--every", type=float, default=5.0, metavar="SECONDS", help="screen refresh (default 5)")
@@ -184,8 +198,28 @@ def _duration(text: str) -> float | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _window(p: argparse.ArgumentParser, since: str) -> None:
-    """The database and how far back: shared by top, violations and report."""
-    p.add_argument("--db", default="imflow.db", metavar="PATH", help="database (default ./imflow.db)")
+CONFIG_HELP = ("; default $IMFLOW_CONFIG, else /etc/imflow/imflow.toml when present, else the "
+               "built-in defaults")
+
+
+def _config(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help=what + CONFIG_HELP)
+
+
+def _window(p: argparse.ArgumentParser, since: str, config: str) -> None:
+    """The configuration, the database and the period: shared by top, violations and report."""
+    _config(p, config)
+    p.add_argument("--db", metavar="PATH",
+                   help="database (default $IMFLOW_DB, else store.path of the config, ./imflow.db)")
     p.add_argument("--since", default=since, type=_duration, metavar="DURATION",
                    help=f"how far back: 15m, 24h, 7d ... or 'all' (default {since})")
+    p.add_argument("--from", dest="start", metavar="TIME",
+                   help="start: ISO date/time, UTC unless it gives an offset (2026-11-28T14:00, "
+                        "2026-11-28T14:00+01:00), or UNIX seconds; overrides --since")
+    p.add_argument("--to", "--until", dest="end", metavar="TIME", help="end, like --from (default now)")
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--service", action="append", metavar="ID", help="only this service (repeatable)")
+    p.add_argument("--category", action="append", metavar="NAME", help="im, p2p, voip, collab or other (repeatable)")
+    p.add_argument("--host", action="append", metavar="ADDR|CIDR", help="only these internal hosts (repeatable)")

@@ -14,7 +14,7 @@ classified flow with it (a flow of a blocked service from an internal host is a 
     [[policy.exceptions]]
     service = "bittorrent"            # or category = "p2p"
     hosts = ["10.1.2.0/24"]           # internal addresses or networks
-    action = "allow"                  # default "allow"
+    action = "allow"                  # required: allow, monitor or block
     note = "release mirrors"          # optional, shown in firewall comments (one line, <= 500)
 
 Precedence for a flow of service S with internal host H:
@@ -291,8 +291,10 @@ def _exception(table: Any, where: str, catalogue: Catalogue,
     problem = text_problem(note, MAX_NOTE)  # it reaches firewall comments: no line of its own
     if problem:
         raise PolicyError(f"{where}.note", problem)
+    if "action" not in table:  # an exception may allow or block: the reader must not have to guess
+        raise PolicyError(f"{where}.action", "missing: say allow, monitor or block")
     return PolicyException(key=where, service=service, category=category, networks=networks,
-                           action=_choice(table.get("action", "allow"), f"{where}.action", ACTIONS),
+                           action=_choice(table["action"], f"{where}.action", ACTIONS),
                            note=" ".join(note.split()))
 
 

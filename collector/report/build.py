@@ -16,6 +16,7 @@ import sqlite3
 from contextlib import closing
 
 from collector import __version__
+from collector.classify import detection
 from collector.policy.model import parse_policy
 from collector.store import query, schema
 from collector.store.errors import from_sqlite
@@ -31,12 +32,17 @@ NAMES_NOTE = ("Host names and owners are looked up when the report is generated 
 
 
 def build(db_path: str, start: float | None, end: float | None, catalogue, policy, names=None,
-          now: float | None = None, names_deadline: float = 3.0) -> dict:
+          now: float | None = None, names_deadline: float = 3.0, app_id_services=frozenset()) -> dict:
     """The report for [start, end) as plain data: what render_json writes.
 
     `start`/`end` None: from the first / up to the last data stored. `policy` None means the
     default policy (monitor everything). `names` is a HostNames or None (addresses only);
-    looking names up takes at most `names_deadline` seconds. Raises StoreError (missing database, newer schema, I/O).
+    looking names up takes at most `names_deadline` seconds. `app_id_services`: the services the
+    config's classify.app_ids maps to (detection). Raises StoreError (missing database, newer
+    schema, I/O).
+
+    Violations are judged by `policy` (the one in force when the report is made) from the
+    stored (service, host) totals; `recorded_violation` is the collector's verdict at ingest.
     """
     if policy is None:
         policy = parse_policy(None, catalogue)
@@ -56,6 +62,7 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
     violations = [dict(h, category=c["id"], service=s["id"], service_name=s["name"])
                   for c in categories for s in c["services"] for h in s["hosts"] if h["violation"]]
     per_host = _hosts(categories)
+    unseen = [s for s in catalogue.services[1:] if detection.needs_app_ids(s, app_id_services)]
     data_first = min((r[6] for r in rows), default=None)
     data_last = max((r[7] for r in rows), default=None)
     return {
@@ -69,14 +76,17 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
                    "data_first": data_first, "data_last": data_last,
                    "resolution": res, "bin_seconds": width},
         "catalogue": {"snapshot": catalogue.snapshot, "fetched": getattr(catalogue, "fetched", None),
-                      "services": len(catalogue.services)},
+                      "services": len(catalogue.services),
+                      "needs_app_ids": [s.id for s in unseen]},
         "policy": _policy_summary(policy, catalogue),
         "names": {"host_map": getattr(names, "map_path", None) if names else None,
                   "reverse_dns": bool(getattr(names, "reverse_dns", False)) if names else False},
         "totals": {**total, "internal_hosts": len(hosts),
                    "violations": len(violations),
                    "violating_hosts": len({v["host"] for v in violations}),
-                   "violation_bytes": sum(v["bytes"] for v in violations)},
+                   "violation_bytes": sum(v["bytes"] for v in violations),
+                   "recorded_violations": sum(h["recorded_violation"] for c in categories
+                                              for s in c["services"] for h in s["hosts"])},
         "categories": categories,
         "hosts": per_host,
         "violations": violations,
@@ -87,8 +97,15 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
                   ("Bytes and packets are as exported, multiplied by the exporter's sampling rate; "
                   "hosts are internal addresses (the inside end of each flow). \"No internal host\" "
                   "is traffic between two outside addresses seen by an exporter."),
-                  ("Policy is today's configuration; \"violation\" is what the collector recorded "
-                  "with the policy in force when the traffic was seen."),
+                  ("Violations are judged by the policy in force when the report was generated (the "
+                  "configuration of today), from the traffic stored per service and internal host, so "
+                  "a policy written after the traffic finds it. \"recorded_violation\" (CSV: "
+                  "violation_at_ingest) is what the collector recorded with the policy in force when "
+                  "the traffic was seen."),
+                  (f"{len(unseen)} services cannot be seen by ports or addresses, only when the router "
+                   "sends application ids (NBAR, AVC, IPFIX applicationId); without them their traffic "
+                   "counts as other: " + ", ".join(s.name for s in unseen) + "." if unseen else
+                   "Every service of the catalogue can be seen by its ports or prefixes."),
                   NAMES_NOTE.format(dns=", reverse DNS" if names is not None and names.reverse_dns else "")],
     }
 
@@ -121,7 +138,7 @@ def _categories(rows, catalogue, policy, looked_up, all_bytes) -> list[dict]:
                 "bytes": 0, "packets": 0, "flows": 0, "share_pct": 0.0,
                 "first_seen": first, "last_seen": last, "internal_hosts": 0,
                 **_service_policy(policy, sid, category if known is None else known.category),
-                "violation": False, "hosts": [],
+                "violation": False, "recorded_violation": False, "hosts": [],
                 "no_internal_host": {"bytes": 0, "packets": 0, "flows": 0, "first_seen": None,
                                      "last_seen": None}}
         svc["bytes"] += nbytes
@@ -134,10 +151,13 @@ def _categories(rows, catalogue, policy, looked_up, all_bytes) -> list[dict]:
                                        "first_seen": first, "last_seen": last}
             continue
         name, owner = looked_up.get(host, ("", ""))
+        action = _host_action(policy, sid, host)
         svc["hosts"].append({"host": host, "name": name, "owner": owner, "bytes": nbytes, "packets": packets,
                              "flows": flows, "first_seen": first, "last_seen": last,
-                             "policy": _host_action(policy, sid, host), "violation": bool(violation)})
-        svc["violation"] = svc["violation"] or bool(violation)
+                             "policy": action, "violation": action == "block",
+                             "recorded_violation": bool(violation)})
+        svc["violation"] = svc["violation"] or action == "block"
+        svc["recorded_violation"] = svc["recorded_violation"] or bool(violation)
     by_category: dict[str, list[dict]] = {}
     for svc in services.values():
         svc["share_pct"] = pct(svc["bytes"], all_bytes)

@@ -231,7 +231,7 @@ def _yes(flag: bool) -> str:
 def _violations(r: dict) -> str:
     v = r["violations"]
     if not v:
-        return '<section><h2>Policy violations</h2><p>No violations were recorded in this period.</p></section>'
+        return '<section><h2>Policy violations</h2><p>No violations in this period under the current policy.</p></section>'
     rows = "".join(
         f'<tr class="viol"><td><code>{_e(x["host"])}</code></td><td>{_e(x["name"])}</td><td>{_e(x["owner"])}</td>'
         f'<td>{_e(x["service_name"])}</td><td class="num">{_hb(x["bytes"])}</td>'
@@ -239,7 +239,7 @@ def _violations(r: dict) -> str:
         f'<td class="time">{_t(x["last_seen"])}</td><td>{_badge(x["policy"])}</td></tr>'
         for x in sorted(v, key=lambda x: (-x["bytes"], x["host"], x["service"])))
     return ('<section><h2>Policy violations</h2><p class="sub">Traffic of a blocked service from an internal '
-            'host, as recorded by the collector; "policy now" is today\'s configuration.</p>'
+            'host, judged by the policy in force when this report was generated (today\'s configuration).</p>'
             '<table><thead><tr><th>Host</th><th>Name</th><th>Owner</th><th>Service</th><th class="num">Traffic</th>'
             '<th class="num">Flows</th><th>First seen</th><th>Last seen</th><th>Policy now</th></tr></thead><tbody>'
             + rows + "</tbody></table></section>")
@@ -261,7 +261,7 @@ def _service(s: dict, limit: int | None) -> str:
     sub = (f'Policy {_badge(s["policy"])}' + (f" · exceptions: {_e(exc)}" if exc else "")
            + f' · {_hb(s["bytes"])} ({s["bytes"]:,} bytes, {s["share_pct"]:.2f} % of all traffic)'
            f' · {s["flows"]:,} flows · {_t(s["first_seen"])} – {_t(s["last_seen"])}'
-           + (' · <span class="yes">violations recorded</span>' if s["violation"] else ""))
+           + (' · <span class="yes">violations under the current policy</span>' if s["violation"] else ""))
     hosts = s["hosts"] if limit is None else s["hosts"][:limit]
     rows = [f'<tr class="{"viol" if h["violation"] else ""}"><td><code>{_e(h["host"])}</code></td>'
             f'<td>{_e(h["name"])}</td><td>{_e(h["owner"])}</td>'

@@ -2,7 +2,13 @@
 
 `top` answers nfdump-style "top N by …" questions over a time range. It reads the finest rollup
 whose retention still reaches back to the start of the range; a bin counts when it overlaps the
-range, so hour and day tables count whole hours and days at the edges.
+range, so hour and day tables count whole hours and days at the edges. Time buckets (`minute`,
+`hour`, `day`, like nfdump's `-t` bins or pmacct's `history`) group by the bin start, and every
+row carries its share of the bytes of the same selection.
+
+`usage` gives per (host, service) totals with the ingest-time `violation` flag; judging them
+against today's policy is the caller's (the rollups keep the service and the internal host, all
+that `Policy.action` needs).
 """
 
 from __future__ import annotations
@@ -154,6 +160,7 @@ class Range:
 
 
 IF_DIMENSIONS = ("interface", "direction", "service", "category", "exporter")
+TIME_BUCKETS = {"minute": 60, "hour": 3600, "day": 86400}  # `by` keys: the bin start, UNIX seconds
 # an interface is shown by name (SNMP ifName or the exporter's options data), else its ifIndex
 _IF_COLUMN = {"interface": "CASE if_name WHEN '' THEN CAST(if_index AS TEXT) ELSE if_name END AS interface"}
 
@@ -169,10 +176,15 @@ def top(db_path: str, start: float | None, end: float | None, by: tuple[str, ...
     accepted values; `host` also takes CIDR networks (IPv4 and IPv6). `retention` defaults to
     what the collector recorded at its last start. Raises StoreError (missing database, newer
     schema, I/O) and ValueError (bad arguments).
+
+    `by` may hold time buckets (`minute`, `hour`, `day`: the bucket's start in UNIX seconds).
+    With a bucket and other keys, rows come in time order, `limit` counts rows per bucket and
+    `share_pct` is of the bucket's bytes; otherwise `share_pct` is of the bytes of the whole
+    selection (the same range and filters), whatever `limit` leaves out.
     """
     by = tuple(by)
     interfaces = bool(set(by) & {"interface", "direction"})
-    allowed = IF_DIMENSIONS if interfaces else schema.DIMENSIONS
+    allowed = (*(IF_DIMENSIONS if interfaces else schema.DIMENSIONS), *TIME_BUCKETS)
     if not by or len(set(by)) != len(by) or not set(by) <= set(allowed):
         raise ValueError(f"by: a non-empty list of distinct fields from {', '.join(allowed)}"
                          + (" (interface and direction cannot be combined with host)" if interfaces else ""))
@@ -196,6 +208,11 @@ def _top(conn, db_path, start, end, by, service, category, host, exporter, limit
     interfaces = bool(set(by) & {"interface", "direction"})
     if interfaces:
         table = schema.IF_TABLES[rng.resolution]
+    for key in by:
+        if key in TIME_BUCKETS and TIME_BUCKETS[key] < rng.width:
+            raise ValueError(f"by {key}: this range is answered from the {rng.resolution} rollup (the "
+                             f"finer ones no longer reach back to its start): use --by {rng.resolution} "
+                             "or a shorter range")
     lo, hi, where, params = rng.lo, rng.hi, rng.where, rng.params
     if host is not None:
         host = _host_filter(conn, table, lo, hi, list(host))
@@ -205,21 +222,59 @@ def _top(conn, db_path, start, end, by, service, category, host, exporter, limit
             where.append(f"{column} IN (SELECT value FROM json_each(?))")
             params.append(json.dumps([str(v) for v in values]))
     keys = ", ".join(by)
-    columns = ", ".join(_IF_COLUMN.get(k, k) if interfaces else k for k in by)
-    sql = (f"SELECT {columns}, sum(bytes) AS b, sum(packets), sum(flows) FROM {table}"
-           + (" WHERE " + " AND ".join(where) if where else "")
-           + f" GROUP BY {keys} ORDER BY b DESC, {keys}"
-           + (" LIMIT ?" if limit is not None else ""))
+    buckets = [k for k in by if k in TIME_BUCKETS]
+    # per bucket only when there is something else to rank within it
+    part = ", ".join(buckets) if buckets and len(buckets) < len(by) else ""
+    over = f"PARTITION BY {part}" if part else ""
+
+    def column(k: str) -> str:
+        if k in TIME_BUCKETS:
+            return f"bin - bin % {TIME_BUCKETS[k]} AS {k}"
+        return _IF_COLUMN.get(k, k) if interfaces else k
+
+    grouped = (f"SELECT {', '.join(map(column, by))}, sum(bytes) AS b, sum(packets) AS p, sum(flows) AS f"
+               f" FROM {table}" + (" WHERE " + " AND ".join(where) if where else "") + f" GROUP BY {keys}")
+    order = (f"{part}, " if part else "") + (f"{keys}" if buckets and not part else f"b DESC, {keys}")
+    sql = (f"SELECT {keys}, b, p, f, 100.0 * b / nullif(sum(b) OVER ({over}), 0),"
+           f" row_number() OVER ({over} ORDER BY b DESC, {keys}) AS n FROM ({grouped})")
+    sql = f"SELECT * FROM ({sql})" + (" WHERE n <= ?" if limit is not None else "") + f" ORDER BY {order}"
     if limit is not None:
         params.append(int(limit))
-    names = (*by, *schema.COUNTERS)
-    return [dict(zip(names, row)) for row in conn.execute(sql, params)]
+    names = (*by, *schema.COUNTERS, "share_pct")
+    return [dict(zip(names, row[:-1]), share_pct=row[-2] or 0.0) for row in conn.execute(sql, params)]
+
+
+def stored_services(db_path: str) -> set[str]:
+    """Every service id the day rollup holds (the longest kept; its service index answers)."""
+    with closing(connect(db_path)) as conn:
+        try:
+            table = schema.RESOLUTIONS["day"][0]
+            return {s for (s,) in conn.execute(f"SELECT DISTINCT service FROM {table}")}
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc, db_path, "read") from None
+
+
+def has_traffic(db_path: str, start: float | None, end: float | None, now: float | None = None) -> bool:
+    """Whether the flow rollups hold any traffic in [start, end)."""
+    with closing(connect(db_path)) as conn:
+        try:
+            rng = Range(conn, start, end, time.time() if now is None else now)
+            if rng.empty:
+                return False
+            where = " AND ".join(["1", *rng.where])
+            return conn.execute(f"SELECT EXISTS (SELECT 1 FROM {rng.table} WHERE {where})",
+                                rng.params).fetchone()[0] == 1
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc, db_path, "read") from None
 
 
 def usage(db_path: str, start: float | None, end: float | None, violations_only: bool = False,
-          now: float | None = None) -> list[dict]:
+          now: float | None = None, service: list[str] | None = None, category: list[str] | None = None,
+          host: list[str] | None = None) -> list[dict]:
     """Per (host, service): bytes, packets, flows, first and last seen (bin starts and ends),
-    and whether any of it was a policy violation; internal hosts only, biggest first."""
+    and `violation`: whether the collector recorded any of it as a violation at ingest, under
+    the policy of that time; internal hosts only, biggest first. `violations_only` keeps the rows
+    so recorded. Filters as in `top` (`host` takes addresses and CIDR networks)."""
     with closing(connect(db_path)) as conn:
         try:
             rng = Range(conn, start, end, time.time() if now is None else now)
@@ -229,6 +284,12 @@ def usage(db_path: str, start: float | None, end: float | None, violations_only:
             where, params = ["host != ''"] + rng.where, rng.params
             if violations_only:
                 where.append("violation = 1")
+            if host is not None:
+                host = _host_filter(conn, table, rng.lo, rng.hi, list(host))
+            for column, values in (("service", service), ("category", category), ("host", host)):
+                if values is not None:
+                    where.append(f"{column} IN (SELECT value FROM json_each(?))")
+                    params.append(json.dumps([str(v) for v in values]))
             sql = (f"SELECT host, service, category, sum(bytes) AS b, sum(packets), sum(flows), min(bin),"
                    f" max(bin) + {width}, max(violation) FROM {table} WHERE " + " AND ".join(where)
                    + " GROUP BY host, service, category ORDER BY b DESC, host, service")

@@ -12,7 +12,7 @@ from typing import IO, Iterable
 
 import numpy as np
 
-from collector.tools.capture import read_capture
+from collector.tools.capture import CaptureError, read_capture
 from collector.netflow.batch import FlowBatch, addr_to_str
 from collector.netflow.decoder import Decoder
 from collector.netflow.templates import app_id_text
@@ -110,7 +110,22 @@ def decode_capture(path: str, out: IO[str], fmt: str = "jsonl", ports: list[int]
     dec.expire(last_time)
     if templates_out:
         dec.save_state(templates_out)
+    if not dec.stats.datagrams:
+        raise CaptureError(not_export(path, cap_stats, dec, bool(wanted)))
     return summary(dec, cap_stats, flows, still_held)
+
+
+def not_export(path: str, cap_stats, dec: Decoder, port_filter: bool) -> str:
+    """Why a capture with no NetFlow v5/v9 or IPFIX datagram at all is not what `decode` reads:
+    most often a capture of the traffic itself rather than of the router's export."""
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(cap_stats.skipped.items()))
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(dec.stats.by_second("errors").items()))
+    seen = (f"{cap_stats.frames} frames, {cap_stats.datagrams} UDP datagrams"
+            + (f" ({'none to the --port ports is' if port_filter else 'none is'} NetFlow v5/v9 or IPFIX"
+               + (f"; {errors}" if errors else "") + ")" if cap_stats.datagrams else "")
+            + (f", skipped {skipped}" if skipped else ""))
+    return (f"{path}: not a capture of NetFlow/IPFIX export: {seen}. Capture the router's export "
+            "datagrams where imflow receives them, e.g. tcpdump -i any -w export.pcap udp port 2055")
 
 
 def summary(dec: Decoder, cap_stats, flows: int, still_held: int) -> str:

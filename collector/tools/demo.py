@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def run_demo(db: str | None = None, hosts: int = 40, every: float = 5.0, duration: float | None = None,
-             port: int = 0, out=sys.stdout) -> int:
+             port: int = 0, out=sys.stdout, config: C.Config | None = None) -> int:
+    """`config`: take its [policy] and [classify] (catalogue, extra services, app ids); the rest
+    of it (listeners, store, SNMP, metrics, internal networks) is the demo's own."""
     tmp = None
     if db is None:
         tmp = tempfile.TemporaryDirectory(prefix="imflow-demo-")
@@ -32,6 +34,10 @@ def run_demo(db: str | None = None, hosts: int = 40, every: float = 5.0, duratio
                       "rcvbuf": 212992},
         "store": {"path": db},
     })
+    if config is not None:
+        # the simulated hosts stay internal whatever the config's classify.internal says
+        cfg = cfg.replaced({"classify": dict(config["classify"], internal=cfg.get("classify.internal")),
+                            "policy": config["policy"]})
     try:
         import uvloop
         runner = uvloop.run

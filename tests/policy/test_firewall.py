@@ -256,7 +256,8 @@ def test_unknown_format():
 
 def test_cisco_lines_paste_cleanly():
     policy = parse_policy({**_section("full"), "exceptions": [
-        {"service": "bittorrent", "hosts": ["10.1.2.0/24"], "note": "why not? " * 20}]}, CATALOGUE)
+        {"service": "bittorrent", "hosts": ["10.1.2.0/24"], "action": "allow", "note": "why not? " * 20}]},
+        CATALOGUE)
     text = render(policy, CATALOGUE, "cisco-acl", HEADER)
     assert "?" not in text  # '?' asks the IOS command line for help, even mid-paste
     for line in text.splitlines():

@@ -19,7 +19,8 @@ HOSTS = ["10.1.2.15", "10.1.2.20", "10.1.5.33", "10.9.9.9", "fd00::5", ""]
 SERVICES = [("msn", "im"), ("xmpp", "im"), ("bittorrent", "p2p"), ("edonkey", "p2p"), ("sip", "voip"),
             ("zoom", "collab"), ("other", "other")]
 POLICY = {"categories": {"p2p": "block"}, "services": {"msn": "block"},
-          "exceptions": [{"service": "bittorrent", "hosts": ["10.1.2.0/24"], "note": "release mirrors"}]}
+          "exceptions": [{"service": "bittorrent", "hosts": ["10.1.2.0/24"], "action": "allow",
+                          "note": "release mirrors"}]}
 HOST_MAP = """\
 [[host]]
 match = "10.1.2.15"

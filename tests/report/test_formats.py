@@ -26,7 +26,7 @@ def _ts(text: str) -> int:
     return int(dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=dt.UTC).timestamp())
 
 
-def test_csv_one_row_per_category_service_host(built, rows):
+def test_csv_one_row_per_category_service_host(built, rows, policy):
     lines = list(csv.DictReader(io.StringIO(report.render_csv(built))))
     assert tuple(lines[0]) == report.CSV_COLUMNS
     want = per_key(rows, lambda r: (r.category, r.service, r.host))
@@ -37,7 +37,8 @@ def test_csv_one_row_per_category_service_host(built, rows):
         x = got[key]
         assert (int(x["bytes"]), int(x["packets"]), int(x["flows"])) == (w["bytes"], w["packets"], w["flows"])
         assert (_ts(x["first_seen"]), _ts(x["last_seen"])) == (w["first_seen"], w["last_seen"])
-        assert x["violation"] == ("yes" if w["violation"] and key[2] else "no")
+        assert x["violation_at_ingest"] == ("yes" if w["violation"] and key[2] else "no")
+        assert x["violation"] == ("yes" if key[2] and policy.action(key[1], key[2]) == "block" else "no")
         assert math.isclose(float(x["share_pct"]), 100 * w["bytes"] / total, abs_tol=1e-4)
     assert sum(int(x["bytes"]) for x in lines) == total
     assert math.isclose(sum(float(x["share_pct"]) for x in lines), 100.0, abs_tol=0.01)

@@ -71,6 +71,9 @@ def test_rollups_and_top_equal_dict_sums(flushes, window, open_start):
             assert table_contents(path, res) == expected(rows, width)
             got = query.top(path, start, end, by=("host", "service"), limit=None, now=NOW,
                             retention=FORCE[res])
+            total = sum(r["bytes"] for r in got)
+            for r in got:  # the share of each row is of the whole selection
+                assert r.pop("share_pct") == (100.0 * r["bytes"] / total if total else 0.0)
             assert got == expected_top(rows, width, start, end), res
 
 

@@ -38,8 +38,8 @@ def db(tmp_path):
 
 def test_top_by_service_sums_everything(db):
     assert query.top(db, None, None, now=NOW) == [
-        {"service": "bittorrent", "bytes": 21000, "packets": 60, "flows": 6},
-        {"service": "msn", "bytes": 75, "packets": 6, "flows": 6},
+        {"service": "bittorrent", "bytes": 21000, "packets": 60, "flows": 6, "share_pct": 100 * 21000 / 21075},
+        {"service": "msn", "bytes": 75, "packets": 6, "flows": 6, "share_pct": 100 * 75 / 21075},
     ]
 
 
@@ -81,7 +81,7 @@ def test_time_range_and_its_edges(db):
     assert query.time_range(db) == (NOW - 3600, NOW - 1800)
     # minutes: [NOW-3600, NOW-3540) holds the first bittorrent bin only
     assert query.top(db, NOW - 3600, NOW - 3540, now=NOW) == [
-        {"service": "bittorrent", "bytes": 1000, "packets": 10, "flows": 1}]
+        {"service": "bittorrent", "bytes": 1000, "packets": 10, "flows": 1, "share_pct": 100.0}]
     # a start in the middle of a minute counts that whole minute
     assert query.top(db, NOW - 3601 + 60, NOW - 3540 + 1, now=NOW)[0]["bytes"] == 1000 + 2000
     assert query.top(db, NOW, None, now=NOW) == []
@@ -94,7 +94,7 @@ def test_table_choice_by_retention_counts_whole_hours_and_days(db):
     # hour that holds the start, bittorrent included; likewise the whole day
     by_hour = query.top(db, start, None, now=NOW, retention={"minute": 600})
     by_day = query.top(db, start, None, now=NOW, retention={"minute": 600, "hour": 600})
-    assert exact == [{"service": "msn", "bytes": 75, "packets": 6, "flows": 6}]
+    assert exact == [{"service": "msn", "bytes": 75, "packets": 6, "flows": 6, "share_pct": 100.0}]
     assert by_hour == by_day == query.top(db, None, None, now=NOW)
 
 
