@@ -140,6 +140,7 @@ class Decoder:
                 stats.errors[stats.label(exporter), "internal"] += 1
                 self.faults.note("internal", exporter, exc, internal=True)
         self._dgram = base + len(items)
+        self.table.settle()
         groups, touched = self.located.take()
         for sess in touched:  # per-session tallies -> the shared counters, once per call
             key = sess.stat_label, sess.version

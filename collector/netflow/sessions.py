@@ -46,11 +46,9 @@ class SessionTable:
         self._names_told: set[int] = set()  # sids with app_names the last take reported
 
     def open(self, key: tuple, received: float) -> Session:
-        """The session of `key`, created (under the ceiling) if new."""
+        """The session of `key`, created if new (the ceiling is applied by `settle`)."""
         sess = self.sessions.get(key)
         if sess is None:
-            if len(self.sessions) >= self.limits.max_sessions:
-                self._evict()
             sess = Session(self._next_sid, *key)
             sess.stat_label = self.stats.label(key[0])
             sess.override = self.sampling_override.get(key[0])
@@ -67,28 +65,39 @@ class SessionTable:
             self.by_sid.pop(sid, None)
         self._retired.clear()
 
-    def _evict(self, keep: Session | None = None) -> None:
-        """Drop a tenth of the sessions (amortised under floods): those that have sent no flow
-        first, then the least recently seen."""
-        victims = sorted(self.sessions.values(), key=lambda s: (s.established, s.last_seen))
-        n = max(1, len(victims) // 10)
-        for sess in victims[: n + 1]:
-            if sess is keep or n == 0:
-                continue
-            n -= 1
-            del self.sessions[(sess.exporter, sess.port, sess.version, sess.domain)]
-            self._retired.append(sess.sid)
-            self._ntemplates -= len(sess.templates)
-            self.template_bytes -= sess.template_bytes
-            self.name_bytes -= sess.name_bytes
-            for p in sess.pending:
-                self._drop_pending(sess, p)
-            self.stats.evicted["sessions"] += 1
-            if sess.sid in self._names_told:
-                self.names_changed.add(sess.sid)  # the caller forgets its names
-            else:
-                self.names_changed.discard(sess.sid)
-            sess.app_names = {}  # still in `by_sid` until the next call: a caller reads no names
+    def settle(self) -> None:
+        """Apply the ceilings over all sessions (sessions, templates, template octets) at the
+        end of a decode call, not at each new session or template: which sessions go then does
+        not depend on which path decoded which datagram. Sessions that have sent no flow go
+        first, then the least recently seen; a session ceiling evicts a tenth more (amortised
+        under floods). Within a call the tables may grow by what one batch brings."""
+        lim = self.limits
+        if (len(self.sessions) <= lim.max_sessions and self._ntemplates <= lim.max_templates
+                and self.template_bytes <= lim.max_template_bytes):
+            return
+        target = lim.max_sessions
+        if len(self.sessions) > target:
+            target -= target // 10
+        for sess in sorted(self.sessions.values(), key=lambda s: (s.established, s.last_seen)):
+            if (len(self.sessions) <= target and self._ntemplates <= lim.max_templates
+                    and self.template_bytes <= lim.max_template_bytes):
+                break
+            self._evict(sess)
+
+    def _evict(self, sess: Session) -> None:
+        del self.sessions[(sess.exporter, sess.port, sess.version, sess.domain)]
+        self._retired.append(sess.sid)
+        self._ntemplates -= len(sess.templates)
+        self.template_bytes -= sess.template_bytes
+        self.name_bytes -= sess.name_bytes
+        for p in sess.pending:
+            self._drop_pending(sess, p)
+        self.stats.evicted["sessions"] += 1
+        if sess.sid in self._names_told:
+            self.names_changed.add(sess.sid)  # the caller forgets its names
+        else:
+            self.names_changed.discard(sess.sid)
+        sess.app_names = {}  # still in `by_sid` until the next call: a caller reads no names
 
     def take_names_changed(self) -> set[int]:
         """Sids whose application names changed since the last call, and sids of sessions
@@ -134,13 +143,6 @@ class SessionTable:
                 self.stats.evicted["templates"] += 1
                 continue
             if sess.template_bytes + grow > lim.max_template_bytes_per_session:
-                self.stats.evicted["template-bytes"] += 1
-                continue
-            if old is None and self._ntemplates >= lim.max_templates:
-                self._evict(keep=sess)
-            while self.template_bytes + grow > lim.max_template_bytes and len(self.sessions) > 1:
-                self._evict(keep=sess)
-            if self.template_bytes + grow > lim.max_template_bytes:
                 self.stats.evicted["template-bytes"] += 1
                 continue
             templates[tid] = t  # a redefinition replaces (RFC 7011 §8.1)
@@ -263,6 +265,7 @@ class SessionTable:
                 loaded += self._load_session(s)
             except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
                 self.stats.evicted["state-refused"] += 1
+        self.settle()
         return loaded
 
     def _state_max_bytes(self) -> int:

@@ -406,3 +406,35 @@ def test_take_names_changed_reports_sessions_whose_application_names_changed():
     dec.decode([(ipfix([E.template_set([(256, FLOW)], True)]), ("192.0.2.3", 4739), 3.0)])
     assert dec.take_names_changed() == {sb}
     assert dec.by_sid[sb].app_names == {}  # still looked up by this call's records, with no names
+
+
+# --- fuzz findings (/work/fuzz-findings.md) ----------------------------------------------------
+
+F1 = """
+192.0.2.1:2055 000a002669248100000000000000000000030016010000020001800800000000727900080000
+192.0.2.2:2055 000a0010692481000000000100000000
+192.0.2.1:2055 000a001c6924810000000002000000000002000c0100000100080001
+192.0.2.1:2055 000a001c6924810000000003000000010002000c0100000100080001
+192.0.2.1:2056 000a0010692481000000000400000000
+192.0.2.2:2055 000a0010692481000000000500000000
+"""
+
+
+def _state_of(dec) -> tuple:
+    return (sorted((k, s.sid, s.next_seq, sorted(s.templates)) for k, s in dec.sessions.items()),
+            dict(dec.stats.evicted), dict(dec.stats.seq_lost), dict(dec.stats.errors))
+
+
+def test_f1_both_paths_evict_the_same_sessions():
+    """F1: the bulk path stamped a later datagram's session as seen before the per-datagram
+    path evicted, so the two paths evicted different sessions under `max_sessions`."""
+    grams = [(bytes.fromhex(h), (a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])), float(i))
+             for i, (a, h) in enumerate(zip(F1.split()[0::2], F1.split()[1::2]))]
+    states = []
+    for bulk in (True, False):
+        dec = Decoder(limits=Limits(max_sessions=3), bulk=bulk)
+        dec.decode(grams[:2])
+        dec.decode(grams[2:])
+        states.append(_state_of(dec))
+        assert len(dec.sessions) <= 3
+    assert states[0] == states[1]
