@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     _filters(t)
     t.add_argument("--exporter", action="append", metavar="ADDR", help="only this exporter (repeatable)")
     t.add_argument("--limit", type=int, default=20, metavar="N",
-                   help="rows (default 20; 0 = all); with a time bucket and other keys, rows per bucket")
+                   help="rows (default 20; 0 = all): the biggest; with a time bucket and other keys, "
+                        "the biggest of each bucket; with time buckets alone, the latest")
     t.add_argument("--format", choices=("table", "json", "csv"), default="table",
                    help="aligned columns (default), a JSON list of rows, or CSV with a header")
     t.set_defaults(func=cmd_top, log_level="warning")

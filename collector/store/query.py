@@ -180,7 +180,8 @@ def top(db_path: str, start: float | None, end: float | None, by: tuple[str, ...
     `by` may hold time buckets (`minute`, `hour`, `day`: the bucket's start in UNIX seconds).
     With a bucket and other keys, rows come in time order, `limit` counts rows per bucket and
     `share_pct` is of the bucket's bytes; otherwise `share_pct` is of the bytes of the whole
-    selection (the same range and filters), whatever `limit` leaves out.
+    selection (the same range and filters), whatever `limit` leaves out. With buckets alone,
+    rows come in time order and `limit` keeps the latest.
     """
     by = tuple(by)
     interfaces = bool(set(by) & {"interface", "direction"})
@@ -234,9 +235,12 @@ def _top(conn, db_path, start, end, by, service, category, host, exporter, limit
 
     grouped = (f"SELECT {', '.join(map(column, by))}, sum(bytes) AS b, sum(packets) AS p, sum(flows) AS f"
                f" FROM {table}" + (" WHERE " + " AND ".join(where) if where else "") + f" GROUP BY {keys}")
-    order = (f"{part}, " if part else "") + (f"{keys}" if buckets and not part else f"b DESC, {keys}")
+    only_time = bool(buckets) and not part
+    order = (f"{part}, " if part else "") + (keys if only_time else f"b DESC, {keys}")
+    # `limit` keeps the biggest rows (of each bucket), or with time buckets alone the latest ones
+    rank = " DESC, ".join(by) + " DESC" if only_time else f"b DESC, {keys}"
     sql = (f"SELECT {keys}, b, p, f, 100.0 * b / nullif(sum(b) OVER ({over}), 0),"
-           f" row_number() OVER ({over} ORDER BY b DESC, {keys}) AS n FROM ({grouped})")
+           f" row_number() OVER ({over} ORDER BY {rank}) AS n FROM ({grouped})")
     sql = f"SELECT * FROM ({sql})" + (" WHERE n <= ?" if limit is not None else "") + f" ORDER BY {order}"
     if limit is not None:
         params.append(int(limit))

@@ -72,3 +72,9 @@ def test_table_shows_buckets_in_utc(site):
     first = min(r.bin - r.bin % 3600 for r in ROWS)
     assert "hour (UTC)" in p.stdout.splitlines()[0]
     assert datetime.fromtimestamp(first, timezone.utc).strftime("%Y-%m-%d %H:%M") in p.stdout
+
+
+def test_time_buckets_alone_keep_the_latest(site):
+    want = sorted({r.bin - r.bin % 3600 for r in ROWS})[-2:]
+    got = top(site, "--by", "hour", "--limit", "2")
+    assert [r["hour"] for r in got] == [iso(t) for t in want]

@@ -97,3 +97,16 @@ def test_demo_takes_the_policy_of_its_config(tmp_path):
         cats = dict(con.execute("SELECT category, max(violation) FROM rollup_1m WHERE host != ''"
                                 " GROUP BY category").fetchall())
     assert cats.get("p2p") == 1 and not cats.get("im")  # the config's policy judged the demo's flows
+
+
+def test_etc_default_when_present_and_nothing_else_says(tmp_path, monkeypatch):
+    from collector.cli import where
+
+    monkeypatch.delenv("IMFLOW_CONFIG", raising=False)
+    etc = tmp_path / "imflow.toml"
+    assert where.config_path(None, default=str(etc)) is None  # absent: the built-in defaults
+    etc.write_text("")
+    assert where.config_path(None, default=str(etc)) == str(etc)
+    monkeypatch.setenv("IMFLOW_CONFIG", "/elsewhere.toml")
+    assert where.config_path(None, default=str(etc)) == "/elsewhere.toml"
+    assert where.config_path("flag.toml", default=str(etc)) == "flag.toml"
