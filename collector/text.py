@@ -25,6 +25,7 @@ import csv
 import html
 import io
 import json
+import logging
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -94,3 +95,13 @@ def text_problem(text: str, limit: int) -> str | None:
     if len(text) > limit:
         return f"{len(text)} characters: at most {limit}"
     return None
+
+
+class LogFormatter(logging.Formatter):
+    """Every log line stays one line whatever a sender put into a name it quotes: the message is
+    escaped by `printable` (a backstop: callers need not remember); tracebacks, our own code's
+    text, are kept as they are."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)

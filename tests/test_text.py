@@ -89,3 +89,30 @@ def test_text_problem():
     assert text_problem("\x9b", 100) == "control character U+009B not allowed"
     assert text_problem("x\u2028", 100) == "control character U+2028 not allowed"
     assert text_problem("x" * 11, 10) == "11 characters: at most 10"
+
+
+def test_log_lines_stay_one_line_whatever_a_name_holds():
+    import logging
+
+    from collector.text import LogFormatter
+
+    fmt = LogFormatter("%(levelname)s %(name)s: %(message)s")
+    record = logging.LogRecord("collector.snmp.poller", logging.WARNING, __file__, 1,
+                               "interface %s on %s", ("Gi0/0\x1b]0;pwned\x07\nWARNING forged: line", "r1\u202e"), None)
+    line = fmt.format(record)
+    assert "\n" not in line and "\x1b" not in line and "\u202e" not in line
+    assert line == "WARNING collector.snmp.poller: interface Gi0/0\\x1b]0;pwned\\x07\\nWARNING forged: line on r1\\u202e"
+
+
+def test_tracebacks_keep_their_lines():
+    import logging
+    import sys
+
+    from collector.text import LogFormatter
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    text = LogFormatter("%(message)s").format(record)
+    assert text.startswith("failed\nTraceback") and "ValueError: boom" in text

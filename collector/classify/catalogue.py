@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from collector.text import text_problem
+
 CATEGORIES = ("other", "im", "p2p", "voip", "collab")
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}
 PROTO_NAMES = {v: k for k, v in PROTOCOLS.items()}
@@ -41,7 +43,6 @@ OVERRIDE_KEYS = SERVICE_KEYS | {f"add_{k}" for k in LIST_KEYS}
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Catalogue text reaches firewall rules, reports, tables and logs: no control characters
 # (C0, DEL, C1; a newline once injected a whole nftables table), and a length ceiling.
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 MAX_TEXT = {"name": 100, "notes": 2000, "category": 16, "prefixes_date": 32}
 MAX_ITEM = 255  # one port, prefix, URL or application name
 _PORT_RE = re.compile(r"^(?:(tcp|udp|sctp)/)?(\d{1,6})(?:-(\d{1,6}))?$")
@@ -210,11 +211,9 @@ def parse_prefix(text: Any, key: str) -> Network:
 
 def check_text(key: str, text: str, limit: int) -> str:
     """`text` if it holds no control character and at most `limit` characters."""
-    bad = CONTROL.search(text)
-    if bad:
-        raise CatalogueError(key, f"control character U+{ord(bad.group()):04X} not allowed")
-    if len(text) > limit:
-        raise CatalogueError(key, f"{len(text)} characters: at most {limit}")
+    problem = text_problem(text, limit)
+    if problem:
+        raise CatalogueError(key, problem)
     return text
 
 

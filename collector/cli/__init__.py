@@ -10,6 +10,9 @@ import sys
 
 from collector.cli.parser import build_parser
 from collector.config import ConfigError
+from collector.text import LogFormatter, printable
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,12 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     from collector.daemon.tuning import tune_malloc
 
     tune_malloc()
-    logging.basicConfig(level=(getattr(args, "log_level", None) or "info").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(LogFormatter(LOG_FORMAT))
+    logging.basicConfig(level=(getattr(args, "log_level", None) or "info").upper(), handlers=[handler])
     try:
         return args.func(args) or 0
     except ConfigError as exc:
-        print(f"imflow: config: {exc}", file=sys.stderr)
+        print(f"imflow: config: {printable(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

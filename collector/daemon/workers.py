@@ -31,6 +31,7 @@ from collector.config import parse_endpoint
 from collector.daemon.app import App, Role, run_loop
 from collector.daemon.telemetry import Counters
 from collector.netflow.stats import DecodeStats
+from collector.text import LogFormatter
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,9 @@ def worker_app(cfg: C.Config, index: int, conn) -> App:
 
 
 def _worker_main(cfg: C.Config, index: int, conn, level: int) -> None:
-    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(LogFormatter(f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     from collector.daemon.tuning import tune_malloc
 
     tune_malloc()
