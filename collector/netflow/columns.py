@@ -48,7 +48,11 @@ class Columns:
             return FlowBatch.empty()
         gathered = []  # (template, chunks, gathered chunks, records)
         for t, chunks in groups.items():
-            g = gather(chunks, v5.RECORD_LEN if t is V5 else t.compiled().dtype.itemsize)
+            try:
+                g = gather(chunks, v5.RECORD_LEN if t is V5 else t.compiled().dtype.itemsize)
+            except Exception as exc:  # a decoder bug: this group's records are lost, counted
+                self._fault(chunks, exc)
+                continue
             gathered.append((t, chunks, g, int(g[1].sum())))
         total = sum(n for *_, n in gathered)
         keep = self.keep
@@ -66,13 +70,7 @@ class Columns:
                     cut.append((pos, drop))
             except Exception as exc:  # never lose the other templates' records to one bad group
                 cut.append((pos, np.ones(n, bool)))
-                label = "other"
-                for c in chunks:
-                    for sid in (c.sids.tolist() if type(c) is Block else (c[2],)):
-                        sess = self.table.by_sid.get(sid)
-                        label = sess.stat_label if sess else "other"
-                        self.stats.errors[label, "internal"] += 1
-                self.faults.note("internal", label, exc, internal=True)
+                self._fault(chunks, exc)
             pos += n
         batch = FlowBatch(**cols)
         if cut:
@@ -81,6 +79,17 @@ class Columns:
                 kept[at:at + len(drop)] &= ~drop
             batch = batch.take(kept)
         return FlowBatch.concat([batch] + extra) if extra else batch
+
+    def _fault(self, chunks: list, exc: Exception) -> None:
+        """A group lost to a decoder bug: each of its chunks counted as an internal error of its
+        exporter, one log line a minute."""
+        label = "other"
+        for c in chunks:
+            for sid in (c.sids.tolist() if type(c) is Block else (c[2],)):
+                sess = self.table.by_sid.get(sid)
+                label = sess.stat_label if sess else "other"
+                self.stats.errors[label, "internal"] += 1
+        self.faults.note("internal", label, exc, internal=True)
 
     def _group(self, t, g: tuple, n: int, dst: dict) -> tuple[list[FlowBatch], np.ndarray | None]:
         """One group's records into `dst` (its rows of every column). -> (extra batches: the
@@ -189,7 +198,8 @@ class Columns:
                 rec = np.where(interval > 0, (interval + space) // np.maximum(interval, _U8(1)), 0)
             else:
                 rec = interval
-            rate = np.where(rec > 0, rec, rate).astype(np.uint32)
+            # 0 (unsampled) or past the 32-bit column: the session's rate
+            rate = np.where((rec > 0) & (rec <= _U8(0xFFFF_FFFF)), rec, rate).astype(np.uint32)
         elif c.sampler_field is not None:
             ids = c.uint(arr, c.sampler_field)
             sid = np.repeat(np.array(ctx.sids, _U8), ctx.counts)

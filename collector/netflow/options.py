@@ -14,6 +14,8 @@ from collector.netflow.session import Session
 from collector.netflow.sessions import SessionTable
 from collector.netflow.templates import Template, app_id_int
 
+MAX_RATE = 0xFFFF_FFFF  # a sampling rate must fit the batch's uint32 column
+
 
 def apply(sess: Session, t: Template, records: list[list[bytes]], table: SessionTable) -> bool:
     """Options records of template `t` (field values as octets) into `sess`. Returns whether
@@ -43,6 +45,9 @@ def apply(sess: Session, t: Template, records: list[list[bytes]], table: Session
             sampler = num(values, F.samplerId, F.selectorId)
             if rate <= 0:
                 stats.notices[sess.stat_label, "sampling-interval-zero"] += 1
+                changed = True
+            elif rate > MAX_RATE:  # the sampling_rate column is 32 bits (and no sampler is that sparse)
+                stats.notices[sess.stat_label, "sampling-interval-too-large"] += 1
                 changed = True
             elif sampler is None:
                 changed |= sess.sampling_rate != rate

@@ -438,3 +438,37 @@ def test_f1_both_paths_evict_the_same_sessions():
         states.append(_state_of(dec))
         assert len(dec.sessions) <= 3
     assert states[0] == states[1]
+
+
+F2 = ("000900040000000169248100000000000000000000010014012c0004000400010004002200080000012c0010000000000000"
+      "00b710a21aca000000100100000200080004000100040100000c0a00000100000064")
+
+
+def test_f2_a_sampling_interval_past_32_bits_is_refused_not_raised():
+    """F2: options data with samplingInterval 786,258,074,314 made the session's rate overflow
+    the uint32 column outside any per-datagram boundary: the whole batch was lost."""
+    dec = Decoder()
+    got = dec.decode([(bytes.fromhex(F2), ("192.0.2.1", 2055), 0.0)])
+    assert [(int(b), int(r)) for b, r in zip(got.bytes, got.sampling_rate)] == [(100, 1)]
+    assert dec.stats.by_second("notices")["sampling-interval-too-large"] == 1
+    assert reasons(dec) == {}
+
+
+def test_a_per_record_sampling_interval_past_32_bits_uses_the_session_rate():
+    flds = FLOW + [(F.samplingInterval, 8)]
+    dec = Decoder()
+    got = dec.decode([(ipfix([E.template_set([(256, flds)], True),
+                              E.data_set(256, flds, [{8: "10.0.0.1", 1: 10, 34: 1 << 40}, {8: "10.0.0.2", 1: 10, 34: 4}])]),
+                       SRC, 0.0)])
+    assert sorted((int(b), int(r)) for b, r in zip(got.bytes, got.sampling_rate)) == [(10, 1), (40, 4)]
+
+
+def test_a_fault_while_gathering_a_group_costs_that_group_only(monkeypatch):
+    import collector.netflow.columns as C
+    real = C.gather
+    monkeypatch.setattr(C, "gather", lambda chunks, size: _boom() if size == 4 + 4 + 4 + 4 + 1 else real(chunks, size))
+    other = FLOW + [(5, 1)]
+    dec = Decoder()
+    got = dec.decode([(ipfix([E.template_set([(256, FLOW), (257, other)], True), E.data_set(256, FLOW, rows(2)),
+                              E.data_set(257, other, rows(3))]), SRC, 0.0)])
+    assert len(got) == 2 and dec.stats.errors[SRC[0], "internal"] == 1
