@@ -455,10 +455,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_template_bytes": Key(integer(0), 16 << 20,
                                   "octets of template definitions over all sessions; the least recently "
                                   "seen sessions that have sent no flow go first", shown="16777216 (16 MiB)"),
-        "max_new_template_bytes_per_batch": Key(integer(0), 64 << 10,
+        "max_new_template_bytes_per_batch": Key(integer(0), 16 << 10,
                                                 "octets of template sets parsed per batch for sessions that have "
-                                                "sent no flow yet (a template flood); the rest is shed and counted",
-                                                shown="65536 (64 KiB)"),
+                                                "sent no flow yet (a template flood); the rest waits for the next "
+                                                "batches in a bounded queue, then is shed and counted",
+                                                shown="16384 (16 KiB)"),
         "max_open_bins": Key(integer(1000), 2_000_000,
                              "aggregation bins in memory (also while the store refuses writes); "
                              "what a full table drops is counted"),

@@ -15,12 +15,15 @@ times come with the datagrams).
 
 Under a template flood, sessions that have sent flows come first: template sets of sessions
 that have not are parsed up to a budget per call (`Limits.max_new_template_bytes_per_batch`);
-past it their datagrams are shed, counted as "template-shed".
+past it their datagrams wait in a bounded queue (`DEFER_DATAGRAMS`, `DEFER_OCTETS`, at most
+`Limits.pending_max_age`) and are decoded first in the next calls, within the budget; what the
+queue cannot take is shed, counted as "template-shed".
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from struct import unpack_from
 
@@ -38,6 +41,8 @@ from collector.netflow.stats import DecodeStats
 from collector.netflow.templates import Refused, Template
 
 _V5_HEADER = v5.HEADER.unpack_from
+DEFER_DATAGRAMS = 4096  # new sessions' template datagrams waiting for a later call's budget
+DEFER_OCTETS = 4 << 20
 
 
 class Decoder:
@@ -57,6 +62,8 @@ class Decoder:
         self.columns = self._columns.keep  # the columns filled; the others are zeros
         self._dgram = 0  # datagrams seen, for capture order
         self._budget = 0  # template set octets still to parse this call for new sessions
+        self._deferred: deque = deque()  # (data, source, received, datagram number) past the budget
+        self._deferred_octets = 0
 
     @property
     def sessions(self) -> dict[tuple, Session]:
@@ -119,26 +126,21 @@ class Decoder:
                 stats.errors[stats.label(source[0]), "internal"] += 1
             self.faults.note("internal", items[0][1][0], exc, internal=True)
             return self._columns.batch({})
+        deferred = self._deferred
+        if deferred:  # waited for this call's budget: decoded before this call's datagrams
+            oldest = (items[-1][2] if items else deferred[-1][2]) - self.limits.pending_max_age
+            for _ in range(len(deferred)):
+                if self._budget <= 0:
+                    break
+                data, source, received, dgram = deferred.popleft()
+                self._deferred_octets -= len(data)
+                if received < oldest:
+                    self._shed(source[0], Shed("waited too long"))
+                    continue
+                self._one(data, source, received, dgram)
         for i in rest:
             data, source, received = items[i]
-            self._dgram = base + i + 1
-            exporter = source[0]
-            try:
-                if len(data) < 4:
-                    raise ShortHeader(f"{len(data)} octets")
-                version = (data[0] << 8) | data[1]
-                if version == 9 or version == 10:
-                    self._templated(data, exporter, source[1], received, version)
-                elif version == 5:
-                    self._v5(data, exporter, source[1], received)
-                else:
-                    raise BadVersion(f"version {version}")
-            except DecodeError as exc:
-                stats.errors[stats.label(exporter), exc.reason] += 1
-                self.faults.note(exc.reason, exporter, exc)
-            except Exception as exc:  # a decoder bug must cost one datagram, not the daemon
-                stats.errors[stats.label(exporter), "internal"] += 1
-                self.faults.note("internal", exporter, exc, internal=True)
+            self._one(data, source, received, base + i + 1)
         self._dgram = base + len(items)
         self.table.settle()
         groups, touched = self.located.take()
@@ -150,6 +152,42 @@ class Decoder:
                 stats.seq_lost[sess.stat_label] += sess.n_lost
             sess.n_datagrams = sess.n_flows = sess.n_lost = 0
         return self._columns.batch(groups)
+
+    def _one(self, data: bytes, source: tuple, received: float, dgram: int) -> None:
+        """One datagram on the per-datagram path; every fault is counted here."""
+        self._dgram = dgram
+        exporter = source[0]
+        stats = self.stats
+        try:
+            if len(data) < 4:
+                raise ShortHeader(f"{len(data)} octets")
+            version = (data[0] << 8) | data[1]
+            if version == 9 or version == 10:
+                self._templated(data, exporter, source[1], received, version)
+            elif version == 5:
+                self._v5(data, exporter, source[1], received)
+            else:
+                raise BadVersion(f"version {version}")
+        except Shed as exc:
+            if len(self._deferred) < DEFER_DATAGRAMS and self._deferred_octets + len(data) <= DEFER_OCTETS:
+                self._deferred.append((bytes(data), source, received, dgram))
+                self._deferred_octets += len(data)
+            else:
+                self._shed(exporter, exc)
+        except DecodeError as exc:
+            stats.errors[stats.label(exporter), exc.reason] += 1
+            self.faults.note(exc.reason, exporter, exc)
+        except Exception as exc:  # a decoder bug must cost one datagram, not the daemon
+            stats.errors[stats.label(exporter), "internal"] += 1
+            self.faults.note("internal", exporter, exc, internal=True)
+
+    def _shed(self, exporter: str, exc: Shed) -> None:
+        self.stats.errors[self.stats.label(exporter), exc.reason] += 1
+        self.faults.note(exc.reason, exporter, exc)
+
+    def deferred_count(self) -> int:
+        """New sessions' template datagrams waiting for a later call's budget."""
+        return len(self._deferred)
 
     # --- NetFlow v5 ----------------------------------------------------------------------
 
@@ -229,8 +267,8 @@ class Decoder:
                                 chunks.append((t, buf, n, records))
                         records += n
                 elif sid == dialect.template_set or sid == dialect.options_set:
-                    if sess is None or not sess.established:  # a new session: within the budget
-                        if self._budget <= 0:
+                    if (sess is None or not sess.established) and not self._refresh(sess, data, start, stop, sid):
+                        if self._budget <= 0:  # a new session: within the budget
                             raise Shed("template sets of a session that has sent no flow, past the batch's budget")
                         self._budget -= stop - start
                     if new is None:
@@ -278,6 +316,15 @@ class Decoder:
             records += 1  # held sets of one datagram keep their order
         if new and sess.pending:
             self._replay(sess, [tid for tid, t in new.items() if type(t) is Template])
+
+    def _refresh(self, sess: Session | None, data: bytes, start: int, stop: int, sid: int) -> bool:
+        """Whether a template set only repeats templates the session holds (the bulk path's
+        test: such a set costs no parsing and takes no budget on either path)."""
+        if sess is None or not sess.templates:
+            return False
+        parsed = self.memo.get(sess.version == 10, sid in (1, 3), data[start:stop])
+        known = sess.templates
+        return bool(parsed) and all(t is not None and known.get(k) is t for k, t in parsed)
 
     def _replay(self, sess: Session, tids: list[int]) -> None:
         """Decode data held for templates that have just arrived, with its original meta."""

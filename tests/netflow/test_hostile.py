@@ -361,17 +361,34 @@ def test_under_a_template_flood_an_established_exporter_keeps_every_record():
     assert dec.stats.errors[legit[0], "template-shed"] == 0
 
 
-def test_the_template_budget_sheds_new_sessions_only_and_counts_what_it_shed():
+def test_the_template_budget_defers_new_sessions_then_sheds_and_counts(monkeypatch):
     dec = Decoder(limits=Limits(max_new_template_bytes_per_batch=4_000))
     flood = _flood(300, 1.0)
     dec.decode(flood)
     shed = dec.stats.by_second("errors")["template-shed"]
     parsed = sum(len(s.templates) for s in dec.sessions.values())
-    assert shed > 0 and parsed > 0
-    assert shed + len([s for s in dec.sessions.values() if s.templates]) == 300
-    # the next batch serves the ones shed before
+    waiting = dec.deferred_count()
+    assert shed == 0 and waiting > 0 and parsed > 0
+    assert waiting + len([s for s in dec.sessions.values() if s.templates]) == 300
+    # the next batch serves the ones that waited first; past the queue's ceiling they are shed
     dec.decode(_flood(300, 2.0, seq=1))
     assert sum(len(s.templates) for s in dec.sessions.values()) > parsed
+    small = Decoder(limits=Limits(max_new_template_bytes_per_batch=4_000))
+    monkeypatch.setattr("collector.netflow.decoder.DEFER_DATAGRAMS", 50)
+    small.decode(flood)
+    assert small.deferred_count() == 50
+    assert small.stats.by_second("errors")["template-shed"] == 300 - 50 - len(small.sessions)
+
+
+def test_a_burst_of_new_exporters_is_served_over_the_next_batches():
+    dec = Decoder(limits=Limits(max_new_template_bytes_per_batch=2_000))
+    grams = [(ipfix([E.template_set([(256 + k, FLOW)], True) for k in range(20)]), ("192.0.2.%d" % i, 4739), 0.0)
+             for i in range(1, 41)]
+    dec.decode(grams)
+    for t in range(1, 30):
+        dec.decode([(ipfix([E.data_set(256, FLOW, rows(1))], seq=t), ("198.51.100.1", 4739), float(t))])
+    assert len(dec.sessions) == 41 and all(len(s.templates) == 20 for s in dec.sessions.values() if s.exporter != "198.51.100.1")
+    assert dec.deferred_count() == 0 and reasons(dec) == {}
 
 
 def test_a_new_exporter_is_served_when_there_is_no_flood():
