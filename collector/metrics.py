@@ -242,7 +242,8 @@ class _Server(ThreadingHTTPServer):
         return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-INDEX = b"""imflow\n\n/metrics  Prometheus metrics\n/healthz  200 when listening and the store is writable, else 503\n"""
+INDEX = (b"imflow\n\n/metrics  Prometheus metrics\n"
+         b"/healthz  200 when listening and the store is writable, else 503\n")
 
 
 class _Handler(BaseHTTPRequestHandler):
