@@ -232,13 +232,17 @@ def test_policy_violations_are_counted_and_listed(tmp_path, sessions):
                                    ipaddress.ip_network("10.1.1.16/28")):
             want[(host, svc)] += f.bytes
     assert want  # the scenario has violations to find
-    p = subprocess.run([sys.executable, "-m", "collector", "violations", "--db", str(db), "--since", "all",
-                        "--format", "json"], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
-    got = {(r["host"], r["service"]): r["bytes"] for r in json.loads(p.stdout)}
-    assert got == dict(want)
-    rows = json.loads(p.stdout)
-    assert all(r["first_seen"] < r["last_seen"] for r in rows)
+    # judged now by the config's policy, and as the collector recorded them at ingest (history):
+    # the same policy both times, so the same answer
+    for args in (["--config", str(cfg)], ["--recorded"]):
+        p = subprocess.run([sys.executable, "-m", "collector", "violations", "--db", str(db), "--since", "all",
+                            "--format", "json", *args], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        got = {(r["host"], r["service"]): r["bytes"] for r in json.loads(p.stdout)}
+        assert got == dict(want), args
+        rows = json.loads(p.stdout)
+        assert all(r["first_seen"] < r["last_seen"] for r in rows)
+        assert all(r["violation_at_ingest"] for r in rows)
     # the audit report of the same database: totals and the violations agree with the truth
     p = subprocess.run([sys.executable, "-m", "collector", "report", "--db", str(db), "--since", "all",
                         "--config", str(cfg), "--format", "json"], capture_output=True, text=True, timeout=60)
