@@ -66,9 +66,11 @@ class App:
                              rcvbuf=cfg.get("collector.rcvbuf"), batch_size=cfg.get("collector.batch_size"),
                              delay=cfg.get("collector.batch_delay"), reuse_port=role.reuse_port)
         self.health = Health()
-        self.metrics = Metrics(cfg.get("metrics.max_host_series"))
+        self.metrics = Metrics(cfg.get("metrics.max_host_series"),
+                               health=lambda: self.health.check(listening=bool(self.bound)))
         self.telemetry = Telemetry(self.metrics, self.health, {t.exporter for t in self.snmp_targets},
-                                   self.poller.interface_names if self.poller is not None else None)
+                                   self.poller.interface_names if self.poller is not None else None,
+                                   host_names=Telemetry.names_from(cfg.get("policy.hosts_file")))
         self.counters: Counters = LocalCounters(self.pipeline.decoder, self.intake)
         self.components: list = []  # attached: started after the core, stopped before it
         self.metrics_address: tuple[str, int] | None = None
