@@ -71,7 +71,7 @@ class App:
         self.telemetry = Telemetry(self.metrics, self.health, {t.exporter for t in self.snmp_targets},
                                    self.poller.interface_names if self.poller is not None else None,
                                    host_names=Telemetry.names_from(cfg.get("policy.hosts_file")))
-        self.counters: Counters = LocalCounters(self.pipeline.decoder, self.intake)
+        self.counters: Counters = LocalCounters(self.pipeline.decoder, self.intake, self.pipeline.aggregator)
         self.components: list = []  # attached: started after the core, stopped before it
         self.metrics_address: tuple[str, int] | None = None
         self.stopping = asyncio.Event()

@@ -29,12 +29,18 @@ class Counters(Protocol):
     def status_suffix(self) -> str:
         """What the status line adds (the workers' figures)."""
 
+    def clamped(self) -> dict[str, int]:
+        """exporter -> flows whose times were replaced by the receive time."""
+
 
 class LocalCounters:
     """One process receives: its decoder's and its sockets' counters."""
 
-    def __init__(self, decoder, intake):
-        self.decoder, self.intake = decoder, intake
+    def __init__(self, decoder, intake, aggregator):
+        self.decoder, self.intake, self.aggregator = decoder, intake, aggregator
+
+    def clamped(self) -> dict[str, int]:
+        return dict(self.aggregator.totals.clamped_by)
 
     def decode_stats(self) -> DecodeStats:
         return self.decoder.stats
@@ -178,7 +184,7 @@ class Telemetry:
             datagrams={(e, str(v)): n for (e, v), n in s.datagrams.items()},
             flows={(e, str(v)): n for (e, v), n in s.flows.items()},
             errors=dict(s.errors), held=dict(s.held), expired=dict(s.expired), seq_lost=dict(s.seq_lost),
-            clamped=dict(aggregator.totals.clamped_by),
+            clamped=counters.clamped(),
             socket_drops=drops, denied=denied, store_errors=self.health.store_errors,
             exporters=len(exporter_addresses(s)), sessions=exporters,
             workers=alive, worker_restarts=restarts,
@@ -203,7 +209,7 @@ class Telemetry:
                 f"exporters {len(exporter_addresses(s))} sessions {sessions} "
                 f"held {s.total('held')} expired {s.total('expired')} errors {s.total('errors')} "
                 f"denied {denied} kernel-drops {sum(drops.values())} open-bins {aggregator.open_bins()} "
-                f"store-errors {self.health.store_errors} clamped-times {aggregator.totals.clamped}"
+                f"store-errors {self.health.store_errors} clamped-times {sum(counters.clamped().values())}"
                 + counters.status_suffix())
 
 

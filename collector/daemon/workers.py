@@ -66,7 +66,8 @@ class PipeSink:
         counters = {name: dict(getattr(stats, name)) for name in _COUNTERS}
         try:
             self.conn.send(("delta", list(rows), list(if_rows), counters,
-                            {"denied": denied, "drops": drops, "exporters": exporters}))
+                            {"denied": denied, "drops": drops, "exporters": exporters,
+                             "clamped": self.counters.clamped()}))
         except (BrokenPipeError, OSError):
             log.error("worker: supervisor gone; exiting")
             os._exit(1)
@@ -114,6 +115,7 @@ class WorkerPool:
         self.latest: dict[int, tuple] = {}  # worker -> its last cumulative counters
         self.retired = DecodeStats()  # counters of workers that died, so totals never go back
         self.retired_extra = Counter()
+        self.retired_clamped: Counter = Counter()
         self.restarts = 0
         self.stopping = False
         self._watchdog: asyncio.Task | None = None
@@ -169,6 +171,7 @@ class WorkerPool:
         for name, values in counters.items():
             getattr(self.retired, name).update(values)
         self.retired_extra["denied"] += extra.get("denied", 0)
+        self.retired_clamped.update(extra.get("clamped", {}))
         conn = self.conns.pop(index, None)
         if conn is not None:
             asyncio.get_running_loop().remove_reader(conn.fileno())
@@ -210,6 +213,12 @@ class WorkerPool:
 
     def worker_counts(self) -> tuple[int, int]:
         return sum(p.is_alive() for p in self.procs.values()), self.restarts
+
+    def clamped(self) -> dict[str, int]:
+        total = Counter(self.retired_clamped)
+        for _, e in self.latest.values():
+            total.update(e.get("clamped", {}))
+        return dict(total)
 
     def status_suffix(self) -> str:
         alive, restarts = self.worker_counts()

@@ -92,3 +92,18 @@ def test_large_deltas_cross_the_pipe_whole(tmp_path):
     con = sqlite3.connect(tmp_path / "imflow.db")
     assert con.execute("SELECT sum(bytes), count(DISTINCT host) FROM rollup_1m").fetchone() == (sent, 8100)
     con.close()
+
+
+def test_clamped_times_of_workers_reach_the_supervisor(tmp_path):
+    """A worker counts flows whose exporter clock is far off; the supervisor reports them."""
+    d = Daemon(tmp_path, tmp_path / "imflow.db", "--workers", "2")
+    wait_workers(d, 2)
+    rec = dict(src="10.0.0.1", dst="198.51.100.1", sport=1000, dport=443, proto=6, packets=1, bytes=100,
+               first=1000, last=2000)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for seq in range(3):  # an exporter whose clock says 2001
+            s.sendto(E.v5_datagram([rec, rec], uptime_ms=5000, unix_secs=1_000_000_000, sequence=2 * seq),
+                     ("127.0.0.1", d.port))
+    time.sleep(2.5)  # a worker's delta each second
+    assert d.stop() == 0, d.text()
+    assert "clamped-times 6" in d.stopped_line(), d.stopped_line()
