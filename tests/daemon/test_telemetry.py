@@ -59,8 +59,12 @@ def test_an_interface_that_leaves_the_walk_loses_its_series():
 class FakeCounters:
     """Four sessions of one exporter address (softflowd sends from a new source port each run)."""
 
-    def __init__(self):
+    def __init__(self, aggregator=None):
         self.stats = DecodeStats()
+        self.aggregator = aggregator
+
+    def clamped(self):
+        return dict(self.aggregator.totals.clamped_by) if self.aggregator is not None else {}
 
     def decode_stats(self):
         return self.stats
@@ -116,7 +120,7 @@ def test_clamped_times_and_per_exporter_traffic_reach_the_metrics():
     agg.add(b, cls, exp, [EXPORTER, "192.0.2.2"], NOW)
     t = Telemetry(Metrics(), Health(), set())
     t.count(agg.drain(), [])
-    t.snapshot(FakeCounters(), agg, None)
+    t.snapshot(FakeCounters(agg), agg, None)
     get = t.metrics.registry.get_sample_value
     assert get("imflow_clamped_flows_total", {"exporter": "192.0.2.2"}) == 1
     assert get("imflow_clamped_flows_total", {"exporter": EXPORTER}) is None
