@@ -270,4 +270,4 @@ def test_example_sets_defaults_only():
     raw = tomllib.loads(EXAMPLE.read_text())
     cfg, defaults = config.validate(raw), config.validate({})
     differs = {f"{s}.{k}" for s, keys in raw.items() for k in keys if cfg.get(f"{s}.{k}") != defaults.get(f"{s}.{k}")}
-    assert differs == {"exporters.allow", "store.path", "metrics.listen"}
+    assert differs == {"store.path", "metrics.listen"}  # exporters.allow stays commented: every sender
