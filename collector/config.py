@@ -206,8 +206,10 @@ def parse_endpoint(text: str, default_port: int | None = None) -> tuple[str, int
     return host, port
 
 
-def endpoint(optional: bool = False) -> Callable:
-    """ADDR:PORT to listen on; `optional`: the empty string turns the listener off."""
+def endpoint(optional: bool = False, bare: str | None = None) -> Callable:
+    """ADDR:PORT to listen on; `optional`: the empty string turns the listener off; `bare`: the
+    address a bare PORT (or :PORT) means, when not every address (an endpoint without
+    authentication is loopback unless asked otherwise)."""
     @_kind('ADDR:PORT, or "" for none' if optional else "ADDR:PORT")
     def check(key: str, v: Any) -> str:
         v = _type(str, "ADDR:PORT")(key, v)
@@ -217,6 +219,8 @@ def endpoint(optional: bool = False) -> Callable:
             parse_endpoint(v)
         except ValueError as exc:
             raise ConfigError(key, str(exc)) from None
+        if bare is not None and re.fullmatch(r"\s*:?\d+\s*", v):
+            v = f"{bare}:{v.strip().lstrip(':')}"
         return v
     return check
 
@@ -481,7 +485,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        'exporter application ids (IE 95, `"engine:selector"`) to services: `{ "13:453" = "teams" }`'),
     },
     "metrics": {
-        "listen": Key(endpoint(optional=True), "", "the Prometheus endpoint `/metrics` (`--metrics`)",
+        "listen": Key(endpoint(optional=True, bare="127.0.0.1"), "",
+                      "the Prometheus endpoint `/metrics` (`--metrics`); a bare PORT means 127.0.0.1:PORT",
                       shown="off"),
         "max_host_series": Key(integer(0), 5000,
                                'per-host series; the hosts beyond are added up under `host="other"`'),

@@ -271,3 +271,9 @@ def test_example_sets_defaults_only():
     cfg, defaults = config.validate(raw), config.validate({})
     differs = {f"{s}.{k}" for s, keys in raw.items() for k in keys if cfg.get(f"{s}.{k}") != defaults.get(f"{s}.{k}")}
     assert differs == {"store.path", "metrics.listen"}  # exporters.allow stays commented: every sender
+
+
+@pytest.mark.parametrize("given, means", [("9109", "127.0.0.1:9109"), (":9109", "127.0.0.1:9109"),
+                                          ("0.0.0.0:9109", "0.0.0.0:9109"), ("[::1]:9109", "[::1]:9109")])
+def test_a_bare_metrics_port_in_the_file_is_loopback_as_on_the_command_line(given, means):
+    assert config.validate({"metrics": {"listen": given}}).get("metrics.listen") == means

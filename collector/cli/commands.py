@@ -15,10 +15,9 @@ def _start(since: float | None, end: float | None = None) -> float | None:
 def load_run_config(args):
     from collector import config
 
-    # a bare --metrics PORT is loopback: the endpoint has no authentication
-    metrics = f"127.0.0.1:{args.metrics}" if (args.metrics or "").isdigit() else args.metrics
+    # a bare --metrics PORT is loopback: the schema's rule for metrics.listen (no authentication there)
     flags = {"collector.listen": args.listen, "store.path": args.db, "classify.internal": args.internal,
-             "collector.refresh_time": args.refresh_time, "metrics.listen": metrics}
+             "collector.refresh_time": args.refresh_time, "metrics.listen": args.metrics}
     return config.load(args.config).replaced({k: v for k, v in flags.items() if v})
 
 
