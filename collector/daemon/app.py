@@ -134,10 +134,11 @@ class App:
     def _announce(self) -> None:
         allow = self.cfg.get("exporters.allow")
         alive, _ = self.counters.worker_counts()
+        services = len(self.catalogue.services) - 1  # as `imflow services` counts: "other" is not one
         log.info("imflow listening on %s (UDP; NetFlow v5/v9 and IPFIX on every port)%s, storing in %s, "
                  "refresh_time %gs, %d services, %s%s; %s", ", ".join(self.bound),
                  f" with {alive} workers (SO_REUSEPORT)" if self.components else "", self.cfg.get("store.path"),
-                 self.cfg.get("collector.refresh_time"), len(self.catalogue.services), kernels.status(),
+                 self.cfg.get("collector.refresh_time"), services, kernels.status(),
                  ", metrics on http://%s:%d/metrics" % self.metrics_address if self.metrics_address else "",
                  f"exporters allowed: {', '.join(allow)}" if allow else
                  "WARNING: accepting flows from any source (set exporters.allow)")
@@ -292,7 +293,7 @@ class App:
         self.pipeline.apply(classification, self.cfg.get("exporters.sampling"))
         allow = self.cfg.get("exporters.allow")
         self.intake.allow = Allow(allow) if allow else None
-        log.info("reloaded: %d services (snapshot %s)", len(classification.catalogue.services),
+        log.info("reloaded: %d services (snapshot %s)", len(classification.catalogue.services) - 1,
                  classification.catalogue.snapshot)
 
 

@@ -73,3 +73,22 @@ def test_stop_closes_the_store_when_the_final_flush_fails(tmp_path, monkeypatch)
     asyncio.run(main())
     time.sleep(0.2)
     assert threading.active_count() == before  # the store's thread ended: the process can exit
+
+
+def test_the_start_line_counts_services_as_imflow_services_does(tmp_path, caplog):
+    import json
+    import subprocess
+    import sys
+
+    listed = json.loads(subprocess.run([sys.executable, "-m", "collector", "services", "--format", "json"],
+                                       capture_output=True, text=True, check=True, cwd=tmp_path).stdout)
+
+    async def main():
+        app = _app(tmp_path)
+        await app.start()
+        await app.stop()
+
+    with caplog.at_level("INFO"):
+        asyncio.run(main())
+    (line,) = [r.getMessage() for r in caplog.records if "imflow listening" in r.getMessage()]
+    assert f" {len(listed)} services," in line, line
