@@ -105,7 +105,7 @@ class SessionTable:
         out, self.names_changed = self.names_changed, set()
         for sid in out:
             sess = self.by_sid.get(sid)
-            if sess is not None and sess.app_names and sid not in self._retired and self.alive(sess):
+            if sess is not None and sess.app_names and self.alive(sess):
                 self._names_told.add(sid)
             else:
                 self._names_told.discard(sid)
