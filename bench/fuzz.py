@@ -4,6 +4,7 @@ batches of 2,048 like the daemon's, by one long-lived `Decoder` with the default
 
     python bench/fuzz.py                       # 1,000,000 datagrams, at most 20 minutes
     python bench/fuzz.py --datagrams 200000 --seed 7 --max-seconds 300
+    python bench/fuzz.py --template-budget 1000000000   # every template reaches the parser
     IMFLOW_KERNELS=0 python bench/fuzz.py      # the NumPy paths only
 
 Each generated stream (a few v9, IPFIX or v5 datagrams: templates, options templates,
@@ -33,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collector import kernels
+from collector.netflow import decoder as D
 from collector.netflow.decoder import Decoder
 from collector.netflow.session import Limits
 from tests.netflow import test_fuzz as G
@@ -69,11 +71,15 @@ def main(argv=None) -> int:
     p.add_argument("--agree-every", type=int, default=200, metavar="N",
                    help="compare kernels/NumPy and bulk/per-datagram on every Nth stream (0: never)")
     p.add_argument("--findings", metavar="FILE", help="write the first failing streams here, as hex")
+    p.add_argument("--template-budget", type=int, metavar="OCTETS",
+                   help="limits.max_new_template_bytes_per_batch (default: the default ceiling; its run sheds "
+                        "most of the generated streams' template datagrams, all from new sessions: a large "
+                        "budget makes every template reach the parser)")
     args = p.parse_args(argv)
 
     rng = random.Random(args.seed)
     d = G.Draw(rng=rng)
-    limits = Limits()
+    limits = Limits() if args.template_budget is None else Limits(max_new_template_bytes_per_batch=args.template_budget)
     dec = Decoder(limits)
     t0 = time.monotonic()
     gen_s = dec_s = 0.0
@@ -84,9 +90,12 @@ def main(argv=None) -> int:
     pending: list[G.Stream] = []
     items: list = []
     last = t0
+    start_rss = rss_mib()  # imports, generator and an empty decoder
     print(f"# fuzz long run: {args.datagrams:,} datagrams, seed {args.seed}, {kernels.status()}, batches of "
           f"{BATCH:,}, default Limits ({limits.max_sessions:,} sessions, {limits.max_templates:,} templates, "
-          f"{limits.max_pending_bytes / 2**20:.0f} MiB held)", flush=True)
+          f"{limits.max_pending_bytes / 2**20:.0f} MiB held, "
+          f"{getattr(limits, 'max_new_template_bytes_per_batch', 0):,} octets of new sessions' templates a batch)",
+          flush=True)
 
     def note(what: str, s: G.Stream) -> None:
         if len(findings) < 20:
@@ -166,7 +175,11 @@ def main(argv=None) -> int:
                                 f"templates {sum(len(x.templates) for x in dec.sessions.values()):,} of "
                                 f"{limits.max_templates:,}, held {sum(x.pending_bytes for x in dec.sessions.values()):,} "
                                 f"of {limits.max_pending_bytes:,} octets)"))
-    print(f"max RSS        {rss_mib():,.0f} MiB (ru_maxrss of this process: generator, decoder and Python)")
+    octets = (getattr(limits, "max_template_bytes", 0) + getattr(limits, "max_name_bytes", 0)
+              + limits.max_pending_bytes + getattr(D, "DEFER_OCTETS", 0) + (1 << 20)) / 2**20  # + the 1 MiB memo
+    print(f"max RSS        {rss_mib():,.0f} MiB (ru_maxrss: generator, decoder and Python), {rss_mib() - start_rss:,.0f} MiB "
+          f"above the start ({start_rss:,.0f} MiB); the octet ceilings of what senders make the decoder hold "
+          f"(template, name, held, waiting, memo) add up to {octets:,.0f} MiB")
     print(f"agreement      {compared:,} streams compared (kernels {'on and off' if kernels.available() else 'not built'}"
           f", bulk and per-datagram): {disagree} differ")
     print("evictions      " + (", ".join(f"{k} {v:,}" for k, v in sorted(s.evicted.items())) or "none"))
