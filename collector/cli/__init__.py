@@ -10,6 +10,7 @@ import sys
 
 from collector.cli.parser import build_parser
 from collector.config import ConfigError
+from collector.store.errors import StoreError
 from collector.text import LogFormatter, printable
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"imflow: config: {printable(exc)}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # the database: missing, locked, read-only, not imflow's
+        print(f"imflow: {printable(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `imflow decode x.pcap | head`: stop quietly

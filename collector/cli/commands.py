@@ -23,7 +23,6 @@ def load_run_config(args):
 
 def cmd_run(args) -> int:
     from collector import daemon
-    from collector.store import StoreError
 
     cfg = load_run_config(args)
     if not args.log_level:
@@ -33,9 +32,6 @@ def cmd_run(args) -> int:
         return 2
     try:
         return daemon.run(cfg, workers=args.workers)
-    except StoreError as exc:
-        print(f"imflow: {exc}", file=sys.stderr)
-        return 1
     except OSError as exc:
         print(f"imflow: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -45,7 +41,7 @@ def cmd_top(args) -> int:
     from collector.cli import where
     from collector.daemon.wiring import build_catalogue
     from collector.report import tables as report
-    from collector.store import StoreError, query
+    from collector.store import query
 
     by = tuple(x.strip() for x in args.by.split(",") if x.strip())
     allowed = ("host", "service", "category", "exporter", "interface", "direction", "minute", "hour", "day")
@@ -62,9 +58,6 @@ def cmd_top(args) -> int:
         rows = query.top(db, start, end, by=by, service=args.service, category=args.category,
                          host=args.host, exporter=args.exporter, limit=args.limit or None)
         empty_interfaces = interfaces and not rows and query.has_traffic(db, start, end)
-    except StoreError as exc:
-        print(f"imflow: {exc}", file=sys.stderr)
-        return 1
     except ValueError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 2
@@ -199,7 +192,7 @@ def cmd_violations(args) -> int:
     from collector.cli import where
     from collector.daemon import wiring
     from collector.report.tables import human_bytes
-    from collector.store import StoreError, query
+    from collector.store import query
     from collector.text import csv_text, json_text, printable
 
     cfg = where.load(args.config)
@@ -213,9 +206,6 @@ def cmd_violations(args) -> int:
             raise ValueError("--limit: expected 0 (all) or more")
         rows = query.usage(db, start, end, violations_only=args.recorded, service=args.service,
                            category=args.category, host=args.host)
-    except StoreError as exc:
-        print(f"imflow: {exc}", file=sys.stderr)
-        return 1
     except ValueError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 2
@@ -286,7 +276,6 @@ def cmd_report(args) -> int:
     from collector import report
     from collector.cli import where
     from collector.daemon import wiring
-    from collector.store import StoreError
 
     cfg = where.load(args.config)
     catalogue = wiring.build_catalogue(cfg)
@@ -296,12 +285,8 @@ def cmd_report(args) -> int:
     except ValueError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 2
-    try:
-        data = report.build(where.db_path(args.db, cfg), start, end, catalogue, policy, _host_names(cfg),
-                            app_id_services=frozenset(cfg.get("classify.app_ids").values()))
-    except StoreError as exc:
-        print(f"imflow: {exc}", file=sys.stderr)
-        return 1
+    data = report.build(where.db_path(args.db, cfg), start, end, catalogue, policy, _host_names(cfg),
+                        app_id_services=frozenset(cfg.get("classify.app_ids").values()))
     render = {"html": report.render_html, "csv": report.render_csv, "json": report.render_json}[args.format]
     text = render(data)
     if args.out:
