@@ -19,3 +19,17 @@ def sessions(tmp_path_factory):
                         [(0, 400), (1, 400)], start=T0 + 7)]
     truth = pg.write_sessions(tmp / "s.pcap", IM_SESSIONS + extra)
     return tmp / "s.pcap", truth
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left_running():
+    """A test that fails before it stops its `imflow run` must not leave the daemon behind: the
+    ones it started and left are killed, by pid, when it ends."""
+    from tests.daemon.test_daemon import Daemon
+
+    yield
+    while Daemon.started:
+        d = Daemon.started.pop()
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(timeout=30)

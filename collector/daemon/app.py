@@ -144,11 +144,23 @@ class App:
                  "WARNING: accepting flows from any source (set exporters.allow)")
 
     async def run(self) -> int:
-        """Run until SIGTERM/SIGINT; returns the exit status."""
+        """Run until SIGTERM/SIGINT; returns the exit status. A fault in the main loop (a bug)
+        still stops in order, flushing and closing the store: its thread would otherwise keep
+        the process alive after the loop ended."""
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
         await self.start()
         tune_gc()
+        try:
+            await self._serve(loop)
+        except Exception:
+            log.exception("internal error in the main loop; stopping")
+            await self.stop()
+            return 1
+        return await self.stop()
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timers: flush, status line, health snapshot; and SIGHUP's reload."""
         refresh = self.cfg.get("collector.refresh_time")
         status = self.cfg.get("collector.status_interval")
         next_flush = loop.time() + refresh
@@ -173,7 +185,6 @@ class App:
             if now >= next_snapshot:
                 self.refresh_snapshot()
                 next_snapshot = now + SNAPSHOT_EVERY
-        return await self.stop()
 
     async def stop(self) -> int:
         ok = False

@@ -92,3 +92,29 @@ def test_the_start_line_counts_services_as_imflow_services_does(tmp_path, caplog
         asyncio.run(main())
     (line,) = [r.getMessage() for r in caplog.records if "imflow listening" in r.getMessage()]
     assert f" {len(listed)} services," in line, line
+
+
+def test_a_fault_in_the_main_loop_still_stops_in_order(tmp_path, monkeypatch, caplog):
+    """A bug in reload (or any timer) once left the store's thread running after the loop ended:
+    the process never exited. Now it flushes, closes the store and exits 1."""
+    from collector.daemon import pipeline
+
+    before = threading.active_count()
+
+    def broken(cfg):
+        raise RuntimeError("injected")
+
+    async def main():
+        app = _app(tmp_path)
+        monkeypatch.setattr(app, "_install_signals", lambda loop: None)
+        task = asyncio.get_running_loop().create_task(app.run())
+        while not app.bound:
+            await asyncio.sleep(0.01)
+        monkeypatch.setattr(pipeline.Classification, "from_config", staticmethod(broken))
+        app.reload_requested = True
+        return await asyncio.wait_for(task, 10)
+
+    assert asyncio.run(main()) == 1
+    time.sleep(0.2)
+    assert threading.active_count() == before
+    assert any("internal error in the main loop" in r.getMessage() for r in caplog.records)

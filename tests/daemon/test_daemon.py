@@ -75,11 +75,14 @@ def db_totals(db: Path) -> dict:
 
 
 class Daemon:
+    started: list[Daemon] = []  # tests/conftest.py kills what a failed test left running
+
     def __init__(self, tmp: Path, db: Path, *extra: str):
         self.log = open(tmp / f"daemon-{time.monotonic_ns()}.log", "w+")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "collector", "run", "--listen", "127.0.0.1:0", "--db", str(db),
              "--refresh-time", "1", *extra], stdout=self.log, stderr=subprocess.STDOUT)
+        Daemon.started.append(self)
         self.port = self._port()
 
     def _port(self) -> int:
