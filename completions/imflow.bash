@@ -60,7 +60,7 @@ _shtab_imflow_services___format_choices=(table json csv)
 _shtab_imflow_catalogue_pos_0_choices=(update)
 _shtab_imflow_violations___format_choices=(table json csv)
 _shtab_imflow_report___format_choices=(html csv json)
-_shtab_imflow_policy_render___format_choices=(nftables iptables ip6tables pf cisco-acl)
+_shtab_imflow_policy_render___format_choices=(nftables iptables ip6tables iptables-script ip6tables-script pf cisco-acl)
 _shtab_imflow_policy_pos_0_choices=(render)
 _shtab_imflow_pos_0_choices=(decode check-config run top services catalogue violations report policy demo)
 

@@ -162,12 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr = polsub.add_parser("render", help="firewall rules for the blocked services",
                            description="Turn the blocked services' ports and prefixes (and the exceptions) "
                                        "into rules: nftables (nft -f), iptables / ip6tables "
-                                       "(iptables-restore --noflush), pf, or a Cisco extended ACL. Shared "
+                                       "(iptables-restore --noflush), the same as a shell script that can "
+                                       "be run again to reload (iptables-script / ip6tables-script), pf, "
+                                       "or a Cisco extended ACL. Shared "
                                        "ports (443, 80 ...) are only ever blocked together with a "
                                        "service's prefixes.")
     _config(pr, "the config with the [policy] section")
-    pr.add_argument("--format", choices=("nftables", "iptables", "ip6tables", "pf", "cisco-acl"), required=True,
-                    help="the firewall's rule language (required)")
+    pr.add_argument("--format", choices=("nftables", "iptables", "ip6tables", "iptables-script", "ip6tables-script",
+                                         "pf", "cisco-acl"), required=True, metavar="FORMAT",
+                    help="the firewall's rule language (required): nftables, iptables, ip6tables, "
+                         "iptables-script, ip6tables-script, pf or cisco-acl")
     pr.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     pr.set_defaults(func=cmd_policy_render, log_level="warning")
     pol.set_defaults(func=lambda a: pol.print_help() or 2, log_level="warning")

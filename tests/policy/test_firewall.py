@@ -105,7 +105,7 @@ def port_rules(fmt: str, text: str, catalogue) -> list[tuple[str, bool, str, lis
             if m and not line.lstrip().startswith("#"):
                 items = m.group(2).strip("{} ").split(", ")
                 out.append((line, "@pfx_" in line, m.group(1), _ranges(items, "-")))
-        elif fmt in ("iptables", "ip6tables"):
+        elif fmt in ("iptables", "ip6tables", "iptables-script", "ip6tables-script"):
             m = re.search(r"--[ds]ports? (\S+)", line)
             if m and line.startswith("-A"):
                 nets = {ipaddress.ip_network(a) for a in re.findall(r"-[sd] (\S+)", line)}
@@ -302,7 +302,8 @@ def _bypassing_checks(text: str):
 
 
 def _rules(text: str, fmt: str) -> list[str]:
-    marks = {"nftables": "#", "iptables": "#", "ip6tables": "#", "pf": "#", "cisco-acl": "!"}
+    marks = {"nftables": "#", "iptables": "#", "ip6tables": "#", "iptables-script": "#", "ip6tables-script": "#",
+             "pf": "#", "cisco-acl": "!"}
     return [line for line in text.splitlines()
             if not line.strip().startswith((marks[fmt], "remark")) and line.strip()]
 

@@ -129,6 +129,32 @@ def test_iptables_rules_load(tmp_path, netns, fmt):
     assert run("ip", "netns", "exec", ns, tool, "-S", "IMFLOW-bittorrent").stdout == bt
 
 
+@pytest.mark.parametrize("fam", ["iptables", "ip6tables"])
+def test_the_script_format_reloads_with_one_forward_jump(tmp_path, netns, fam):
+    """Loading the restore file twice inserts the FORWARD jump twice (a restore file cannot test
+    for a rule); the script inserts it once however often it runs."""
+    tool = need(fam)
+    need(f"{fam}-restore")
+    ns = netns()
+    restore = write(tmp_path, f"full.{fam}", render(policy_file("full", CATALOGUE), CATALOGUE, fam, HEADER))
+    for _ in range(2):
+        run("ip", "netns", "exec", ns, f"{fam}-restore", "--noflush", restore)
+    jumps = [x for x in run("ip", "netns", "exec", ns, tool, "-S", "FORWARD").stdout.splitlines() if "IMFLOW" in x]
+    assert len(jumps) == 2  # why the script format exists
+
+    ns = netns()
+    script = write(tmp_path, f"full.{fam}-script", render(policy_file("full", CATALOGUE), CATALOGUE,
+                                                          f"{fam}-script", HEADER))
+    for _ in range(3):
+        run("ip", "netns", "exec", ns, "sh", script)
+    forward = run("ip", "netns", "exec", ns, tool, "-S", "FORWARD").stdout.splitlines()
+    assert [x for x in forward if "IMFLOW" in x] == ["-A FORWARD -j IMFLOW-BLOCK"]
+    assert forward[1] == "-A FORWARD -j IMFLOW-BLOCK"  # first, after the policy line
+    bt = run("ip", "netns", "exec", ns, tool, "-S", "IMFLOW-bittorrent").stdout
+    assert "-A IMFLOW-bittorrent -p tcp -m multiport --dports 6881:6890,51413 -j DROP" in bt
+    assert bt.count("--dports 6881:6890,51413 -j DROP") == 1  # replaced, not added again
+
+
 # ---------------------------------------------------------------- packets through a router
 
 # (source, destination, port, connects once the full policy is loaded). The client is

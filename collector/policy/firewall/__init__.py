@@ -30,14 +30,14 @@ import re
 
 from collector.classify.catalogue import Catalogue
 from collector.policy.firewall.cisco import render_cisco
-from collector.policy.firewall.iptables import render_family, render_iptables
+from collector.policy.firewall.iptables import render_family, render_iptables, render_script
 from collector.policy.firewall.nftables import render_nftables
 from collector.policy.firewall.pf import render_pf
 from collector.policy.firewall.plan import plans
 from collector.policy.firewall.text import CHAIN
 from collector.policy.model import Policy
 
-FORMATS = ("nftables", "iptables", "ip6tables", "pf", "cisco-acl")
+FORMATS = ("nftables", "iptables", "ip6tables", "iptables-script", "ip6tables-script", "pf", "cisco-acl")
 # Service ids become chain, set and table names: the catalogue's id rule, checked again here.
 SAFE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 # In the rendered file: a line break is "\n" only, and no other control character but tab.
@@ -58,6 +58,8 @@ def render(policy: Policy, catalogue: Catalogue, fmt: str, header_info: dict | N
         text = render_nftables(policy, catalogue, info)
     elif fmt in ("iptables", "ip6tables"):
         text = render_family(policy, catalogue, info, 4 if fmt == "iptables" else 6)
+    elif fmt in ("iptables-script", "ip6tables-script"):
+        text = render_script(policy, catalogue, info, 4 if fmt == "iptables-script" else 6)
     elif fmt == "pf":
         text = render_pf(policy, catalogue, info)
     elif fmt == "cisco-acl":
