@@ -26,7 +26,6 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
 INCLUDE = "python3"
 
 pytestmark = [
@@ -40,7 +39,8 @@ pytestmark = [
 
 
 def _mirror() -> str:
-    """The Debian mirror apt uses here (deb822 or one-line sources), else deb.debian.org."""
+    """The Debian mirror apt uses here (deb822 or one-line sources), else "" (debootstrap's own
+    default)."""
     for path in [pathlib.Path("/etc/apt/sources.list"), *sorted(pathlib.Path("/etc/apt/sources.list.d").glob("*"))]:
         try:
             text = path.read_text()
@@ -52,7 +52,7 @@ def _mirror() -> str:
                 return words[1]
             if words[:1] == ["deb"] and "security" not in line:
                 return next(w for w in words[1:] if "://" in w)
-    return MIRROR
+    return ""
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,8 @@ def debian_root(tmp_path_factory) -> pathlib.Path:
     if not (cache / ".complete").exists():
         partial = cache.with_name(cache.name + f".partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
-        out = subprocess.run(["debootstrap", "--variant=minbase", f"--include={INCLUDE}", SUITE, str(partial), mirror],
+        out = subprocess.run(["debootstrap", "--variant=minbase", f"--include={INCLUDE}", SUITE, str(partial),
+                              *([mirror] if mirror else [])],
                              capture_output=True, text=True, timeout=900)
         if out.returncode != 0:
             shutil.rmtree(partial, ignore_errors=True)
