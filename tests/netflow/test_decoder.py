@@ -10,23 +10,15 @@ import struct
 import numpy as np
 import pytest
 
-from collector import kernels
 from collector.netflow import encode as E
 from collector.netflow import fields as F
 from collector.netflow.batch import addr_to_str
 from collector.netflow.decoder import Decoder
 from collector.netflow.session import Limits
+from tests.kernels import every_test_both_ways  # noqa: F401  (every test, kernels on and off)
 
 SRC = ("192.0.2.10", 40000)
 T0 = 1_764_000_000
-
-
-@pytest.fixture(autouse=True, params=[True, False], ids=["kernels-on", "kernels-off"])
-def kernels_on(request):
-    if request.param and not kernels.available():
-        pytest.skip("the kernels were not built")
-    with kernels.use(request.param):
-        yield request.param
 
 
 def flows(batch):
