@@ -245,7 +245,7 @@ class App:
                 await self.store.write(rows, if_rows)
                 break
             except StoreError as exc:
-                self.health.store_errors += 1
+                self.health.write_failed()
                 log.error("store: %s (%d rows kept in memory, retried %s)", exc, len(rows),
                           "now" if final and attempt + 1 < attempts else "at the next flush")
                 if attempt + 1 < attempts:
@@ -257,7 +257,7 @@ class App:
                 return False
             self.aggregator.restore(rows, if_rows)
             return True
-        self.health.flushes += 1
+        self.health.written()
         if rows or if_rows:
             self.metrics.flush_duration.observe(time.perf_counter() - t0)
         if now - self._last_prune > PRUNE_EVERY:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
 from collector.metrics import OTHER_HOST, Metrics, Snapshot
@@ -56,38 +57,27 @@ class LocalCounters:
         return ""
 
 
+@dataclass
 class Health:
     """The daemon's own counts of store writes, and what they say about its health: the store
-    is failing from a failed write (`store_errors` grows) until a write succeeds (`flushes`
-    grows), so whoever counts needs to do nothing else."""
+    is failing from a failed write until a write succeeds."""
+    store_errors: int = 0
+    store_lost_rows: int = 0
+    flushes: int = 0
+    store_failing: bool = False
 
-    def __init__(self):
-        self._store_errors = self._flushes = 0
-        self.store_lost_rows = 0
+    def write_failed(self) -> None:
+        self.store_errors += 1
+        self.store_failing = True
+
+    def written(self) -> None:
+        self.flushes += 1
         self.store_failing = False
-
-    @property
-    def store_errors(self) -> int:
-        return self._store_errors
-
-    @store_errors.setter
-    def store_errors(self, n: int) -> None:
-        self.store_failing = self.store_failing or n > self._store_errors
-        self._store_errors = n
-
-    @property
-    def flushes(self) -> int:
-        return self._flushes
-
-    @flushes.setter
-    def flushes(self, n: int) -> None:
-        self.store_failing = self.store_failing and not n > self._flushes
-        self._flushes = n
 
     def check(self, listening: bool) -> tuple[bool, dict]:
         """(healthy, details) for /healthz: listeners bound and the last store write not failed."""
         details = {"listening": listening, "store": "failing" if self.store_failing else "ok",
-                   "store_errors": self._store_errors, "flushes": self._flushes}
+                   "store_errors": self.store_errors, "flushes": self.flushes}
         return listening and not self.store_failing, details
 
 

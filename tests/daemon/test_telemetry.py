@@ -152,14 +152,14 @@ def test_health_fails_from_a_failed_store_write_until_one_succeeds():
     h = Health()
     assert h.check(listening=False)[0] is False
     assert h.check(listening=True) == (True, {"listening": True, "store": "ok", "store_errors": 0, "flushes": 0})
-    h.flushes += 1
-    h.store_errors += 1
+    h.written()
+    h.write_failed()
     ok, details = h.check(listening=True)
-    assert not ok and details["store"] == "failing"
-    h.store_errors += 1
+    assert not ok and details["store"] == "failing" and details["store_errors"] == 1
+    h.write_failed()
     assert not h.check(listening=True)[0]
-    h.flushes += 1
-    assert h.check(listening=True)[0]
+    h.written()
+    assert h.check(listening=True) == (True, {"listening": True, "store": "ok", "store_errors": 2, "flushes": 2})
 
 
 # --- /healthz of a real daemon ------------------------------------------------------------------
