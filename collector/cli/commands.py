@@ -41,7 +41,7 @@ def cmd_top(args) -> int:
     from collector.cli import where
     from collector.daemon.wiring import build_catalogue
     from collector.report import tables as report
-    from collector.store import query
+    from collector.store.reader import open_reader
 
     by = tuple(x.strip() for x in args.by.split(",") if x.strip())
     allowed = ("host", "service", "category", "exporter", "interface", "direction", "minute", "hour", "day")
@@ -50,14 +50,14 @@ def cmd_top(args) -> int:
         print(f"imflow: --by: expected a comma list of {', '.join(allowed)}", file=sys.stderr)
         return 2
     cfg = where.load(args.config)
-    db = where.db_path(args.db, cfg)
+    reader = open_reader(cfg, args.db)
     interfaces = bool({"interface", "direction"} & set(by))
     try:
         start, end = period(args)
-        check_filters(args, build_catalogue(cfg), db)
-        rows = query.top(db, start, end, by=by, service=args.service, category=args.category,
-                         host=args.host, exporter=args.exporter, limit=args.limit or None)
-        empty_interfaces = interfaces and not rows and query.has_traffic(db, start, end)
+        check_filters(args, build_catalogue(cfg), reader)
+        rows = reader.top(start, end, by=by, service=args.service, category=args.category,
+                          host=args.host, exporter=args.exporter, limit=args.limit or None)
+        empty_interfaces = interfaces and not rows and reader.has_traffic(start, end)
     except ValueError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 2
@@ -85,16 +85,16 @@ def period(args) -> tuple[float | None, float | None]:
     return start, end
 
 
-def check_filters(args, catalogue, db: str | None = None) -> None:
+def check_filters(args, catalogue, reader=None) -> None:
     """--service and --category name things that exist (the catalogue, or services the
-    database still holds), else UsageError with the close name."""
+    store still holds), else UsageError with the close name."""
     from collector.cli import where
-    from collector.store import StoreError, query
+    from collector.store import StoreError
 
     services = set(catalogue.by_id)
-    if db is not None and set(getattr(args, "service", None) or ()) - services:
+    if reader is not None and set(getattr(args, "service", None) or ()) - services:
         try:
-            services |= query.stored_services(db)
+            services |= reader.stored_services()
         except StoreError:
             pass  # the query that follows says what is wrong with the database
     where.check_names(getattr(args, "service", None), sorted(services), "--service", "service")
@@ -192,19 +192,19 @@ def cmd_violations(args) -> int:
     from collector.cli import where
     from collector.daemon import wiring
     from collector.report.tables import human_bytes
-    from collector.store import query
+    from collector.store.reader import open_reader
     from collector.text import csv_text, json_text, printable
 
     cfg = where.load(args.config)
-    db = where.db_path(args.db, cfg)
+    reader = open_reader(cfg, args.db)
     catalogue = wiring.build_catalogue(cfg)
     policy = wiring.build_policy(cfg, catalogue)
     try:
         start, end = period(args)
-        check_filters(args, catalogue, db)
+        check_filters(args, catalogue, reader)
         if args.limit < 0:
             raise ValueError("--limit: expected 0 (all) or more")
-        rows = query.usage(db, start, end, violations_only=args.recorded, service=args.service,
+        rows = reader.usage(start, end, violations_only=args.recorded, service=args.service,
                            category=args.category, host=args.host)
     except ValueError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
