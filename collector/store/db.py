@@ -24,9 +24,9 @@ from operator import attrgetter
 
 import aiosqlite
 
-from collector.store import schema
+from collector.store import audit, schema
 from collector.store.errors import from_sqlite
-from collector.store.rows import BinRow, IfRow
+from collector.store.rows import AuditRow, BinRow, IfRow
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +72,21 @@ def _utc(ts: float) -> str:
 class Store:
     """The rollup database of one collector. `retention`: seconds per resolution ("minute",
     "hour", "day"); `busy_timeout`: seconds a write waits for another writer's lock;
-    `max_size`: optional cap on the database size in bytes (writes past it fail as "full")."""
+    `max_size`: optional cap on the database size in bytes (writes past it fail as "full");
+    `audit_max_age` (seconds) and `audit_max_rows`: the bounds of the flow audit log."""
 
     def __init__(self, path: str, retention: dict[str, float] | None = None,
                  clock: Callable[[], float] = time.time, busy_timeout: float = 5.0,
-                 max_size: int | None = None):
+                 max_size: int | None = None, audit_max_age: float = schema.DEFAULT_AUDIT_MAX_AGE,
+                 audit_max_rows: int = schema.DEFAULT_AUDIT_MAX_ROWS):
         self.path = path
         self.retention = schema.resolve_retention(retention)
         self.clock = clock
         self.busy_timeout = busy_timeout
         self.max_size = max_size
+        self.audit_max_age = audit_max_age
+        self.audit_max_rows = audit_max_rows
+        self.audit_pruned = 0  # audit log rows the last prune deleted (past audit_max_age)
         self._conn: aiosqlite.Connection | None = None
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoint_task: asyncio.Task | None = None
@@ -147,14 +152,17 @@ class Store:
             await self._conn.execute(f"PRAGMA user_version = {target}")
             log.info("%s: schema migrated to version %d", self.path, target)
 
-    async def write(self, rows: Iterable[BinRow], if_rows: Iterable[IfRow] = ()) -> None:
-        """Add `rows` (and per-interface `if_rows`) into the minute, hour and day rollups, all in
-        one transaction. On failure nothing is written and StoreError says why; the caller keeps
+    async def write(self, rows: Iterable[BinRow], if_rows: Iterable[IfRow] = (),
+                    audit_rows: Iterable[AuditRow] = ()) -> None:
+        """Add `rows` (and per-interface `if_rows`) into the minute, hour and day rollups and
+        append `audit_rows` to the flow audit log (trimmed to its row bound), all in one
+        transaction. On failure nothing is written and StoreError says why; the caller keeps
         the rows and retries."""
         conn = self._require()
         rows = rows if isinstance(rows, list) else list(rows)
         if_rows = if_rows if isinstance(if_rows, list) else list(if_rows)
-        if not rows and not if_rows:
+        audit_params = audit.params(audit_rows)
+        if not rows and not if_rows and not audit_params:
             return
         try:
             await conn.execute("BEGIN IMMEDIATE")
@@ -167,6 +175,9 @@ class Store:
                 params = list(map(_if_tuple, if_rows))
                 for res, (_, width) in schema.RESOLUTIONS.items():
                     await conn.executemany(_IF_ROLLUP.format(table=schema.IF_TABLES[res], width=width), params)
+            if audit_params:
+                await conn.executemany(audit.INSERT, audit_params)
+                await conn.execute(audit.TRIM, (self.audit_max_rows,))
             await conn.execute("DELETE FROM temp.raw")
             await conn.execute("DELETE FROM temp.incoming")
             await conn.execute("COMMIT")
@@ -186,8 +197,9 @@ class Store:
             log.debug("%s: background checkpoint: %s", self.path, exc)
 
     async def prune(self) -> dict[str, int]:
-        """Delete the bins that retention no longer keeps; rows deleted per resolution (traffic
-        and interface rollups together)."""
+        """Delete the bins that retention no longer keeps, and audit log rows older than
+        `audit_max_age`; rows deleted per resolution (traffic and interface rollups together;
+        the audit log's count is `audit_pruned`)."""
         conn = self._require()
         now = self.clock()
         deleted: dict[str, int] = {}
@@ -205,6 +217,10 @@ class Store:
                     "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
                     " SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
                     (f"pruned.{res}", str(int(cutoff))))
+            audit_deleted = 0
+            if not math.isinf(self.audit_max_age):
+                cur = await conn.execute(audit.PRUNE, (int((now - self.audit_max_age) * 1000),))
+                audit_deleted = cur.rowcount
             await conn.execute("COMMIT")
         except sqlite3.Error as exc:
             await self._rollback()
@@ -212,8 +228,10 @@ class Store:
         except BaseException:
             await self._rollback()
             raise
-        if any(deleted.values()):
-            log.info("%s: pruned %s", self.path, ", ".join(f"{n} {r} rows" for r, n in deleted.items()))
+        if any(deleted.values()) or audit_deleted:
+            log.info("%s: pruned %s", self.path, ", ".join(
+                [f"{n} {r} rows" for r, n in deleted.items()] + [f"{audit_deleted} audit log rows"]))
+        self.audit_pruned = audit_deleted
         return deleted
 
     async def stop(self) -> None:

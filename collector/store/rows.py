@@ -42,3 +42,29 @@ class IfRow(NamedTuple):
     bytes: int
     packets: int
     flows: int
+
+
+class AuditRow(NamedTuple):
+    """One flow of a watched category, as the flow audit log keeps it (docs/audit.md).
+
+    `start`/`end` are UNIX seconds (float, millisecond precision as exported). `host` is the
+    internal end and `peer` the other one; `direction` is "out" when the host sent the flow
+    (it was the source), "in" when it received it, and "none" when neither end is internal
+    (then `host` holds the source and `peer` the destination). `in_if`/`out_if` are the
+    exporter's SNMP ifIndex values as exported (0 = not given). `bytes`/`packets` are already
+    multiplied by the sampling rate, as in the rollups."""
+    start: float
+    end: float
+    exporter: str
+    host: str
+    peer: str
+    host_port: int
+    peer_port: int
+    proto: int
+    service: str
+    category: str
+    bytes: int
+    packets: int
+    in_if: int
+    out_if: int
+    direction: str

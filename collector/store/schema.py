@@ -66,7 +66,7 @@ import math
 
 from collector.store.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x494D464C  # "IMFL"
 
 # resolution name -> (table, bin width in seconds); finest first
@@ -104,12 +104,34 @@ def _if_rollup_ddl(table: str) -> tuple[str, ...]:
     )
 
 
+# The flow audit log (docs/audit.md): one row per flow of a watched category. Times in integer
+# milliseconds; addresses as text for people and as 16-octet keys (IPv4 as ::ffff:a.b.c.d) so a
+# CIDR filter is one range of a B-tree; rowid in arrival order, so the row bound deletes the
+# oldest rows by one range.
+AUDIT_TABLE = "audit"
+AUDIT_COLUMNS = ("start_ms", "end_ms", "exporter", "host", "peer", "host_port", "peer_port", "proto",
+                 "service", "category", "bytes", "packets", "in_if", "out_if", "direction",
+                 "host_key", "peer_key")
+DEFAULT_AUDIT_MAX_AGE = 7 * 86400.0
+DEFAULT_AUDIT_MAX_ROWS = 10_000_000
+_AUDIT_DDL = (
+    ("CREATE TABLE audit (id INTEGER PRIMARY KEY, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,"
+     " exporter TEXT NOT NULL, host TEXT NOT NULL, peer TEXT NOT NULL, host_port INTEGER NOT NULL,"
+     " peer_port INTEGER NOT NULL, proto INTEGER NOT NULL, service TEXT NOT NULL,"
+     " category TEXT NOT NULL, bytes INTEGER NOT NULL, packets INTEGER NOT NULL,"
+     " in_if INTEGER NOT NULL, out_if INTEGER NOT NULL, direction TEXT NOT NULL,"
+     " host_key BLOB NOT NULL, peer_key BLOB NOT NULL)"),
+    "CREATE INDEX audit_end ON audit (end_ms)",
+    "CREATE INDEX audit_host ON audit (host_key, end_ms)",
+)
+
 # MIGRATIONS[n]: the statements that take a database from version n-1 to n, run in one
 # transaction together with `PRAGMA user_version = n`.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
         *(stmt for table, width in RESOLUTIONS.values() for stmt in _rollup_ddl(table, width > 60)),
         *(stmt for table in IF_TABLES.values() for stmt in _if_rollup_ddl(table))),
+    2: _AUDIT_DDL,
 }
 assert max(MIGRATIONS) == SCHEMA_VERSION
 

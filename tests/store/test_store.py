@@ -100,7 +100,7 @@ def test_migration_from_an_empty_file_then_reopen_keeps_data(tmp_path):
         await store.stop()
     run(first())
     with contextlib.closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         created = dict(conn.execute("SELECT key, value FROM meta"))["created_at"]
 
     async def again():
@@ -110,7 +110,7 @@ def test_migration_from_an_empty_file_then_reopen_keeps_data(tmp_path):
         await store.stop()
     run(again())
     with contextlib.closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         meta = dict(conn.execute("SELECT key, value FROM meta"))
         assert meta["created_at"] == created and meta["schema.1"] == created
     assert table_contents(db, "minute") == {(T0 + 60, "192.0.2.1", "msn", "10.0.0.1"): (11, 4, 2)}
