@@ -474,6 +474,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "retention_hour": Key(duration(), 90 * 86400.0, "how long per-hour rollups are kept"),
         "retention_day": Key(duration(), 5 * 365 * 86400.0, "how long per-day rollups are kept"),
     },
+    "audit": {
+        "categories": Key(list_of(string(("im", "p2p", "voip", "collab", "other"))),
+                          ["im", "p2p", "voip", "collab"],
+                          "categories whose flows the audit log keeps one by one; `[]` turns it off"),
+        "max_age": Key(duration(), 7 * 86400.0, "how long audit log rows are kept (pruned hourly)"),
+        "max_rows": Key(integer(1000), 10_000_000, "rows the audit log keeps at most; the oldest go first"),
+        "max_pending": Key(integer(1000), 1_000_000,
+                           "flows held in memory until the flush (also while the store refuses writes); "
+                           "what a full buffer drops is counted"),
+    },
     "classify": {
         "internal": Key(list_of(network), DEFAULT_INTERNAL,
                         "internal networks: bytes are attributed to the host on this side (`--internal`)"),
@@ -527,6 +537,7 @@ SECTIONS = {
     "exporters": "Who may send, and at which sampling rate.",
     "limits": "Ceilings on what senders and traffic can make imflow hold; what a ceiling drops is counted.",
     "store": "The database of per-minute, per-hour and per-day rollups.",
+    "audit": "The flow audit log: single flows of the watched categories, for `imflow flows` (docs/audit.md).",
     "classify": "Which side is internal, and the service catalogue.",
     "metrics": "The Prometheus endpoint.",
     "log": "Logging, to standard error (the journal under systemd).",
