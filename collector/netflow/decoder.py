@@ -39,6 +39,8 @@ from collector.netflow.sessions import SessionTable
 from collector.netflow.sets import IPFIX, V9, WITHDRAW_ALL, TemplateMemo, split_sets
 from collector.netflow.stats import DecodeStats
 from collector.netflow.templates import Refused, Template
+from collector.sflow.datagram import is_sflow
+from collector.sflow.decode import SflowDecoder
 
 _V5_HEADER = v5.HEADER.unpack_from
 DEFER_DATAGRAMS = 4096  # new sessions' template datagrams waiting for a later call's budget
@@ -59,6 +61,7 @@ class Decoder:
         self.located = Located()  # what the current call has located
         self.faults = Faults(clock)
         self._columns = Columns(columns, self.table, self.stats, self.faults)
+        self.sflow = SflowDecoder(self.table, self.stats, self.limits)
         self.columns = self._columns.keep  # the columns filled; the others are zeros
         self._dgram = 0  # datagrams seen, for capture order
         self._budget = 0  # template set octets still to parse this call for new sessions
@@ -151,7 +154,17 @@ class Decoder:
             if sess.n_lost:
                 stats.seq_lost[sess.stat_label] += sess.n_lost
             sess.n_datagrams = sess.n_flows = sess.n_lost = 0
+        if self.sflow.pending():
+            return FlowBatch.concat([self._columns.batch(groups), self._sflow_batch(items)])
         return self._columns.batch(groups)
+
+    def _sflow_batch(self, items) -> FlowBatch:
+        try:
+            return self.sflow.take()
+        except Exception as exc:  # a decoder bug: this call's sFlow samples are lost, counted
+            self.stats.errors[self.stats.label(items[0][1][0]) if items else "other", "internal"] += 1
+            self.faults.note("internal", items[0][1][0] if items else "other", exc, internal=True)
+            return FlowBatch.empty()
 
     def _one(self, data: bytes, source: tuple, received: float, dgram: int) -> None:
         """One datagram on the per-datagram path; every fault is counted here."""
@@ -162,7 +175,9 @@ class Decoder:
             if len(data) < 4:
                 raise ShortHeader(f"{len(data)} octets")
             version = (data[0] << 8) | data[1]
-            if version == 9 or version == 10:
+            if version == 0 and is_sflow(data):
+                self.sflow.datagram(data, exporter, source[1], received, dgram, self.located.touched)
+            elif version == 9 or version == 10:
                 self._templated(data, exporter, source[1], received, version)
             elif version == 5:
                 self._v5(data, exporter, source[1], received)

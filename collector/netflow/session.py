@@ -81,6 +81,7 @@ class Session:
     # the decoder's bulk path skips such a set while nothing has changed since (any change to
     # options-derived state or to the templates forgets them all). Bounded by the templates.
     options_seen: dict[int, tuple[tuple[int, int], int]] = field(default_factory=dict)
+    sflow: object | None = None  # an sFlow session's agent state (`collector.sflow.decode.Agent`)
     # tallies since the end of the last decode call, folded into DecodeStats there
     n_datagrams: int = 0
     n_flows: int = 0
