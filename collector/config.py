@@ -359,6 +359,53 @@ class Tables:
         return [_check_keys(f"{key}[{i}]", self.keys, x, section) for i, x in enumerate(v)]
 
 
+class Table(Tables):
+    """One table of keys inside a section (`[store.clickhouse]`); left out, every key takes its
+    default."""
+
+    def __init__(self, name: str, keys: dict[str, Key], doc: str):
+        super().__init__(name, keys, doc)
+        self.kind = f"table [{name}]"
+        self.heading = f"[{name}]"
+
+    def __call__(self, key: str, v: Any, section: Mapping[str, Any]) -> dict[str, Any]:
+        return _check_keys(key, self.keys, v)
+
+    def defaults(self) -> dict[str, Any]:
+        return _check_keys(self.name, self.keys, {})
+
+
+def identifier(key: str, v: Any) -> str:
+    """A ClickHouse database or cluster name: letters, digits and _, not starting with a digit."""
+    v = _type(str, "a string")(key, v)
+    if v and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", v):
+        raise ConfigError(key, f"{v!r}: expected a name of letters, digits and _ (not starting with a digit)")
+    return v
+
+
+identifier.kind = "name"
+
+
+def database_name(key: str, v: Any) -> str:
+    if not identifier(key, v):
+        raise ConfigError(key, "a database name is required")
+    return v
+
+
+database_name.kind = "name"
+
+
+def http_url(key: str, v: Any) -> str:
+    v = _type(str, "a string")(key, v)
+    m = re.fullmatch(r"(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?/?", v)
+    if not m or (m.group(3) and not 0 < int(m.group(3)) < 65536):
+        raise ConfigError(key, f"{v!r}: expected an HTTP URL like http://127.0.0.1:8123")
+    return v.rstrip("/")
+
+
+http_url.kind = "URL"
+
+
 def _check_keys(prefix: str, keys: Mapping[str, Key], given: Any,
                 section: Mapping[str, Any] | None = None) -> dict[str, Any]:
     if not isinstance(given, Mapping):
@@ -409,6 +456,19 @@ SNMP_TARGET = {
     "priv_key_env": Key(env_name, None, "version 3: the environment variable that holds the privacy key"),
     "context": Key(string(), None, "version 3: the context name", shown='`""`'),
 }
+
+CLICKHOUSE = Table("store.clickhouse", {
+    "urls": Key(list_of(http_url), ["http://127.0.0.1:8123"],
+                "HTTP interfaces of ClickHouse, tried in order: the collector writes to the first that answers"),
+    "database": Key(database_name, "imflow", "the database (created if missing)"),
+    "cluster": Key(identifier, "", "a cluster of `remote_servers`: write local tables, read through "
+                   "Distributed ones over every shard", shown="none"),
+    "timeout": Key(duration(0.1, 3600, inclusive=True), 10.0, "how long one request may take"),
+    "max_buffer_rows": Key(integer(1000), 1_000_000,
+                           "rows kept in memory while ClickHouse does not take them; past it the oldest "
+                           "flushes are dropped and counted"),
+}, "Used when `store.backend` is `\"clickhouse\"`. The user and password come from the environment: "
+   "`IMFLOW_CLICKHOUSE_USER`, `IMFLOW_CLICKHOUSE_PASSWORD` (ClickHouse's `default` user when unset).")
 
 _ACTIONS = ("allow", "monitor", "block")
 
@@ -473,6 +533,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "retention_minute": Key(duration(), 2 * 86400.0, "how long per-minute rollups are kept"),
         "retention_hour": Key(duration(), 90 * 86400.0, "how long per-hour rollups are kept"),
         "retention_day": Key(duration(), 5 * 365 * 86400.0, "how long per-day rollups are kept"),
+        "backend": Key(string(("sqlite", "clickhouse")), "sqlite",
+                       "where the rollups (and the flow audit log) go: the embedded SQLite file `path`, "
+                       "or ClickHouse (`[store.clickhouse]`; docs/stores.md)"),
+        "clickhouse": Key(CLICKHOUSE, CLICKHOUSE.defaults(), "the ClickHouse backend (below)",
+                          shown="see below"),
     },
     "audit": {
         "categories": Key(list_of(string(("im", "p2p", "voip", "collab", "other"))),
@@ -676,7 +741,7 @@ def markdown() -> str:
         out += [f"## [{section}]", "", SECTIONS[section], "", *_table(keys), ""]
         for spec in keys.values():
             if isinstance(spec.check, Tables):
-                out += [f"### [[{spec.check.name}]]", "", spec.check.doc, "",
+                out += [f"### {getattr(spec.check, 'heading', f'[[{spec.check.name}]]')}", "", spec.check.doc, "",
                         *_table(spec.check.keys, section), ""]
     return "\n".join(out)
 
