@@ -37,7 +37,7 @@ from collector.text import text_problem
 CATEGORIES = ("other", "im", "p2p", "voip", "collab")
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}
 PROTO_NAMES = {v: k for k, v in PROTOCOLS.items()}
-LIST_KEYS = ("ports", "shared_ports", "prefixes", "prefix_sources", "app_names")
+LIST_KEYS = ("ports", "shared_ports", "prefixes", "prefix_sources", "app_names", "domains", "asns")
 SERVICE_KEYS = frozenset(("id", "name", "category", "notes", "prefixes_date", *LIST_KEYS))
 OVERRIDE_KEYS = SERVICE_KEYS | {f"add_{k}" for k in LIST_KEYS}
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -46,6 +46,10 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 MAX_TEXT = {"name": 100, "notes": 2000, "category": 16, "prefixes_date": 32}
 MAX_ITEM = 255  # one port, prefix, URL or application name
 _PORT_RE = re.compile(r"^(?:(tcp|udp|sctp)/)?(\d{1,6})(?:-(\d{1,6}))?$")
+# A domain pattern: "example.com" (that name only) or "*.example.com" (every name below it).
+_DOMAIN_RE = re.compile(r"^(\*\.)?(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)"
+                        r"(\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$")
+_ASN_RE = re.compile(r"^(?:as)?(\d{1,10})$")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -81,6 +85,8 @@ class Service:
     prefixes: tuple[str, ...] = ()
     prefix_sources: tuple[str, ...] = ()
     app_names: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()  # DNS names: "whatsapp.net" or "*.whatsapp.net", lower case
+    asns: tuple[int, ...] = ()  # autonomous systems that run the service's own network
     notes: str = ""
     prefixes_date: str | None = None
     # Parsed forms of the text fields above.
@@ -206,6 +212,25 @@ def parse_prefix(text: Any, key: str) -> Network:
         raise CatalogueError(key, f'"{text}": {e}') from None
 
 
+def parse_domain(text: Any, key: str) -> str:
+    """'example.com' or '*.example.com' (lower-cased, without a final dot)."""
+    if not isinstance(text, str):
+        raise CatalogueError(key, f"{text!r}: expected a domain like \"*.whatsapp.net\"")
+    name = text.strip().lower().rstrip(".")
+    if not _DOMAIN_RE.match(name):
+        raise CatalogueError(key, f'"{text}": expected a DNS name like "signal.org" or "*.whatsapp.net"')
+    return name
+
+
+def parse_asn(value: Any, key: str) -> int:
+    """32934, "32934" or "AS32934" -> 32934 (1 to 4294967294; 23456 is AS_TRANS, never an origin)."""
+    m = _ASN_RE.match(value.strip().lower()) if isinstance(value, str) else None
+    asn = int(m.group(1)) if m else value if isinstance(value, int) and not isinstance(value, bool) else None
+    if asn is None or not 0 < asn < 0xFFFF_FFFF or asn == 23456:
+        raise CatalogueError(key, f"{value!r}: expected an AS number like 32934")
+    return asn
+
+
 # ---------------------------------------------------------------- internals
 
 
@@ -313,6 +338,8 @@ def _make_service(index: int, sid: str, e: dict[str, Any]) -> Service:
     for text, key in pairs("prefix_sources"):
         if not isinstance(text, str) or not re.match(r"^https?://[^\s/]+", text):
             raise CatalogueError(key, f"{text!r}: expected an http(s) URL")
+    domains = [parse_domain(t, k) for t, k in pairs("domains")]
+    asns = [parse_asn(t, k) for t, k in pairs("asns")]
     app_names = []
     for text, key in pairs("app_names"):
         if not isinstance(text, str) or not text.strip():
@@ -327,7 +354,8 @@ def _make_service(index: int, sid: str, e: dict[str, Any]) -> Service:
         shared_ports=tuple(p.strip().lower() for p in lists["shared_ports"]),
         prefixes=tuple(str(n) for n in networks),
         prefix_sources=tuple(lists["prefix_sources"]),
-        app_names=tuple(app_names), notes=e.get("notes", ""), prefixes_date=prefixes_date,
+        app_names=tuple(app_names), domains=tuple(dict.fromkeys(domains)), asns=tuple(dict.fromkeys(asns)),
+        notes=e.get("notes", ""), prefixes_date=prefixes_date,
         port_ranges=tuple(port_ranges), shared_ranges=tuple(shared), networks=tuple(networks),
         port_keys=tuple(keys["ports"]), source_key=where,
     )

@@ -3,6 +3,8 @@
 Implements docs/design.md §4. Per flow, in this order:
 
 1. Exporter application id (IE 95): if `app_ids` maps it to a service, that service wins.
+   Then an address learned from DNS (collector/dns/: a resolver's answer for one of the
+   service's `domains`, within its TTL + grace), the external side first, then dst.
 2. Prefix match: an address inside a service prefix makes that side the service side. When
    both sides match, the external side wins, then the side whose port is one of its service's
    ports (shared ports count here), then the non-ephemeral, then the lower port, then dst.
@@ -10,7 +12,13 @@ Implements docs/design.md §4. Per flow, in this order:
 3. Port match on non-shared ("owned") ports, per protocol (tcp, udp, sctp; other protocols only
    match prefixes). When both ports are owned: the non-ephemeral (< 32768) side, then the
    external side, then the lower port, then dst.
+   Between prefixes and owned ports: an ASN match (classify/asn.py), an address in the prefixes
+   of a service's `asns` together with a port, other than 80 and 443, that exactly one service of
+   that AS lists (shared ports included).
 4. Otherwise service 0, `other`.
+
+How each flow was classified is `Classified.method` (METHODS: port, prefix, asn, dns, name,
+app-id; 0 = none).
 
 Shared ports (443, 80, 5222 for WhatsApp ...) never classify alone; they only break ties
 between identical prefixes listed by several services (the first service, in catalogue order,
@@ -32,6 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from collector.classify import asn as asn_data
 from collector.classify.catalogue import Catalogue, CatalogueError, Network, Service
 from collector.classify.ranges import RangeTable, elementary
 from collector.netflow.batch import FlowBatch
@@ -48,6 +57,10 @@ _INTERNAL = object()  # range tag of internal networks
 _V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 _PROTO_ROW = {6: 0, 17: 1, 132: 2}  # rows of the port tables; row 3 = any other protocol
 _PORTS = 65536
+# Classified.method: how a flow got its service. Stored per rollup row; keep the order.
+METHODS = ("none", "port", "prefix", "asn", "dns", "name", "app-id")
+M_PORT, M_PREFIX, M_ASN, M_DNS, M_NAME, M_APP = range(1, 7)
+WEB_PORTS = (80, 443)  # never classify by ASN: every service of an AS serves the web on them
 
 
 @dataclass(slots=True)
@@ -58,6 +71,7 @@ class Classified:
     host: np.ndarray  # ADDR: the internal host, zeros when there is none
     has_host: np.ndarray  # bool
     host_is_src: np.ndarray  # bool: the host is the flow's source (False when no host)
+    method: np.ndarray | None = None  # uint8 index into METHODS
 
     def __len__(self) -> int:
         return len(self.service)
@@ -65,7 +79,7 @@ class Classified:
 
 class Classifier:
     def __init__(self, catalogue: Catalogue, internal: Sequence[str] = DEFAULT_INTERNAL,
-                 app_ids: dict[int, str] | None = None):
+                 app_ids: dict[int, str] | None = None, asn: asn_data.AsnSnapshot | None = None):
         self.catalogue = catalogue
         self.internal = tuple(_parse_internal(internal))
         self.category = catalogue.category_index()  # service index -> index into categories
@@ -83,6 +97,9 @@ class Classifier:
         for m, g in self._groups.items():
             self._group_members[g - n, :len(m)] = m
         self._learned: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.asn = asn if asn is not None else asn_data.shipped()
+        self._asn_v4, self._asn_v6, self._asn_members = self._asn_tables(catalogue.services, self.asn)
+        self.learned_addresses = None  # collector.dns.LearnedAddresses, set by the pipeline
         self.set_app_ids(app_ids or {})
 
     def set_app_ids(self, app_ids: dict[int, str]) -> None:
@@ -118,13 +135,15 @@ class Classifier:
 
     COLUMNS = frozenset(("src_addr", "dst_addr", "src_port", "dst_port", "proto", "app_id"))  # what it reads
 
-    def classify_batch(self, batch: FlowBatch) -> Classified:
+    def classify_batch(self, batch: FlowBatch, now: float | None = None) -> Classified:
         return self.classify(batch.src_addr, batch.dst_addr, batch.src_port, batch.dst_port,
-                             batch.proto, batch.app_id, batch.session)
+                             batch.proto, batch.app_id, batch.session, now=now)
 
     def classify(self, src_addr: np.ndarray, dst_addr: np.ndarray, src_port: np.ndarray,
                  dst_port: np.ndarray, proto: np.ndarray, app_id: np.ndarray | None = None,
-                 session: np.ndarray | None = None) -> Classified:
+                 session: np.ndarray | None = None, now: float | None = None) -> Classified:
+        """`now`: the time learned addresses are judged at (their TTL + grace); needed only
+        when `learned_addresses` is set."""
         src_port = np.asarray(src_port, np.uint16)
         dst_port = np.asarray(dst_port, np.uint16)
         src_key = self._proto_offset[np.asarray(proto, np.uint8)]  # flat port-table index
@@ -157,20 +176,33 @@ class Classifier:
         service = np.where(own_src, src_own, dst_own)
         service_is_src = own_src
         side_known = src_o | dst_o
+        method = side_known.astype(np.uint8)  # M_PORT where a port decided
+        if self._asn_members is not None:
+            self._apply_asn(src_addr, dst_addr, src_key, dst_key, src_port, dst_port, src_int, dst_int,
+                            service, service_is_src, side_known, method)
         pfx = np.flatnonzero(src_m | dst_m)  # a few percent of the rows: patch them
         if pfx.size:
             on_src = pfx_src[pfx]
             service[pfx] = np.where(on_src, src_pfx[pfx], dst_pfx[pfx])
             service_is_src[pfx] = on_src
             side_known[pfx] = True
+            method[pfx] = M_PREFIX
+        table = self.learned_addresses
+        if table is not None and len(table):
+            view = table.view(self.catalogue.by_id, now if now is not None else 0.0)
+            if len(view):
+                _patch(view.lookup(src_addr, now), view.lookup(dst_addr, now), src_int, dst_int,
+                       service, service_is_src, side_known, method, M_DNS)
 
         if app_id is not None and (self._app_keys.size or self._learned):
             app_id = np.asarray(app_id, np.uint64)
             rows = np.flatnonzero(app_id)
             if rows.size:
+                before = service[rows]
                 if self._learned and session is not None:
                     self._apply_learned(app_id, np.asarray(session), rows, service)
                 _apply(self._app_keys, self._app_values, app_id[rows], rows, service)
+                method[rows[service[rows] != before]] = M_APP
 
         # Host: the internal side; if both are, the client side.
         client_is_src = np.where(side_known, ~service_is_src, src_port >= dst_port)
@@ -178,7 +210,8 @@ class Classifier:
         has_host = src_int | dst_int
         host = np.where(host_is_src, src_addr, dst_addr)
         host[~has_host] = 0
-        return Classified(service, host, has_host, host_is_src)
+        method[service == 0] = 0
+        return Classified(service, host, has_host, host_is_src, method)
 
     # ------------------------------------------------------------ internals
 
@@ -208,6 +241,73 @@ class Classifier:
             chosen[hit] = cand[hit]
         group[multi] = chosen
         return group
+
+    def _asn_tables(self, services: Sequence[Service], snapshot: asn_data.AsnSnapshot):
+        """Range tables of the ASN prefixes: value = a group of services (those whose asns cover
+        the address at its longest prefix); members[group] = the group's service indexes."""
+        groups: dict[tuple[int, ...], int] = {}
+        v4: list[tuple[int, int, object]] = []
+        v6: list[tuple[int, int, object]] = []
+        for s in services:
+            for number in s.asns:
+                for net in snapshot.networks(number):
+                    _add_network(net, s.index, v4, v6)
+        if not v4 and not v6:
+            return None, None, None
+
+        def combine(tags: list) -> int:
+            if not tags:
+                return 0
+            longest = max(plen for plen, _ in tags)
+            members = tuple(sorted({s for plen, s in tags if plen == longest}))
+            group = groups.setdefault(members, len(groups) + 1)
+            if group >= 1 << 15:
+                raise CatalogueError("asns", "too many distinct ASN service groups")
+            return group
+
+        tables = []
+        for items, width, strides in ((v4, 32, (16, 8)), (v6, 128, (16, 16))):
+            starts, values = elementary(items, width, combine)
+            tables.append(RangeTable(starts, values, width, strides))
+        width = max(len(m) for m in groups)
+        members = np.zeros((len(groups) + 1, width), np.uint16)
+        for m, g in groups.items():
+            members[g, :len(m)] = m
+        return tables[0], tables[1], members
+
+    def _asn_lookup(self, addr: np.ndarray) -> np.ndarray:
+        out, v6 = self._asn_v4.lookup_addr(addr)
+        if v6.size:
+            out[v6] = self._asn_v6.lookup(addr["hi"][v6], addr["lo"][v6])
+        return out
+
+    def _asn_service(self, group: np.ndarray, port_key: np.ndarray, port: np.ndarray) -> np.ndarray:
+        """Per row with an ASN group: the one member whose ports list this port (0: none or
+        several; web ports never)."""
+        members = self._asn_members[group]
+        portset = self._portset[port_key]
+        hits = np.zeros(members.shape, bool)
+        for k in range(members.shape[1]):
+            cand = members[:, k]
+            hits[:, k] = (cand != 0) & self._member[portset, cand]
+        one = hits.sum(axis=1) == 1
+        one &= ~np.isin(port, WEB_PORTS)
+        chosen = np.zeros(len(group), np.uint16)
+        chosen[one] = members[one, hits[one].argmax(axis=1)]
+        return chosen
+
+    def _apply_asn(self, src_addr, dst_addr, src_key, dst_key, src_port, dst_port, src_int, dst_int,
+                   service, service_is_src, side_known, method) -> None:
+        src_g, dst_g = self._asn_lookup(src_addr), self._asn_lookup(dst_addr)
+        rows = np.flatnonzero((src_g | dst_g) != 0)
+        if not rows.size:
+            return
+        src_s = self._asn_service(src_g[rows], src_key[rows], src_port[rows])
+        dst_s = self._asn_service(dst_g[rows], dst_key[rows], dst_port[rows])
+        full_src = np.zeros(len(service), np.uint16)
+        full_dst = np.zeros(len(service), np.uint16)
+        full_src[rows], full_dst[rows] = src_s, dst_s
+        _patch(full_src, full_dst, src_int, dst_int, service, service_is_src, side_known, method, M_ASN)
 
     def _prefix_tie(self, rows, src_pfx, dst_pfx, src_int, dst_int, src_key, dst_key, src_port, dst_port):
         sp, dp = src_port[rows], dst_port[rows]
@@ -253,6 +353,21 @@ class Classifier:
                 if group >= INTERNAL_BIT:
                     raise CatalogueError("prefixes", "too many distinct overlapping prefix groups")
         return group | (INTERNAL_BIT if internal else 0)
+
+
+def _patch(src_s: np.ndarray, dst_s: np.ndarray, src_int, dst_int, service, service_is_src, side_known,
+           method, code: int) -> None:
+    """Where either side names a service (non-zero), that service wins the row: the external
+    side when both do, else dst."""
+    hit = np.flatnonzero((src_s | dst_s) != 0)
+    if not hit.size:
+        return
+    s, d = src_s[hit], dst_s[hit]
+    on_src = (s != 0) & ((d == 0) | (~src_int[hit] & dst_int[hit]))
+    service[hit] = np.where(on_src, s, d)
+    service_is_src[hit] = on_src
+    side_known[hit] = True
+    method[hit] = code
 
 
 def _prefer_src(*criteria: np.ndarray) -> np.ndarray:

@@ -1,0 +1,161 @@
+"""The learned-address table: address -> service, from DNS answers, for the answer's TTL plus a
+grace period (docs/dns.md).
+
+A resolver answered `web.whatsapp.com A 157.240.0.53` with TTL 60: for 60 s + `grace` a flow to
+157.240.0.53 is WhatsApp's. Clients keep using an address a little past its TTL (connections
+outlive it, stub caches round up), hence the grace.
+
+Bounded: at most `max_entries` addresses, least recently learned first out (an answer seen again
+moves its address to the back); TTLs are capped at `max_ttl`. Everything that moves is counted.
+The clients that asked (who resolved WhatsApp) are counted per (client, service), bounded too.
+
+The classifier reads a `View`: the table as sorted NumPy arrays, rebuilt when the table changed,
+at most once per `rebuild_every` seconds (so an answer classifies flows within about a second),
+and expired entries purged then. A lookup is one `searchsorted` per address over a 64-bit key
+mixed from both halves of the address, verified against both halves and the expiry.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_ENTRIES = 100_000
+GRACE = 300.0  # seconds past the TTL
+MAX_TTL = 86_400.0
+MAX_CLIENTS = 10_000  # (client, service) pairs counted
+REBUILD_EVERY = 1.0  # seconds between rebuilds of the classifier's view
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: hi * _MIX is a bijection of 64-bit integers
+
+
+def mix(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return lo ^ (hi * _MIX)
+
+
+@dataclass
+class View:
+    """The table as arrays, for one catalogue (service ids -> its indexes)."""
+
+    keys: np.ndarray  # uint64, sorted, unique
+    hi: np.ndarray
+    lo: np.ndarray
+    service: np.ndarray  # uint16
+    expires: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def lookup(self, addr: np.ndarray, now: float) -> np.ndarray:
+        """uint16 service index of each ADDR value (0: not learned, or expired)."""
+        out = np.zeros(len(addr), np.uint16)
+        if not len(self.keys) or not len(addr):
+            return out
+        hi, lo = addr["hi"], addr["lo"]
+        i = np.searchsorted(self.keys, mix(hi, lo))
+        i[i == len(self.keys)] = 0
+        hit = (self.hi[i] == hi) & (self.lo[i] == lo) & (self.expires[i] > now)
+        out[hit] = self.service[i[hit]]
+        return out
+
+
+EMPTY = View(*(np.zeros(0, t) for t in (np.uint64, np.uint64, np.uint64, np.uint16, np.float64)))
+
+
+@dataclass
+class Counters:
+    answers: int = 0  # A/AAAA records of matched names taken in
+    learned: int = 0  # addresses new to the table
+    refreshed: int = 0  # addresses already there, expiry moved on
+    evicted: int = 0  # pushed out by the ceiling (least recently learned first)
+    expired: int = 0  # purged after TTL + grace
+    collisions: int = 0  # two addresses with one mixed key: the later one is not looked up
+    clients_dropped: int = 0  # (client, service) pairs not counted: the ceiling was reached
+    by_service: Counter = field(default_factory=Counter)  # answers per service id
+
+
+class LearnedAddresses:
+    def __init__(self, max_entries: int = MAX_ENTRIES, grace: float = GRACE, max_ttl: float = MAX_TTL,
+                 max_clients: int = MAX_CLIENTS, rebuild_every: float = REBUILD_EVERY):
+        self.max_entries, self.grace, self.max_ttl = max_entries, grace, max_ttl
+        self.max_clients, self.rebuild_every = max_clients, rebuild_every
+        self.entries: OrderedDict[tuple[int, int], tuple[str, float]] = OrderedDict()
+        self.clients: Counter = Counter()  # (client address text, service id) -> answers
+        self.counters = Counters()
+        self._version = 0
+        self._view: View = EMPTY
+        self._view_key: tuple | None = None  # (version, catalogue identity) it was built from
+        self._built_at = float("-inf")
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def learn(self, hi: int, lo: int, service: str, ttl: float, now: float, client: str | None = None) -> None:
+        """One A/AAAA answer (address as ADDR halves) for a name of `service`."""
+        c = self.counters
+        c.answers += 1
+        c.by_service[service] += 1
+        expires = now + min(max(float(ttl), 0.0), self.max_ttl) + self.grace
+        if client is not None:
+            pair = (client, service)
+            if pair in self.clients or len(self.clients) < self.max_clients:
+                self.clients[pair] += 1
+            else:
+                c.clients_dropped += 1
+        key = (hi, lo)
+        old = self.entries.get(key)
+        if old is not None:
+            c.refreshed += 1
+            self.entries.move_to_end(key)
+            if old == (service, expires):
+                return
+        else:
+            c.learned += 1
+            while len(self.entries) >= self.max_entries:
+                self.entries.popitem(last=False)
+                c.evicted += 1
+        self.entries[key] = (service, expires)
+        self._version += 1
+
+    def view(self, by_id: dict, now: float, force: bool = False) -> View:
+        """The arrays for a catalogue's `by_id` (service id -> Service with `.index`). At most
+        once per `rebuild_every` (or when the catalogue changed, or `force`): expired entries
+        are purged, and the arrays rebuilt if anything changed."""
+        same = self._view_key is not None and self._view_key[1] == id(by_id)
+        if same and not force and now - self._built_at < self.rebuild_every:
+            return self._view
+        self._built_at = now
+        self._purge(now)
+        key = (self._version, id(by_id))
+        if key != self._view_key:
+            self._view = self._build(by_id)
+            self._view_key = key
+        return self._view
+
+    def _purge(self, now: float) -> None:
+        gone = [k for k, (_, expires) in self.entries.items() if expires <= now]
+        for k in gone:
+            del self.entries[k]
+        if gone:
+            self.counters.expired += len(gone)
+            self._version += 1
+
+    def _build(self, by_id: dict) -> View:
+        n = len(self.entries)
+        if not n:
+            return EMPTY
+        hi = np.fromiter((k[0] for k in self.entries), np.uint64, n)
+        lo = np.fromiter((k[1] for k in self.entries), np.uint64, n)
+        index = {sid: s.index for sid, s in by_id.items()}
+        service = np.fromiter((index.get(v[0], 0) for v in self.entries.values()), np.uint16, n)
+        expires = np.fromiter((v[1] for v in self.entries.values()), np.float64, n)
+        keys = mix(hi, lo)
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        first = np.ones(n, bool)
+        first[1:] = keys[1:] != keys[:-1]
+        self.counters.collisions = int(n - first.sum())
+        order = order[first]
+        return View(keys[first], hi[order], lo[order], service[order], expires[order])
