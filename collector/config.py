@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_INTERNAL = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "100.64.0.0/10"]
-DEFAULT_LISTEN = ["0.0.0.0:2055", "[::]:2055", "0.0.0.0:4739", "[::]:4739"]
+DEFAULT_LISTEN = ["0.0.0.0:2055", "[::]:2055", "0.0.0.0:4739", "[::]:4739", "0.0.0.0:6343", "[::]:6343"]
 SNMP_PORT = 161  # the agent's UDP port (RFC 3417)
 AUTH_PROTOCOLS = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
 # aes192/aes256: key extension of draft-blumenthal (net-snmp's AES192/AES256);
@@ -475,7 +475,7 @@ _ACTIONS = ("allow", "monitor", "block")
 SCHEMA: dict[str, dict[str, Key]] = {
     "collector": {
         "listen": Key(list_of(endpoint()), DEFAULT_LISTEN,
-                      "UDP sockets for NetFlow v5/v9 and IPFIX, every version on every port (`--listen`)"),
+                      "UDP sockets for NetFlow v5/v9, IPFIX and sFlow v5, every version on every port (`--listen`)"),
         "rcvbuf": Key(integer(65536, 1 << 31), 32 << 20,
                       "receive buffer asked for each socket, in bytes; the kernel caps it at `net.core.rmem_max`",
                       shown="33554432 (32 MiB)"),

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  imflow run --listen 0.0.0.0:2055 --listen [::]:4739 --db /var/lib/imflow/imflow.db")
     r.add_argument("--config", "-c", metavar="FILE", help="TOML configuration (docs/configuration.md)")
     r.add_argument("--listen", action="append", metavar="ADDR:PORT",
-                   help="UDP listener, repeatable (default 0.0.0.0:2055, [::]:2055, 0.0.0.0:4739, [::]:4739)")
+                   help="UDP listener, repeatable (default 0.0.0.0:2055, [::]:2055, 0.0.0.0:4739, [::]:4739, "
+                        "0.0.0.0:6343, [::]:6343; every port takes NetFlow, IPFIX and sFlow)")
     r.add_argument("--db", metavar="PATH", help="SQLite database (default ./imflow.db)")
     r.add_argument("--internal", action="append", metavar="CIDR",
                    help="internal network, repeatable (default RFC 1918, RFC 4193, 100.64.0.0/10)")
