@@ -248,6 +248,26 @@ def split_host_port(text: str) -> tuple[str, int | None]:
     return host, int(port)
 
 
+@_kind('"unix:/PATH", loopback ADDR:PORT, or "" for none')
+def dnstap_endpoint(key: str, v: Any) -> str:
+    v = _type(str, "a string")(key, v).strip()
+    if not v:
+        return v
+    if v.startswith("unix:"):
+        path = v[5:]
+        if not path.startswith("/") or len(path.encode()) > 107 or "\0" in path:
+            raise ConfigError(key, f"{v!r}: expected unix:/absolute/path (at most 107 octets)")
+        return v
+    try:
+        host, port = parse_endpoint(v)
+    except ValueError as exc:
+        raise ConfigError(key, f"{exc}; or unix:/path") from None
+    if host == "localhost" or not ipaddress.ip_address(host).is_loopback or port == 0:
+        raise ConfigError(key, f"{v!r}: dnstap is unauthenticated: listen on loopback (127.0.0.1:PORT "
+                               "or [::1]:PORT, PORT not 0) or a unix socket")
+    return v
+
+
 @_kind("host, host:port or [ipv6]:port")
 def host_port(key: str, v: Any) -> str:
     v = _type(str, "a string")(key, v)
@@ -558,6 +578,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        "services added to the catalogue or overriding shipped ones (checked by the catalogue)"),
         "app_ids": Key(table_of(string(), string()), {},
                        'exporter application ids (IE 95, `"engine:selector"`) to services: `{ "13:453" = "teams" }`'),
+        "asn_prefixes": Key(string(), "", "an ASN prefix snapshot for the catalogue's `asns` (such as "
+                            "`imflow catalogue update --asn-database FILE.mmdb` writes)", shown="the shipped one"),
+    },
+    "dns": {
+        "dnstap": Key(dnstap_endpoint, "", "where imflow listens for a resolver's dnstap (Frame Streams): "
+                      "`unix:/run/imflow/dnstap.sock`, or `127.0.0.1:PORT` / `[::1]:PORT` (loopback only)",
+                      shown="off"),
+        "max_addresses": Key(integer(1, 10_000_000), 100_000,
+                             "addresses learned from answers; the least recently learned goes first"),
+        "grace": Key(duration(0, 86400, inclusive=True), 300.0,
+                     "how long a learned address still counts after its answer's TTL"),
+        "max_ttl": Key(duration(1, 7 * 86400, inclusive=True), 86400.0, "answers' TTLs are capped at this"),
+        "max_clients": Key(integer(0), 10_000, "(client, service) pairs counted: who resolved which service"),
     },
     "metrics": {
         "listen": Key(endpoint(optional=True, bare="127.0.0.1"), "",
@@ -604,6 +637,8 @@ SECTIONS = {
     "store": "The database of per-minute, per-hour and per-day rollups.",
     "audit": "The flow audit log: single flows of the watched categories, for `imflow flows` (docs/audit.md).",
     "classify": "Which side is internal, and the service catalogue.",
+    "dns": "Addresses learned from a resolver's answers (dnstap) for the catalogue's domain patterns "
+           "(docs/dns.md). Only names of catalogue services are kept.",
     "metrics": "The Prometheus endpoint.",
     "log": "Logging, to standard error (the journal under systemd).",
     "policy": "What is allowed, monitored or blocked; checked in depth against the catalogue.",
