@@ -285,7 +285,9 @@ def cmd_report(args) -> int:
     except ValueError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 2
-    data = report.build(where.db_path(args.db, cfg), start, end, catalogue, policy, _host_names(cfg),
+    from collector.store.reader import open_reader
+
+    data = report.build(open_reader(cfg, args.db), start, end, catalogue, policy, _host_names(cfg),
                         app_id_services=frozenset(cfg.get("classify.app_ids").values()))
     render = {"html": report.render_html, "csv": report.render_csv, "json": report.render_json}[args.format]
     text = render(data)

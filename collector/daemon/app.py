@@ -24,7 +24,7 @@ from collector.config import parse_endpoint
 from collector.daemon.pipeline import Classification, Pipeline
 from collector.daemon.telemetry import SNAPSHOT_EVERY, Counters, Health, LocalCounters, Telemetry
 from collector.daemon.tuning import tune_gc
-from collector.daemon.wiring import build_targets
+from collector.daemon.wiring import build_store, build_targets
 from collector.intake import Intake
 from collector.intake.listener import Allow
 from collector.metrics import Metrics
@@ -61,6 +61,8 @@ class App:
         self.store = store or Store(db, retention={"minute": cfg.get("store.retention_minute"),
                                                    "hour": cfg.get("store.retention_hour"),
                                                    "day": cfg.get("store.retention_day")}, clock=clock)
+        if store is None and cfg.get("store.backend") == "clickhouse":
+            self.store = build_store(cfg, clock)
         self.template_path = cfg.get("collector.template_state") or db + ".templates.json"
         self.intake = Intake(cfg.get("collector.listen"), self.pipeline.process, cfg.get("exporters.allow") or None,
                              rcvbuf=cfg.get("collector.rcvbuf"), batch_size=cfg.get("collector.batch_size"),
@@ -240,17 +242,21 @@ class App:
             return True
         t0 = time.perf_counter()
         attempts = FINAL_ATTEMPTS if final else 1
+        kept = False  # the store keeps the rows of a failed write itself (ClickHouse's write queue)
         for attempt in range(attempts):
             try:
                 await self.store.write(rows, if_rows)
                 break
             except StoreError as exc:
                 self.health.write_failed()
+                kept = getattr(exc, "kept", False)
                 log.error("store: %s (%d rows kept in memory, retried %s)", exc, len(rows),
                           "now" if final and attempt + 1 < attempts else "at the next flush")
                 if attempt + 1 < attempts:
                     await asyncio.sleep(1.0)
         else:
+            if kept:  # retried by the store at the next write; at the last one, lost at its stop
+                return not final
             if final:
                 self.health.store_lost_rows += len(rows)
                 log.error("store: %d rows could not be written at shutdown", len(rows))

@@ -55,6 +55,18 @@ def check(cfg: C.Config) -> None:
     build_targets(cfg)
 
 
+def build_store(cfg: C.Config, clock):
+    """The writer `[store] backend` names: the SQLite `Store` (built by App) or ClickHouse's."""
+    from collector.store.clickhouse import ClickHouseStore, settings
+
+    ch = cfg.get("store.clickhouse")
+    return ClickHouseStore(**settings(cfg), clock=clock, timeout=ch["timeout"],
+                           max_buffer_rows=ch["max_buffer_rows"],
+                           **{k: v for k, v in (("audit_max_age", cfg.values.get("audit", {}).get("max_age")),
+                                                ("audit_max_rows", cfg.values.get("audit", {}).get("max_rows")))
+                              if v is not None})
+
+
 def limits_of(cfg: C.Config) -> Limits:
     """The decoder's ceilings: every `[limits]` key that `Limits` has (max_open_bins is the
     aggregator's)."""

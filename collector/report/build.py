@@ -1,5 +1,6 @@
-"""The usage audit's data: `build` reads the rollups in one read transaction (so every total in
-the report comes from the same snapshot, even while the collector writes) and returns plain,
+"""The usage audit's data: `build` reads the rollups through the store's reader (on SQLite in one
+read transaction, so every total in the report comes from the same snapshot, even while the
+collector writes) and returns plain,
 JSON-ready data that the renderers (`formats`, `html`) only format. Like `imflow top`, it reads
 the finest rollup whose retention still covers the start of the period, and a bin counts when
 it overlaps the period.
@@ -12,14 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sqlite3
-from contextlib import closing
 
 from collector import __version__
 from collector.classify import detection
 from collector.policy.model import parse_policy
-from collector.store import query, schema
-from collector.store.errors import from_sqlite
+from collector.store import schema
 
 FORMAT_VERSION = 1
 CATEGORY_NAMES = {"im": "Instant messaging", "p2p": "Peer-to-peer file sharing", "voip": "Voice over IP",
@@ -47,13 +45,13 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
     if policy is None:
         policy = parse_policy(None, catalogue)
     now = dt.datetime.now(dt.UTC).timestamp() if now is None else now
-    with closing(query.connect(db_path)) as conn:
-        try:
-            conn.execute("BEGIN")  # one snapshot for every query below
-            res, width, rows, daily = _read(conn, start, end, now)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise from_sqlite(exc, db_path, "read") from None
+    if isinstance(db_path, str):
+        from collector.store.reader import SqliteReader
+
+        db_path = SqliteReader(db_path)
+    reader = db_path  # a Reader (collector.store.reader.open_reader), or a SQLite file's path
+    res, width, rows, by_day = reader.report_rows(start, end, now)
+    daily = [{"day": iso(d)[:10], "start": d, "bytes": b} for d, b in sorted(by_day.items())]
 
     hosts = sorted({r[2] for r in rows if r[2]})
     looked_up = names.lookup_many(hosts, deadline=names_deadline) if names is not None and hosts else {}
@@ -70,7 +68,7 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
         "format_version": FORMAT_VERSION,
         "imflow_version": __version__,
         "generated": iso(now),
-        "database": os.path.abspath(db_path),
+        "database": os.path.abspath(reader.path) if hasattr(reader, "path") else reader.where,
         "period": {"start": start, "end": end, "start_utc": iso(start) if start is not None else None,
                    "end_utc": iso(end) if end is not None else None,
                    "data_first": data_first, "data_last": data_last,
@@ -108,23 +106,6 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
                    "Every service of the catalogue can be seen by its ports or prefixes."),
                   NAMES_NOTE.format(dns=", reverse DNS" if names is not None and names.reverse_dns else "")],
     }
-
-
-def _read(conn, start, end, now):
-    rng = query.Range(conn, start, end, now)
-    res, table, width = rng.resolution, rng.table, rng.width
-    where, params = ["1"] + rng.where, rng.params
-    cond = " AND ".join(where)
-    rows = conn.execute(
-        f"SELECT category, service, host, sum(bytes), sum(packets), sum(flows), min(bin),"
-        f" max(bin) + {width}, max(violation) FROM {table} WHERE {cond}"
-        f" GROUP BY category, service, host", params).fetchall()
-    daily: dict[int, dict[str, int]] = {}
-    for day, category, nbytes in conn.execute(
-            f"SELECT bin - bin % 86400, category, sum(bytes) FROM {table} WHERE {cond}"
-            f" GROUP BY 1, 2 ORDER BY 1", params):
-        daily.setdefault(day, {})[category] = nbytes
-    return res, width, rows, [{"day": iso(d)[:10], "start": d, "bytes": b} for d, b in daily.items()]
 
 
 def _categories(rows, catalogue, policy, looked_up, all_bytes) -> list[dict]:

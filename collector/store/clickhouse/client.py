@@ -13,7 +13,6 @@ escapes backslash and quote, and `quote` escapes every control character too.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -118,8 +117,8 @@ class Connection:
                     continue
                 raise StoreError(f"cannot {action} on {self.urls[index]}: {_short(exc)}",
                                  reason="error", path=self.urls[index]) from None
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                what = "timed out" if isinstance(exc, asyncio.TimeoutError) else _short(exc)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                what = "timed out" if isinstance(exc, TimeoutError) else _short(exc)
                 last = StoreError(f"cannot {action} on {self.urls[index]}: {what}",
                                   reason="unreachable", path=self.urls[index])
                 continue

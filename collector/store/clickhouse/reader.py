@@ -22,7 +22,7 @@ import time
 from collector.store import query
 from collector.store import schema as sqlite_schema
 from collector.store.clickhouse import schema
-from collector.store.clickhouse.client import Connection, quote, quote_list
+from collector.store.clickhouse.client import Connection, quote_list
 from collector.store.errors import StoreError
 
 _IF_COLUMN = "if(if_name = '', toString(if_index), if_name)"
@@ -100,7 +100,7 @@ class ClickHouseReader:
 
     async def _time_range(self, c) -> tuple[int, int] | None:
         first = last = None
-        for res, (table, width, _) in schema.ROLLUPS.items():
+        for table, width, _ in schema.ROLLUPS.values():
             (n, lo, hi), = await c.fetch(f"SELECT count(), min(bin), max(bin) FROM {self._t(table)}")
             if not n:
                 continue
@@ -188,7 +188,7 @@ class ClickHouseReader:
             rng = await self._range(c, start, end, time.time() if now is None else now)
             if rng is None:
                 return []
-            res, table, width, lo, hi, where = rng
+            res, table, width, _, _, where = rng
             if interfaces:
                 table = schema.IF_ROLLUPS[res]
             for key in by:
@@ -220,7 +220,7 @@ class ClickHouseReader:
             rng = await self._range(c, start, end, time.time() if now is None else now)
             if rng is None:
                 return []
-            res, table, width, lo, hi, where = rng
+            _, table, width, _, _, where = rng
             hosts = await self._hosts(c, table, where, list(host)) if host is not None else None
             where = ["host != ''", *where]
             for column, values in (("service", service), ("category", category), ("host", hosts)):
@@ -244,7 +244,7 @@ class ClickHouseReader:
             if rng is None:
                 res = query.pick_resolution(start if start is not None else now, now, self.retention, {})
                 return res, schema.ROLLUPS[res][1], [], []
-            res, table, width, lo, hi, where = rng
+            res, table, width, _, _, where = rng
             cond = " AND ".join(["1", *where])
             rows = await c.fetch(
                 f"SELECT category, service, host, sum(bytes), sum(packets), sum(flows), min(bin),"

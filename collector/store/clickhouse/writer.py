@@ -249,7 +249,8 @@ class ClickHouseStore:
             if math.isinf(horizon):
                 continue
             for name in (table, schema.IF_ROLLUPS[res]):
-                deleted[res] += await self._drop(name, lambda parts: schema.partitions_before(parts, part, horizon))
+                deleted[res] += await self._drop(
+                    name, lambda parts, part=part, horizon=horizon: schema.partitions_before(parts, part, horizon))
         self.audit_pruned = await self._drop(schema.AUDIT, lambda parts: self._audit_drops(parts, now))
         if any(deleted.values()) or self.audit_pruned:
             log.info("clickhouse: dropped partitions: %s", ", ".join(
