@@ -177,6 +177,7 @@ class Aggregator:
         self.totals = Totals()
         # cumulative (bytes, packets, flows) per global exporter index and service index
         self.exporter_totals = np.zeros((0, len(services), 3), np.uint64)
+        self.audit = None  # the flow audit log's buffer (collector.auditlog), set by the pipeline when on
 
     def set_services(self, services: list[str], categories: list[str]) -> None:
         """A reloaded catalogue: indexes of existing services stay, new ones are appended."""
@@ -312,8 +313,11 @@ class Aggregator:
                              self.categories[sv], b, p, n))
         return out
 
-    def absorb(self, rows: list[Row], if_rows: list[IfRow] = ()) -> None:
-        """Bins aggregated elsewhere (a worker process): add them, and count their traffic."""
+    def absorb(self, rows: list[Row], if_rows: list[IfRow] = (), audit_rows: list = ()) -> None:
+        """Bins aggregated elsewhere (a worker process): add them, and count their traffic;
+        its audit log rows go to our audit buffer."""
+        if audit_rows and self.audit is not None:
+            self.audit.restore(audit_rows)
         if rows:
             index = {s: i for i, s in enumerate(self.services)}
             self._count(np.array([self._exporter(r.exporter) for r in rows], np.intp),

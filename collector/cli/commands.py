@@ -272,6 +272,13 @@ def _host_names(cfg):
         raise ConfigError("policy.hosts_file", str(exc)) from None
 
 
+def cmd_flows(args) -> int:
+    """The flow audit log: collector.cli.flows."""
+    from collector.cli import flows
+
+    return flows.run(args)
+
+
 def cmd_report(args) -> int:
     from collector import report
     from collector.cli import where

@@ -7,8 +7,8 @@ import argparse
 
 from collector import __version__, kernels
 from collector.cli.commands import (cmd_catalogue_update, cmd_check_config, cmd_decode, cmd_demo,
-                                    cmd_policy_render, cmd_report, cmd_run, cmd_services, cmd_top,
-                                    cmd_violations)
+                                    cmd_flows, cmd_policy_render, cmd_report, cmd_run, cmd_services,
+                                    cmd_top, cmd_violations)
 
 EPILOG = """\
 Start with `imflow demo`. `imflow COMMAND --help` explains each command.
@@ -101,6 +101,41 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--format", choices=("table", "json", "csv"), default="table",
                    help="aligned columns (default), a JSON list of rows, or CSV with a header")
     t.set_defaults(func=cmd_top, log_level="warning")
+
+    fl = sub.add_parser("flows", help="single flows from the audit log: who talked to whom, when, on which port",
+                        description="The flow audit log ([audit] of the config, docs/audit.md): single "
+                                    "flows of the watched categories (im, p2p, voip, collab by default) with "
+                                    "time, exporter, internal host, peer, ports, protocol, service, bytes, "
+                                    "packets and interfaces. Filters combine with AND; a repeated filter "
+                                    "accepts any of its values. A flow is listed when it overlaps the period.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="examples:\n  imflow flows --host 10.1.2.3 --service msn --from 2026-11-28T14:00 "
+                               "--to 2026-11-28T14:05\n"
+                               "  imflow flows --since 24h --peer 203.0.113.0/24 --port 5060 --proto udp\n"
+                               "  imflow flows --since 7d --category p2p --by peer-net --limit 10\n"
+                               "  imflow flows --since 1h --sort bytes --limit 0 --format json")
+    _window(fl, "1h", "[audit] categories (for notes), store.path and [[classify.service]]")
+    fl.add_argument("--host", action="append", metavar="ADDR|CIDR", help="only these internal hosts (repeatable)")
+    fl.add_argument("--peer", action="append", metavar="ADDR|CIDR",
+                    help="only these peers, the other end of the flow (repeatable)")
+    fl.add_argument("--port", action="append", metavar="PORT", help="either end's port (repeatable)")
+    fl.add_argument("--proto", action="append", metavar="PROTO",
+                    help="tcp, udp, icmp, icmpv6, sctp, gre, esp or a number (repeatable)")
+    fl.add_argument("--service", action="append", metavar="ID", help="only this service (repeatable)")
+    fl.add_argument("--category", action="append", metavar="NAME", help="im, p2p, voip, collab or other (repeatable)")
+    fl.add_argument("--exporter", action="append", metavar="ADDR", help="only this exporter (repeatable)")
+    fl.add_argument("--sort", choices=("start", "end", "bytes", "packets", "duration"), default="start",
+                    help="start or end: oldest first (default start); bytes, packets, duration: biggest first")
+    fl.add_argument("--by", metavar="KEYS",
+                    help="totals per group instead of single flows: a comma list of peer-net, peer, host, "
+                         "service, category, exporter, peer-port, proto (peer-net: the peer's /24 or /48, "
+                         "see --peer-prefix); biggest first")
+    fl.add_argument("--peer-prefix", default="24,48", metavar="V4,V6",
+                    help="the network sizes of --by peer-net, multiples of 8 (default 24,48)")
+    fl.add_argument("--limit", type=int, default=100, metavar="N", help="rows (default 100; 0 = all)")
+    fl.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                    help="aligned columns (default), a JSON list of rows, or CSV with a header")
+    fl.set_defaults(func=cmd_flows, log_level="warning")
 
     s = sub.add_parser("services", help="show the service catalogue",
                        description="The catalogue imflow classifies with: the shipped one plus the "

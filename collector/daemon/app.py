@@ -60,7 +60,8 @@ class App:
         db = cfg.get("store.path")
         self.store = store or Store(db, retention={"minute": cfg.get("store.retention_minute"),
                                                    "hour": cfg.get("store.retention_hour"),
-                                                   "day": cfg.get("store.retention_day")}, clock=clock)
+                                                   "day": cfg.get("store.retention_day")}, clock=clock,
+                                    audit_max_age=cfg.get("audit.max_age"), audit_max_rows=cfg.get("audit.max_rows"))
         if store is None and cfg.get("store.backend") == "clickhouse":
             self.store = build_store(cfg, clock)
         self.template_path = cfg.get("collector.template_state") or db + ".templates.json"
@@ -236,16 +237,17 @@ class App:
         self.intake.hand_on()
         self._if_names = None  # rebuilt once per flush by interface_name
         rows, if_rows = self.pipeline.drain(now, self.interface_name)
+        audit_rows = self.pipeline.drain_audit()
         self.telemetry.count(rows, if_rows)
         self.refresh_snapshot()
-        if not rows and not if_rows and not self.role.write_empty:
+        if not rows and not if_rows and not audit_rows and not self.role.write_empty:
             return True
         t0 = time.perf_counter()
         attempts = FINAL_ATTEMPTS if final else 1
         kept = False  # the store keeps the rows of a failed write itself (ClickHouse's write queue)
         for attempt in range(attempts):
             try:
-                await self.store.write(rows, if_rows)
+                await self.store.write(rows, if_rows, audit_rows)
                 break
             except StoreError as exc:
                 self.health.write_failed()
@@ -259,9 +261,12 @@ class App:
                 return not final
             if final:
                 self.health.store_lost_rows += len(rows)
-                log.error("store: %d rows could not be written at shutdown", len(rows))
+                log.error("store: %d rows (and %d audit log rows) could not be written at shutdown",
+                          len(rows), len(audit_rows))
                 return False
             self.aggregator.restore(rows, if_rows)
+            if self.pipeline.audit is not None:
+                self.pipeline.audit.restore(audit_rows)
             return True
         self.health.written()
         if rows or if_rows:

@@ -14,9 +14,10 @@ import numpy as np
 
 from collector import config as C
 from collector.aggregate import Aggregator
+from collector.auditlog import AuditBuffer
 from collector.classify.catalogue import Catalogue
 from collector.classify.classifier import Classifier
-from collector.daemon.wiring import app_id_table, build_catalogue, build_policy, limits_of
+from collector.daemon.wiring import app_id_table, build_asn, build_catalogue, build_learned, build_policy, limits_of
 from collector.kernels.grouping import unique_inverse
 from collector.netflow.decoder import Decoder
 from collector.policy import Policy
@@ -39,16 +40,23 @@ class Classification:
         """Raises ConfigError naming the key, before anything running is touched."""
         catalogue = build_catalogue(cfg)
         app_ids = app_id_table(cfg, catalogue)
-        return cls(catalogue, app_ids, Classifier(catalogue, cfg.get("classify.internal"), app_ids),
+        return cls(catalogue, app_ids, Classifier(catalogue, cfg.get("classify.internal"), app_ids,
+                                                  asn=build_asn(cfg)),
                    build_policy(cfg, catalogue))
 
 
 class Pipeline:
     def __init__(self, cfg: C.Config, clock=time.time):
         self.clock = clock
+        self.learned = build_learned(cfg)  # addresses learned from DNS (dnstap), or None
+        categories = cfg.get("audit.categories")
+        # the flow audit log (None when no category is watched); its extra columns are decoded only then
+        self.audit = AuditBuffer(categories, cfg.get("audit.max_pending")) if categories else None
         self.decoder = Decoder(limits_of(cfg), sampling=cfg.get("exporters.sampling"),
-                               columns=Classifier.COLUMNS | Aggregator.COLUMNS)  # + session (exporter)
+                               columns=Classifier.COLUMNS | Aggregator.COLUMNS  # + session (exporter)
+                               | (AuditBuffer.COLUMNS if self.audit else frozenset()))
         self.aggregator = Aggregator([], [], max_open_bins=cfg.get("limits.max_open_bins"))
+        self.aggregator.audit = self.audit
         self.apply(Classification.from_config(cfg), cfg.get("exporters.sampling"))
         self.internal_failures = 0  # batches lost to a fault in process()
         self._internal_logged = float("-inf")
@@ -59,7 +67,10 @@ class Pipeline:
         self.classification = c
         self.catalogue, self.app_ids, self.classifier, self.policy = c.catalogue, c.app_ids, c.classifier, c.policy
         self.policy_table = c.policy.vectorized(c.catalogue)
+        c.classifier.learned_addresses = self.learned  # survives reloads: it keeps service ids
         self.aggregator.set_services([s.id for s in c.catalogue.services], [s.category for s in c.catalogue.services])
+        if self.audit is not None:
+            self.audit.set_services([s.id for s in c.catalogue.services], [s.category for s in c.catalogue.services])
         self.decoder.sampling_override = dict(sampling)
         for sess in self.decoder.sessions.values():
             sess.override = self.decoder.sampling_override.get(sess.exporter)
@@ -101,7 +112,7 @@ class Pipeline:
             self._learn(changed)
         if not len(batch):
             return
-        cls = self.classifier.classify_batch(batch)
+        cls = self.classifier.classify_batch(batch, now=self.clock())
         sids, inverse = unique_inverse(batch.session, int(batch.session.max()) + 1)
         names: list[str] = []
         index: dict[str, int] = {}
@@ -114,7 +125,15 @@ class Pipeline:
                 names.append(name)
         exporters = np.array(codes, np.uint32)[inverse]
         violations = self.policy_table.violations(cls.service, cls.host["hi"], cls.host["lo"], cls.has_host)
-        self.aggregator.add(batch, cls, exporters, names, self.clock(), violations)
+        now = self.clock()
+        self.aggregator.add(batch, cls, exporters, names, now, violations)
+        if self.audit is not None:
+            keep = self.audit.select(cls)
+            if len(keep):  # the exporter's address, not its bounded stats label
+                by_sid = self.decoder.by_sid
+                addrs = np.array([self.audit.exporter(by_sid[s].exporter if s in by_sid else "")
+                                  for s in sids.tolist()], np.uint32)
+                self.audit.add(batch, cls, keep, addrs[inverse], now)
 
     # --- at each flush -------------------------------------------------------------------------
 
@@ -125,6 +144,10 @@ class Pipeline:
         if changed:
             self._learn(changed)
         return self.aggregator.drain(), self.aggregator.drain_interfaces(interface_name)
+
+    def drain_audit(self) -> list:
+        """Every flow the audit log holds, as `AuditRow`s (none when it is off)."""
+        return self.audit.drain() if self.audit is not None else []
 
     def exporter_if_names(self) -> dict[tuple[str, int], str]:
         """(exporter, ifIndex) -> the name the exporter sent in options data."""

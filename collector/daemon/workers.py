@@ -60,14 +60,14 @@ class PipeSink:
     async def start(self) -> None:
         pass
 
-    async def write(self, rows, if_rows=()) -> None:
+    async def write(self, rows, if_rows=(), audit_rows=()) -> None:
         stats = self.counters.decode_stats()
         denied, drops, exporters = self.counters.intake_counters()
         counters = {name: dict(getattr(stats, name)) for name in _COUNTERS}
         try:
             self.conn.send(("delta", list(rows), list(if_rows), counters,
                             {"denied": denied, "drops": drops, "exporters": exporters,
-                             "clamped": self.counters.clamped()}))
+                             "clamped": self.counters.clamped()}, list(audit_rows)))
         except (BrokenPipeError, OSError):
             log.error("worker: supervisor gone; exiting")
             os._exit(1)
@@ -151,8 +151,8 @@ class WorkerPool:
             conn.close()
             self.conns.pop(index, None)
             return
-        _, rows, if_rows, counters, extra = msg
-        self.absorb(rows, if_rows)
+        _, rows, if_rows, counters, extra, audit_rows = msg
+        self.absorb(rows, if_rows, audit_rows)
         self.latest[index] = (counters, extra)
 
     async def _watch(self) -> None:

@@ -26,8 +26,9 @@ from collector.store import schema
 from collector.store.errors import StoreError, from_sqlite
 
 
-def connect(db_path: str) -> sqlite3.Connection:
-    """Open the database read-only and check that this imflow can read its schema."""
+def connect(db_path: str, need: int = 1) -> sqlite3.Connection:
+    """Open the database read-only and check that this imflow can read its schema; `need`: the
+    schema version that added what the caller reads (the rollups: 1; the audit log: 2)."""
     if not os.path.exists(db_path):
         raise StoreError(f"no database at {db_path} (has the collector run with this path?)",
                          reason="missing", path=db_path)
@@ -46,7 +47,7 @@ def connect(db_path: str) -> sqlite3.Connection:
         raise from_sqlite(exc, db_path, "read") from None
     try:
         schema.check_version(version, app_id, bool(tables), db_path)
-        if version < schema.SCHEMA_VERSION:  # only reachable once there is a version 2
+        if version < need:  # an older database reads as it is, as far as it holds what is asked
             raise StoreError(f"{db_path} has schema version {version}; start the imflow daemon once"
                              f" to migrate it to version {schema.SCHEMA_VERSION}", reason="schema", path=db_path)
     except StoreError:
@@ -300,5 +301,17 @@ def usage(db_path: str, start: float | None, end: float | None, violations_only:
             names = ("host", "service", "category", "bytes", "packets", "flows", "first_seen", "last_seen",
                      "violation")
             return [dict(zip(names, row)) | {"violation": bool(row[-1])} for row in conn.execute(sql, params)]
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc, db_path, "read") from None
+
+
+def flows(db_path: str, start: float | None, end: float | None, **kw) -> list[dict]:
+    """The flow audit log (schema version 2): single flows, or totals per group with `by`;
+    arguments and rows as `collector.store.audit.select` says."""
+    from collector.store import audit
+
+    with closing(connect(db_path, need=2)) as conn:
+        try:
+            return audit.select(conn, start, end, **kw)
         except sqlite3.Error as exc:
             raise from_sqlite(exc, db_path, "read") from None
