@@ -5,7 +5,8 @@ sampled header (addresses, protocol, ports) and the sample's rate and frame leng
 Read from PDML in document order: a flow sample starts at its `sflow.flow_sample.sampling_rate`
 field (expanded samples: `sflow.flow_sample.sampling_rate` too); the sampled header's protocols
 are nested inside the sample, so the first ip/ipv6 and tcp/udp fields after a sample's
-`sflow_245.header.frame_length` are that header's."""
+`sflow_245.header.frame_length` are that header's; the protocol is TCP or UDP when tshark
+dissected one (ipv6.nxt names the first extension header), else ip.proto / ipv6.nxt."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ def decode(pcap_path, port: int) -> list[dict]:
                 cur["proto"] = int(show)
             elif name in _SPORT and "src_port" not in cur:
                 cur["src_port"] = int(show)
+                cur["proto"] = 6 if name.startswith("tcp") else 17  # past any IPv6 extension headers
             elif name in _DPORT and "dst_port" not in cur:
                 cur["dst_port"] = int(show)
     return out
