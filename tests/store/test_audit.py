@@ -1,0 +1,228 @@
+"""The flow audit log in SQLite (collector/store/audit.py): written with the rollups in one
+transaction, bounded by rows and by age, migrated onto a version-1 database, and read back by
+`query.flows` with filters whose expected answers are computed here with `ipaddress` and plain
+Python over the rows the test wrote."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import random
+import sqlite3
+from collections import Counter
+
+import pytest
+
+from collector.store import Store, StoreError, query, schema
+from collector.store.rows import AuditRow
+from tests.store.helpers import T0, row, run, table_contents
+
+HOSTS = ["10.1.2.3", "10.1.2.77", "10.9.0.1", "192.168.5.5", "fd00::5", "fd00:1::9"]
+PEERS = ["198.51.100.10", "198.51.100.200", "203.0.113.7", "192.0.2.1", "2001:db8:1::5", "2001:db8:1:ff::1",
+         "2001:db8:2::1"]
+SERVICES = [("msn", "im"), ("sip", "voip"), ("bittorrent", "p2p"), ("teams", "collab")]
+EXPORTERS = ["192.0.2.250", "2001:db8::250"]
+
+
+def make_rows(n: int, seed: int = 7, t0: float = T0) -> list[AuditRow]:
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        start = t0 + rnd.randrange(0, 3600 * 1000) / 1000
+        end = start + rnd.randrange(0, 120 * 1000) / 1000
+        service, category = rnd.choice(SERVICES)
+        host, peer = rnd.choice(HOSTS), rnd.choice(PEERS)
+        out.append(AuditRow(start, end, rnd.choice(EXPORTERS), host, peer, rnd.choice([1863, 5060, 49152, 6881]),
+                            rnd.choice([443, 5060, 6881, 50000 + i % 7]), rnd.choice([6, 17]), service, category,
+                            rnd.randrange(40, 10**7), rnd.randrange(1, 10**4), rnd.randrange(0, 4),
+                            rnd.randrange(0, 4), rnd.choice(["in", "out", "none"])))
+    return out
+
+
+def write(db, batches, **kw) -> None:
+    async def go():
+        store = Store(str(db), **kw)
+        await store.start()
+        for rows, audit in batches:
+            await store.write(rows, [], audit)
+        await store.stop()
+    run(go())
+
+
+def as_tuple(r) -> tuple:
+    """A row read back (dict) or written (AuditRow), times to the millisecond."""
+    d = r._asdict() if isinstance(r, AuditRow) else dict(r)
+    d["start"], d["end"] = round(d["start"] * 1000), round(d["end"] * 1000)
+    return tuple(d[k] for k in AuditRow._fields)
+
+
+ROWS = make_rows(2000)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("audit") / "imflow.db"
+    write(path, [([row(T0)], ROWS[:700]), ([], ROWS[700:])])
+    return path
+
+
+def test_rows_read_back_as_written_in_time_order(db):
+    got = query.flows(str(db), None, None, limit=None)
+    want = sorted(ROWS, key=lambda r: (round(r.start * 1000), ROWS.index(r)))
+    assert [as_tuple(r) for r in got] == [as_tuple(r) for r in want]
+    assert set(got[0]) >= {"start", "end", "exporter", "host", "peer", "host_port", "peer_port", "proto", "service",
+                           "category", "bytes", "packets"}
+
+
+def _in(addr: str, nets: list[str]) -> bool:
+    a = ipaddress.ip_address(addr)
+    return any(a.version == n.version and a in n for n in map(lambda x: ipaddress.ip_network(x, strict=False), nets))
+
+
+@pytest.mark.parametrize("kw, keep", [
+    ({"host": ["10.1.2.0/24"]}, lambda r: _in(r.host, ["10.1.2.0/24"])),
+    ({"host": ["10.1.2.3", "fd00::/32"]}, lambda r: _in(r.host, ["10.1.2.3/32", "fd00::/32"])),
+    ({"peer": ["2001:db8:1::/48"]}, lambda r: _in(r.peer, ["2001:db8:1::/48"])),
+    ({"peer": ["198.51.100.128/25"], "proto": ["udp"]}, lambda r: _in(r.peer, ["198.51.100.128/25"]) and r.proto == 17),
+    ({"port": ["5060"]}, lambda r: 5060 in (r.host_port, r.peer_port)),
+    ({"port": ["443", "6881"], "proto": ["6"]}, lambda r: {443, 6881} & {r.host_port, r.peer_port} and r.proto == 6),
+    ({"service": ["msn", "sip"]}, lambda r: r.service in ("msn", "sip")),
+    ({"category": ["p2p"], "exporter": ["2001:db8::250"]}, lambda r: r.category == "p2p" and r.exporter == "2001:db8::250"),
+    ({"host": ["0.0.0.0/0"]}, lambda r: ":" not in r.host),  # IPv4 networks never match IPv6 hosts
+])
+def test_filters_select_what_python_selects(db, kw, keep):
+    got = query.flows(str(db), None, None, limit=None, **kw)
+    want = [r for r in ROWS if keep(r)]
+    assert 0 < len(want) < len(ROWS)
+    assert sorted(as_tuple(r) for r in got) == sorted(as_tuple(r) for r in want)
+
+
+def test_a_flow_is_listed_when_it_overlaps_the_period(db):
+    lo, hi = T0 + 1000, T0 + 1300
+    got = query.flows(str(db), lo, hi, limit=None)
+    want = [r for r in ROWS if round(r.end * 1000) >= lo * 1000 and round(r.start * 1000) < hi * 1000]
+    assert sorted(as_tuple(r) for r in got) == sorted(as_tuple(r) for r in want)
+
+
+@pytest.mark.parametrize("sort, key", [("bytes", lambda r: -r.bytes), ("packets", lambda r: -r.packets),
+                                       ("end", lambda r: round(r.end * 1000))])
+def test_sort_and_limit(db, sort, key):
+    got = query.flows(str(db), None, None, sort=sort, limit=25)
+    assert len(got) == 25
+    keys = [key(AuditRow(**r)) for r in got]
+    assert keys == sorted(keys) and keys[-1] <= sorted(map(key, ROWS))[24]
+
+
+def test_top_peer_networks_add_up_per_24_and_48(db):
+    got = query.flows(str(db), None, None, by=("peer-net",), limit=None)
+    want: dict[str, Counter] = {}
+    hosts: dict[str, set] = {}
+    for r in ROWS:
+        net = str(ipaddress.ip_network(f"{r.peer}/{24 if '.' in r.peer else 48}", strict=False))
+        want.setdefault(net, Counter()).update(bytes=r.bytes, packets=r.packets, flows=1)
+        hosts.setdefault(net, set()).add(r.host)
+    assert {g["peer-net"]: Counter(bytes=g["bytes"], packets=g["packets"], flows=g["flows"]) for g in got} == want
+    assert {g["peer-net"]: g["hosts"] for g in got} == {k: len(v) for k, v in hosts.items()}
+    assert [g["bytes"] for g in got] == sorted((g["bytes"] for g in got), reverse=True)
+    total = sum(r.bytes for r in ROWS)
+    assert sum(g["share_pct"] for g in got) == pytest.approx(100.0)
+    assert got[0]["share_pct"] == pytest.approx(100.0 * got[0]["bytes"] / total)
+
+
+def test_group_by_host_and_service_with_a_filter(db):
+    got = query.flows(str(db), None, None, by=("host", "service"), category=["im", "voip"], limit=None)
+    want: Counter = Counter()
+    for r in ROWS:
+        if r.category in ("im", "voip"):
+            want[(r.host, r.service)] += r.bytes
+    assert {(g["host"], g["service"]): g["bytes"] for g in got} == want
+
+
+@pytest.mark.parametrize("kw", [{"host": ["10.1.2.300"]}, {"peer": ["nonsense/8"]}, {"port": ["70000"]},
+                                {"proto": ["tcpx"]}, {"sort": "size"}, {"by": ("peer-net", "colour")},
+                                {"by": ("peer-net",), "prefix": (20, 48)}, {"limit": 0},
+                                {"host": ["10.0.0.1"] * 1001}])
+def test_bad_arguments_are_value_errors(db, kw):
+    with pytest.raises(ValueError):
+        query.flows(str(db), None, None, **kw)
+
+
+def test_the_row_bound_keeps_the_newest_rows(tmp_path):
+    db = tmp_path / "imflow.db"
+    rows = make_rows(2500, seed=3)
+    write(db, [([], rows[:900]), ([], rows[900:1800]), ([], rows[1800:])], audit_max_rows=1000)
+    got = query.flows(str(db), None, None, limit=None)
+    assert sorted(as_tuple(r) for r in got) == sorted(as_tuple(r) for r in rows[-1000:])
+
+
+def test_prune_deletes_rows_past_the_age_bound_only(tmp_path):
+    db = tmp_path / "imflow.db"
+    now = T0 + 30 * 86400
+    old = make_rows(300, seed=4, t0=now - 9 * 86400)
+    new = make_rows(300, seed=5, t0=now - 3 * 86400)
+
+    async def go():
+        store = Store(str(db), clock=lambda: now, audit_max_age=7 * 86400)
+        await store.start()
+        await store.write([], [], old + new)
+        await store.prune()
+        await store.stop()
+        return store.audit_pruned
+    assert run(go()) == 300
+    got = query.flows(str(db), None, None, limit=None)
+    assert sorted(as_tuple(r) for r in got) == sorted(as_tuple(r) for r in new)
+
+
+def test_a_failed_audit_insert_writes_no_rollup_either(tmp_path):
+    """One transaction: SQLite itself refuses the audit rows (a trigger), and the rollups of the
+    same flush are not written; the next write, once the fault is gone, writes both."""
+    db = tmp_path / "imflow.db"
+    write(db, [])
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        conn.commit()
+
+    async def go():
+        store = Store(str(db))
+        await store.start()
+        try:
+            with pytest.raises(StoreError):
+                await store.write([row(T0 + 60)], [], ROWS[:10])
+            async with store._conn.execute("DROP TRIGGER refuse"):
+                pass
+            await store.write([row(T0 + 60)], [], ROWS[:10])
+        finally:
+            await store.stop()
+    run(go())
+    assert table_contents(db, "minute") == {(T0 + 60, "192.0.2.1", "msn", "10.0.0.1"): (100, 2, 1)}
+    assert len(query.flows(str(db), None, None, limit=None)) == 10
+
+
+def _version_1(db) -> None:
+    """A database as imflow with schema version 1 left it (its migration run by hand)."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        for stmt in schema.MIGRATIONS[1]:
+            conn.execute(stmt)
+        conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
+        conn.execute("INSERT INTO meta VALUES ('created_at', '2026-01-01T00:00:00+00:00')")
+        conn.execute("INSERT INTO meta VALUES ('schema.1', '2026-01-01T00:00:00+00:00')")
+        for table in ("rollup_1m", "rollup_1h", "rollup_1d"):
+            conn.execute(f"INSERT INTO {table} VALUES (?, '192.0.2.1', 'msn', '10.0.0.1', 'im', 500, 5, 1, 0)", (T0,))
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+
+
+def test_a_version_1_database_answers_rollups_and_is_migrated_at_start(tmp_path):
+    db = tmp_path / "old.db"
+    _version_1(db)
+    assert query.top(str(db), None, None, by=("host",))[0]["bytes"] == 500
+    with pytest.raises(StoreError) as err:
+        query.flows(str(db), None, None)
+    assert err.value.reason == "schema" and "start the imflow daemon once" in str(err.value)
+    write(db, [([row(T0)], ROWS[:5])])
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+    assert meta["created_at"] == "2026-01-01T00:00:00+00:00" and "schema.2" in meta
+    assert table_contents(db, "minute") == {(T0, "192.0.2.1", "msn", "10.0.0.1"): (600, 7, 2)}
+    assert sorted(as_tuple(r) for r in query.flows(str(db), None, None)) == sorted(map(as_tuple, ROWS[:5]))
