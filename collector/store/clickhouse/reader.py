@@ -257,3 +257,103 @@ class ClickHouseReader:
                 daily.setdefault(int(day), {})[cat] = nbytes
             return res, width, [tuple(r[:8]) + (int(r[8]),) for r in rows], daily
         return self._query(fn)
+
+
+# --- the flow audit log ------------------------------------------------------------------------
+
+def _key(column: str) -> str:
+    """An address column as the 16-octet key the SQLite audit log stores (IPv4 as ::ffff:a.b.c.d)."""
+    return (f"if(position({column}, ':') > 0, IPv6StringToNum({column}),"
+            f" IPv4ToIPv6(IPv4StringToNum({column})))")
+
+
+def _between(column: str, values) -> str:
+    from collector.store import audit
+
+    ranges = [audit.key_range(v) for v in values]
+    if not ranges:
+        return "0"
+    key = _key(column)
+    return "(" + " OR ".join(f"{key} BETWEEN unhex('{lo.hex()}') AND unhex('{hi.hex()}')"
+                             for lo, hi in ranges) + ")"
+
+
+# SQLite's SORTS, with the rest of the row as the tie-break (ClickHouse has no arrival id)
+_SORTS = {"start": "start_ms", "end": "end_ms", "bytes": "bytes DESC", "packets": "packets DESC",
+          "duration": "end_ms - start_ms DESC"}
+_TIE = "start_ms, end_ms, exporter, host, peer, host_port, peer_port, proto, service"
+
+
+def flows(self, start, end, *, host=None, peer=None, port=None, proto=None, service=None, category=None,
+          exporter=None, sort: str = "start", limit: int | None = 100, by=None, prefix=None) -> list[dict]:
+    """`collector.store.audit.select`'s answers from ClickHouse's audit table."""
+    from collector.store import audit
+
+    prefix = prefix or audit.DEFAULT_PREFIX
+    if sort not in _SORTS:
+        raise ValueError(f"sort {sort!r}: expected one of {', '.join(audit.SORTS)}")
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1 (or None for all rows)")
+    where = ["1"]
+    if start is not None:
+        where.append(f"end_ms >= {int(start * 1000)}")
+    if end is not None:
+        where.append(f"start_ms < {int(end * 1000)}")
+    for column, values in (("host", host), ("peer", peer)):
+        if values is not None:
+            where.append(_between(column, audit._bounded(values, column)))
+    if port is not None:
+        ports = ", ".join(str(audit.parse_port(p)) for p in audit._bounded(port, "port")) or "-1"
+        where.append(f"(host_port IN ({ports}) OR peer_port IN ({ports}))")
+    if proto is not None:
+        protos = ", ".join(str(audit.parse_proto(p)) for p in audit._bounded(proto, "proto")) or "-1"
+        where.append(f"proto IN ({protos})")
+    for column, values in (("service", service), ("category", category), ("exporter", exporter)):
+        if values is not None:
+            where.append(f"{column} IN {quote_list(str(v) for v in audit._bounded(values, column))}")
+    cond = " AND ".join(where)
+    table = self._t(schema.AUDIT)
+    if by:
+        by = tuple(by)
+        if len(set(by)) != len(by) or not set(by) <= set(audit.GROUPS):
+            raise ValueError(f"by: a non-empty list of distinct fields from {', '.join(audit.GROUPS)}")
+        v4, v6 = prefix
+        audit.check_prefix(v4, v6)
+        peer_key = _key("peer")
+        cols = [f"hex(if(substring({peer_key}, 1, 12) = unhex('{audit._V4_PREFIX.hex()}'),"
+                f" substring({peer_key}, 1, {12 + v4 // 8}), substring({peer_key}, 1, {v6 // 8})))"
+                if k == "peer-net" else audit._GROUP_COLUMN[k] for k in by]
+        keys = ", ".join(f"k{i}" for i in range(len(by)))
+
+        async def grouped(c):
+            rows = await c.fetch(
+                f"SELECT {', '.join(f'{col} AS k{i}' for i, col in enumerate(cols))}, sum(bytes), sum(packets),"
+                f" count(), uniqExact(host) FROM {table} WHERE {cond} GROUP BY {keys}")
+            rows = [tuple(bytes.fromhex(v) if k == "peer-net" else v for k, v in zip(by, r)) + tuple(r[len(by):])
+                    for r in rows]
+            total = sum(r[len(by)] for r in rows)
+            rows.sort(key=lambda r: r[:len(by)])
+            rows.sort(key=lambda r: r[len(by)], reverse=True)
+            out = []
+            for r in rows[:limit] if limit is not None else rows:
+                d = {k: audit._net_text(r[i], v4, v6) if k == "peer-net" else r[i] for i, k in enumerate(by)}
+                n = len(by)
+                d.update(bytes=r[n], packets=r[n + 1], flows=r[n + 2], hosts=r[n + 3],
+                         share_pct=100.0 * r[n] / total if total else 0.0)
+                out.append(d)
+            return out
+        return self._query(grouped)
+
+    async def single(c):
+        sql = (f"SELECT {', '.join(schema.AUDIT_COLUMNS)} FROM {table} WHERE {cond}"
+               f" ORDER BY {_SORTS[sort]}, {_TIE}" + (f" LIMIT {int(limit)}" if limit is not None else ""))
+        out = []
+        for row in await c.fetch(sql):
+            d = dict(zip(audit.FLOW_KEYS, row))
+            d["start"], d["end"] = d["start"] / 1000.0, d["end"] / 1000.0
+            out.append(d)
+        return out
+    return self._query(single)
+
+
+ClickHouseReader.flows = flows
