@@ -21,6 +21,7 @@ from collector.store import Store
 from collector.store.rows import AuditRow
 from tests.cli.conftest import imflow
 from tests.daemon.test_daemon import Daemon, expected_service, internal, send_with_softflowd
+from tests.daemon.test_workers import wait_workers
 from tests.support import pcapgen as pg
 from tests.support import softflowd
 from tests.support.scenario import IM_SESSIONS
@@ -213,3 +214,15 @@ def test_bad_usage_exits_2_with_one_line(store, tmp_path, args, message):
 def test_a_missing_database_is_exit_1(tmp_path):
     p = imflow("flows", "--db", str(tmp_path / "nope.db"), cwd=tmp_path)
     assert p.returncode == 1 and "no database" in p.stderr
+
+
+@pytestmark_softflowd
+def test_workers_hand_their_audit_rows_to_the_supervisor(tmp_path, recent):
+    pcap, truth = recent
+    db = tmp_path / "imflow.db"
+    d = Daemon(tmp_path, db, "--workers", "2")
+    wait_workers(d, 2)
+    send_with_softflowd(pcap, d.port, ["-v", "10", "-A", "milli"])
+    assert d.stop() == 0, d.text()
+    p = imflow("flows", "--db", str(db), "--since", "all", "--limit", "0", "--format", "json", cwd=tmp_path)
+    assert got_rows(json.loads(p.stdout)) == expected_rows(truth), d.text()

@@ -1,0 +1,124 @@
+"""The audit log through the daemon's flush: the simulator's flows of watched categories reach
+the store with their interfaces, the in-memory ceiling drops and counts (metric), and rows the
+store refuses are kept and written at the next flush. The simulator's own record of each flow
+(its intended service, host and counters) is the truth."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections import Counter
+
+from collector import config as C
+from collector.classify.catalogue import load_catalogue
+from collector.daemon.app import App
+from collector.store import query
+from collector.tools.simulate import Simulator
+
+T0 = time.time() - 300
+CATALOGUE = load_catalogue(None)
+
+
+def _app(tmp_path, **audit) -> App:
+    cfg = C.validate({"store": {"path": str(tmp_path / "imflow.db")}, "collector": {"listen": ["127.0.0.1:0"]},
+                      "audit": audit})
+    return App(cfg, clock=lambda: T0 + 60)
+
+
+def _traffic(seconds: int = 20, hosts: int = 60):
+    sim = Simulator(CATALOGUE, hosts=hosts, seed=11, start=T0)
+    batches, flows = [], []
+    for k in range(seconds):
+        now = T0 + k + 1
+        fl = sim.tick(now, 1.0)
+        flows += fl
+        batches.append([(d, ("192.0.2.9", 2055), now) for d in sim.datagrams(fl, now)])
+    return batches, flows
+
+
+BATCHES, FLOWS = _traffic()
+
+
+def _truth(categories=("im", "p2p", "voip", "collab"), flows=FLOWS) -> Counter:
+    out: Counter = Counter()
+    for f in flows:
+        if CATALOGUE.by_id[f.service].category in categories:
+            host_is_src = f.src == f.host
+            peer = f.dst if host_is_src else f.src
+            ports = (f.sport, f.dport) if host_is_src else (f.dport, f.sport)
+            out[(f.host, peer, *ports, f.proto, f.service, f.bytes, f.packets, f.in_if, f.out_if)] += 1
+    return out
+
+
+def _stored(db) -> Counter:
+    return Counter((r["host"], r["peer"], r["host_port"], r["peer_port"], r["proto"], r["service"], r["bytes"],
+                    r["packets"], r["in_if"], r["out_if"]) for r in query.flows(str(db), None, None, limit=None))
+
+
+def _run(app: App, steps) -> None:
+    async def main():
+        await app.start()
+        try:
+            for step in steps:
+                await step(app)
+        finally:
+            app.intake.close()
+            await app.store.stop()
+    asyncio.run(main())
+
+
+async def _feed(app: App) -> None:
+    for b in BATCHES:
+        app.process(b)
+
+
+def test_the_flush_writes_the_simulators_watched_flows(tmp_path):
+    app = _app(tmp_path)
+
+    async def flush(app):
+        assert await app.flush()
+    _run(app, [_feed, flush])
+    truth = _truth()
+    assert sum(truth.values()) > 100 and _stored(tmp_path / "imflow.db") == truth
+    assert any(k[8] or k[9] for k in truth)  # the interfaces are carried
+
+
+def test_the_ceiling_drops_and_counts(tmp_path):
+    batches, flows = _traffic(seconds=30, hosts=300)
+    total = sum(_truth(flows=flows).values())
+    app = _app(tmp_path, max_pending=1000)
+
+    async def feed(app):
+        for b in batches:
+            app.process(b)
+
+    async def flush(app):
+        assert app.pipeline.audit.held == 1000
+        assert await app.flush()
+        assert app.metrics.snapshot.evicted["audit-log"] == total - 1000  # imflow_evictions{table="audit-log"}
+    _run(app, [feed, flush])
+    assert total > 1000
+    assert app.pipeline.audit.dropped == total - 1000
+    stored = _stored(tmp_path / "imflow.db")
+    assert sum(stored.values()) == 1000 and not stored - _truth(flows=flows)  # the first 1000, unchanged
+
+
+def test_rows_the_store_refuses_are_written_at_the_next_flush(tmp_path):
+    db = tmp_path / "imflow.db"
+    app = _app(tmp_path)
+
+    async def refuse(app):
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'refused'); END")
+            conn.commit()
+        await app.flush()
+        assert app.health.store_errors == 1
+        assert app.pipeline.audit.held == sum(_truth().values())
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("DROP TRIGGER refuse")
+            conn.commit()
+        assert await app.flush()
+    _run(app, [_feed, refuse])
+    assert _stored(db) == _truth()
