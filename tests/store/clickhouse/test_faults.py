@@ -1,0 +1,120 @@
+"""Faults against a real clickhouse-server: stopped mid-run and restarted (the daemon's bins wait
+in the writer's queue and are written later: totals still exact), a table dropped (created
+again, counted), the queue's bound reached (the oldest rows dropped, counted), a newer schema
+(refused)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import pytest
+
+from collector.store import BinRow, StoreError
+from collector.store.clickhouse import BufferedError, ClickHouseReader, ClickHouseStore
+from tests.daemon.test_daemon import Daemon, truth_totals
+from tests.store.clickhouse.test_two_sites import ch_config, replay, top_totals
+from tests.support import softflowd
+
+T0 = 1_700_000_000 - 1_700_000_000 % 86400
+
+
+def rows(n: int, seed: int) -> list[BinRow]:
+    rnd = random.Random(seed)
+    return [BinRow(T0 + rnd.randrange(0, 3600, 60), "192.0.2.1", rnd.choice(["msn", "sip", "other"]), "im",
+                   f"10.0.0.{rnd.randrange(1, 50)}", rnd.randrange(1, 10**6), rnd.randrange(1, 100), 1)
+            for _ in range(n)]
+
+
+def total(node, database: str, table: str) -> int:
+    return int(node.query(f"SELECT sum(bytes) FROM {database}.{table}").strip() or 0)
+
+
+def store(node, database: str, **kw) -> ClickHouseStore:
+    return ClickHouseStore([node.url], database=database, clock=lambda: T0 + 3600, **kw)
+
+
+@pytest.mark.skipif(not softflowd.available(), reason="softflowd not on PATH")
+def test_server_stopped_mid_run_loses_nothing(tmp_path, sessions, pair, database):
+    pcap, truth = sessions
+    node = pair[0]
+    cfg = ch_config(tmp_path, "site", [node.url], database, cluster="")
+    first, second = (softflowd.export(pcap, args) for args in (["-v", "9", "-a"], ["-v", "10", "-A", "milli"]))
+    d = Daemon(tmp_path, tmp_path / "site.db", "--config", str(cfg))
+    replay(first, d.port)
+    time.sleep(1.5)  # flushed (refresh time 1 s)
+    node.stop()
+    try:
+        replay(second, d.port)
+        deadline = time.monotonic() + 20
+        while "rows kept in memory" not in d.text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "rows kept in memory" in d.text()
+    finally:
+        node.start()
+    time.sleep(2.5)  # the next flush writes the queue
+    assert d.stop() == 0, d.text()
+    line = d.stopped_line()
+    assert "store-errors 0" not in line, line
+    assert top_totals("--config", str(cfg)) == truth_totals(truth, times=2)
+
+
+def test_dropped_table_is_created_again_and_counted(pair, database):
+    node = pair[0]
+    a, b = rows(200, 1), rows(200, 2)
+
+    async def run():
+        s = store(node, database)
+        await s.start()
+        await s.write(a)
+        node.query(f"DROP TABLE {database}.rollup_1h")
+        await s.write(b)
+        await s.stop()
+        return s.stats
+
+    stats = asyncio.run(run())
+    assert stats.recreated == 1
+    assert total(node, database, "rollup_1m") == sum(r.bytes for r in a + b)
+    assert total(node, database, "rollup_1h") == sum(r.bytes for r in b)  # a went with the table
+    assert total(node, database, "rollup_1d") == sum(r.bytes for r in a + b)
+
+
+def test_queue_bound_drops_the_oldest_and_counts(pair, database):
+    node = pair[0]
+    batches = [rows(400, seed) for seed in (3, 4, 5)]
+
+    async def run():
+        s = store(node, database, max_buffer_rows=1000, timeout=2)
+        await s.start()
+        node.stop()
+        try:
+            for batch in batches:
+                with pytest.raises(BufferedError) as exc:
+                    await s.write(batch)
+                assert exc.value.reason == "unreachable" and exc.value.kept
+        finally:
+            node.start()
+        assert (s.stats.buffered_rows, s.stats.dropped_rows) == (800, 400)
+        await s.write([])  # the queue, oldest first
+        assert (s.stats.buffered_rows, s.stats.dropped_rows) == (0, 400)
+        await s.stop()
+
+    asyncio.run(run())
+    assert total(node, database, "rollup_1m") == sum(r.bytes for r in batches[1] + batches[2])
+
+
+def test_newer_schema_is_refused(pair, database):
+    node = pair[0]
+
+    async def run(s):
+        await s.start()
+        await s.stop()
+
+    asyncio.run(run(store(node, database)))
+    node.query(f"INSERT INTO {database}.schema_version VALUES (99, now(), 'future')")
+    with pytest.raises(StoreError, match="newer imflow") as exc:
+        asyncio.run(run(store(node, database)))
+    assert exc.value.reason == "schema"
+    with pytest.raises(StoreError, match="newer imflow"):
+        ClickHouseReader([node.url], database=database).time_range()
