@@ -64,6 +64,8 @@ class Snapshot:
     worker_restarts: int = 0
     snmp: tuple = ()  # collector.snmp.AgentState of each target (replaced, never changed, per poll)
     interface_service: dict = field(default_factory=dict)  # (exporter, if_name, direction, category) -> bytes
+    # more families as plain data: name -> ("counter" | "gauge", help, label names, {label values: value})
+    figures: dict = field(default_factory=dict)
 
 
 class HostSeries:
@@ -156,6 +158,11 @@ class _Collector:
             f.add_metric([], value)
             yield f
         yield from _snmp_families(s)
+        for name, (kind, doc, labels, values) in s.figures.items():
+            f = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, doc, labels=labels)
+            for key, v in values.items():
+                f.add_metric([str(x) for x in key], v)
+            yield f
 
 
 def _snmp_families(s: Snapshot):

@@ -76,6 +76,12 @@ class App:
                                    host_names=Telemetry.names_from(cfg.get("policy.hosts_file")))
         self.counters: Counters = LocalCounters(self.pipeline.decoder, self.intake, self.pipeline.aggregator)
         self.components: list = []  # attached: started after the core, stopped before it
+        self.dnstap = None  # the dnstap listener feeding pipeline.learned (docs/dns.md), when configured
+        if self.pipeline.learned is not None:
+            from collector.dns.dnstap import DnstapListener
+
+            self.dnstap = DnstapListener(cfg.get("dns.dnstap"), self.pipeline.learned,
+                                         lambda: self.pipeline.catalogue, clock)
         self.metrics_address: tuple[str, int] | None = None
         self.stopping = asyncio.Event()
         self.reload_requested = False
@@ -110,6 +116,8 @@ class App:
             await self.poller.start()
         try:
             self.bound = await self.intake.start()
+            if self.dnstap is not None:
+                await self.dnstap.start()
             if self.cfg.get("metrics.listen"):
                 host, port = parse_endpoint(self.cfg.get("metrics.listen"))
                 self.metrics_address = self.metrics.serve(host, port)
@@ -192,6 +200,8 @@ class App:
     async def stop(self) -> int:
         ok = False
         try:
+            if self.dnstap is not None:
+                await self.dnstap.stop()
             for component in reversed(self.components):
                 await component.stop()
             await self.intake.drain()
@@ -291,7 +301,8 @@ class App:
         return name or str(if_index)
 
     def refresh_snapshot(self) -> None:
-        self.telemetry.snapshot(self.counters, self.aggregator, self.poller)
+        self.telemetry.snapshot(self.counters, self.aggregator, self.poller,
+                                figures=self.dnstap.figures() if self.dnstap is not None else None)
 
     def status_line(self) -> str:
         return self.telemetry.status_line(self.counters, self.aggregator)

@@ -68,6 +68,7 @@ class Pipeline:
         self.catalogue, self.app_ids, self.classifier, self.policy = c.catalogue, c.app_ids, c.classifier, c.policy
         self.policy_table = c.policy.vectorized(c.catalogue)
         c.classifier.learned_addresses = self.learned  # survives reloads: it keeps service ids
+        c.classifier.clock = self.clock  # learned addresses expire by it
         self.aggregator.set_services([s.id for s in c.catalogue.services], [s.category for s in c.catalogue.services])
         if self.audit is not None:
             self.audit.set_services([s.id for s in c.catalogue.services], [s.category for s in c.catalogue.services])
@@ -112,7 +113,7 @@ class Pipeline:
             self._learn(changed)
         if not len(batch):
             return
-        cls = self.classifier.classify_batch(batch, now=self.clock())
+        cls = self.classifier.classify_batch(batch)
         sids, inverse = unique_inverse(batch.session, int(batch.session.max()) + 1)
         names: list[str] = []
         index: dict[str, int] = {}

@@ -163,7 +163,8 @@ class Telemetry:
         for key in [k for k in self.interface_service if k[1] != self.OTHER and k[1] not in names[k[0]]]:
             del self.interface_service[key]
 
-    def snapshot(self, counters: Counters, aggregator, poller) -> None:
+    def snapshot(self, counters: Counters, aggregator, poller, figures: dict | None = None) -> None:
+        """`figures`: more families as plain data (Snapshot.figures), e.g. the dnstap listener's."""
         s = counters.decode_stats()
         denied, drops, exporters = counters.intake_counters()
         alive, restarts = counters.worker_counts()
@@ -182,7 +183,7 @@ class Telemetry:
             | ({"audit-log": aggregator.audit.dropped} if getattr(aggregator, "audit", None) is not None else {}),
             violations=dict(self.violations), violation_hosts=dict(self.metrics.violation_hosts.series),
             snmp=tuple(poller.state().values()) if poller is not None else (),
-            interface_service=dict(self.interface_service)))
+            interface_service=dict(self.interface_service), figures=figures or {}))
 
     def status_line(self, counters: Counters, aggregator) -> str:
         """Totals since start; the flow rate is over the time since the previous line (since

@@ -43,6 +43,26 @@ def build_policy(cfg: C.Config, catalogue: Catalogue) -> Policy:
         raise C.ConfigError(exc.key, exc.message) from None
 
 
+def build_asn(cfg: C.Config):
+    """The ASN prefix snapshot: `classify.asn_prefixes`, else the shipped one."""
+    from collector.classify.asn import load_snapshot
+
+    try:
+        return load_snapshot(cfg.get("classify.asn_prefixes") or None)
+    except CatalogueError as exc:
+        raise C.ConfigError("classify.asn_prefixes", exc.message) from None
+
+
+def build_learned(cfg: C.Config):
+    """The table of addresses learned from DNS, when `dns.dnstap` is on (else None)."""
+    if not cfg.get("dns.dnstap"):
+        return None
+    from collector.dns.table import LearnedAddresses
+
+    return LearnedAddresses(max_entries=cfg.get("dns.max_addresses"), grace=cfg.get("dns.grace"),
+                            max_ttl=cfg.get("dns.max_ttl"), max_clients=cfg.get("dns.max_clients"))
+
+
 def build_targets(cfg: C.Config) -> list[snmp.Target]:
     return snmp.targets_of(cfg["snmp"])
 
@@ -52,6 +72,7 @@ def check(cfg: C.Config) -> None:
     catalogue = build_catalogue(cfg)
     app_id_table(cfg, catalogue)
     build_policy(cfg, catalogue)
+    build_asn(cfg)
     build_targets(cfg)
 
 

@@ -85,6 +85,7 @@ def worker_app(cfg: C.Config, index: int, conn) -> App:
     own = f"{base}.w{index}"
     sink = PipeSink(conn)
     app = App(cfg.replaced({"metrics.listen": "", "snmp.targets": [], "collector.template_state": own,
+                            "dns.dnstap": "",  # the supervisor listens; see WorkerPool.learned
                             "collector.refresh_time": min(WORKER_FLUSH, cfg.get("collector.refresh_time"))}),
               store=sink, role=Role(reuse_port=True, write_empty=True, names_interfaces=False, worker_signals=True,
                                     template_states=tuple(p for p in sorted(glob.glob(f"{base}*")) if p != own)))

@@ -1,0 +1,269 @@
+"""The dnstap listener: a resolver's answers, over Frame Streams, into the learned-address table.
+
+Frame Streams (the `fstrm` protocol, farsightsec.github.io/fstrm): each frame is a 32-bit big-
+endian length and that many octets; length 0 starts a control frame (its own length, a type,
+fields). A bidirectional sender (Unbound, Knot Resolver, PowerDNS with `dnstap` over a socket)
+sends READY with the content types it offers; we answer ACCEPT with `protobuf:dnstap.Dnstap`;
+it sends START, data frames, and STOP, which we answer with FINISH. A unidirectional sender
+(BIND's `dnstap-output unix`, `fstrm_capture`-style writers) starts with START: taken as well.
+The frame codec is the `fstrm` package's; the socket server is ours, on asyncio.
+
+Each data frame is a `dnstap.Dnstap` protobuf (`dnstap-pb`); of its messages only
+CLIENT_RESPONSE (what a client was answered; Unbound's `dnstap-log-client-response-messages`)
+and FORWARDER_RESPONSE / RESOLVER_RESPONSE (the resolver's own upstream answers, which BIND and
+Knot log) are read. The DNS message is parsed by `dnspython`; first its question alone, and
+only when the question's name matches a service's domain pattern the whole answer: every A and
+AAAA record of it then maps its address to the service for its TTL (+ grace). Names of no
+service are never kept; the client address is counted per service, bounded.
+
+Hostile input: frames longer than MAX_FRAME, control frames longer than MAX_CONTROL, protobuf
+or DNS that does not parse, are counted and skipped (a bad frame length closes the connection:
+the stream cannot be resynchronised). At most MAX_CONNECTIONS senders at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import stat
+import struct
+import time
+from collections import Counter
+
+import fstrm
+
+from collector.classify.domains import DomainMatcher
+from collector.dns.table import LearnedAddresses
+from collector.netflow.batch import addr_from_str
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = b"protobuf:dnstap.Dnstap"
+MAX_FRAME = 96 << 10  # a DNS message is at most 65,535 octets; the rest is the protobuf around it
+MAX_CONTROL = 512
+MAX_CONNECTIONS = 16
+YIELD_EVERY = 256  # data frames between turns given back to the event loop (flows come first)
+SOCKET_MODE = 0o660  # the resolver's user needs to be in imflow's group (docs/dns.md)
+
+
+class DnstapError(Exception):
+    pass
+
+
+class DnstapListener:
+    """A component (start/stop): listens on `endpoint` ("unix:/path" or "127.0.0.1:PORT"),
+    feeds `table`. `catalogue()` returns the catalogue in use (it changes on reload)."""
+
+    def __init__(self, endpoint: str, table: LearnedAddresses, catalogue, clock=time.time):
+        self.endpoint, self.table, self.catalogue, self.clock = endpoint, table, catalogue, clock
+        self._matcher: tuple[object, DomainMatcher] | None = None
+        self.server: asyncio.AbstractServer | None = None
+        self.address: str | None = None  # what we listen on, once started
+        self.connections = 0
+        self.connected_total = 0
+        self.frames = Counter()  # data frames by outcome: matched, unmatched, other_type, bad_*
+        self.refused = 0  # connections over MAX_CONNECTIONS
+        self._tasks: set[asyncio.Task] = set()
+        self._dnspb = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from dnstap_pb import dnstap_pb2  # protobuf costs ~100 ms to import: only when dnstap is on
+
+        self._dnspb = dnstap_pb2
+        if self.endpoint.startswith("unix:"):
+            path = self.endpoint[5:]
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)  # a stale socket of ours; anything else is left alone (bind fails)
+            self.server = await asyncio.start_unix_server(self._serve, path=path)
+            os.chmod(path, SOCKET_MODE)
+            self.address = f"unix:{path}"
+        else:
+            host, _, port = self.endpoint.rpartition(":")
+            host = host.strip("[]")
+            self.server = await asyncio.start_server(self._serve, host=host, port=int(port))
+            sock = self.server.sockets[0].getsockname()
+            self.address = f"[{sock[0]}]:{sock[1]}" if ":" in sock[0] else f"{sock[0]}:{sock[1]}"
+        log.info("dnstap: listening on %s", self.address)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 2.0)
+            if self.endpoint.startswith("unix:"):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.endpoint[5:])
+            self.server = None
+
+    def figures(self) -> dict:
+        """The listener's and the table's counters as metric families in plain data
+        (collector.metrics.Snapshot.figures); read on the event loop."""
+        t, c = self.table, self.table.counters
+        return {
+            "imflow_dns_learned_addresses": ("gauge", "Addresses learned from DNS answers, in the table", [],
+                                             {(): len(t)}),
+            "imflow_dns_answers": ("counter", "A/AAAA records of catalogue names taken from dnstap, per service",
+                                   ["service"], {(k,): v for k, v in c.by_service.items()}),
+            "imflow_dns_table_events": ("counter", "Learned-address table: new, refreshed, evicted by the "
+                                        "ceiling (dns.max_addresses), expired after TTL + grace",
+                                        ["event"], {("learned",): c.learned, ("refreshed",): c.refreshed,
+                                                    ("evicted",): c.evicted, ("expired",): c.expired}),
+            "imflow_dns_frames": ("counter", "dnstap data frames by outcome (matched, unmatched: no catalogue "
+                                  "name; other_type; bad_*)", ["outcome"], {(k,): v for k, v in self.frames.items()}),
+            "imflow_dns_connections": ("gauge", "Resolvers connected over dnstap now", [], {(): self.connections}),
+            "imflow_dns_client_pairs": ("gauge", "(client, service) pairs counted: who resolved which service "
+                                        "(dns.max_clients; the rest counted as dropped)", [],
+                                        {(): len(t.clients)}),
+            "imflow_dns_clients_dropped": ("counter", "Answers whose (client, service) pair was not counted: "
+                                           "dns.max_clients reached", [], {(): c.clients_dropped}),
+        }
+
+    # --- one sender --------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if self.connections >= MAX_CONNECTIONS:
+            self.refused += 1
+            writer.close()
+            return
+        self._tasks.add(task)
+        self.connections += 1
+        self.connected_total += 1
+        try:
+            await self._session(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the sender went away
+        except DnstapError as e:
+            self.frames["bad_stream"] += 1
+            log.warning("dnstap: closing a connection: %s", e)
+        finally:
+            self.connections -= 1
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _session(self, reader, writer) -> None:
+        codec = fstrm.FstrmCodec()
+        started = False
+        n = 0
+        while True:
+            (length,) = struct.unpack("!I", await reader.readexactly(4))
+            if length:
+                if length > MAX_FRAME:
+                    raise DnstapError(f"data frame of {length} octets (ceiling {MAX_FRAME})")
+                frame = await reader.readexactly(length)
+                if started:
+                    self.take(frame)
+                else:
+                    self.frames["before_start"] += 1
+                n += 1
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+                continue
+            (clen,) = struct.unpack("!I", await reader.readexactly(4))
+            if not 4 <= clen <= MAX_CONTROL:
+                raise DnstapError(f"control frame of {clen} octets")
+            body = await reader.readexactly(clen)
+            try:
+                ctrl, types, _ = _control(codec, body)
+            except Exception as e:  # the codec raises plain Exceptions on bad fields
+                raise DnstapError(f"bad control frame: {str(e)[:80]}") from None
+            if ctrl == fstrm.FSTRM_CONTROL_READY:
+                if types and CONTENT_TYPE not in types:
+                    raise DnstapError("sender offers no protobuf:dnstap.Dnstap content type")
+                writer.write(codec.encode_ctrlaccept(CONTENT_TYPE))
+                await writer.drain()
+            elif ctrl == fstrm.FSTRM_CONTROL_START:
+                if types and CONTENT_TYPE not in types:
+                    raise DnstapError("stream content type is not protobuf:dnstap.Dnstap")
+                started = True
+            elif ctrl == fstrm.FSTRM_CONTROL_STOP:
+                writer.write(codec.encode(ctrl=fstrm.FSTRM_CONTROL_FINISH))
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+                return
+            else:
+                raise DnstapError(f"unexpected control frame type {ctrl}")
+
+    # --- one dnstap message ------------------------------------------------------------------
+
+    def matcher(self) -> DomainMatcher:
+        catalogue = self.catalogue()
+        if self._matcher is None or self._matcher[0] is not catalogue:
+            self._matcher = (catalogue, DomainMatcher(catalogue.services))
+        return self._matcher[1]
+
+    def take(self, frame: bytes) -> None:
+        """One data frame; never raises (bad input is counted)."""
+        pb = self._dnspb
+        msg = pb.Dnstap()
+        try:
+            msg.ParseFromString(frame)
+        except Exception:  # google.protobuf.message.DecodeError and friends
+            self.frames["bad_protobuf"] += 1
+            return
+        m = msg.message
+        if msg.type != pb.Dnstap.MESSAGE or m.type not in _RESPONSES or not m.response_message:
+            self.frames["other_type"] += 1
+            return
+        matcher = self.matcher()
+        outcome = learn_answer(m.response_message, matcher, self.table, self.clock(),
+                               _client(m) if m.type == _CLIENT_RESPONSE else None)
+        self.frames[outcome] += 1
+
+
+def learn_answer(wire: bytes, matcher: DomainMatcher, table: LearnedAddresses, now: float,
+                 client: str | None) -> str:
+    """A DNS response in wire format -> learned addresses; returns the outcome counted."""
+    import dns.exception
+    import dns.message
+    import dns.rdatatype
+
+    try:
+        q = dns.message.from_wire(wire, question_only=True)
+    except (dns.exception.DNSException, ValueError, IndexError, UnicodeError):
+        return "bad_dns"
+    if not q.question:
+        return "unmatched"
+    service = matcher.match(q.question[0].name.to_text(omit_final_dot=True))
+    if not service:
+        return "unmatched"
+    try:
+        full = dns.message.from_wire(wire)
+    except (dns.exception.DNSException, ValueError, IndexError, UnicodeError):
+        return "bad_dns"
+    sid = matcher.ids[service]
+    found = False
+    for rrset in full.answer:
+        if rrset.rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            continue
+        for rdata in rrset:
+            hi, lo = addr_from_str(rdata.address)
+            table.learn(hi, lo, sid, rrset.ttl, now, client)
+            found = True
+    return "matched" if found else "matched_no_address"
+
+
+def _control(codec: fstrm.FstrmCodec, body: bytes):
+    codec.reset()
+    codec.buf = b""
+    codec.append_and_process(struct.pack("!II", 0, len(body)) + body)
+    return codec.decode()
+
+
+def _client(m) -> str | None:
+    raw = bytes(m.query_address)
+    if len(raw) in (4, 16):
+        return str(ipaddress.ip_address(raw))
+    return None
+
+
+_CLIENT_RESPONSE = 6
+_RESPONSES = (6, 4, 8)  # CLIENT_RESPONSE, RESOLVER_RESPONSE, FORWARDER_RESPONSE (dnstap.proto)

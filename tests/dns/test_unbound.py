@@ -1,0 +1,139 @@
+"""Addresses learned from DNS, end to end with real peers: a real Unbound answers the test's
+queries from local data and streams dnstap to `imflow run`; softflowd then exports a pcap of
+sessions to those addresses. Per (host, service) totals must equal the pcap's own, with the
+service each address should have by the names the test gave Unbound (not read from imflow's
+catalogue); an answer whose TTL + grace has passed classifies nothing; a flood of answers stays
+within dns.max_addresses, least recently learned out first."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.test_daemon import Daemon, db_totals, send_with_softflowd
+from tests.dns import unbound as ub
+from tests.support import pcapgen as pg
+from tests.support import softflowd
+
+pytestmark = pytest.mark.skipif(not (ub.available() and softflowd.available()),
+                                reason="unbound, dig or softflowd not on PATH")
+
+INTERNAL = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "fd00::/8")]
+
+# name, TTL, type, address, the service the issue's patterns give that name
+RECORDS = [
+    ("web.whatsapp.com", 300, "A", "192.0.2.10", "whatsapp"),
+    ("mmg.whatsapp.net", 300, "AAAA", "2001:db8::10", "whatsapp"),
+    ("chat.signal.org", 300, "A", "192.0.2.20", "signal"),
+    ("gateway.discord.gg", 300, "A", "192.0.2.30", "discord"),
+    ("short.wechat.com", 1, "A", "192.0.2.40", "other"),  # TTL 1 + grace 1: gone when the flows come
+    ("www.example.org", 300, "A", "192.0.2.50", "other"),  # no service's name
+    ("whatsapp.net.example.org", 300, "A", "192.0.2.60", "other"),  # looks like one, is not
+]
+
+
+def metrics(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("imflow_dns_"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def wait_for(port: int, name: str, value: float, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = metrics(port)
+        if m.get(name) == value:
+            return m
+        time.sleep(0.2)
+    raise AssertionError(f"{name} never reached {value}: {m}")
+
+
+def start(tmp_path: Path, *toml: str) -> tuple[Daemon, int, str]:
+    sock = str(tmp_path / "dnstap.sock")
+    cfg = tmp_path / "imflow.toml"
+    cfg.write_text(f'[dns]\ndnstap = "unix:{sock}"\n' + "".join(f"{line}\n" for line in toml))
+    d = Daemon(tmp_path, tmp_path / "imflow.db", "--config", str(cfg), "--metrics", "127.0.0.1:0")
+    port = int(re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", d.text()).group(1))
+    assert f"dnstap: listening on unix:{sock}" in d.text()
+    return d, port, sock
+
+
+def sessions_to(servers: list[str], start: float) -> list[pg.Session]:
+    out = []
+    for i, server in enumerate(servers):
+        v6 = ":" in server
+        client = f"fd00::{i + 1}" if v6 else f"10.1.0.{i + 1}"
+        size = 120 if v6 else 100
+        out.append(pg.Session(client, server, 40000 + i, 443, pg.TCP,
+                              [(0, size + 10 * i), (1, size + 500 + i), (0, size + 7), (1, size + 1200)],
+                              start=start + i))
+    return out
+
+
+def truth(flows: list[pg.FlowTruth], service_of: dict[str, str]) -> dict:
+    out: Counter = Counter()
+    for f in flows:
+        internal_src = any(ipaddress.ip_address(f.src) in n for n in INTERNAL)
+        host, server = (f.src, f.dst) if internal_src else (f.dst, f.src)
+        out[(host, service_of.get(server, "other"), "bytes")] += f.bytes
+        out[(host, service_of.get(server, "other"), "packets")] += f.packets
+    return dict(out)
+
+
+def test_answers_classify_flows_until_their_ttl(tmp_path):
+    d, mport, sock = start(tmp_path, 'grace = "1s"')
+    server = ub.Unbound(tmp_path, sock, [r[:4] for r in RECORDS])
+    try:
+        for name, _, rtype, address, _ in RECORDS:
+            assert server.query(name, rtype) == [address]  # Unbound answers what it was given
+        matched = sum(1 for r in RECORDS if r[0].split(".", 1)[1] in ("whatsapp.com", "whatsapp.net",
+                                                                         "signal.org", "discord.gg", "wechat.com"))
+        m = wait_for(mport, 'imflow_dns_table_events_total{event="learned"}', matched)
+        assert m["imflow_dns_learned_addresses"] == matched  # example.org names are not kept
+        assert m['imflow_dns_frames_total{outcome="unmatched"}'] == 2
+        time.sleep(2.5)  # short.wechat.com: TTL 1 + grace 1 are over
+        servers = [r[3] for r in RECORDS] + ["192.0.2.99"]  # and one never resolved
+        pcap = tmp_path / "flows.pcap"
+        flows = pg.write_sessions(pcap, sessions_to(servers, time.time() - 30))
+        send_with_softflowd(pcap, d.port, ["-v", "9", "-a"])
+        time.sleep(2.0)
+    finally:
+        server.stop()
+        assert d.stop() == 0, d.text()
+    expected = truth(flows, {r[3]: r[4] for r in RECORDS})
+    assert {k for k in expected if k[1] != "other"}  # the test does test something
+    assert db_totals(tmp_path / "imflow.db") == expected
+
+
+def test_a_flood_of_answers_stays_within_the_ceiling(tmp_path):
+    n, ceiling = 300, 50
+    d, mport, sock = start(tmp_path, f"max_addresses = {ceiling}")
+    names = [(f"n{i}.whatsapp.net", 600, "A", str(ipaddress.IPv4Address("198.51.100.0") + i % 256)
+              if i < 256 else str(ipaddress.IPv4Address("203.0.113.0") + i - 256)) for i in range(n)]
+    server = ub.Unbound(tmp_path, sock, names)
+    try:
+        server.query_batch([r[0] for r in names])
+        m = wait_for(mport, 'imflow_dns_table_events_total{event="learned"}', n, timeout=60)
+        assert m["imflow_dns_learned_addresses"] == ceiling
+        assert m['imflow_dns_table_events_total{event="evicted"}'] == n - ceiling
+        # the last `ceiling` answers are kept, the first ones are out
+        kept, gone = [r[3] for r in names[-ceiling:]], [r[3] for r in names[:5]]
+        time.sleep(1.2)
+        pcap = tmp_path / "flows.pcap"
+        flows = pg.write_sessions(pcap, sessions_to(kept[:10] + gone, time.time() - 30))
+        send_with_softflowd(pcap, d.port, ["-v", "9", "-a"])
+        time.sleep(2.0)
+    finally:
+        server.stop()
+        assert d.stop() == 0, d.text()
+    assert db_totals(tmp_path / "imflow.db") == truth(flows, {a: "whatsapp" for a in kept})
