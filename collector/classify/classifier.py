@@ -100,6 +100,7 @@ class Classifier:
         self.asn = asn if asn is not None else asn_data.shipped()
         self._asn_v4, self._asn_v6, self._asn_members = self._asn_tables(catalogue.services, self.asn)
         self.learned_addresses = None  # collector.dns.LearnedAddresses, set by the pipeline
+        self.clock = None  # the pipeline's: learned addresses are judged at clock() unless `now` is given
         self.set_app_ids(app_ids or {})
 
     def set_app_ids(self, app_ids: dict[int, str]) -> None:
@@ -142,8 +143,8 @@ class Classifier:
     def classify(self, src_addr: np.ndarray, dst_addr: np.ndarray, src_port: np.ndarray,
                  dst_port: np.ndarray, proto: np.ndarray, app_id: np.ndarray | None = None,
                  session: np.ndarray | None = None, now: float | None = None) -> Classified:
-        """`now`: the time learned addresses are judged at (their TTL + grace); needed only
-        when `learned_addresses` is set."""
+        """`now`: the time learned addresses are judged at (their TTL + grace), else `clock()`;
+        needed only when `learned_addresses` is set."""
         src_port = np.asarray(src_port, np.uint16)
         dst_port = np.asarray(dst_port, np.uint16)
         src_key = self._proto_offset[np.asarray(proto, np.uint8)]  # flat port-table index
@@ -189,7 +190,9 @@ class Classifier:
             method[pfx] = M_PREFIX
         table = self.learned_addresses
         if table is not None and len(table):
-            view = table.view(self.catalogue.by_id, now if now is not None else 0.0)
+            if now is None:
+                now = self.clock() if self.clock is not None else 0.0
+            view = table.view(self.catalogue.by_id, now)
             if len(view):
                 _patch(view.lookup(src_addr, now), view.lookup(dst_addr, now), src_int, dst_int,
                        service, service_is_src, side_known, method, M_DNS)
