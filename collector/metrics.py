@@ -171,17 +171,18 @@ def _snmp_families(s: Snapshot):
     duration = GaugeMetricFamily("imflow_snmp_poll_duration_seconds", "Duration of the last SNMP poll",
                                  labels=["exporter"])
     errors = CounterMetricFamily("imflow_snmp_errors", "Failed SNMP polls by reason", labels=["exporter", "reason"])
-    info = InfoMetricFamily("imflow_interface", "Interfaces of each exporter (SNMP)",
+    info = InfoMetricFamily("imflow_interface", "Interfaces of each exporter (SNMP, or sFlow counter samples)",
                             labels=["exporter", "if_index", "if_name", "if_alias"])
     speed = GaugeMetricFamily("imflow_interface_speed_bytes", "Interface speed in bytes per second "
                               "(ifHighSpeed/ifSpeed divided by 8)", labels=["exporter", "if_name"])
-    octets = CounterMetricFamily("imflow_interface_bytes", "Interface bytes (ifHC/ifIn/ifOutOctets) as the agent "
-                                 "counts them", labels=["exporter", "if_name", "direction"])
+    octets = CounterMetricFamily("imflow_interface_bytes", "Interface bytes (ifHC/ifIn/ifOutOctets, or sFlow "
+                                 "if_counters) as the agent counts them", labels=["exporter", "if_name", "direction"])
     for a in s.snmp:
-        up.add_metric([a.exporter], 1 if a.up else 0)
-        duration.add_metric([a.exporter], a.last_duration)
-        for reason in ("timeout", "auth", "decryption", "other"):
-            errors.add_metric([a.exporter, reason], a.errors.get(reason, 0))
+        if not getattr(a, "sflow", False):  # interfaces from sFlow counter samples: no SNMP poll
+            up.add_metric([a.exporter], 1 if a.up else 0)
+            duration.add_metric([a.exporter], a.last_duration)
+            for reason in ("timeout", "auth", "decryption", "other"):
+                errors.add_metric([a.exporter, reason], a.errors.get(reason, 0))
         for iface in a.interfaces.values():
             info.add_metric([a.exporter, str(iface.index), iface.name, iface.alias], {})
             speed.add_metric([a.exporter, iface.name], iface.speed_bits / 8)

@@ -28,6 +28,7 @@ from collector.daemon.wiring import build_store, build_targets
 from collector.intake import Intake
 from collector.intake.listener import Allow
 from collector.metrics import Metrics
+from collector.sflow.links import Links
 from collector.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,9 @@ class App:
         self.health = Health()
         self.metrics = Metrics(cfg.get("metrics.max_host_series"),
                                health=lambda: self.health.check(listening=bool(self.bound)))
-        self.telemetry = Telemetry(self.metrics, self.health, {t.exporter for t in self.snmp_targets},
-                                   self.poller.interface_names if self.poller is not None else None,
+        # interface state for link share: SNMP polls, else sFlow counter samples (docs/sflow.md)
+        self.links = Links(self.poller, self.pipeline.decoder, {t.exporter for t in self.snmp_targets})
+        self.telemetry = Telemetry(self.metrics, self.health, self.links.exporters, self.links.interface_names,
                                    host_names=Telemetry.names_from(cfg.get("policy.hosts_file")))
         self.counters: Counters = LocalCounters(self.pipeline.decoder, self.intake, self.pipeline.aggregator)
         self.components: list = []  # attached: started after the core, stopped before it
@@ -248,6 +250,7 @@ class App:
         self._if_names = None  # rebuilt once per flush by interface_name
         rows, if_rows = self.pipeline.drain(now, self.interface_name)
         audit_rows = self.pipeline.drain_audit()
+        self.links.refresh()
         self.telemetry.count(rows, if_rows)
         self.refresh_snapshot()
         if not rows and not if_rows and not audit_rows and not self.role.write_empty:
@@ -301,7 +304,7 @@ class App:
         return name or str(if_index)
 
     def refresh_snapshot(self) -> None:
-        self.telemetry.snapshot(self.counters, self.aggregator, self.poller,
+        self.telemetry.snapshot(self.counters, self.aggregator, self.links,
                                 figures=self.dnstap.figures() if self.dnstap is not None else None)
 
     def status_line(self) -> str:
