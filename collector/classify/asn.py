@@ -137,16 +137,22 @@ def from_mmdb(path: str, asns: Iterable[int]) -> dict[int, list[Network]]:
 
     wanted = set(asns)
     out: dict[int, list[Network]] = {}
-    with maxminddb.open_database(path) as reader:
-        for net, record in reader:
-            asn = record.get("autonomous_system_number") if isinstance(record, dict) else None
-            if asn not in wanted:
-                continue
-            if net.version == 6 and net.prefixlen >= 96:
-                for block in (ipaddress.IPv6Network("::ffff:0:0/96"), ipaddress.IPv6Network("::/96")):
-                    if net.subnet_of(block):
-                        v4 = ipaddress.IPv4Address(int(net.network_address) & 0xFFFF_FFFF)
-                        net = ipaddress.IPv4Network(f"{v4}/{net.prefixlen - 96}")
-                        break
-            out.setdefault(asn, []).append(net)
+    try:
+        with maxminddb.open_database(path) as reader:
+            for net, record in reader:
+                asn = record.get("autonomous_system_number") if isinstance(record, dict) else None
+                if asn not in wanted:
+                    continue
+                out.setdefault(asn, []).append(_v4_if_mapped(net))
+    except maxminddb.InvalidDatabaseError as e:  # a RuntimeError
+        raise ValueError(str(e)) from None
     return out
+
+
+def _v4_if_mapped(net: Network) -> Network:
+    if net.version == 6 and net.prefixlen >= 96:
+        for block in (ipaddress.IPv6Network("::ffff:0:0/96"), ipaddress.IPv6Network("::/96")):
+            if net.subnet_of(block):
+                v4 = ipaddress.IPv4Address(int(net.network_address) & 0xFFFF_FFFF)
+                return ipaddress.IPv4Network(f"{v4}/{net.prefixlen - 96}")
+    return net

@@ -123,7 +123,7 @@ def parse_time(text: str) -> float:
 def cmd_services(args) -> int:
     from collector.classify import detection
     from collector.cli import where
-    from collector.daemon.wiring import build_catalogue
+    from collector.daemon.wiring import build_asn, build_catalogue
     from collector.text import csv_text, json_text, printable
 
     cfg = where.load(args.config)
@@ -134,18 +134,23 @@ def cmd_services(args) -> int:
         print(f"imflow: {exc}", file=sys.stderr)
         return 2
     by_app_id = frozenset(cfg.get("classify.app_ids").values())
+    install = detection.Install(cfg.get("dns.dnstap"), build_asn(cfg), by_app_id)
     services = [s for s in catalogue.services[1:] if not args.category or s.category in args.category]
     if args.format == "json":
         print(json_text([dict(s.to_dict(), index=s.index, detected_by=detection.methods(s, by_app_id),
-                              needs_app_ids=detection.needs_app_ids(s, by_app_id)) for s in services], indent=1))
+                              needs_app_ids=detection.needs_app_ids(s, by_app_id),
+                              methods=detection.install_methods(s, install),
+                              cannot_see=detection.cannot_see(s, install)) for s in services], indent=1))
         return 0
-    header = ("id", "category", "name", "detected by", "ports (alone)", "ports with prefixes", "prefixes")
+    header = ("id", "category", "name", "detected by", "methods here", "ports (alone)", "ports with prefixes",
+              "prefixes")
     rows = [(s.id, s.category, s.name, detection.describe(s, by_app_id),
+             ", ".join(detection.install_methods(s, install)) or "none",
              ", ".join(p for p in s.ports if p not in s.shared_ports) or "-", ", ".join(s.shared_ports) or "-",
              str(len(s.prefixes))) for s in services]
     if args.format == "csv":
-        sys.stdout.write(csv_text(("id", "category", "name", "detected_by", "ports", "shared_ports", "prefixes"),
-                                  rows))
+        sys.stdout.write(csv_text(("id", "category", "name", "detected_by", "methods", "ports", "shared_ports",
+                                   "prefixes"), rows))
         return 0
     rows = [tuple(map(printable, r)) for r in rows]
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
@@ -159,6 +164,10 @@ def cmd_services(args) -> int:
               "IPFIX applicationId): their ports are shared (443 ...) and they have no prefixes, so on "
               "ports and addresses alone their traffic counts as other: "
               + ", ".join(printable(s.name) for s in unseen))
+    asn = install.asn
+    print(f"methods here: dns {'from dnstap on ' + printable(install.dnstap) if install.dnstap else 'off (dns.dnstap)'}"
+          f"; asn from the snapshot of {asn.date} ({len(asn)} prefixes of {len(asn.prefixes)} ASNs)"
+          "; `imflow services --format json` says per service what it cannot see and why")
     return 0
 
 
@@ -171,6 +180,8 @@ def cmd_catalogue_update(args) -> int:
 
     cfg = where.load(args.config)
     catalogue = load_catalogue(cfg.get("classify.catalogue") or None)
+    if args.asn_database:
+        return _asn_update(catalogue, args.asn_database, args.asn_out)
     try:
         rep = update_catalogue(catalogue, args.out)
     except UpdateError as exc:
@@ -181,6 +192,34 @@ def cmd_catalogue_update(args) -> int:
         print(printable(line))
     print(f"wrote {args.out}; set classify.catalogue = \"{args.out}\" in the config to use it")
     return 1 if rep.failed else 0
+
+
+def _asn_update(catalogue, database: str, out: str) -> int:
+    """`imflow catalogue update --asn-database FILE.mmdb`: the catalogue's ASNs' prefixes, dated."""
+    import datetime as dt
+    import os
+
+    from collector.classify.asn import format_snapshot, from_mmdb, write_snapshot
+    from collector.text import printable
+
+    wanted = sorted({a for s in catalogue.services for a in s.asns})
+    try:
+        prefixes = from_mmdb(database, wanted)
+    except (OSError, ValueError) as exc:  # maxminddb.InvalidDatabaseError is a ValueError
+        print(f"imflow: {printable(database)}: not a readable MaxMind-format database ({printable(exc)}); "
+              "nothing written", file=sys.stderr)
+        return 1
+    if not prefixes:
+        print(f"imflow: {printable(database)} has no networks of the catalogue's ASNs "
+              f"({', '.join(map(str, wanted))}): is it an ASN database? nothing written", file=sys.stderr)
+        return 1
+    source = f"imflow catalogue update --asn-database {os.path.basename(database)}"
+    write_snapshot(out, format_snapshot(dt.date.today().isoformat(), source, prefixes))
+    missing = [a for a in wanted if a not in prefixes]
+    print(f"ASN prefixes: {sum(map(len, prefixes.values()))} networks for {len(prefixes)} of {len(wanted)} ASNs"
+          + (f" (none for {', '.join(f'AS{a}' for a in missing)})" if missing else ""))
+    print(f"wrote {printable(out)}; set classify.asn_prefixes = \"{printable(out)}\" in the config to use it")
+    return 0
 
 
 def cmd_violations(args) -> int:

@@ -161,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config(u, "read classify.catalogue from this config")
     u.add_argument("--out", default="imflow-catalogue.toml", metavar="FILE",
                    help="where to write (default ./imflow-catalogue.toml)")
+    u.add_argument("--asn-database", metavar="FILE.mmdb",
+                   help="instead: refresh the ASN prefix snapshot from this MaxMind-format ASN database "
+                        "(GeoLite2-ASN, DB-IP ASN Lite ...), for the catalogue's asns only; nothing is fetched")
+    u.add_argument("--asn-out", default="imflow-asn-prefixes.txt", metavar="FILE",
+                   help="where --asn-database writes the snapshot (default ./imflow-asn-prefixes.txt); "
+                        "point classify.asn_prefixes at it")
     u.set_defaults(func=cmd_catalogue_update, log_level="warning")
     cat.set_defaults(func=lambda a: cat.print_help() or 2, log_level="warning")
 
