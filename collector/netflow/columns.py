@@ -22,6 +22,8 @@ from collector.netflow.reads import Reads
 from collector.netflow.session import Session
 from collector.netflow.sessions import SessionTable
 from collector.netflow.stats import DecodeStats
+from collector.netflow.templates import SECTION_WIDTH
+from collector.sflow import headers as H
 
 _U8 = np.uint64
 ALWAYS = frozenset(("session", "src_addr", "dst_addr", "bytes", "packets", "end"))  # filled whatever is asked
@@ -148,6 +150,9 @@ class Columns:
         app = c.app_ids(rd.arr) if F.applicationId in c.name else None
         put("app_id", app if app is not None else 0)
 
+        drop = None
+        if c.section is not None:
+            octets, packets, drop = self._section(c, rd.arr, dst, octets, packets, ctx)
         rate = self._rates(c, rd, ctx, base_rate)
         put("sampling_rate", rate)
         _counters(dst, octets, packets, rate)
@@ -155,7 +160,7 @@ class Columns:
         put("start", start)
         put("end", end)
         if not c.has_reverse:
-            return [], None
+            return [], drop
 
         # RFC 5103 biflow (or initiator/responder counters): the reverse direction is a flow
         # of its own, where the record says it carried anything.
@@ -184,6 +189,54 @@ class Columns:
             if sess is not None and k:
                 self.stats.flows[sess.stat_label, sess.version] += k
         return [rev], (None if keep_fwd.all() else ~keep_fwd)
+
+    def _section(self, c, arr: np.ndarray, dst: dict, octets, packets, ctx: _Chunks) -> tuple:
+        """A sampled packet's section (IE 315 dataLinkFrameSection or 313 ipHeaderPacketSection,
+        RFC 7133 §5) parsed with the sFlow header parser: addresses, ports and protocol where
+        the template has none of its own; bytes from dataLinkFrameSize (312), else ipTotalLength
+        (224), else the parsed header's IP length; one packet a record without a packet counter.
+        -> (octets, packets, rows to drop: sections that hold no IP packet, when the template
+        has no addresses either; counted as notices)."""
+        k, var = c.section
+        col = arr[c.name[k]]
+        n = len(col)
+        if var:  # normalised: two octets of length, then the section's first octets
+            lengths = (col[:, 0].astype(np.int64) << 8) | col[:, 1]
+            mat = col[:, 2:]
+        else:
+            mat = col if col.ndim == 2 else np.zeros((n, 0), np.uint8)
+            lengths = np.full(n, mat.shape[1], np.int64)
+            exported = c.uint(arr, F.sectionExportedOctets)
+            if exported is not None:
+                lengths = np.minimum(lengths, exported.astype(np.int64))
+        mat = np.concatenate([mat[:, :SECTION_WIDTH], np.zeros((n, 64), np.uint8)], axis=1)
+        lengths = np.minimum(lengths, SECTION_WIDTH)
+        proto = H.ETHERNET if k == F.dataLinkFrameSection else H.IP_ANY
+        p = H.parse(mat, lengths, np.full(n, proto, np.int64))
+        ok = p.status == H.OK
+        own = F.sourceIPv4Address in c.name or F.sourceIPv6Address in c.name
+        if not own:
+            dst["src_addr"][...] = p.src_addr
+            dst["dst_addr"][...] = p.dst_addr
+            for name, field, value in (("src_port", F.sourceTransportPort, p.src_port),
+                                       ("dst_port", F.destinationTransportPort, p.dst_port),
+                                       ("proto", F.protocolIdentifier, p.proto)):
+                if name in self.keep and field not in c.name:
+                    np.copyto(dst[name], value, casting="unsafe")
+        if octets is None:
+            size = c.uint(arr, F.dataLinkFrameSize) if k == F.dataLinkFrameSection else None
+            if size is None:
+                size = c.uint(arr, F.ipTotalLength)
+            octets = size if size is not None else p.ip_length.astype(_U8)
+        if packets is None:
+            packets = np.ones(n, _U8)
+        if own or ok.all():
+            return octets, packets, None
+        bad = Counter(np.repeat(np.array(ctx.sids, np.int64), ctx.counts)[~ok].tolist())
+        for sid, count in bad.items():
+            sess = ctx.session(sid)
+            self.stats.notices[sess.stat_label if sess else "other", "section-not-ip"] += count
+        return octets, packets, ~ok
 
     def _rates(self, c, rd: Reads, ctx: _Chunks, base_rate: np.ndarray) -> np.ndarray:
         """Sampling rate per record: a per-record interval, else the record's sampler id in

@@ -66,6 +66,14 @@ samplingPacketSpace = 306
 samplingSize = 309
 samplingPopulation = 310
 # Names and applications
+# packet sections: the sampled packet itself (RFC 7133 §5, IANA), parsed by collector.sflow.headers
+ipTotalLength = 224
+dataLinkFrameSize = 312
+ipHeaderPacketSection = 313
+dataLinkFrameSection = 315
+sectionExportedOctets = 410
+PACKET_SECTIONS = (dataLinkFrameSection, ipHeaderPacketSection)
+
 interfaceName = 82
 interfaceDescription = 83
 applicationDescription = 94
@@ -91,9 +99,10 @@ _INTEGERS = (octetDeltaCount, packetDeltaCount, postOctetDeltaCount, postPacketD
              ingressInterface, egressInterface, flowEndSysUpTime, flowStartSysUpTime,
              *range(flowStartSeconds, systemInitTimeMilliseconds + 1), samplingInterval, samplerId,
              samplerRandomInterval, selectorId, samplingPacketInterval, samplingPacketSpace, samplingSize,
-             samplingPopulation)
+             samplingPopulation, ipTotalLength, dataLinkFrameSize, sectionExportedOctets)
 READ_WIDTH: dict[int, int] = {**{k: 8 for k in _INTEGERS}, sourceIPv4Address: 4, destinationIPv4Address: 4,
-                              sourceIPv6Address: 16, destinationIPv6Address: 16, applicationId: VARLEN}
+                              sourceIPv6Address: 16, destinationIPv6Address: 16, applicationId: VARLEN,
+                              dataLinkFrameSection: VARLEN, ipHeaderPacketSection: VARLEN}
 # a data template carries a flow when it has one of these (an address of its width, or a counter)
 FLOW_ADDRESSES = {sourceIPv4Address: 4, destinationIPv4Address: 4, sourceIPv6Address: 16, destinationIPv6Address: 16}
 FLOW_COUNTERS = frozenset((octetDeltaCount, packetDeltaCount, postOctetDeltaCount, postPacketDeltaCount, 85, 86,

@@ -31,6 +31,7 @@ _U8 = np.uint64
 # Ceilings on one template (docs/security.md#ceilings). Real exporters define up to ~100 fields
 # and records under 1 KiB; a datagram could carry a template of 16,370 one-octet fields.
 MAX_FIELDS = 512
+SECTION_WIDTH = 128  # octets of a variable-length packet section kept for parsing (sFlow's default header)
 MAX_RECORD_OCTETS = 8192  # the fixed part of a record (a variable-length field counts 1 octet)
 
 
@@ -118,6 +119,9 @@ class Template:
                     out.append(value)
                 elif how == 2:
                     out.append(struct.pack(">Q", app_id_int(value)))
+                elif how == 3:  # a packet section: its length, then its first SECTION_WIDTH octets
+                    value = value[:SECTION_WIDTH]
+                    out.append(struct.pack(">H", len(value)) + value + bytes(SECTION_WIDTH - len(value)))
         return b"".join(out), len(records)
 
     def index(self) -> dict[int, int]:
@@ -166,7 +170,8 @@ def refusal(t: Template) -> str | None:
                                  or (length == F.VARLEN and most != F.VARLEN)):
             return "template-field-length"
         if not flow:
-            flow = (k in F.FLOW_COUNTERS and 0 < length <= 8) or F.FLOW_ADDRESSES.get(k) == length
+            flow = ((k in F.FLOW_COUNTERS and 0 < length <= 8) or F.FLOW_ADDRESSES.get(k) == length
+                    or (k in F.PACKET_SECTIONS and length > 0))  # a sampled packet: its header is the flow
     return None if flow else "template-no-flow"
 
 
@@ -186,19 +191,27 @@ class Compiled:
     """A template's record dtype and its mapping to canonical columns."""
 
     __slots__ = ("dtype", "keep", "width", "name", "time_kind", "time_fields", "has_reverse",
-                 "sampler_field", "interval_field", "space_field")
+                 "sampler_field", "interval_field", "space_field", "section")
 
     def __init__(self, t: Template):
         names, formats, offsets = [], [], []
-        self.keep: list[int] = []  # per wire field: 0 drop, 1 copy, 2 applicationId -> 8 octets
+        self.keep: list[int] = []  # per wire field: 0 drop, 1 copy, 2 applicationId -> 8 octets,
+        # 3 a variable-length packet section -> 2 octets of length and SECTION_WIDTH octets
         self.width: dict[int, int] = {}
         self.name: dict[int, str] = {}
+        # the first packet section: (element, variable-length) (RFC 7133 §5)
+        self.section: tuple[int, bool] | None = None
         offset = 0
         for i, (k, length) in enumerate(t.fields):
+            if k in F.PACKET_SECTIONS and self.section is None and length:
+                self.section = (k, length == F.VARLEN)
             if length == F.VARLEN:
                 if k == F.applicationId and k not in self.name:
                     self.keep.append(2)
                     length = 8
+                elif self.section == (k, True) and k not in self.name:
+                    self.keep.append(3)
+                    length = SECTION_WIDTH + 2
                 else:
                     self.keep.append(0)
                     continue

@@ -27,6 +27,7 @@ ETHERNET = 1  # ISO 8802-3 / Ethernet II
 IPV4 = 11
 IPV6 = 12
 MPLS = 13
+IP_ANY = -1  # not sFlow's: IPv4 or IPv6 by the version nibble (IPFIX ipHeaderPacketSection, IE 313)
 
 MAX_HEADER = 256  # octets of a header read; sFlow agents send 128 by default
 MAX_TAGS = 4  # VLAN tags walked (802.1Q, 802.1ad, QinQ 0x9100)
@@ -78,8 +79,9 @@ def matrix(headers: list[bytes], width: int = MAX_HEADER) -> tuple[np.ndarray, n
 
 
 def parse(mat: np.ndarray, lengths: np.ndarray, protocol: np.ndarray) -> Parsed:
-    """Parse every row of `mat` (from `matrix`): `lengths` octets valid per row, `protocol`
-    the sFlow header_protocol of each row (ETHERNET, IPV4, IPV6 or MPLS)."""
+    """Parse every row of `mat` (from `matrix`, or any octet matrix with 64 zero columns past
+    the widest row): `lengths` octets valid per row, `protocol` the sFlow header_protocol of each
+    row (ETHERNET, IPV4, IPV6 or MPLS) or IP_ANY."""
     n, width = mat.shape
     rows = np.arange(n)
     limit = width - 8  # reads at offsets past this are clamped (the row is truncated anyway)
@@ -98,6 +100,8 @@ def parse(mat: np.ndarray, lengths: np.ndarray, protocol: np.ndarray) -> Parsed:
     etype = np.where(protocol == ETHERNET, u16(np.full(n, 12)), 0)
     etype = np.where(protocol == IPV4, 0x0800, np.where(protocol == IPV6, 0x86DD, etype))
     etype = np.where(protocol == MPLS, 0x8847, etype)
+    nibble = u8(np.zeros(n, np.int64)) >> 4
+    etype = np.where(protocol == IP_ANY, np.where(nibble == 4, 0x0800, np.where(nibble == 6, 0x86DD, 0)), etype)
     for _ in range(MAX_TAGS):
         tagged = np.isin(etype, _VLAN_TYPES)
         if not tagged.any():
