@@ -225,6 +225,27 @@ def endpoint(optional: bool = False, bare: str | None = None) -> Callable:
     return check
 
 
+@_kind("string of 1–64 characters, no colon or control character")
+def web_user(key: str, v: Any) -> str:
+    v = _type(str, "a string")(key, v)
+    if v and not re.fullmatch(r"[^\x00-\x1f\x7f-\x9f:]{1,64}", v):
+        raise ConfigError(key, "expected 1-64 characters, no colon or control character (RFC 7617)")
+    return v
+
+
+PASSWORD_HASH = re.compile(r"scrypt\$(\d{1,2})\$(\d{1,2})\$(\d{1,2})\$([A-Za-z0-9+/=]{16,88})\$([A-Za-z0-9+/=]{44})")
+
+
+@_kind("scrypt$LOG2N$R$P$SALT$HASH")
+def password_hash(key: str, v: Any) -> str:
+    v = _type(str, "a string")(key, v)
+    m = PASSWORD_HASH.fullmatch(v)
+    if v and (m is None or not 10 <= int(m.group(1)) <= 20 or not 1 <= int(m.group(2)) <= 32
+              or not 1 <= int(m.group(3)) <= 16):
+        raise ConfigError(key, "not a password hash: run `imflow web --hash-password` and paste what it prints")
+    return v
+
+
 def split_host_port(text: str) -> tuple[str, int | None]:
     """'host', 'host:port', 'ipv6' or '[ipv6]:port' -> (host, port or None); ValueError."""
     m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?", text)
@@ -602,6 +623,21 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "log": {
         "level": Key(string(("debug", "info", "warning", "error")), "info", "what is logged (`--log-level`)"),
     },
+    "web": {
+        "listen": Key(endpoint(optional=True, bare="127.0.0.1"), "",
+                      "where the daemon serves the read-only web page (docs/web.md); a bare PORT means "
+                      "127.0.0.1:PORT; `imflow web` uses 127.0.0.1:9751 when this is empty",
+                      shown="off"),
+        "auth_user": Key(web_user, "", "basic authentication: the user name (with `auth_password_hash`)",
+                         shown="none"),
+        "auth_password_hash": Key(password_hash, "",
+                                  "basic authentication: the password's hash, as `imflow web --hash-password` "
+                                  "prints it (`scrypt$…`)", shown="none"),
+        "max_rows": Key(integer(10, 100_000), 500, "rows per table on the page and in its downloads"),
+        "query_timeout": Key(duration(0.1, 600, inclusive=True), 15.0,
+                             "a page whose queries take longer is answered 503"),
+        "max_queries": Key(integer(1, 64), 2, "queries running at once; further requests wait"),
+    },
     # Checked in depth by collector.policy.parse_policy against the catalogue.
     "policy": {
         "default": Key(string(_ACTIONS), "monitor", "the action for services no other key names"),
@@ -641,6 +677,7 @@ SECTIONS = {
            "(docs/dns.md). Only names of catalogue services are kept.",
     "metrics": "The Prometheus endpoint.",
     "log": "Logging, to standard error (the journal under systemd).",
+    "web": "The read-only web page (`imflow web`, or served by the daemon when `listen` is set).",
     "policy": "What is allowed, monitored or blocked; checked in depth against the catalogue.",
     "snmp": "Interface names, speeds and counters of the exporters, polled beside the flow path. "
             "The section's timing keys are the defaults of every target.",
