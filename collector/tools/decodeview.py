@@ -1,5 +1,8 @@
-"""`imflow decode`: a capture of export traffic -> flow records as JSON lines or a table.
-Names the exporter sent (interfaces, applications) are written through `collector.text`.
+"""`imflow decode`: a capture of export traffic (NetFlow v5/v9, IPFIX, sFlow v5) -> flow
+records as JSON lines or a table. Names the exporter sent (interfaces, applications) are
+written through `collector.text`. An sFlow record says "sflow5" as its version and names its
+agent and sub-agent instead of an observation domain; the summary adds each agent's sampling
+figures (samples, sample pool, agent drops, samples lost in transit).
 
 The capture is fed through the same `Decoder` as the daemon, in batches and in capture order,
 so what this prints is what the daemon would have counted.
@@ -16,6 +19,7 @@ from collector.tools.capture import CaptureError, read_capture
 from collector.netflow.batch import FlowBatch, addr_to_str
 from collector.netflow.decoder import Decoder
 from collector.netflow.templates import app_id_text
+from collector.sflow.decode import VERSION as SFLOW, VERSION_COLUMN as SFLOW_COLUMN
 from collector.text import json_text, printable
 
 BATCH = 4096
@@ -31,10 +35,11 @@ def flow_dicts(batch: FlowBatch, dec: Decoder) -> Iterable[dict]:
     src, dst = batch.src_addr[order], batch.dst_addr[order]
     for i in range(len(order)):
         sess = dec.by_sid.get(cols["session"][i])
+        sflow = sess.sflow if sess else None
         rec = {
             "exporter": sess.label if sess else "?",
-            "version": cols["version"][i],
-            "domain": sess.domain if sess else None,
+            "version": SFLOW if cols["version"][i] == SFLOW_COLUMN else cols["version"][i],
+            "domain": sess.domain if sess and sflow is None else None,
             "src_addr": addr_to_str(src[i]["hi"], src[i]["lo"]),
             "dst_addr": addr_to_str(dst[i]["hi"], dst[i]["lo"]),
             "src_port": cols["src_port"][i],
@@ -48,6 +53,9 @@ def flow_dicts(batch: FlowBatch, dec: Decoder) -> Iterable[dict]:
             "in_if": cols["in_if"][i],
             "out_if": cols["out_if"][i],
         }
+        if sflow is not None:  # the agent address came from the datagram: printable
+            rec["agent"] = printable(sflow.agent)
+            rec["sub_agent"] = sflow.sub_agent
         app = cols["app_id"][i]
         if app:
             rec["app_id"] = app_id_text(app)
@@ -62,7 +70,7 @@ def flow_dicts(batch: FlowBatch, dec: Decoder) -> Iterable[dict]:
         yield rec
 
 
-TABLE = "{start:<23} {exporter:<21} {version:>2} {proto:<5} {src:>41} -> {dst:<41} {bytes:>12} {packets:>9} {rate:>5} {ifs:>9}"
+TABLE = "{start:<23} {exporter:<21} {version:>6} {proto:<5} {src:>41} -> {dst:<41} {bytes:>12} {packets:>9} {rate:>5} {ifs:>9}"
 
 
 def _table_line(r: dict) -> str:
@@ -116,15 +124,15 @@ def decode_capture(path: str, out: IO[str], fmt: str = "jsonl", ports: list[int]
 
 
 def not_export(path: str, cap_stats, dec: Decoder, port_filter: bool) -> str:
-    """Why a capture with no NetFlow v5/v9 or IPFIX datagram at all is not what `decode` reads:
+    """Why a capture with no NetFlow v5/v9, IPFIX or sFlow datagram at all is not what `decode` reads:
     most often a capture of the traffic itself rather than of the router's export."""
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(cap_stats.skipped.items()))
     errors = ", ".join(f"{k} {v}" for k, v in sorted(dec.stats.by_second("errors").items()))
     seen = (f"{cap_stats.frames} frames, {cap_stats.datagrams} UDP datagrams"
-            + (f" ({'none to the --port ports is' if port_filter else 'none is'} NetFlow v5/v9 or IPFIX"
+            + (f" ({'none to the --port ports is' if port_filter else 'none is'} NetFlow v5/v9, IPFIX or sFlow"
                + (f"; {errors}" if errors else "") + ")" if cap_stats.datagrams else "")
             + (f", skipped {skipped}" if skipped else ""))
-    return (f"{path}: not a capture of NetFlow/IPFIX export: {seen}. Capture the router's export "
+    return (f"{path}: not a capture of NetFlow/IPFIX/sFlow export: {seen}. Capture the router's export "
             "datagrams where imflow receives them, e.g. tcpdump -i any -w export.pcap udp port 2055")
 
 
@@ -135,11 +143,11 @@ def summary(dec: Decoder, cap_stats, flows: int, still_held: int) -> str:
         by_version.setdefault(v, [0, 0])[0] += n
     for (_, v), n in s.flows.items():
         by_version.setdefault(v, [0, 0])[1] += n
-    names = {5: "v5", 9: "v9", 10: "ipfix"}
+    names = {5: "v5", 9: "v9", 10: "ipfix", SFLOW: "sflow5"}
     lines = [f"capture: {cap_stats.frames} frames, {cap_stats.datagrams} UDP datagrams"
              + (", skipped " + ", ".join(f"{k} {v}" for k, v in sorted(cap_stats.skipped.items()))
                 if cap_stats.skipped else "")]
-    parts = [f"{names.get(v, v)} {d} datagrams {f} flows" for v, (d, f) in sorted(by_version.items())]
+    parts = [f"{names.get(v, v)} {d} datagrams {f} flows" for v, (d, f) in sorted(by_version.items(), key=str)]
     lines.append(f"decoded: {flows} flows" + (" (" + "; ".join(parts) + ")" if parts else ""))
     lines.append(f"templates: {s.total('templates')} received, data sets held for a missing template "
                  f"{s.total('held')}, decoded later {s.total('replayed')}, expired {s.total('expired')}"
@@ -149,6 +157,14 @@ def summary(dec: Decoder, cap_stats, flows: int, still_held: int) -> str:
     lost = s.total("seq_lost")
     if lost:
         lines.append(f"sequence: {lost} flow records estimated lost")
+    agents = [sess for sess in dec.sessions.values() if sess.sflow is not None]
+    if agents:
+        samples = sum(a.sflow.samples for a in agents)
+        pool = sum(a.sflow.pool for a in agents)
+        lines.append(f"sflow: {len(agents)} agent sessions, {samples} flow samples, sample pools +{pool} packets after each source's first sample, "
+                     f"agent drops {sum(a.sflow.drops for a in agents)}, samples lost in transit "
+                     f"{sum(a.sflow.lost for a in agents)}, counter samples of "
+                     f"{sum(len(a.sflow.interfaces) for a in agents)} interfaces")
     notices = s.by_second("notices")
     if notices:
         lines.append("notices: " + ", ".join(f"{k} {v}" for k, v in sorted(notices.items())))

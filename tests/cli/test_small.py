@@ -59,7 +59,7 @@ def test_decode_of_a_capture_without_flow_export(tmp_path):
     # sessions.pcap is the traffic softflowd is fed with: TCP and UDP, no NetFlow at all
     p = imflow("decode", str(FIXTURES / "sessions.pcap"), cwd=tmp_path)
     assert p.returncode == 1
-    assert "not a capture of NetFlow/IPFIX export" in p.stderr
+    assert "not a capture of NetFlow/IPFIX/sFlow export" in p.stderr
     assert p.stdout == ""
 
 
