@@ -26,10 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"imflow {__version__} ({kernels.status()})")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
 
-    d = sub.add_parser("decode", help="decode a capture of NetFlow/IPFIX export traffic",
+    d = sub.add_parser("decode", help="decode a capture of NetFlow/IPFIX/sFlow export traffic",
                        description="Read a pcap or pcapng file of captured export datagrams (UDP, any "
                                    "port, IPv4/IPv6; Ethernet, Linux cooked, raw IP) and print every "
-                                   "flow record. Templates and options carry across datagrams in "
+                                   "flow record (sFlow: every flow sample). Templates and options carry across datagrams in "
                                    "capture order, per exporter session, as in the daemon. A summary "
                                    "(datagrams, flows per version, held/expired data, errors by "
                                    "reason) goes to stderr.")
