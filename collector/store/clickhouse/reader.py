@@ -22,7 +22,7 @@ import time
 from collector.store import query
 from collector.store import schema as sqlite_schema
 from collector.store.clickhouse import schema
-from collector.store.clickhouse.client import Connection, quote_list
+from collector.store.clickhouse.client import Connection, quote, quote_list
 from collector.store.errors import StoreError
 
 _IF_COLUMN = "if(if_name = '', toString(if_index), if_name)"
@@ -325,20 +325,30 @@ def flows(self, start, end, *, host=None, peer=None, port=None, proto=None, serv
                 if k == "peer-net" else audit._GROUP_COLUMN[k] for k in by]
         keys = ", ".join(f"k{i}" for i in range(len(by)))
 
+        def literal(k: str, v) -> str:
+            return quote(v) if isinstance(v, str) else str(int(v))
+
         async def grouped(c):
+            # ranked and limited by ClickHouse (hex sorts as the octets do, text bytewise as in
+            # SQLite); distinct hosts counted for the groups kept only: counting them for every
+            # group of a large log is what exhausts a server's memory
+            exprs = [f"{col} AS k{i}" for i, col in enumerate(cols)]
             rows = await c.fetch(
-                f"SELECT {', '.join(f'{col} AS k{i}' for i, col in enumerate(cols))}, sum(bytes), sum(packets),"
-                f" count(), uniqExact(host) FROM {table} WHERE {cond} GROUP BY {keys}")
-            rows = [tuple(bytes.fromhex(v) if k == "peer-net" else v for k, v in zip(by, r)) + tuple(r[len(by):])
-                    for r in rows]
-            total = sum(r[len(by)] for r in rows)
-            rows.sort(key=lambda r: r[:len(by)])
-            rows.sort(key=lambda r: r[len(by)], reverse=True)
+                f"SELECT {', '.join(exprs)}, sum(bytes) AS b, sum(packets), count() FROM {table} WHERE {cond}"
+                f" GROUP BY {keys} ORDER BY b DESC, {keys}" + (f" LIMIT {int(limit)}" if limit is not None else ""))
+            if not rows:
+                return []
+            (total, _), = await c.fetch(f"SELECT sum(bytes), 1 FROM {table} WHERE {cond}")
+            n = len(by)
+            wanted = ", ".join("(" + ", ".join(literal(k, v) for k, v in zip(by, r[:n])) + ")" for r in rows)
+            hosts = {tuple(r[:n]): r[n] for r in await c.fetch(
+                f"SELECT {', '.join(exprs)}, uniqExact(host) FROM {table} WHERE {cond}"
+                f" AND ({', '.join(cols)}) IN ({wanted}) GROUP BY {keys}")}
             out = []
-            for r in rows[:limit] if limit is not None else rows:
-                d = {k: audit._net_text(r[i], v4, v6) if k == "peer-net" else r[i] for i, k in enumerate(by)}
-                n = len(by)
-                d.update(bytes=r[n], packets=r[n + 1], flows=r[n + 2], hosts=r[n + 3],
+            for r in rows:
+                d = {k: audit._net_text(bytes.fromhex(r[i]), v4, v6) if k == "peer-net" else r[i]
+                     for i, k in enumerate(by)}
+                d.update(bytes=r[n], packets=r[n + 1], flows=r[n + 2], hosts=hosts.get(tuple(r[:n]), 0),
                          share_pct=100.0 * r[n] / total if total else 0.0)
                 out.append(d)
             return out

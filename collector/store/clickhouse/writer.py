@@ -45,8 +45,27 @@ class BufferedError(StoreError):
 
 @dataclass
 class _Batch:
-    inserts: dict[str, tuple[tuple[str, ...], list[tuple]]]  # table -> (columns, rows), not yet done
-    rows: int = 0  # rows this batch holds (rollup, interface and audit rows as handed in)
+    """One flush's rows as handed in (converted per table at insert time, so a queued row costs
+    only its named tuple) and the tables not yet inserted."""
+    rows: list[BinRow]
+    if_rows: list[IfRow]
+    audit_rows: list[AuditRow]
+    todo: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.rows) + len(self.if_rows) + len(self.audit_rows)
+
+    def insert(self, table: str) -> tuple[tuple[str, ...], list[tuple]]:
+        """(columns, rows) for one table."""
+        if table == schema.AUDIT:
+            return schema.AUDIT_COLUMNS, _audit_rows(self.audit_rows)
+        for res, (name, width, _) in schema.ROLLUPS.items():
+            if table == name:
+                return schema.ROLLUP_COLUMNS, _rollup_rows(self.rows, width)
+            if table == schema.IF_ROLLUPS[res]:
+                return schema.IF_COLUMNS, _if_rows(self.if_rows, width)
+        raise KeyError(table)
 
 
 @dataclass
@@ -172,17 +191,16 @@ class ClickHouseStore:
         some of it could not be written (it stays queued; see the module docstring)."""
         rows, if_rows, audit_rows = list(rows), list(if_rows), list(audit_rows)
         if rows or if_rows or audit_rows:
-            inserts = {}
-            for res, (table, width, _) in schema.ROLLUPS.items():
+            batch = _Batch(rows, if_rows, audit_rows)
+            for res, (table, _, _) in schema.ROLLUPS.items():
                 if rows:
-                    inserts[table] = (schema.ROLLUP_COLUMNS, _rollup_rows(rows, width))
+                    batch.todo.append(table)
                 if if_rows:
-                    inserts[schema.IF_ROLLUPS[res]] = (schema.IF_COLUMNS, _if_rows(if_rows, width))
+                    batch.todo.append(schema.IF_ROLLUPS[res])
             if audit_rows:
-                inserts[schema.AUDIT] = (schema.AUDIT_COLUMNS, _audit_rows(audit_rows))
-            batch = _Batch(inserts, len(rows) + len(if_rows) + len(audit_rows))
+                batch.todo.append(schema.AUDIT)
             self._queue.append(batch)
-            self.stats.buffered_rows += batch.rows
+            self.stats.buffered_rows += batch.size
             self._bound()
         if self._queue:
             await self._drain()
@@ -190,18 +208,18 @@ class ClickHouseStore:
     def _bound(self) -> None:
         while self.stats.buffered_rows > self.max_buffer_rows and len(self._queue) > 1:
             old = self._queue.popleft()
-            self.stats.buffered_rows -= old.rows
-            self.stats.dropped_rows += old.rows
+            self.stats.buffered_rows -= old.size
+            self.stats.dropped_rows += old.size
             log.error("clickhouse: the write queue is full (%d rows): dropped the oldest flush's %d rows",
-                      self.max_buffer_rows, old.rows)
+                      self.max_buffer_rows, old.size)
         if self.stats.buffered_rows > self.max_buffer_rows:  # one flush alone is over the bound
             only = self._queue[0]
             excess = self.stats.buffered_rows - self.max_buffer_rows
             self._queue.clear()
             self.stats.buffered_rows = 0
-            self.stats.dropped_rows += only.rows
+            self.stats.dropped_rows += only.size
             log.error("clickhouse: one flush of %d rows is over the write queue's bound (%d): dropped "
-                      "(%d over)", only.rows, self.max_buffer_rows, excess)
+                      "(%d over)", only.size, self.max_buffer_rows, excess)
 
     async def _drain(self) -> None:
         try:
@@ -209,11 +227,11 @@ class ClickHouseStore:
                 await self._ensure()
             while self._queue:
                 batch = self._queue[0]
-                for table in list(batch.inserts):
-                    await self._insert(table, *batch.inserts[table])
-                    del batch.inserts[table]  # done: never inserted twice
+                while batch.todo:
+                    await self._insert(batch.todo[0], *batch.insert(batch.todo[0]))
+                    batch.todo.pop(0)  # done: never inserted twice
                 self._queue.popleft()
-                self.stats.buffered_rows -= batch.rows
+                self.stats.buffered_rows -= batch.size
                 self.stats.written_batches += 1
         except StoreError as exc:
             self.stats.failed_writes += 1
