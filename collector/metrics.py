@@ -57,6 +57,8 @@ class Snapshot:
     socket_drops: dict = field(default_factory=dict)  # listener -> n
     denied: int = 0
     store_errors: int = 0
+    store_buffered_rows: int = 0
+    store_dropped_rows: int = 0
     exporters: int = 0  # distinct exporter addresses heard from
     sessions: int = 0  # exporter sessions (address, port, domain) with state
     evicted: dict = field(default_factory=dict)  # table -> entries a ceiling dropped
@@ -148,6 +150,10 @@ class _Collector:
                 (CounterMetricFamily, "imflow_denied_datagrams", "Datagrams from sources outside exporters.allow",
                  s.denied),
                 (CounterMetricFamily, "imflow_store_errors", "Failed writes to the database", s.store_errors),
+                (GaugeMetricFamily, "imflow_store_buffered_rows", "Rows the store keeps in memory for a later "
+                 "write (the ClickHouse backend's queue)", s.store_buffered_rows),
+                (CounterMetricFamily, "imflow_store_dropped_rows", "Rows the store's write queue dropped when "
+                 "full, the oldest first (the ClickHouse backend)", s.store_dropped_rows),
                 (GaugeMetricFamily, "imflow_exporters", "Distinct exporter addresses heard from", s.exporters),
                 (GaugeMetricFamily, "imflow_exporter_sessions", "Exporter sessions (address, port, observation "
                  "domain) with state", s.sessions),

@@ -253,7 +253,8 @@ class App:
         self.links.refresh()
         self.telemetry.count(rows, if_rows)
         self.refresh_snapshot()
-        if not rows and not if_rows and not audit_rows and not self.role.write_empty:
+        queued = getattr(getattr(self.store, "stats", None), "buffered_rows", 0)  # a store's own queue
+        if not rows and not if_rows and not audit_rows and not self.role.write_empty and not queued:
             return True
         t0 = time.perf_counter()
         attempts = FINAL_ATTEMPTS if final else 1
@@ -261,10 +262,12 @@ class App:
         for attempt in range(attempts):
             try:
                 await self.store.write(rows, if_rows, audit_rows)
+                self._store_queue()
                 break
             except StoreError as exc:
                 self.health.write_failed()
                 kept = getattr(exc, "kept", False)
+                self._store_queue()
                 log.error("store: %s (%d rows kept in memory, retried %s)", exc, len(rows),
                           "now" if final and attempt + 1 < attempts else "at the next flush")
                 if attempt + 1 < attempts:
@@ -291,6 +294,13 @@ class App:
             except StoreError as exc:
                 log.warning("store: pruning old rows failed: %s", exc)
         return True
+
+    def _store_queue(self) -> None:
+        """What a store that queues failed writes itself holds and dropped, for the metrics."""
+        stats = getattr(self.store, "stats", None)
+        if stats is not None:
+            self.health.store_buffered_rows = stats.buffered_rows
+            self.health.store_dropped_rows = stats.dropped_rows
 
     def interface_name(self, exporter: str, if_index: int) -> str:
         """SNMP's ifName, else the name the exporter sent in options data, else the index."""

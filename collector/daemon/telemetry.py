@@ -63,6 +63,8 @@ class Health:
     is failing from a failed write until a write succeeds."""
     store_errors: int = 0
     store_lost_rows: int = 0
+    store_buffered_rows: int = 0  # rows a store keeps in memory for a later write (ClickHouse's queue)
+    store_dropped_rows: int = 0  # rows that queue dropped when full
     flushes: int = 0
     store_failing: bool = False
 
@@ -177,6 +179,7 @@ class Telemetry:
             errors=dict(s.errors), held=dict(s.held), expired=dict(s.expired), seq_lost=dict(s.seq_lost),
             clamped=counters.clamped(),
             socket_drops=drops, denied=denied, store_errors=self.health.store_errors,
+            store_buffered_rows=self.health.store_buffered_rows, store_dropped_rows=self.health.store_dropped_rows,
             exporters=len(exporter_addresses(s)), sessions=exporters,
             workers=alive, worker_restarts=restarts,
             evicted=dict(s.evicted) | {"open-bins": aggregator.dropped_bins}

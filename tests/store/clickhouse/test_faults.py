@@ -8,16 +8,26 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import urllib.request
 
 import pytest
 
 from collector.store import BinRow, StoreError
 from collector.store.clickhouse import BufferedError, ClickHouseReader, ClickHouseStore
 from tests.daemon.test_daemon import Daemon, truth_totals
+from tests.store.clickhouse.server import free_port
 from tests.store.clickhouse.test_two_sites import ch_config, replay, top_totals
 from tests.support import softflowd
 
 T0 = 1_700_000_000 - 1_700_000_000 % 86400
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The unlabelled samples of the daemon's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+            if line and not line.startswith("#") and "{" not in line}
 
 
 def rows(n: int, seed: int) -> list[BinRow]:
@@ -41,19 +51,25 @@ def test_server_stopped_mid_run_loses_nothing(tmp_path, sessions, pair, database
     node = pair[0]
     cfg = ch_config(tmp_path, "site", [node.url], database, cluster="")
     first, second = (softflowd.export(pcap, args) for args in (["-v", "9", "-a"], ["-v", "10", "-A", "milli"]))
-    d = Daemon(tmp_path, tmp_path / "site.db", "--config", str(cfg))
+    metrics = free_port()
+    d = Daemon(tmp_path, tmp_path / "site.db", "--config", str(cfg), "--metrics", f"127.0.0.1:{metrics}")
     replay(first, d.port)
     time.sleep(1.5)  # flushed (refresh time 1 s)
     node.stop()
     try:
         replay(second, d.port)
         deadline = time.monotonic() + 20
-        while "rows kept in memory" not in d.text() and time.monotonic() < deadline:
+        while scrape(metrics).get("imflow_store_buffered_rows", 0) == 0 and time.monotonic() < deadline:
             time.sleep(0.2)
+        figures = scrape(metrics)
+        assert figures["imflow_store_buffered_rows"] > 0 and figures["imflow_store_errors_total"] > 0, figures
         assert "rows kept in memory" in d.text()
     finally:
         node.start()
-    time.sleep(2.5)  # the next flush writes the queue
+    deadline = time.monotonic() + 20
+    while scrape(metrics).get("imflow_store_buffered_rows", 1) > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the next flushes write the queue
+    assert scrape(metrics)["imflow_store_dropped_rows_total"] == 0
     assert d.stop() == 0, d.text()
     line = d.stopped_line()
     assert "store-errors 0" not in line, line
