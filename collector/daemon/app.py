@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # What SIGHUP takes from the file; any other change waits for a restart (and is said so).
 RELOADED = ("classify.internal", "classify.service", "classify.catalogue", "classify.app_ids",
             "exporters.allow", "exporters.sampling")
-RESTART_WARNED = ("store.path", "collector.listen")
+RESTART_WARNED = ("store.path", "store.backend", "store.clickhouse", "collector.listen")
 PRUNE_EVERY = 3600.0  # seconds between deletions of rows past their retention
 FINAL_ATTEMPTS = 3  # store writes tried at shutdown before the rows are given up
 
@@ -150,7 +150,8 @@ class App:
         services = len(self.catalogue.services) - 1  # as `imflow services` counts: "other" is not one
         log.info("imflow listening on %s (UDP; NetFlow v5/v9 and IPFIX on every port)%s, storing in %s, "
                  "refresh_time %gs, %d services, %s%s; %s", ", ".join(self.bound),
-                 f" with {alive} workers (SO_REUSEPORT)" if self.components else "", self.cfg.get("store.path"),
+                 f" with {alive} workers (SO_REUSEPORT)" if self.components else "",
+                 getattr(self.store, "where", None) or self.cfg.get("store.path"),
                  self.cfg.get("collector.refresh_time"), services, kernels.status(),
                  ", metrics on http://%s:%d/metrics" % self.metrics_address if self.metrics_address else "",
                  f"exporters allowed: {', '.join(allow)}" if allow else
