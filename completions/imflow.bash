@@ -8,7 +8,7 @@
 
 _shtab_imflow_catalogue_subparsers=(update)
 _shtab_imflow_policy_subparsers=(render)
-_shtab_imflow_subparsers=(decode check-config run top flows services catalogue violations report policy demo)
+_shtab_imflow_subparsers=(decode check-config run top flows services catalogue violations report web policy demo)
 
 _shtab_imflow_decode_option_strings=(-h --help --format --templates --save-templates --port --quiet -q)
 _shtab_imflow_check_config_option_strings=(-h --help)
@@ -20,6 +20,7 @@ _shtab_imflow_catalogue_update_option_strings=(-h --help --config -c --out --asn
 _shtab_imflow_catalogue_option_strings=(-h --help)
 _shtab_imflow_violations_option_strings=(-h --help --config -c --db --since --from --to --until --service --category --host --limit --recorded --format)
 _shtab_imflow_report_option_strings=(-h --help --config -c --db --since --from --to --until --format --out)
+_shtab_imflow_web_option_strings=(-h --help --config -c --db --listen --hash-password)
 _shtab_imflow_policy_render_option_strings=(-h --help --config -c --format --out)
 _shtab_imflow_policy_option_strings=(-h --help)
 _shtab_imflow_demo_option_strings=(-h --help --config -c --db --hosts --every --duration --port)
@@ -51,6 +52,9 @@ _shtab_imflow_report___config_COMPGEN=_shtab_compgen_files
 _shtab_imflow_report__c_COMPGEN=_shtab_compgen_files
 _shtab_imflow_report___db_COMPGEN=_shtab_compgen_files
 _shtab_imflow_report___out_COMPGEN=_shtab_compgen_files
+_shtab_imflow_web___config_COMPGEN=_shtab_compgen_files
+_shtab_imflow_web__c_COMPGEN=_shtab_compgen_files
+_shtab_imflow_web___db_COMPGEN=_shtab_compgen_files
 _shtab_imflow_policy_render___config_COMPGEN=_shtab_compgen_files
 _shtab_imflow_policy_render__c_COMPGEN=_shtab_compgen_files
 _shtab_imflow_policy_render___out_COMPGEN=_shtab_compgen_files
@@ -69,7 +73,7 @@ _shtab_imflow_violations___format_choices=(table json csv)
 _shtab_imflow_report___format_choices=(html csv json)
 _shtab_imflow_policy_render___format_choices=(nftables iptables ip6tables iptables-script ip6tables-script pf cisco-acl)
 _shtab_imflow_policy_pos_0_choices=(render)
-_shtab_imflow_pos_0_choices=(decode check-config run top flows services catalogue violations report policy demo)
+_shtab_imflow_pos_0_choices=(decode check-config run top flows services catalogue violations report web policy demo)
 
 _shtab_imflow_decode__h_nargs=0
 _shtab_imflow_decode___help_nargs=0
@@ -95,6 +99,9 @@ _shtab_imflow_violations___help_nargs=0
 _shtab_imflow_violations___recorded_nargs=0
 _shtab_imflow_report__h_nargs=0
 _shtab_imflow_report___help_nargs=0
+_shtab_imflow_web__h_nargs=0
+_shtab_imflow_web___help_nargs=0
+_shtab_imflow_web___hash_password_nargs=0
 _shtab_imflow_policy_render__h_nargs=0
 _shtab_imflow_policy_render___help_nargs=0
 _shtab_imflow_policy_pos_0_nargs=A...

@@ -346,6 +346,50 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_web(args) -> int:
+    """The read-only web page until SIGINT/SIGTERM; --hash-password: a hash for the config."""
+    from collector import web
+    from collector.cli import where
+    from collector.daemon.app import run_loop
+
+    if args.hash_password:
+        import getpass
+
+        from collector.web.auth import hash_password
+
+        password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            print("imflow: --hash-password: an empty password", file=sys.stderr)
+            return 2
+        print(hash_password(password))
+        return 0
+    cfg = where.load(args.config)
+    cfg = cfg.replaced({"web.listen": args.listen or cfg.get("web.listen") or web.DEFAULT_LISTEN})
+    server = web.WebServer(web.site_of(cfg, args.db), cfg.get("web.listen"), web.auth_of(cfg))
+    try:
+        return run_loop(_serve_web(server))
+    except OSError as exc:
+        print(f"imflow: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve_web(server) -> int:
+    import asyncio
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    print(f"imflow web: serving {server.url} (read-only); Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+    return 0
+
+
 def cmd_policy_render(args) -> int:
     from datetime import datetime, timezone
 

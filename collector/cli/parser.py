@@ -8,7 +8,7 @@ import argparse
 from collector import __version__, kernels
 from collector.cli.commands import (cmd_catalogue_update, cmd_check_config, cmd_decode, cmd_demo,
                                     cmd_flows, cmd_policy_render, cmd_report, cmd_run, cmd_services,
-                                    cmd_top, cmd_violations)
+                                    cmd_top, cmd_violations, cmd_web)
 
 EPILOG = """\
 Start with `imflow demo`. `imflow COMMAND --help` explains each command.
@@ -196,6 +196,30 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one self-contained HTML page (default), CSV rows, or JSON")
     rep.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     rep.set_defaults(func=cmd_report, log_level="warning")
+
+    w = sub.add_parser("web", help="a read-only web page: overview, hosts, services, violations",
+                       description="Serve a read-only web page from the database: traffic by category and "
+                                   "service over a period (charts), top hosts and services, a page per "
+                                   "host and per service, violations, exporters and interfaces, the audit "
+                                   "report; every table as CSV and JSON. The period and filters are in the "
+                                   "URL. No script, no external fetch. Loopback unless --listen or [web] "
+                                   "listen says otherwise; basic authentication with web.auth_user and "
+                                   "web.auth_password_hash. SIGINT/SIGTERM stop it.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  imflow web --db /var/lib/imflow/imflow.db\n"
+                              "  imflow web --listen 127.0.0.1:8080 --config /etc/imflow/imflow.toml\n"
+                              "  imflow web --hash-password < password.txt\n\n"
+                              "The daemon serves the same page when [web] listen is set (docs/web.md).")
+    _config(w, "[web], [policy], host names and store.path")
+    w.add_argument("--db", metavar="PATH",
+                   help="database (default $IMFLOW_DB, else store.path of the config, ./imflow.db)")
+    w.add_argument("--listen", metavar="ADDR:PORT",
+                   help="where to serve (default web.listen of the config, else 127.0.0.1:9751); a bare PORT "
+                        "is 127.0.0.1:PORT, 0.0.0.0:PORT exposes it")
+    w.add_argument("--hash-password", action="store_true",
+                   help="read a password (from the terminal, or one line of stdin) and print the hash for "
+                        "web.auth_password_hash; serve nothing")
+    w.set_defaults(func=cmd_web, log_level="info")
 
     pol = sub.add_parser("policy", help="policy tools (render firewall rules)",
                          description="Tools for the [policy] section of the config: `imflow policy render` "
