@@ -134,3 +134,33 @@ def test_newer_schema_is_refused(pair, database):
     assert exc.value.reason == "schema"
     with pytest.raises(StoreError, match="newer imflow"):
         ClickHouseReader([node.url], database=database).time_range()
+
+
+def test_prune_drops_whole_partitions_past_retention(pair, database):
+    """Minute rollups kept 2 days and the audit log 3 days: a partition (a UTC day) goes once
+    all of it is older than that; the hour and day rollups keep everything."""
+    from collector.store.rows import AuditRow
+
+    node = pair[0]
+    now = T0 + 10 * 86400 + 3600  # 01:00 on day 10
+    days = range(0, 11)
+    bins = [BinRow(T0 + d * 86400 + 120, "192.0.2.1", "msn", "im", "10.0.0.1", 1000 + d, 1, 1) for d in days]
+    flows = [AuditRow(T0 + d * 86400 + 5.5, T0 + d * 86400 + 6.25, "192.0.2.1", "10.0.0.1", "198.51.100.7",
+                      50000, 1863, 6, "msn", "im", 2000 + d, 2, 0, 0, "out") for d in days]
+
+    async def run():
+        s = ClickHouseStore([node.url], database=database, clock=lambda: now,
+                            retention={"minute": 2 * 86400}, audit_max_age=3 * 86400)
+        await s.start()
+        await s.write(bins, (), flows)
+        dropped = await s.prune()
+        await s.stop()
+        return dropped, s.audit_pruned
+
+    dropped, audit_pruned = asyncio.run(run())
+    # minute: day 8 starts before now - 2 d (day 8, 01:00) and ends after it: kept; days 0-7 go
+    assert dropped == {"minute": 8, "hour": 0, "day": 0}
+    assert total(node, database, "rollup_1m") == sum(1000 + d for d in range(8, 11))
+    assert total(node, database, "rollup_1h") == sum(1000 + d for d in days)
+    assert audit_pruned == 7  # days 0-6 end before day 7, 01:00
+    assert total(node, database, "audit") == sum(2000 + d for d in range(7, 11))
