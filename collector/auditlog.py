@@ -1,8 +1,9 @@
 """The flow audit log's intake side: flows of the watched categories, selected per batch with
 NumPy masks and held as columns until the flush (docs/audit.md). Pure: no clock, no I/O.
 
-Only the selected rows are copied out of a batch (a few columns, one fancy index each); they
-turn into `AuditRow`s at the flush, with each distinct address formatted once. What is held is
+Only the selected rows are copied out of a batch (a few columns, one fancy index each); at the
+flush they are one `AuditBatch` of columns, which the SQLite store keeps as it is and other
+backends read as `AuditRow`s. What is held is
 bounded by `max_rows` (also while the store refuses writes): rows past it are dropped and
 counted in `dropped` (the metric `imflow_evictions{table="audit-log"}`), never silently.
 """
@@ -12,13 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from collector.classify.classifier import Classified
-from collector.netflow.batch import FlowBatch, addr_to_str
-from collector.store.rows import AuditRow
+from collector.netflow.batch import FlowBatch
+from collector.store.audit import COLUMNS, AuditBatch
 
 DEFAULT_CATEGORIES = ("im", "p2p", "voip", "collab")
-DIRECTIONS = ("none", "out", "in")  # code -> AuditRow.direction
-_COLS = ("start", "end", "exporter", "host_hi", "host_lo", "peer_hi", "peer_lo", "host_port", "peer_port",
-         "proto", "service", "bytes", "packets", "in_if", "out_if", "direction")
 
 
 class AuditBuffer:
@@ -36,7 +34,7 @@ class AuditBuffer:
         self.exporters: list[str] = []  # exporter index -> address (bounded by the decoder's sessions)
         self._exporter_index: dict[str, int] = {}
         self.parts: list[dict[str, np.ndarray]] = []
-        self.restored: list[AuditRow] = []  # rows the store refused, written again at the next flush
+        self.restored: list[AuditBatch] = []  # what the store refused (or a worker sent), for the next flush
         self.held = 0
         self.dropped = 0  # rows lost to max_rows since start
         self.kept = 0  # rows selected since start
@@ -84,7 +82,8 @@ class AuditBuffer:
         host, peer = np.where(fwd, src, dst), np.where(fwd, dst, src)
         sport, dport = batch.src_port[idx], batch.dst_port[idx]
         self.parts.append({
-            "start": start, "end": end, "exporter": exporters[idx].astype(np.uint32),
+            "start_ms": np.rint(start * 1000.0).astype(np.int64), "end_ms": np.rint(end * 1000.0).astype(np.int64),
+            "exporter": exporters[idx].astype(np.uint32),
             "host_hi": host["hi"], "host_lo": host["lo"], "peer_hi": peer["hi"], "peer_lo": peer["lo"],
             "host_port": np.where(fwd, sport, dport), "peer_port": np.where(fwd, dport, sport),
             "proto": batch.proto[idx], "service": cls.service[idx], "bytes": batch.bytes[idx],
@@ -93,30 +92,21 @@ class AuditBuffer:
         self.held += n
         self.kept += n
 
-    def restore(self, rows: list[AuditRow]) -> None:
-        """Rows the store refused (or a worker's): held for the next flush, within max_rows."""
-        n = self._room(len(rows))
-        self.restored.extend(rows[:n])
-        self.held += n
+    def restore(self, rows) -> None:
+        """What the store refused (an AuditBatch), or a worker's rows: held for the next flush,
+        within max_rows."""
+        batch = AuditBatch.from_rows(rows)
+        n = self._room(len(batch))
+        if n:
+            self.restored.append(batch if n == len(batch) else batch.take(slice(0, n)))
+            self.held += n
 
-    def drain(self) -> list[AuditRow]:
-        """Remove and return every held row, oldest first."""
-        out, self.restored = self.restored, []
+    def drain(self) -> AuditBatch:
+        """Remove and return every held row, oldest first, as one batch."""
+        restored, self.restored = self.restored, []
         parts, self.parts = self.parts, []
         self.held = 0
-        if not parts:
-            return out
-        cols = {c: np.concatenate([p[c] for p in parts]).tolist() for c in _COLS}
-        names: dict[tuple[int, int], str] = {}
-
-        def addr(hi: int, lo: int) -> str:
-            s = names.get((hi, lo))
-            if s is None:
-                s = names[(hi, lo)] = addr_to_str(hi, lo)
-            return s
-        services, categories, exporters = self.services, self.service_categories, self.exporters
-        for (start, end, e, hh, hl, ph, pl, hp, pp, proto, sv, b, p, i_if, o_if, d) in zip(
-                *(cols[c] for c in _COLS)):
-            out.append(AuditRow(start, end, exporters[e], addr(hh, hl), addr(ph, pl), hp, pp, proto,
-                                services[sv], categories[sv], b, p, i_if, o_if, DIRECTIONS[d]))
-        return out
+        if parts:
+            cols = {c: np.concatenate([p[c] for p in parts]).astype(t, copy=False) for c, t in COLUMNS.items()}
+            restored.append(AuditBatch(cols, self.exporters, self.services, self.service_categories))
+        return AuditBatch.concat(restored)

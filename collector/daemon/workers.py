@@ -67,7 +67,7 @@ class PipeSink:
         try:
             self.conn.send(("delta", list(rows), list(if_rows), counters,
                             {"denied": denied, "drops": drops, "exporters": exporters,
-                             "clamped": self.counters.clamped()}, list(audit_rows)))
+                             "clamped": self.counters.clamped()}, audit_rows))  # an AuditBatch: columns
         except (BrokenPipeError, OSError):
             log.error("worker: supervisor gone; exiting")
             os._exit(1)

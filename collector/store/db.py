@@ -161,7 +161,7 @@ class Store:
         conn = self._require()
         rows = rows if isinstance(rows, list) else list(rows)
         if_rows = if_rows if isinstance(if_rows, list) else list(if_rows)
-        audit_params = audit.params(audit_rows)
+        audit_params = audit.params(audit_rows)  # one BLOB per chunk of columns
         if not rows and not if_rows and not audit_params:
             return
         try:
@@ -219,8 +219,9 @@ class Store:
                     (f"pruned.{res}", str(int(cutoff))))
             audit_deleted = 0
             if not math.isinf(self.audit_max_age):
-                cur = await conn.execute(audit.PRUNE, (int((now - self.audit_max_age) * 1000),))
-                audit_deleted = cur.rowcount
+                cutoff_ms = int((now - self.audit_max_age) * 1000)
+                audit_deleted = await self._scalar(audit.PRUNED_ROWS, (cutoff_ms,))
+                await conn.execute(audit.PRUNE, (cutoff_ms,))
             await conn.execute("COMMIT")
         except sqlite3.Error as exc:
             await self._rollback()
@@ -243,8 +244,8 @@ class Store:
             raise RuntimeError("Store.start() was not called (or stop() was)")
         return self._conn
 
-    async def _scalar(self, sql: str):
-        async with self._conn.execute(sql) as cur:
+    async def _scalar(self, sql: str, params=()):
+        async with self._conn.execute(sql, params) as cur:
             row = await cur.fetchone()
         return row[0]
 

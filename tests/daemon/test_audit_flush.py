@@ -111,7 +111,7 @@ def test_rows_the_store_refuses_are_written_at_the_next_flush(tmp_path):
 
     async def refuse(app):
         with contextlib.closing(sqlite3.connect(db)) as conn:
-            conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'refused'); END")
+            conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON audit_chunk BEGIN SELECT RAISE(ABORT, 'refused'); END")
             conn.commit()
         await app.flush()
         assert app.health.store_errors == 1

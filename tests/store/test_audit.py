@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from collector.store import Store, StoreError, query, schema
+from collector.store import Store, StoreError, audit, query, schema
 from collector.store.rows import AuditRow
 from tests.store.helpers import T0, row, run, table_contents
 
@@ -147,12 +147,24 @@ def test_bad_arguments_are_value_errors(db, kw):
         query.flows(str(db), None, None, **kw)
 
 
-def test_the_row_bound_keeps_the_newest_rows(tmp_path):
+def test_the_row_bound_keeps_the_newest_whole_chunks(tmp_path):
+    """Each flush of 300 rows is one chunk (the last one 100); at most 1000 rows are kept, the
+    oldest chunks go whole: the newest ones that add up to at most 1000 stay (100 + 3 x 300)."""
     db = tmp_path / "imflow.db"
     rows = make_rows(2500, seed=3)
-    write(db, [([], rows[:900]), ([], rows[900:1800]), ([], rows[1800:])], audit_max_rows=1000)
+    write(db, [([], rows[i:i + 300]) for i in range(0, 2500, 300)], audit_max_rows=1000)
     got = query.flows(str(db), None, None, limit=None)
     assert sorted(as_tuple(r) for r in got) == sorted(as_tuple(r) for r in rows[-1000:])
+
+
+def test_a_big_flush_is_cut_into_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(audit, "CHUNK_ROWS", 256)
+    db = tmp_path / "imflow.db"
+    write(db, [([], ROWS[:1000])], audit_max_rows=600)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert [n for (n,) in conn.execute("SELECT rows FROM audit_chunk ORDER BY id")] == [256, 232]
+    got = query.flows(str(db), None, None, limit=None)
+    assert sorted(as_tuple(r) for r in got) == sorted(as_tuple(r) for r in ROWS[512:1000])
 
 
 def test_prune_deletes_rows_past_the_age_bound_only(tmp_path):
@@ -164,7 +176,8 @@ def test_prune_deletes_rows_past_the_age_bound_only(tmp_path):
     async def go():
         store = Store(str(db), clock=lambda: now, audit_max_age=7 * 86400)
         await store.start()
-        await store.write([], [], old + new)
+        await store.write([], [], old)  # two flushes: two chunks
+        await store.write([], [], new)
         await store.prune()
         await store.stop()
         return store.audit_pruned
@@ -179,7 +192,7 @@ def test_a_failed_audit_insert_writes_no_rollup_either(tmp_path):
     db = tmp_path / "imflow.db"
     write(db, [])
     with contextlib.closing(sqlite3.connect(db)) as conn:
-        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON audit_chunk BEGIN SELECT RAISE(ABORT, 'refused'); END")
         conn.commit()
 
     async def go():
