@@ -90,15 +90,24 @@ class Classifier:
         self._owned = _owned_table(catalogue.services)
         self._portset, self._member = _membership(catalogue.services)
         self._groups: dict[tuple[int, ...], int] = {}
-        self._v4, self._v6 = self._range_tables(catalogue.services, self.internal)
+        self._asn_groups: dict[tuple[int, ...], int] = {}
+        self.asn = asn if asn is not None else asn_data.shipped()
+        self._v4, self._v6 = self._range_tables(catalogue.services, self.internal, self.asn)
         # Prefix groups >= n are sets of services listing the same most-specific prefix.
         width = max((len(m) for m in self._groups), default=1)
         self._group_members = np.zeros((max(len(self._groups), 1), width), np.uint16)
         for m, g in self._groups.items():
             self._group_members[g - n, :len(m)] = m
+        # ASN groups count down from GROUP_MASK: the services whose asns cover an address that no
+        # prefix does; row GROUP_MASK - group + 1 of _asn_members (row 0: none).
+        self._asn_floor = GROUP_MASK - len(self._asn_groups)
+        if n + len(self._groups) > self._asn_floor:
+            raise CatalogueError("asns", "too many distinct prefix and ASN service groups")
+        width = max((len(m) for m in self._asn_groups), default=1)
+        self._asn_members = np.zeros((len(self._asn_groups) + 1, width), np.uint16)
+        for m, g in self._asn_groups.items():
+            self._asn_members[GROUP_MASK - g + 1, :len(m)] = m
         self._learned: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.asn = asn if asn is not None else asn_data.shipped()
-        self._asn_v4, self._asn_v6, self._asn_members = self._asn_tables(catalogue.services, self.asn)
         self.learned_addresses = None  # collector.dns.LearnedAddresses, set by the pipeline
         self.clock = None  # the pipeline's: learned addresses are judged at clock() unless `now` is given
         self.set_app_ids(app_ids or {})
@@ -154,8 +163,8 @@ class Classifier:
         dst_val = self._lookup(dst_addr)
         src_int = (src_val & INTERNAL_BIT) != 0
         dst_int = (dst_val & INTERNAL_BIT) != 0
-        src_pfx = self._resolve(src_val & GROUP_MASK, src_key)
-        dst_pfx = self._resolve(dst_val & GROUP_MASK, dst_key)
+        src_pfx, src_asn = self._resolve(src_val & GROUP_MASK, src_key)
+        dst_pfx, dst_asn = self._resolve(dst_val & GROUP_MASK, dst_key)
         src_own = self._owned[src_key]
         dst_own = self._owned[dst_key]
 
@@ -178,8 +187,8 @@ class Classifier:
         service_is_src = own_src
         side_known = src_o | dst_o
         method = side_known.astype(np.uint8)  # M_PORT where a port decided
-        if self._asn_members is not None:
-            self._apply_asn(src_addr, dst_addr, src_key, dst_key, src_port, dst_port, src_int, dst_int,
+        if src_asn is not None or dst_asn is not None:
+            self._apply_asn(src_asn, dst_asn, src_key, dst_key, src_port, dst_port, src_int, dst_int,
                             service, service_is_src, side_known, method)
         pfx = np.flatnonzero(src_m | dst_m)  # a few percent of the rows: patch them
         if pfx.size:
@@ -194,7 +203,9 @@ class Classifier:
                 now = self.clock() if self.clock is not None else 0.0
             view = table.view(self.catalogue.by_id, now)
             if len(view):
-                _patch(view.lookup(src_addr, now), view.lookup(dst_addr, now), src_int, dst_int,
+                # learned addresses are servers outside: internal addresses are not looked up
+                _patch(view.lookup(src_addr, now, np.flatnonzero(~src_int)),
+                       view.lookup(dst_addr, now, np.flatnonzero(~dst_int)), src_int, dst_int,
                        service, service_is_src, side_known, method, M_DNS)
 
         if app_id is not None and (self._app_keys.size or self._learned):
@@ -226,91 +237,65 @@ class Classifier:
             out[v6] = self._v6.lookup(addr["hi"][v6], addr["lo"][v6])
         return out
 
-    def _resolve(self, group: np.ndarray, port_key: np.ndarray) -> np.ndarray:
+    def _resolve(self, group: np.ndarray, port_key: np.ndarray):
         """Prefix group -> service: groups of several services (identical prefixes) pick the first
-        member whose ports include the port on that side, else the first member."""
-        if not self._groups:
-            return group
+        member whose ports include the port on that side, else the first member. ASN groups (the
+        values above _asn_floor) become 0 here and come back as (rows, their _asn_members rows),
+        else None: the pass that finds the groups finds them, so an ASN costs no pass of its own."""
+        if not self._groups and not self._asn_groups:
+            return group, None
         multi = np.flatnonzero(group >= self._n)
         if not multi.size:
-            return group
+            return group, None
         group = group.copy()
-        members = self._group_members[group[multi] - self._n]
-        portset = self._portset[port_key[multi]]
-        chosen = members[:, 0].copy()
-        for k in range(members.shape[1] - 1, -1, -1):  # last to first: the first match wins
-            cand = members[:, k]
-            hit = (cand != 0) & self._member[portset, cand]
-            chosen[hit] = cand[hit]
-        group[multi] = chosen
-        return group
+        g = group[multi]
+        asn = None
+        if self._asn_groups:
+            is_asn = g > self._asn_floor
+            if is_asn.any():
+                asn = (multi[is_asn], (GROUP_MASK + 1) - g[is_asn])
+                group[asn[0]] = 0
+                multi, g = multi[~is_asn], g[~is_asn]
+        if multi.size:
+            members = self._group_members[g - self._n]
+            portset = self._portset[port_key[multi]]
+            chosen = members[:, 0].copy()
+            for k in range(members.shape[1] - 1, -1, -1):  # last to first: the first match wins
+                cand = members[:, k]
+                hit = (cand != 0) & self._member[portset, cand]
+                chosen[hit] = cand[hit]
+            group[multi] = chosen
+        return group, asn
 
-    def _asn_tables(self, services: Sequence[Service], snapshot: asn_data.AsnSnapshot):
-        """Range tables of the ASN prefixes: value = a group of services (those whose asns cover
-        the address at its longest prefix); members[group] = the group's service indexes."""
-        groups: dict[tuple[int, ...], int] = {}
-        v4: list[tuple[int, int, object]] = []
-        v6: list[tuple[int, int, object]] = []
-        for s in services:
-            for number in s.asns:
-                for net in snapshot.networks(number):
-                    _add_network(net, s.index, v4, v6)
-        if not v4 and not v6:
-            return None, None, None
-
-        def combine(tags: list) -> int:
-            if not tags:
-                return 0
-            longest = max(plen for plen, _ in tags)
-            members = tuple(sorted({s for plen, s in tags if plen == longest}))
-            group = groups.setdefault(members, len(groups) + 1)
-            if group >= 1 << 15:
-                raise CatalogueError("asns", "too many distinct ASN service groups")
-            return group
-
-        tables = []
-        for items, width, strides in ((v4, 32, (16, 8)), (v6, 128, (16, 16))):
-            starts, values = elementary(items, width, combine)
-            tables.append(RangeTable(starts, values, width, strides))
-        width = max(len(m) for m in groups)
-        members = np.zeros((len(groups) + 1, width), np.uint16)
-        for m, g in groups.items():
-            members[g, :len(m)] = m
-        return tables[0], tables[1], members
-
-    def _asn_lookup(self, addr: np.ndarray) -> np.ndarray:
-        out, v6 = self._asn_v4.lookup_addr(addr)
-        if v6.size:
-            out[v6] = self._asn_v6.lookup(addr["hi"][v6], addr["lo"][v6])
-        return out
-
-    def _asn_service(self, group: np.ndarray, port_key: np.ndarray, port: np.ndarray) -> np.ndarray:
-        """Per row with an ASN group: the one member whose ports list this port (0: none or
-        several; web ports never)."""
-        members = self._asn_members[group]
+    def _asn_service(self, row: np.ndarray, port_key: np.ndarray, port: np.ndarray) -> np.ndarray:
+        """Per flow with an ASN group (its row of _asn_members, 0 for none): the one member whose
+        ports list this port (0: none or several; web ports never)."""
+        members = self._asn_members[row]
         portset = self._portset[port_key]
         hits = np.zeros(members.shape, bool)
         for k in range(members.shape[1]):
             cand = members[:, k]
             hits[:, k] = (cand != 0) & self._member[portset, cand]
         one = hits.sum(axis=1) == 1
-        one &= ~np.isin(port, WEB_PORTS)
-        chosen = np.zeros(len(group), np.uint16)
+        for web in WEB_PORTS:
+            one &= port != web
+        chosen = np.zeros(len(row), np.uint16)
         chosen[one] = members[one, hits[one].argmax(axis=1)]
         return chosen
 
-    def _apply_asn(self, src_addr, dst_addr, src_key, dst_key, src_port, dst_port, src_int, dst_int,
+    def _apply_asn(self, src_asn, dst_asn, src_key, dst_key, src_port, dst_port, src_int, dst_int,
                    service, service_is_src, side_known, method) -> None:
-        src_g, dst_g = self._asn_lookup(src_addr), self._asn_lookup(dst_addr)
-        rows = np.flatnonzero((src_g | dst_g) != 0)
-        if not rows.size:
-            return
-        src_s = self._asn_service(src_g[rows], src_key[rows], src_port[rows])
-        dst_s = self._asn_service(dst_g[rows], dst_key[rows], dst_port[rows])
-        full_src = np.zeros(len(service), np.uint16)
-        full_dst = np.zeros(len(service), np.uint16)
-        full_src[rows], full_dst[rows] = src_s, dst_s
-        _patch(full_src, full_dst, src_int, dst_int, service, service_is_src, side_known, method, M_ASN)
+        """src_asn, dst_asn: (rows, _asn_members rows) or None, from _resolve."""
+        empty = (np.zeros(0, np.intp), np.zeros(0, np.uint16))
+        (s_rows, s_mem), (d_rows, d_mem) = src_asn or empty, dst_asn or empty
+        rows = np.union1d(s_rows, d_rows)
+        s_full = np.zeros(len(rows), np.uint16)
+        d_full = np.zeros(len(rows), np.uint16)
+        if s_rows.size:
+            s_full[np.searchsorted(rows, s_rows)] = self._asn_service(s_mem, src_key[s_rows], src_port[s_rows])
+        if d_rows.size:
+            d_full[np.searchsorted(rows, d_rows)] = self._asn_service(d_mem, dst_key[d_rows], dst_port[d_rows])
+        _patch_rows(rows, s_full, d_full, src_int, dst_int, service, service_is_src, side_known, method, M_ASN)
 
     def _prefix_tie(self, rows, src_pfx, dst_pfx, src_int, dst_int, src_key, dst_key, src_port, dst_port):
         sp, dp = src_port[rows], dst_port[rows]
@@ -328,7 +313,8 @@ class Classifier:
                 mine = rows[sessions == sid]
                 _apply(*table, app_id[mine], mine, service)
 
-    def _range_tables(self, services: Sequence[Service], internal: Sequence[Network]):
+    def _range_tables(self, services: Sequence[Service], internal: Sequence[Network],
+                      snapshot: asn_data.AsnSnapshot):
         v4: list[tuple[int, int, object]] = []
         v6: list[tuple[int, int, object]] = []
         for net in internal:
@@ -336,6 +322,9 @@ class Classifier:
         for s in services:
             for net in s.networks:
                 _add_network(net, s.index, v4, v6)
+            for number in s.asns:  # the same tables: an ASN costs no lookup of its own
+                for net in snapshot.networks(number):
+                    _add_network(net, s.index, v4, v6, asn=True)
         tables = []
         for items, width, strides in ((v4, 32, (16, 8)), (v6, 128, (16, 16))):
             starts, values = elementary(items, width, self._combine)
@@ -344,8 +333,13 @@ class Classifier:
 
     def _combine(self, tags: list) -> int:
         internal = any(t is _INTERNAL for t in tags)
-        prefixes = [t for t in tags if t is not _INTERNAL]
+        prefixes = [t for t in tags if t is not _INTERNAL and not isinstance(t, _AsnTag)]
+        asns = [t for t in tags if isinstance(t, _AsnTag)]
         group = 0
+        if asns and not prefixes:  # a service prefix beats any ASN
+            longest = max(plen for plen, _ in asns)
+            members = tuple(sorted({s for plen, s in asns if plen == longest}))
+            group = self._asn_groups.setdefault(members, GROUP_MASK - len(self._asn_groups))
         if prefixes:
             longest = max(plen for plen, _ in prefixes)
             members = tuple(sorted({s for plen, s in prefixes if plen == longest}))
@@ -363,9 +357,17 @@ def _patch(src_s: np.ndarray, dst_s: np.ndarray, src_int, dst_int, service, serv
     """Where either side names a service (non-zero), that service wins the row: the external
     side when both do, else dst."""
     hit = np.flatnonzero((src_s | dst_s) != 0)
+    if hit.size:
+        _patch_rows(hit, src_s[hit], dst_s[hit], src_int, dst_int, service, service_is_src, side_known, method,
+                    code)
+
+
+def _patch_rows(rows, s, d, src_int, dst_int, service, service_is_src, side_known, method, code: int) -> None:
+    """_patch for `rows` only: s, d are those rows' services on each side."""
+    keep = (s | d) != 0
+    hit, s, d = rows[keep], s[keep], d[keep]
     if not hit.size:
         return
-    s, d = src_s[hit], dst_s[hit]
     on_src = (s != 0) & ((d == 0) | (~src_int[hit] & dst_int[hit]))
     service[hit] = np.where(on_src, s, d)
     service_is_src[hit] = on_src
@@ -395,18 +397,23 @@ def _parse_internal(internal: Sequence[str]) -> list[Network]:
     return out
 
 
-def _add_network(net: Network, tag, v4: list, v6: list) -> None:
+class _AsnTag(tuple):
+    """(prefix length, service index) of an ASN's network, told apart from a service prefix."""
+
+
+def _add_network(net: Network, tag, v4: list, v6: list, asn: bool = False) -> None:
     """Range items (first, last, tag) for one network; an IPv6 network covering the IPv4-mapped
     block ::ffff:0:0/96 (where `ADDR` keeps IPv4) applies to IPv4 too."""
     plen = net.prefixlen
-    item_tag = tag if tag is _INTERNAL else (plen, tag)
+    kind = _AsnTag if asn else tuple
+    item_tag = tag if tag is _INTERNAL else kind((plen, tag))
     if net.version == 4:
         v4.append((int(net.network_address), int(net.broadcast_address), item_tag))
         return
     v6.append((int(net.network_address), int(net.broadcast_address), item_tag))
     if net.overlaps(_V4_MAPPED):
         inner = _V4_MAPPED if plen <= 96 else net
-        v4_tag = tag if tag is _INTERNAL else (plen - 96, tag)
+        v4_tag = tag if tag is _INTERNAL else kind((plen - 96, tag))
         mask = 0xFFFF_FFFF
         v4.append((int(inner.network_address) & mask, int(inner.broadcast_address) & mask, v4_tag))
 

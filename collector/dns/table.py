@@ -9,10 +9,11 @@ Bounded: at most `max_entries` addresses, least recently learned first out (an a
 moves its address to the back); TTLs are capped at `max_ttl`. Everything that moves is counted.
 The clients that asked (who resolved WhatsApp) are counted per (client, service), bounded too.
 
-The classifier reads a `View`: the table as sorted NumPy arrays, rebuilt when the table changed,
-at most once per `rebuild_every` seconds (so an answer classifies flows within about a second),
-and expired entries purged then. A lookup is one `searchsorted` per address over a 64-bit key
-mixed from both halves of the address, verified against both halves and the expiry.
+The classifier reads a `View`: the table as an open-addressing hash table of NumPy arrays,
+rebuilt when the table changed, at most once per `rebuild_every` seconds (so an answer classifies
+flows within about a second), and expired entries purged then. A lookup gathers a 64-bit key
+mixed from both halves of the address, a round per probe, and checks both halves and the expiry
+where the keys are equal.
 """
 
 from __future__ import annotations
@@ -35,33 +36,106 @@ def mix(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         return lo ^ (hi * _MIX)
 
 
+_SPREAD = np.uint64(0xBF58476D1CE4E5B9)  # slot = the top bits of key * _SPREAD (Fibonacci-style hashing)
+
+
 @dataclass
 class View:
-    """The table as arrays, for one catalogue (service ids -> its indexes)."""
+    """The table as an open-addressing hash table of NumPy arrays (linear probing, at most a
+    quarter full), for one catalogue (service ids -> its indexes). A lookup gathers one 32-bit
+    fingerprint per address and round (the slots of 100k addresses take 2 MiB: they stay in
+    cache); a round more only for the few addresses whose slot holds another fingerprint; both
+    address halves and the expiry are checked only where the fingerprints are equal."""
 
-    keys: np.ndarray  # uint64, sorted, unique
+    keys: np.ndarray  # uint32 fingerprint per slot (the mixed key's low half); 0 = empty
     hi: np.ndarray
     lo: np.ndarray
     service: np.ndarray  # uint16
     expires: np.ndarray  # float64
+    shift: np.uint64  # 64 - log2(slots)
+    rounds: int  # the longest probe sequence of any entry
+    size: int
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self.size
 
-    def lookup(self, addr: np.ndarray, now: float) -> np.ndarray:
-        """uint16 service index of each ADDR value (0: not learned, or expired)."""
+    def lookup(self, addr: np.ndarray, now: float, rows: np.ndarray | None = None) -> np.ndarray:
+        """uint16 service index of each ADDR value (0: not learned, or expired); with `rows`,
+        of those rows only (the others are 0)."""
         out = np.zeros(len(addr), np.uint16)
-        if not len(self.keys) or not len(addr):
+        if not self.size or not len(addr):
             return out
         hi, lo = addr["hi"], addr["lo"]
-        i = np.searchsorted(self.keys, mix(hi, lo))
-        i[i == len(self.keys)] = 0
-        hit = (self.hi[i] == hi) & (self.lo[i] == lo) & (self.expires[i] > now)
-        out[hit] = self.service[i[hit]]
+        if rows is not None:
+            hi, lo = hi[rows], lo[rows]
+        key, home = _hash(hi, lo, self.shift)
+        mask = len(self.keys) - 1
+        idx = None  # rows of key/home still probing (None: all)
+        for r in range(self.rounds):
+            if idx is None:
+                slot, k = home, key
+            else:
+                slot, k = (home[idx] + r) & mask, key[idx]
+            found = self.keys[slot]
+            hit = np.flatnonzero(found == k)
+            if hit.size:
+                h_rows = hit if idx is None else idx[hit]
+                h_slot = slot[hit]
+                good = (self.hi[h_slot] == hi[h_rows]) & (self.lo[h_slot] == lo[h_rows]) \
+                    & (self.expires[h_slot] > now)
+                dest = h_rows[good] if rows is None else rows[h_rows[good]]
+                out[dest] = self.service[h_slot[good]]
+            found[hit] = 0  # settled
+            more = np.flatnonzero(found)
+            if not more.size:
+                break
+            idx = more if idx is None else idx[more]
         return out
 
 
-EMPTY = View(*(np.zeros(0, t) for t in (np.uint64, np.uint64, np.uint64, np.uint16, np.float64)))
+def _hash(hi: np.ndarray, lo: np.ndarray, shift: np.uint64) -> tuple[np.ndarray, np.ndarray]:
+    """(fingerprint, home slot) of each address: the mixed key's low 32 bits (0 taken as 1; for
+    IPv4 the address itself) and its top bits after multiplying by _SPREAD."""
+    mixed = mix(hi, lo)
+    fingerprint = mixed.astype(np.uint32)
+    fingerprint[fingerprint == 0] = 1
+    with np.errstate(over="ignore"):
+        mixed *= _SPREAD
+    mixed >>= shift
+    return fingerprint, mixed.astype(np.intp)
+
+
+def build_view(hi: np.ndarray, lo: np.ndarray, service: np.ndarray, expires: np.ndarray) -> View:
+    """Place every entry (unique addresses) in a table, in
+    vectorized rounds (four times as many slots as entries): each round, the entries still unplaced try their next slot, and of those
+    wanting the same free slot the first takes it."""
+    n = len(hi)
+    bits = max(10, int(4 * n - 1).bit_length())
+    size = 1 << bits
+    shift = np.uint64(64 - bits)
+    keys = np.zeros(size, np.uint32)
+    t_hi, t_lo = np.zeros(size, np.uint64), np.zeros(size, np.uint64)
+    t_service, t_expires = np.zeros(size, np.uint16), np.zeros(size, np.float64)
+    key, home = _hash(hi, lo, shift)
+    todo = np.arange(n)
+    r = 0
+    while todo.size:
+        slot = (home[todo] + r) & (size - 1)
+        free = keys[slot] == 0
+        cand, cslot = todo[free], slot[free]
+        _, first = np.unique(cslot, return_index=True)
+        placed, pslot = cand[first], cslot[first]
+        keys[pslot], t_hi[pslot], t_lo[pslot] = key[placed], hi[placed], lo[placed]
+        t_service[pslot], t_expires[pslot] = service[placed], expires[placed]
+        done = np.zeros(n, bool)
+        done[placed] = True
+        todo = todo[~done[todo]]
+        r += 1
+    return View(keys, t_hi, t_lo, t_service, t_expires, shift, max(r, 1), n)
+
+
+EMPTY = View(*(np.zeros(0, t) for t in (np.uint32, np.uint64, np.uint64, np.uint16, np.float64)),
+             np.uint64(0), 0, 0)
 
 
 @dataclass
@@ -71,7 +145,6 @@ class Counters:
     refreshed: int = 0  # addresses already there, expiry moved on
     evicted: int = 0  # pushed out by the ceiling (least recently learned first)
     expired: int = 0  # purged after TTL + grace
-    collisions: int = 0  # two addresses with one mixed key: the later one is not looked up
     clients_dropped: int = 0  # (client, service) pairs not counted: the ceiling was reached
     by_service: Counter = field(default_factory=Counter)  # answers per service id
 
@@ -151,11 +224,5 @@ class LearnedAddresses:
         index = {sid: s.index for sid, s in by_id.items()}
         service = np.fromiter((index.get(v[0], 0) for v in self.entries.values()), np.uint16, n)
         expires = np.fromiter((v[1] for v in self.entries.values()), np.float64, n)
-        keys = mix(hi, lo)
-        order = np.argsort(keys, kind="stable")
-        keys = keys[order]
-        first = np.ones(n, bool)
-        first[1:] = keys[1:] != keys[:-1]
-        self.counters.collisions = int(n - first.sum())
-        order = order[first]
-        return View(keys[first], hi[order], lo[order], service[order], expires[order])
+        known = service != 0  # a service the catalogue no longer has (after a reload): not looked up
+        return build_view(hi[known], lo[known], service[known], expires[known])

@@ -1,0 +1,100 @@
+"""Classification rate with addresses learned from DNS (issue 19), next to the classifier as it
+was before (no ASN tables, no learned table), in the same run on the same 1M-flow batch
+(bench/classify_bench.py's mix).
+
+The batch gets 2% of flows to tcp/5222 in Meta's network (WhatsApp by ASN).
+Rows: `before` (no ASN prefixes, no learned table), `asn` (the shipped ASN snapshot), `asn+dns`
+(and a learned table of --learned addresses, 10% of the flows' servers among them), and the
+view rebuild of that table (what a changing table costs once a second).
+
+    python -m bench.dns_bench [--rows 1000000] [--learned 100000] [--repeat 7]   (from the repo root)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from bench.classify_bench import make_batch
+from collector.classify import asn as asn_data
+from collector.classify.catalogue import load_catalogue
+from collector.classify.classifier import METHODS, Classifier
+from collector.daemon.tuning import tune_malloc
+from collector.dns.table import LearnedAddresses
+from collector.netflow.batch import addr_from_str
+
+NOW = 1_000.0
+
+
+def best_of(repeat: int, fn) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--learned", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+    tune_malloc()  # as the daemon does: batch-sized arrays are not page-faulted in anew each time
+    catalogue = load_catalogue()
+    batch = make_batch(args.rows)
+    batch.pop("app_id")
+    rng = np.random.default_rng(19)
+    # 2% of the flows to WhatsApp's chat port in Meta's network (an ASN match), in both directions
+    meta = asn_data.shipped().networks(catalogue.by_id["whatsapp"].asns[0])[0]
+    rows = np.flatnonzero(rng.random(args.rows) < 0.02)
+    server_is_src = batch["src_port"][rows] < batch["dst_port"][rows]
+    for side, port, pick in (("src", "src_port", rows[server_is_src]), ("dst", "dst_port", rows[~server_is_src])):
+        batch[f"{side}_addr"][pick] = addr_from_str(str(meta.network_address + 1))
+        batch[port][pick] = 5222
+        batch["proto"][pick] = 6
+    table = LearnedAddresses(max_entries=args.learned)
+    ids = [s.id for s in catalogue.services if s.domains]
+    servers = np.where(batch["src_port"] < batch["dst_port"], batch["src_addr"], batch["dst_addr"])
+    picked = np.unique(servers[rng.random(args.rows) < 0.10])[: args.learned]
+    for k, a in enumerate(picked.tolist()):  # 10% of the flows go to learned addresses
+        table.learn(int(a[0]), int(a[1]), ids[k % len(ids)], 600, NOW)
+    while len(table) < args.learned:  # and the rest of the table is addresses no flow uses
+        table.learn(0, 0xFFFF_0000_0000 | int(rng.integers(0xE0000000, 0xEFFFFFFF)), ids[0], 600, NOW)
+    empty = asn_data.AsnSnapshot("2026-12-04", "none")
+    variants = []
+    for name, snap, learned in (("before", empty, None), ("asn", None, None), ("asn+dns", None, table)):
+        c = Classifier(catalogue, asn=snap)
+        c.learned_addresses = learned
+        variants.append((name, c))
+    best = {name: float("inf") for name, _ in variants}
+    outs = {}
+    for _ in range(args.repeat):  # interleaved, so a busy machine slows every variant alike
+        for name, c in variants:
+            t, outs[name] = best_of(1, lambda c=c: c.classify(**batch, now=NOW))
+            best[name] = min(best[name], t)
+    rows = [(name, best[name], outs[name]) for name, _ in variants]
+    base = rows[0][1]
+    print(f"{args.rows} flows, {len(table)} learned addresses ({len(picked)} of them flows' servers), "
+          f"best of {args.repeat}")
+    for name, t, out in rows:
+        methods = np.bincount(out.method, minlength=len(METHODS))
+        share = ", ".join(f"{METHODS[i]} {m / args.rows:.1%}" for i, m in enumerate(methods) if m and i)
+        print(f"  {name:8s} {t * 1e3:7.1f} ms  {args.rows / t / 1e6:5.1f}M flows/s  {t / base:5.2f}x  ({share})")
+    def rebuild():
+        table._view_key = None
+        return table.view(catalogue.by_id, NOW, force=True)
+    t, _ = best_of(3, rebuild)
+    print(f"  view rebuild of {len(table)} addresses: {t * 1e3:.0f} ms (at most once a second while answers come)")
+    t0 = time.perf_counter()
+    for k in range(100_000):
+        table.learn(0, 0xFFFF_0000_0000 | (0xF0000000 + k), ids[k % len(ids)], 300, NOW)
+    t = time.perf_counter() - t0
+    print(f"  learn: {t / 100_000 * 1e9:.0f} ns per answer record into a full table (evicting)")
+
+
+if __name__ == "__main__":
+    main()
