@@ -1,6 +1,7 @@
 """The daemon's lifecycle: builds the components from the configuration, starts them in order
-(store, template state, SNMP poller, listeners, metrics endpoint, then attached components such
-as the workers) and stops them in reverse. Signals, the flush timer and reload live only here.
+(store, template state, SNMP poller, listeners, metrics endpoint, web page, then attached
+components such as the workers) and stops them in reverse. Signals, the flush timer and reload
+live only here.
 
 SIGTERM / SIGINT: stop intake (after its queues are drained), decode what was received, flush
 every bin, save template state, close the store, exit 0. A second signal exits at once.
@@ -24,7 +25,7 @@ from collector.config import parse_endpoint
 from collector.daemon.pipeline import Classification, Pipeline
 from collector.daemon.telemetry import SNAPSHOT_EVERY, Counters, Health, LocalCounters, Telemetry
 from collector.daemon.tuning import tune_gc
-from collector.daemon.wiring import build_store, build_targets
+from collector.daemon.wiring import build_store, build_targets, build_web
 from collector.intake import Intake
 from collector.intake.listener import Allow
 from collector.metrics import Metrics
@@ -85,6 +86,7 @@ class App:
             self.dnstap = DnstapListener(cfg.get("dns.dnstap"), self.pipeline.learned,
                                          lambda: self.pipeline.catalogue, clock)
         self.metrics_address: tuple[str, int] | None = None
+        self.web = None  # the web page (collector.web) when [web] listen is set
         self.stopping = asyncio.Event()
         self.reload_requested = False
         self.bound: list[str] = []
@@ -123,6 +125,9 @@ class App:
             if self.cfg.get("metrics.listen"):
                 host, port = parse_endpoint(self.cfg.get("metrics.listen"))
                 self.metrics_address = self.metrics.serve(host, port)
+            if self.cfg.get("web.listen") and not self.role.reuse_port:  # workers leave it to the supervisor
+                self.web = build_web(self.cfg, self.poller)
+                await self.web.start()
         except OSError:
             self.intake.close()
             if self.poller is not None:
@@ -207,6 +212,8 @@ class App:
                 await self.dnstap.stop()
             for component in reversed(self.components):
                 await component.stop()
+            if self.web is not None:
+                await self.web.stop()
             await self.intake.drain()
             self.intake.close()
             ok = await self.flush(final=True)

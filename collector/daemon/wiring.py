@@ -5,7 +5,7 @@ and a start refuse the same things with the same words."""
 from __future__ import annotations
 
 from collector import config as C
-from collector import snmp
+from collector import snmp, web
 from collector.classify.catalogue import Catalogue, CatalogueError, load_catalogue
 from collector.netflow.session import Limits
 from collector.policy import POLICY_KEYS, Policy, PolicyError, parse_policy
@@ -67,6 +67,11 @@ def build_targets(cfg: C.Config) -> list[snmp.Target]:
     return snmp.targets_of(cfg["snmp"])
 
 
+def build_web(cfg: C.Config, poller=None):
+    """The web page for `[web] listen` (collector.web), with link speeds from the SNMP poller."""
+    return web.WebServer(web.site_of(cfg, speeds=web.speeds_of(poller)), cfg.get("web.listen"), web.auth_of(cfg))
+
+
 def check(cfg: C.Config) -> None:
     """Everything a start would refuse, without starting: catalogue, policy, SNMP targets."""
     catalogue = build_catalogue(cfg)
@@ -74,6 +79,7 @@ def check(cfg: C.Config) -> None:
     build_policy(cfg, catalogue)
     build_asn(cfg)
     build_targets(cfg)
+    web.auth_of(cfg)  # both halves of [web] basic authentication, or neither
 
 
 def build_store(cfg: C.Config, clock):

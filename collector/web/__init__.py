@@ -81,9 +81,10 @@ class WebServer:
         from collector.web.server import make_app
 
         host, port = parse_endpoint(self.listen)
-        self._runner = web.AppRunner(make_app(self.site, self.auth), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(make_app(self.site, self.auth), access_log=None, handle_signals=False,
+                                   shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, shutdown_timeout=2.0)
+        site = web.TCPSite(self._runner, host, port)
         try:
             await site.start()
         except OSError as exc:
