@@ -18,6 +18,7 @@ where the keys are equal.
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
@@ -37,6 +38,8 @@ def mix(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 
 _SPREAD = np.uint64(0xBF58476D1CE4E5B9)  # slot = the top bits of key * _SPREAD (Fibonacci-style hashing)
+# Seeded per process, so whoever controls answers cannot pick addresses that pile up in one probe chain.
+_SEED = np.uint64(secrets.randbits(64))
 
 
 @dataclass
@@ -94,9 +97,10 @@ class View:
 
 
 def _hash(hi: np.ndarray, lo: np.ndarray, shift: np.uint64) -> tuple[np.ndarray, np.ndarray]:
-    """(fingerprint, home slot) of each address: the mixed key's low 32 bits (0 taken as 1; for
-    IPv4 the address itself) and its top bits after multiplying by _SPREAD."""
+    """(fingerprint, home slot) of each address: the seeded key's low 32 bits (0 taken as 1) and
+    its top bits after multiplying by _SPREAD."""
     mixed = mix(hi, lo)
+    mixed ^= _SEED
     fingerprint = mixed.astype(np.uint32)
     fingerprint[fingerprint == 0] = 1
     with np.errstate(over="ignore"):
