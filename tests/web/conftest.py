@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from collector.store import BinRow, IfRow, Store
+from collector.store.rows import AuditRow
 from tests.report.conftest import END, NOW, POLICY, START, make_rows  # noqa: F401  (re-exported)
 from tests.web.browser import Browser
 
@@ -44,6 +45,21 @@ def hostile_rows() -> list[BinRow]:
             BinRow(t + 60, "192.0.2.1", HOSTILE_SERVICE, HOSTILE_CATEGORY, "", 1_000, 10, 1)]
 
 
+def audit_rows() -> list[AuditRow]:
+    """Single BitTorrent flows of 10.1.2.15 (and a few of another host) for the audit log."""
+    import random
+
+    rng = random.Random(22)
+    out = []
+    for i in range(140):
+        host = "10.1.2.15" if i % 7 else "10.1.2.20"
+        t = START + 3600 + i * 1800 + rng.random()
+        out.append(AuditRow(round(t, 3), round(t + rng.uniform(1, 300), 3), "192.0.2.1", host,
+                            f"198.51.100.{i % 200 + 1}", 40000 + i, 6881, 6, "bittorrent", "p2p",
+                            rng.randint(100, 10**7), rng.randint(1, 5000), 1, 2, "out"))
+    return out
+
+
 @pytest.fixture(scope="session")
 def web_rows():
     from collector.classify.catalogue import load_catalogue
@@ -59,7 +75,7 @@ def web_db(tmp_path_factory, web_rows):
     async def write():
         store = Store(path, clock=lambda: NOW)
         await store.start()
-        await store.write(web_rows, if_rows(web_rows))
+        await store.write(web_rows, if_rows(web_rows), audit_rows())
         await store.stop()
     asyncio.run(write())
     return path

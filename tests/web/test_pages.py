@@ -204,3 +204,16 @@ def test_hostile_service_is_reachable_by_its_link(server, browser):
 
 
 import urllib.parse  # noqa: E402
+
+
+def test_host_page_lists_its_largest_audit_log_flows(server, browser, web_db):
+    from tests.web.conftest import audit_rows
+
+    config = server.proc.args[server.proc.args.index("--config") + 1]
+    browser.size(1280)
+    browser.open(server.url + "/host/10.1.2.15" + Q)
+    shown = [(r["Peer"], r["Peer port"], num(r["Bytes"])) for r in table(browser, "flows")]
+    flows = cli(config, web_db, "flows", "--host", "10.1.2.15", "--sort", "bytes", "--limit", "100")
+    truth = sorted((a for a in audit_rows() if a.host == "10.1.2.15"), key=lambda a: -a.bytes)[:100]
+    assert shown == [(f["peer"], str(f["peer_port"]), f["bytes"]) for f in flows] == \
+        [(a.peer, str(a.peer_port), a.bytes) for a in truth]
