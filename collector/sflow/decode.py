@@ -63,11 +63,17 @@ class SflowDecoder:
         self.stats = stats
         self.limits = limits
         self._rows: list[tuple] = []  # (sid, rate, in, out, received, seq key, Flow)
+        self._agents: dict[bytes, str] = {}  # agent address octets -> text (bounded, a cache)
 
     def datagram(self, data, exporter: str, port: int, received: float, dgram: int, touched: set) -> None:
         """One datagram; raises DecodeError (nothing applied) when malformed."""
         dg = parse(data)
-        agent = str(ipaddress.ip_address(dg.agent))
+        agent = self._agents.get(dg.agent)
+        if agent is None:
+            agent = str(ipaddress.ip_address(dg.agent))
+            if len(self._agents) >= 4096:
+                self._agents.clear()
+            self._agents[dg.agent] = agent
         sess = self.table.open((exporter, port, VERSION, (agent, dg.sub_agent)), received)
         state = sess.sflow
         if state is None:
@@ -78,13 +84,21 @@ class SflowDecoder:
         label = sess.stat_label
         notices = self.stats.notices
         rows = self._rows
+        sources = state.sources
+        sid, override, key = sess.sid, sess.override, dgram << 20
         for i, f in enumerate(dg.flows):
-            self._source(sess, state, f.source, f.seq, f.pool, f.drops, f.rate)
-            rate = sess.override or f.rate
-            if f.rate == 0:
+            old = sources.get(f.source)
+            if old is not None and (f.seq - old.seq - 1) % _WRAP == 0:  # the usual: the next sample
+                state.pool += (f.pool - old.pool) % _WRAP
+                state.drops += (f.drops - old.drops) % _WRAP
+                old.seq, old.pool, old.drops = f.seq, f.pool, f.drops
+            else:
+                self._source(state, f.source, f.seq, f.pool, f.drops)
+            rate = override or f.rate
+            if not rate:
                 notices[label, "sflow-rate-zero"] += 1
-                rate = sess.override or 1
-            rows.append((sess.sid, rate, f.in_if, f.out_if, received, (dgram << 20) | i, f))
+                rate = 1
+            rows.append((sid, rate, f.in_if, f.out_if, received, key | i, f))
         sess.n_flows += len(dg.flows)
         state.samples += len(dg.flows)
         for c in dg.counters:
@@ -97,7 +111,7 @@ class SflowDecoder:
         if dg.flows:
             sess.established = True
 
-    def _source(self, sess: Session, state: Agent, source: int, seq: int, pool: int, drops: int, rate: int) -> None:
+    def _source(self, state: Agent, source: int, seq: int, pool: int, drops: int) -> None:
         old = state.sources.get(source)
         if old is None:
             if len(state.sources) >= self.limits.max_samplers_per_session:
@@ -134,12 +148,16 @@ class SflowDecoder:
         out.seq[:] = seq
         out.packets[:] = rates
         keep = np.zeros(n, bool)
-        with_header = [i for i, f in enumerate(flows) if f.header_protocol]
-        if with_header:
-            idx = np.array(with_header, np.int64)
-            mat, lengths = H.matrix([flows[i].header for i in with_header])
-            proto = np.array([flows[i].header_protocol for i in with_header], np.int64)
-            p = H.parse(mat, lengths, proto)
+        headers = [f.header for f in flows]
+        protocols = [f.header_protocol for f in flows]
+        frames = [f.frame_length for f in flows]
+        with_header = np.flatnonzero(np.array(protocols, np.int64))
+        ok_rows = with_header
+        if len(with_header):
+            idx = with_header
+            all_rows = len(idx) == n
+            mat, lengths = H.matrix(headers if all_rows else [headers[i] for i in idx.tolist()])
+            p = H.parse(mat, lengths, np.array(protocols, np.int64) if all_rows else np.array(protocols, np.int64)[idx])
             ok = p.status == H.OK
             good = idx[ok]
             out.src_addr[good] = p.src_addr[ok]
@@ -147,19 +165,23 @@ class SflowDecoder:
             out.src_port[good] = p.src_port[ok]
             out.dst_port[good] = p.dst_port[ok]
             out.proto[good] = p.proto[ok]
-            frame = np.array([flows[i].frame_length for i in with_header], np.uint64)
-            out.bytes[good] = frame[ok] * rates[good]
+            frame = np.array(frames, np.uint64)
+            out.bytes[good] = frame[good] * rates[good]
             keep[good] = True
-            self._count_bad(idx[~ok], p.status[~ok], out.session, flows)
-        for i, f in enumerate(flows):  # no usable header: the sampled_ipv4/6 record, if any
-            if keep[i] or f.ip is None:
-                continue
-            length, proto, src, dst, sport, dport = f.ip
-            out.src_addr[i] = _addr(src)
-            out.dst_addr[i] = _addr(dst)
-            out.proto[i], out.src_port[i], out.dst_port[i] = proto, sport, dport
-            out.bytes[i] = length * int(rates[i])
-            keep[i] = True
+            ok_rows = good
+            if not ok.all():
+                self._count_bad(idx[~ok], p.status[~ok], out.session, flows)
+        if len(ok_rows) < n:  # no usable header: the sampled_ipv4/6 record, if any
+            done = set(ok_rows.tolist())
+            for i, f in enumerate(flows):
+                if f.ip is None or i in done:
+                    continue
+                length, proto, src, dst, sport, dport = f.ip
+                out.src_addr[i] = _addr(src)
+                out.dst_addr[i] = _addr(dst)
+                out.proto[i], out.src_port[i], out.dst_port[i] = proto, sport, dport
+                out.bytes[i] = length * int(rates[i])
+                keep[i] = True
         return out if keep.all() else out.take(keep)
 
     def _count_bad(self, idx: np.ndarray, status: np.ndarray, sids: np.ndarray, flows) -> None:
