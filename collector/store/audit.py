@@ -370,60 +370,97 @@ def select(conn, start: float | None, end: float | None, *, host=None, peer=None
     return [r._asdict() for r in best]
 
 
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of uint64 keys -> (an order that sorts them, the start of each run of equal rows)."""
+    if not len(keys):
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    order = np.lexsort(keys.T[::-1])
+    k = keys[order]
+    new = np.ones(len(k), bool)
+    new[1:] = (k[1:] != k[:-1]).any(axis=1)
+    return order, np.flatnonzero(new)
+
+
+def _reduce(keys: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of uint64 keys and their sums -> the distinct keys (sorted) and the sums of each."""
+    order, starts = _groups(keys)
+    if not len(order):
+        return keys, sums
+    return keys[order[starts]], np.add.reduceat(sums[order], starts, axis=0)
+
+
+def _distinct(rows: np.ndarray) -> np.ndarray:
+    order, starts = _groups(rows)
+    return rows[order[starts]] if len(order) else rows
+
+
 def _grouped(chunks, flt: _Filter, by, limit, prefix) -> list[dict]:
+    """Totals per group, all in NumPy: each chunk is reduced to its groups (and its distinct
+    (group, host) pairs), the parts are reduced again as they pile up and at the end; only the
+    `limit` biggest groups become Python objects."""
     v4, v6 = prefix
     v4_mask = np.uint64(((1 << v4) - 1) << (32 - v4))
     v6_hi = np.uint64(((1 << min(v6, 64)) - 1) << (64 - min(v6, 64)))
     v6_lo = np.uint64((((1 << (v6 - 64)) - 1) << (128 - v6)) if v6 > 64 else 0)
     names: dict[str, int] = {}  # global codes of the text keys
-    groups: dict[tuple, list] = {}  # key -> [bytes, packets, flows, set of hosts]
+    width = sum(2 if k in ("peer-net", "peer", "host") else 1 for k in by)
+    keys = np.zeros((0, width), np.uint64)
+    sums = np.zeros((0, 3), np.uint64)
+    pairs = np.zeros((0, width + 2), np.uint64)
+    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    held = 0
     for chunk in chunks:
         m = flt.mask(chunk)
         if not m.any():
             continue
         b = chunk.take(m)
         c = b.cols
-        keys = []
+        cols = []
         for k in by:
             if k == "peer-net":
                 v4row = (c["peer_hi"] == 0) & ((c["peer_lo"] >> np.uint64(32)) == np.uint64(0xFFFF))
-                keys += [np.where(v4row, c["peer_hi"], c["peer_hi"] & v6_hi),
+                cols += [np.where(v4row, c["peer_hi"], c["peer_hi"] & v6_hi),
                          np.where(v4row, (c["peer_lo"] & ~np.uint64(0xFFFF_FFFF)) | (c["peer_lo"] & v4_mask),
                                   c["peer_lo"] & v6_lo)]
             elif k in ("peer", "host"):
-                keys += [c[f"{k}_hi"], c[f"{k}_lo"]]
+                cols += [c[f"{k}_hi"], c[f"{k}_lo"]]
             elif k in ("service", "category", "exporter"):
                 texts = b.services if k == "service" else b.categories if k == "category" else b.exporters
                 codes = np.array([names.setdefault(t, len(names)) for t in texts] or [0], np.uint64)
-                keys.append(codes[c["exporter" if k == "exporter" else "service"]])
+                cols.append(codes[c["exporter" if k == "exporter" else "service"]])
             else:
-                keys.append(c[_GROUP_COLUMN[k]].astype(np.uint64))
-        mat = np.stack(keys, axis=1)
-        uniq, inv = np.unique(mat, axis=0, return_inverse=True)
-        inv = inv.reshape(-1)
-        sums = np.zeros((len(uniq), 2), np.uint64)
-        np.add.at(sums[:, 0], inv, c["bytes"])
-        np.add.at(sums[:, 1], inv, c["packets"])
-        flows = np.bincount(inv, minlength=len(uniq))
-        pairs = np.unique(np.stack([inv.astype(np.uint64), c["host_hi"], c["host_lo"]], axis=1), axis=0)
-        for g, key in enumerate(map(tuple, uniq.tolist())):
-            acc = groups.get(key)
-            if acc is None:
-                acc = groups[key] = [0, 0, 0, set()]
-            acc[0] += int(sums[g, 0])
-            acc[1] += int(sums[g, 1])
-            acc[2] += int(flows[g])
-        for g, hh, hl in pairs.tolist():
-            groups[tuple(uniq[g].tolist())][3].add((hh, hl))
+                cols.append(c[_GROUP_COLUMN[k]].astype(np.uint64))
+        mat = np.stack(cols, axis=1)
+        part = _reduce(mat, np.stack([c["bytes"], c["packets"], np.ones(len(b), np.uint64)], axis=1))
+        hosts = _distinct(np.concatenate([mat, c["host_hi"][:, None], c["host_lo"][:, None]], axis=1))
+        pending.append((*part, hosts))
+        held += len(part[0]) + len(hosts)
+        if held > 4_000_000:  # bound the parts: reduce what piled up
+            keys, sums = _reduce(np.concatenate([keys, *(p[0] for p in pending)]),
+                                 np.concatenate([sums, *(p[1] for p in pending)]))
+            pairs = _distinct(np.concatenate([pairs, *(p[2] for p in pending)]))
+            pending, held = [], len(keys) + len(pairs)
+    if pending:
+        keys, sums = _reduce(np.concatenate([keys, *(p[0] for p in pending)]),
+                             np.concatenate([sums, *(p[1] for p in pending)]))
+        pairs = _distinct(np.concatenate([pairs, *(p[2] for p in pending)]))
+    if not len(keys):
+        return []
+    # distinct hosts per group: the pairs' group columns, counted (sorted like `keys`)
+    _, starts = _groups(pairs[:, :width])
+    host_counts = np.diff(np.append(starts, len(pairs)))
+    total = int(sums[:, 0].sum(dtype=np.uint64)) if len(sums) < 1 << 20 else sum(int(x) for x in sums[:, 0])
+    order = np.argsort(~sums[:, 0], kind="stable")
+    if limit is not None:
+        order = order[:limit]
     text = {v: k for k, v in names.items()}
-    total = sum(a[0] for a in groups.values())
     out = []
-    for key, (nbytes, packets, nflows, hosts) in groups.items():
+    for g in order.tolist():
+        key = keys[g].tolist()
         d, i = {}, 0
         for k in by:
             if k == "peer-net":
-                hi, lo = key[i], key[i + 1]
-                full = ((hi << 64) | lo).to_bytes(16, "big")
+                full = ((key[i] << 64) | key[i + 1]).to_bytes(16, "big")
                 d[k] = _net_text(full[:12 + v4 // 8] if full[:12] == _V4_PREFIX else full[:v6 // 8], v4, v6)
                 i += 2
             elif k in ("peer", "host"):
@@ -435,8 +472,8 @@ def _grouped(chunks, flt: _Filter, by, limit, prefix) -> list[dict]:
             else:
                 d[k] = key[i]
                 i += 1
-        d.update(bytes=nbytes, packets=packets, flows=nflows, hosts=len(hosts),
+        nbytes = int(sums[g, 0])
+        d.update(bytes=nbytes, packets=int(sums[g, 1]), flows=int(sums[g, 2]), hosts=int(host_counts[g]),
                  share_pct=100.0 * nbytes / total if total else 0.0)
         out.append(d)
-    out.sort(key=lambda d: (-d["bytes"], *(str(d[k]) for k in by)))
-    return out if limit is None else out[:limit]
+    return out

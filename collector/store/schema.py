@@ -1,4 +1,4 @@
-"""The imflow SQLite schema (version 1), for people who query the database directly.
+"""The imflow SQLite schema (version 2), for people who query the database directly.
 
 imflow keeps traffic totals per time bin in three rollup tables, one per resolution. Every
 flush adds the same totals into all three, so each table on its own holds everything that was
@@ -37,6 +37,16 @@ retention) count the same traffic per exporter interface: columns ``bin, exporte
 (SNMP ifIndex as exported), ``direction`` ("in": entered through the interface, "out": left
 through it), ``service, if_name`` (ifName when known, else ""), ``category, bytes, packets,
 flows``; primary key ``(bin, exporter, if_index, direction, service)``.
+
+The flow audit log (version 2, docs/audit.md) is ``audit_chunk (id INTEGER PRIMARY KEY,
+first_ms, last_ms, rows, data BLOB)``, index ``audit_chunk_last (last_ms)``: each row is a chunk
+of up to 65,536 flows of the watched categories, ``first_ms``/``last_ms`` the first start and
+the last end of its flows (UNIX milliseconds), ``data`` their columns as
+``collector.store.audit.AuditBatch.encode`` writes them ("IMFA", a JSON header with the row
+count and the exporter and service names, then one little-endian array per column: start_ms,
+end_ms, exporter, host_hi, host_lo, peer_hi, peer_lo, host_port, peer_port, proto, service,
+bytes, packets, in_if, out_if, direction). It is not meant for SQL flow by flow: ``imflow flows
+--format csv --limit 0`` exports any selection.
 
 ``meta (key TEXT PRIMARY KEY, value TEXT)`` holds ``created_at``, ``schema.<N>`` (when version
 N was applied), ``retention.<resolution>`` (seconds, as configured at the last start) and
