@@ -79,35 +79,14 @@ class BufferStats:
 
 
 def _rollup_rows(rows: list[BinRow], width: int) -> list[tuple]:
-    merged: dict[tuple, list] = {}
-    for r in rows:
-        key = (r.bin - r.bin % width, r.exporter, r.service, r.host)
-        acc = merged.get(key)
-        if acc is None:
-            merged[key] = [r.category, r.bytes, r.packets, r.flows, int(bool(r.violation))]
-        else:
-            acc[0] = r.category
-            acc[1] += r.bytes
-            acc[2] += r.packets
-            acc[3] += r.flows
-            acc[4] |= int(bool(r.violation))
-    return [(*k, *v) for k, v in merged.items()]
+    # not merged here: SummingMergeTree adds rows of one key when it merges, and every query sums
+    return [(r.bin - r.bin % width, r.exporter, r.service, r.host, r.category, r.bytes, r.packets, r.flows,
+             1 if r.violation else 0) for r in rows]
 
 
 def _if_rows(rows: list[IfRow], width: int) -> list[tuple]:
-    merged: dict[tuple, list] = {}
-    for r in rows:
-        key = (r.bin - r.bin % width, r.exporter, r.if_index, r.direction, r.service)
-        acc = merged.get(key)
-        if acc is None:
-            merged[key] = [r.if_name, r.category, r.bytes, r.packets, r.flows]
-        else:
-            acc[0] = r.if_name or acc[0]
-            acc[1] = r.category
-            acc[2] += r.bytes
-            acc[3] += r.packets
-            acc[4] += r.flows
-    return [(*k, *v) for k, v in merged.items()]
+    return [(r.bin - r.bin % width, r.exporter, r.if_index, r.direction, r.service, r.if_name, r.category,
+             r.bytes, r.packets, r.flows) for r in rows]
 
 
 def _audit_rows(rows: list[AuditRow]) -> list[tuple]:

@@ -23,9 +23,17 @@ T0 = 1_700_000_000 - 1_700_000_000 % 86400
 
 
 def scrape(port: int) -> dict[str, float]:
-    """The unlabelled samples of the daemon's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
+    """The unlabelled samples of the daemon's /metrics (the endpoint starts after the listeners)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     return {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
             if line and not line.startswith("#") and "{" not in line}
 
