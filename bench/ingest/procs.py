@@ -326,4 +326,36 @@ class Nfacctd(Collector):
             return sum(int(r[col]) for r in rows if len(r) > col)
 
 
-COLLECTORS: dict[str, type[Collector]] = {"imflow": Imflow, "nfcapd": Nfcapd, "nfacctd": Nfacctd}
+class ImflowClickhouse(Imflow):
+    """imflow with `[store] backend = "clickhouse"`: a private clickhouse-server on loopback
+    (tests/store/clickhouse/server.py) started with the collector and stopped after the count."""
+
+    name = "imflow-clickhouse"
+
+    def available(self) -> str | None:
+        return None if shutil.which("clickhouse-server") else "not installed (apt-get install clickhouse-server)"
+
+    def command(self, workdir: Path, port: int) -> list[str]:
+        sys.path.insert(0, str(REPO))
+        from tests.store.clickhouse.server import Server
+
+        self.server = Server(str(workdir / "clickhouse"))
+        self.server.configure([self.server.tcp_port])
+        self.server.start()
+        conf = workdir / "imflow.toml"
+        conf.write_text(f'[store]\nbackend = "clickhouse"\n[store.clickhouse]\nurls = ["{self.server.url}"]\n')
+        return super().command(workdir, port) + ["--config", str(conf)]
+
+    def kill(self, run: Running) -> None:
+        super().kill(run)
+        self.server.stop()
+
+    def count(self, run: Running) -> int:
+        try:
+            return int(self.server.query("SELECT sum(flows) FROM imflow.rollup_1m").strip() or 0)
+        finally:
+            self.server.stop()
+
+
+COLLECTORS: dict[str, type[Collector]] = {"imflow": Imflow, "nfcapd": Nfcapd, "nfacctd": Nfacctd,
+                                          "imflow-clickhouse": ImflowClickhouse}
