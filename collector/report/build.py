@@ -5,8 +5,9 @@ JSON-ready data that the renderers (`formats`, `html`) only format. Like `imflow
 the finest rollup whose retention still covers the start of the period, and a bin counts when
 it overlaps the period.
 
-What the report cannot show: the rollups keep the internal host of each flow but not the
-external peer, so there is no "top peer networks" section; the report says so.
+The top peer networks come from the flow audit log (`reader.flows(..., by=("peer-net",))`,
+docs/audit.md): the rollups keep no peer. Where the log holds no flows of the period (off, or
+a database from before it), the report says so instead.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from collector.store import schema
 FORMAT_VERSION = 1
 CATEGORY_NAMES = {"im": "Instant messaging", "p2p": "Peer-to-peer file sharing", "voip": "Voice over IP",
                   "collab": "Collaboration and meetings", "other": "Other (unclassified)"}
-NO_PEERS_NOTE = ("Peer networks are not in this report: imflow's rollups keep the internal host of "
-                 "each flow, not the external address it talked to, so the database cannot say which "
-                 "outside networks were used.")
+NO_PEERS_NOTE = ("Peer networks are not in this report: the flow audit log holds no flows of this period "
+                 "(it keeps single flows of the watched categories, [audit] in the configuration, for a "
+                 "week by default; the rollups keep the internal host of each flow, not its peer).")
+PEERS_NOTE = ("Top peer networks (IPv4 /24, IPv6 /48) come from the flow audit log: single flows of the "
+              "watched categories ([audit] categories), kept for [audit] max_age (a week by default), so they "
+              "may not reach back to the start of the period; their shares are of the traffic in the log.")
+PEER_NETWORKS = 20  # rows of the top peer networks
 NAMES_NOTE = ("Host names and owners are looked up when the report is generated (host map{dns}); "
               "an address that changed hands during the period (DHCP) shows today's name.")
 
@@ -60,6 +65,7 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
     violations = [dict(h, category=c["id"], service=s["id"], service_name=s["name"])
                   for c in categories for s in c["services"] for h in s["hosts"] if h["violation"]]
     per_host = _hosts(categories)
+    peer_networks = _peer_networks(reader, start, end)
     unseen = [s for s in catalogue.services[1:] if detection.needs_app_ids(s, app_id_services)]
     data_first = min((r[6] for r in rows), default=None)
     data_last = max((r[7] for r in rows), default=None)
@@ -89,7 +95,8 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
         "hosts": per_host,
         "violations": violations,
         "daily": daily,
-        "notes": [NO_PEERS_NOTE,
+        "peer_networks": peer_networks,
+        "notes": [PEERS_NOTE if peer_networks else NO_PEERS_NOTE,
                   (f"Traffic is counted in {res} bins ({width} s); a bin that overlaps the period "
                   f"counts whole, so the edges may include up to one bin of traffic outside it."),
                   ("Bytes and packets are as exported, multiplied by the exporter's sampling rate; "
@@ -106,6 +113,19 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
                    "Every service of the catalogue can be seen by its ports or prefixes."),
                   NAMES_NOTE.format(dns=", reverse DNS" if names is not None and names.reverse_dns else "")],
     }
+
+
+def _peer_networks(reader, start, end) -> list[dict]:
+    """The top peer networks of the period from the audit log; none when it cannot say (a
+    database from before the log, a backend without one)."""
+    from collector.store import StoreError
+
+    try:
+        rows = reader.flows(start, end, by=("peer-net",), limit=PEER_NETWORKS)
+    except (StoreError, AttributeError, ValueError):
+        return []
+    return [{"network": r["peer-net"], "bytes": r["bytes"], "packets": r["packets"], "flows": r["flows"],
+             "internal_hosts": r["hosts"], "share_pct": r["share_pct"]} for r in rows]
 
 
 def _categories(rows, catalogue, policy, looked_up, all_bytes) -> list[dict]:

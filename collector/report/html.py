@@ -85,7 +85,7 @@ def render_html(report: dict, other_hosts: int = 10) -> str:
              f'<meta name="viewport" content="width=device-width, initial-scale=1">'
              f'<title>imflow usage audit — {_e(_period_text(r))}</title><style>{_CSS}</style></head><body><main>'),
              _header(r), _policy_box(r["policy"]), _summary(r), traffic(r), _overview(r), _violations(r),
-             _host_table(r)]
+             _host_table(r), _peer_table(r)]
     for c in r["categories"]:
         if c["services"]:
             parts.append(_category(c, other_hosts if c["id"] == "other" else None))
@@ -222,6 +222,20 @@ def _host_table(r: dict) -> str:
             'the heaviest users of IM, P2P, VoIP and collaboration first.</p>'
             f'<table><thead><tr><th>Host</th><th>Name</th><th>Owner</th>{head}<th class="num">Total</th>'
             '<th>Services</th><th>Violations</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table></section>")
+
+
+def _peer_table(r: dict) -> str:
+    nets = r.get("peer_networks") or []
+    if not nets:
+        return ""
+    rows = "".join(f'<tr><td><code>{_e(n["network"])}</code></td><td class="num">{_hb(n["bytes"])}</td>'
+                   f'<td class="num">{n["flows"]:,}</td><td class="num">{n["internal_hosts"]:,}</td>'
+                   f'<td class="num">{n["share_pct"]:.1f}%</td></tr>' for n in nets)
+    return ('<section><h2>Top peer networks</h2><p class="sub">The outside networks (IPv4 /24, IPv6 /48) the '
+            'watched traffic went to or came from, from the flow audit log; see the notes.</p>'
+            '<table><thead><tr><th>Network</th><th class="num">Traffic</th><th class="num">Flows</th>'
+            '<th class="num">Internal hosts</th><th class="num">Share</th></tr></thead><tbody>'
+            + rows + "</tbody></table></section>")
 
 
 def _yes(flag: bool) -> str:
