@@ -2,7 +2,8 @@
 and free ports under a temp dir, started in the foreground and stopped by pid.
 
 Written for Debian's clickhouse-server 18.16 (root element `<yandex>`, see
-/work/shared/reference/real-peers.md); newer servers still read it. `start_pair` starts two
+/work/shared/reference/real-peers.md); newer servers still read it. A second user, `imflow`,
+has the password PASSWORD. `start_pair` starts two
 instances that both know the cluster `imflow_test` of two shards, one per instance, so a
 `Distributed` table on either sees both."""
 
@@ -19,13 +20,17 @@ from dataclasses import dataclass, field
 
 BINARY = shutil.which("clickhouse-server") or "/usr/bin/clickhouse-server"
 CLUSTER = "imflow_test"
+USER, PASSWORD = "imflow", "test-secret-7f3a"
 
 _USERS = """<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
   <users><default><password></password>
     <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
-    <profile>default</profile><quota>default</quota></default></users>
+    <profile>default</profile><quota>default</quota></default>
+    <imflow><password>test-secret-7f3a</password>
+    <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+    <profile>default</profile><quota>default</quota></imflow></users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
     <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time>
   </interval></default></quotas>
