@@ -358,14 +358,19 @@ def select(conn, start: float | None, end: float | None, *, host=None, peer=None
     flt = _Filter(start, end, host, peer, port, proto, service, category, exporter)
     if by:
         return _grouped(chunks_of(conn, flt), flt, by, limit, prefix)
-    best = AuditBatch.empty()
+    parts: list[AuditBatch] = []
+    held = 0
     for chunk in chunks_of(conn, flt):
         m = flt.mask(chunk)
         if not m.any():
             continue
-        best = AuditBatch.concat([best, chunk.take(m)])
-        if limit is not None and len(best) > 2 * limit:
-            best = best.take(_order(best, sort)[:limit])
+        parts.append(chunk.take(m))
+        held += len(parts[-1])
+        if limit is not None and held > max(2 * limit, CHUNK_ROWS):  # keep the best `limit` only
+            best = AuditBatch.concat(parts)
+            parts = [best.take(_order(best, sort)[:limit])]
+            held = len(parts[0])
+    best = AuditBatch.concat(parts)
     best = best.take(_order(best, sort)[:limit] if limit is not None else _order(best, sort))
     return [r._asdict() for r in best]
 
