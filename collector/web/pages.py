@@ -5,6 +5,7 @@ so a download holds exactly the rows the page shows."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 from urllib.parse import quote
@@ -142,12 +143,13 @@ def _service_name(site: Site, sid: str) -> str:
 
 async def overview(site: Site, sel: Selection, deadline: float) -> Page:
     f = sel.filters()
-    cats = await site.run(deadline, site.reader.top, sel.start, sel.end, by=("category",), limit=None, **f)
-    services = await site.run(deadline, site.reader.top, sel.start, sel.end, by=("category", "service"),
-                              limit=OVERVIEW_ROWS, **f)
-    hosts = await site.run(deadline, site.reader.top, sel.start, sel.end, by=("host",), limit=OVERVIEW_ROWS, **f)
-    usage = await site.run(deadline, site.reader.usage, sel.start, sel.end, **sel.filters("service", "category", "host"))
-    slots, width, values, keys = await trend(site, sel, deadline, "category", **f)
+    # independent questions: asked together, up to web.max_queries at once
+    cats, services, hosts, usage, (slots, width, values, keys) = await asyncio.gather(
+        site.run(deadline, site.reader.top, sel.start, sel.end, by=("category",), limit=None, **f),
+        site.run(deadline, site.reader.top, sel.start, sel.end, by=("category", "service"), limit=OVERVIEW_ROWS, **f),
+        site.run(deadline, site.reader.top, sel.start, sel.end, by=("host",), limit=OVERVIEW_ROWS, **f),
+        site.run(deadline, site.reader.usage, sel.start, sel.end, **sel.filters("service", "category", "host")),
+        trend(site, sel, deadline, "category", **f))
     violations = [r for r in _judge(site, usage) if r["violation_now"]]
     total = sum(r["bytes"] for r in cats)
     named = sum(r["bytes"] for r in cats if r["category"] != "other")
@@ -203,8 +205,10 @@ def _limited(site: Site, rows: list) -> str:
 
 async def host(site: Site, sel: Selection, deadline: float, addr: str) -> Page:
     f = sel.filters("service", "category")
-    usage = _judge(site, await site.run(deadline, site.reader.usage, sel.start, sel.end, host=[addr], **f))
-    slots, width, values, keys = await trend(site, sel, deadline, "service", host=[addr], **f)
+    usage, (slots, width, values, keys) = await asyncio.gather(
+        site.run(deadline, site.reader.usage, sel.start, sel.end, host=[addr], **f),
+        trend(site, sel, deadline, "service", host=[addr], **f))
+    usage = _judge(site, usage)
     page = Page("/host/" + quote(addr, safe=""), f"Host {addr}", f"What {addr} used, {sel.describe()}.")
     from collector.report.tables import human_bytes
     viol = [r for r in usage if r["violation_now"]]
@@ -249,9 +253,10 @@ async def _flows(site, sel, deadline, flows, addr) -> Table:
 
 async def service(site: Site, sel: Selection, deadline: float, sid: str) -> Page:
     f = sel.filters("host", "exporter")
-    rows = await site.run(deadline, site.reader.top, sel.start, sel.end, by=("host",), service=[sid],
-                          limit=site.limits.max_rows, **f)
-    slots, width, values, keys = await trend(site, sel, deadline, None, service=[sid], **f)
+    rows, (slots, width, values, keys) = await asyncio.gather(
+        site.run(deadline, site.reader.top, sel.start, sel.end, by=("host",), service=[sid],
+                 limit=site.limits.max_rows, **f),
+        trend(site, sel, deadline, None, service=[sid], **f))
     known = site.catalogue.by_id.get(sid)
     name = known.name if known else sid
     page = Page("/service/" + quote(sid, safe=""), f"Service {name}",
@@ -291,11 +296,11 @@ async def violations(site: Site, sel: Selection, deadline: float) -> Page:
 
 async def exporters(site: Site, sel: Selection, deadline: float) -> Page:
     f = sel.filters("service", "category", "exporter")
-    rows = await site.run(deadline, site.reader.top, sel.start, sel.end, by=("exporter",),
-                          limit=site.limits.max_rows, **f)
-    ifs = await site.run(deadline, site.reader.top, sel.start, sel.end, by=("exporter", "interface", "direction"),
-                         limit=site.limits.max_rows, **f)
-    stored = await site.run(deadline, site.reader.time_range)
+    rows, ifs, stored = await asyncio.gather(
+        site.run(deadline, site.reader.top, sel.start, sel.end, by=("exporter",), limit=site.limits.max_rows, **f),
+        site.run(deadline, site.reader.top, sel.start, sel.end, by=("exporter", "interface", "direction"),
+                 limit=site.limits.max_rows, **f),
+        site.run(deadline, site.reader.time_range))
     period = span(site, sel, stored)
     seconds = (period[1] - period[0]) if period else 0
     for r in ifs:

@@ -40,6 +40,7 @@ form.period fieldset{border:0;padding:0;margin:0;font-size:13px;color:var(--mute
 form.period fieldset label{display:inline;margin-right:8px;color:var(--ink)}
 form.period legend{padding:0}
 button{font:inherit;padding:4px 14px;background:var(--accent);color:#fff;border:0;cursor:pointer}
+form.period button.apply{order:9}form.period button.last{padding:3px 10px;margin-left:-8px}
 .filters{font-size:13px;margin:-6px 0 10px}
 .kpis{display:grid;grid-template-columns:repeat(auto-fit,minmax(160px,1fr));gap:10px;margin:10px 0}
 .kpi{border:1px solid var(--rule);padding:8px 10px}.kpi b{display:block;font-size:21px;color:var(--accent)}
@@ -121,13 +122,14 @@ def period_form(path: str, sel: Selection, categories) -> str:
              if shown or sel.category else "")
     return (f'<form class="period" method="get" action="{_e(path)}" '
             'aria-label="Period and filters">'
+            '<button type="submit" class="apply">Apply</button>'  # first: what Enter submits
             f'<label>Last <select name="since">{since}</select></label>'
+            '<button type="submit" name="use" value="last" class="last">Show</button>'
             f'<label>or from (UTC)<input name="from" value="{_e(sel.start_text)}" placeholder="2026-11-28T14:00"></label>'
             f'<label>to (UTC)<input name="to" value="{_e(sel.end_text)}" placeholder="now"></label>'
             f'<label>Host or network<input name="host" value="{_e(", ".join(sel.host))}" '
             'placeholder="10.1.2.0/24"></label>'
-            f'<fieldset><legend>Categories</legend>{cats}</fieldset>{hidden}'
-            '<button type="submit">Apply</button></form>' + clear)
+            f'<fieldset><legend>Categories</legend>{cats}</fieldset>{hidden}</form>' + clear)
 
 
 def page_html(page: Page, sel: Selection, categories) -> str:

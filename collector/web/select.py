@@ -83,6 +83,8 @@ def parse(query, categories: tuple[str, ...], now: float | None = None) -> Selec
     now = time.time() if now is None else now
     since = (query.get("since") or DEFAULT_SINCE).strip()
     start_text, end_text = (query.get("from") or "").strip(), (query.get("to") or "").strip()
+    if query.get("use") == "last":  # the form's "Show" beside the Last menu: its choice, not the dates
+        start_text = end_text = ""
     for name, text in (("since", since), ("from", start_text), ("to", end_text)):
         if len(text) > 40:
             raise ValueError(f"{name}: too long")

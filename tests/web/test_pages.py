@@ -217,3 +217,19 @@ def test_host_page_lists_its_largest_audit_log_flows(server, browser, web_db):
     truth = sorted((a for a in audit_rows() if a.host == "10.1.2.15"), key=lambda a: -a.bytes)[:100]
     assert shown == [(f["peer"], str(f["peer_port"]), f["bytes"]) for f in flows] == \
         [(a.peer, str(a.peer_port), a.bytes) for a in truth]
+
+
+def test_the_last_menu_replaces_typed_dates(server, browser):
+    browser.size(1280)
+    browser.open(server.url + "/hosts" + Q)
+    assert browser.eval("document.querySelector('select[name=since]').value") == ""  # "from/to"
+    browser.eval("document.querySelector('select[name=since]').value = '7d'")
+    browser.follow("form.period button.last")
+    assert "since=7d" in browser.url() and "use=last" in browser.url()
+    assert browser.eval("document.querySelector('p.intro').textContent").endswith("the last 7d; \"(no internal host)\" "
+                                                                                  "is traffic between two outside addresses.")
+    assert browser.eval("document.querySelector('input[name=from]').value") == ""
+    browser.eval("document.querySelector('input[name=from]').value = '2026-01-02'")
+    browser.follow("form.period button.apply")  # typed dates win with Apply (and Enter)
+    assert "from=2026-01-02" in browser.url()
+    assert browser.eval("document.querySelector('p.intro').textContent").startswith("Internal hosts by bytes, 2026-01-02")
