@@ -120,13 +120,14 @@ class ClickHouseStore:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Check and migrate the schema. A newer schema raises StoreError (the daemon refuses
-        to start); a server that does not answer is logged, and the rows wait in memory."""
+        """Check and migrate the schema. A server that does not answer is logged, and the rows
+        wait in memory; anything else it refuses (a newer schema, an unknown cluster, a user
+        without the rights) raises StoreError: the daemon does not start."""
         await self.conn.open()
         try:
             await self._ensure()
         except StoreError as exc:
-            if exc.reason == "schema":
+            if exc.reason != "unreachable":
                 await self.conn.close()
                 raise
             log.warning("clickhouse: %s; flows are kept in memory (up to %d rows) until it answers",

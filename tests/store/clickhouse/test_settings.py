@@ -59,3 +59,23 @@ def test_credentials_come_from_the_environment_and_stay_out_of_messages(pair, da
         ClickHouseReader([node.url], database=database).time_range()
     assert PASSWORD not in str(exc.value) and "wrong-" not in str(exc.value)
     assert "Code: 193" in str(exc.value) or "password" in str(exc.value).lower()
+
+
+def test_an_unknown_cluster_stops_the_start(pair, database):
+    import asyncio
+
+    with pytest.raises(StoreError, match="cluster 'nosuch' not found"):
+        asyncio.run(ClickHouseStore([pair[0].url], database=database, cluster="nosuch").start())
+
+
+def test_a_server_that_does_not_answer_does_not_stop_the_start():
+    import asyncio
+
+    from tests.store.clickhouse.server import free_port
+
+    async def run():
+        s = ClickHouseStore([f"http://127.0.0.1:{free_port()}"], database="imflow", timeout=1)
+        await s.start()  # logged; rows wait in memory
+        await s.stop()
+
+    asyncio.run(run())
