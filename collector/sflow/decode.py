@@ -63,7 +63,8 @@ class SflowDecoder:
         self.stats = stats
         self.limits = limits
         self._rows: list[tuple] = []  # (sid, rate, in, out, received, seq key, Flow)
-        self._agents: dict[bytes, str] = {}  # agent address octets -> text (bounded, a cache)
+        self._agents: dict = {}  # agent address (octets, or an int on the bulk path) -> text (a bounded cache)
+        self._bulk: list[FlowBatch] = []  # what the bulk path (`bulk.bulk`) decoded this call
 
     def datagram(self, data, exporter: str, port: int, received: float, dgram: int, touched: set) -> None:
         """One datagram; raises DecodeError (nothing applied) when malformed."""
@@ -127,10 +128,16 @@ class SflowDecoder:
         old.seq, old.pool, old.drops = seq, pool, drops
 
     def pending(self) -> int:
-        return len(self._rows)
+        return len(self._rows) + len(self._bulk)
 
     def take(self) -> FlowBatch:
         """The flow samples of this call as one batch (rows in arrival order), cleared."""
+        done, self._bulk = self._bulk, []
+        if done:
+            return FlowBatch.concat(done + [self._take()])
+        return self._take()
+
+    def _take(self) -> FlowBatch:
         rows, self._rows = self._rows, []
         if not rows:
             return FlowBatch.empty()
