@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from collector.classify.classifier import Classified
+from collector.classify.classifier import METHODS, Classified
 from collector.kernels.grouping import codes, dense, fits, group_rows, group_sums
 from collector.netflow.batch import FlowBatch, addr_from_str, addr_to_str, is_v4
 from collector.store.rows import BinRow, IfRow
@@ -28,6 +28,7 @@ _U8 = np.uint64
 
 
 DIRECTIONS = ("in", "out")
+_METHOD_CODE = {m: i for i, m in enumerate(METHODS)}
 Row = BinRow  # what drain() hands to the store
 
 
@@ -177,6 +178,8 @@ class Aggregator:
         self.totals = Totals()
         # cumulative (bytes, packets, flows) per global exporter index and service index
         self.exporter_totals = np.zeros((0, len(services), 3), np.uint64)
+        # cumulative (bytes, packets, flows) per service index and classification method
+        self.method_totals = np.zeros((len(services), len(METHODS), 3), np.uint64)
         self.audit = None  # the flow audit log's buffer (collector.auditlog), set by the pipeline when on
 
     def set_services(self, services: list[str], categories: list[str]) -> None:
@@ -191,6 +194,28 @@ class Aggregator:
             t = np.zeros((e + max(grow_e, 0), s + max(grow_s, 0), 3), np.uint64)
             t[:e, :s] = self.exporter_totals
             self.exporter_totals = t
+        if len(self.services) > len(self.method_totals):
+            t = np.zeros((len(self.services), len(METHODS), 3), np.uint64)
+            t[:len(self.method_totals)] = self.method_totals
+            self.method_totals = t
+
+    def _count_methods(self, services: np.ndarray, methods: np.ndarray, b, p, f) -> None:
+        self._grow_totals()
+        for col, v in enumerate((b, p, f)):
+            np.add.at(self.method_totals[:, :, col], (services, methods), np.asarray(v, np.uint64))
+
+    def method_figures(self) -> dict:
+        """Bytes and flows per (service, category, method) since start, as metric families in
+        plain data (collector.metrics.Snapshot.figures)."""
+        out = {}
+        for col, what in ((0, "bytes"), (2, "flows")):
+            values = {}
+            for s, m in zip(*np.nonzero(self.method_totals[:, :, 2])):
+                values[(self.services[s], self.categories[s], METHODS[m])] = int(self.method_totals[s, m, col])
+            out[f"imflow_classified_{what}"] = (
+                "counter", f"{what.capitalize()} per service and how the flows were classified (method: port, "
+                "prefix, asn, dns, name, app-id; none for other)", ["service", "category", "method"], values)
+        return out
 
     def _count(self, exporters: np.ndarray, services: np.ndarray, b, p, f) -> None:
         """Add sums of groups (global exporter index, service index) to the cumulative totals."""
@@ -233,19 +258,22 @@ class Aggregator:
         flag = cls.has_host.astype(np.uint8)
         if violations is not None:
             flag |= violations.astype(np.uint8) << np.uint8(1)
+        if cls.method is not None:  # bits 2-4: how the flow was classified (classifier.METHODS)
+            flag |= cls.method.astype(np.uint8) << np.uint8(2)
         m0 = int(minute.min())
         mrel = minute - m0
         mcard = int(mrel.max()) + 1
         ecard = len(exporter_names)
         ncard = len(self.services)
         hosts, hcard = host_codes(cls.host["hi"], cls.host["lo"], cls.has_host)
-        cols = [(mrel, mcard), (exporters, ecard), (service, ncard), (flag, 4), (hosts, hcard)]
+        cols = [(mrel, mcard), (exporters, ecard), (service, ncard), (flag, 32), (hosts, hcard)]
         if not fits(cols):
             cols[-1] = dense(hosts, hcard)
         first, sums_b, sums_p, counts = _sums(batch, cols)
         gservice = service[first]
         glob = np.array([self._exporter(name) for name in exporter_names], np.uint32)
         self._count(glob[exporters[first]], gservice, sums_b, sums_p, counts)
+        self._count_methods(gservice, flag[first] >> np.uint8(2), sums_b, sums_p, counts)
         host = cls.host[first]
         self.bins.append({"minute": minute[first] * BIN, "exporter": glob[exporters[first]],
                           "service": gservice.astype(np.uint16), "hi": host["hi"], "lo": host["lo"],
@@ -298,7 +326,7 @@ class Aggregator:
                 host = names.get((hi, lo))
                 if host is None:
                     host = names[(hi, lo)] = addr_to_str(hi, lo)
-            out.append(Row(m, exporters[e], services[sv], categories[sv], host, b, p, n, bool(f & 2)))
+            out.append(Row(m, exporters[e], services[sv], categories[sv], host, b, p, n, bool(f & 2), METHODS[f >> 2]))
         return out
 
     def drain_interfaces(self, name_of=None) -> list[IfRow]:
@@ -323,6 +351,9 @@ class Aggregator:
             self._count(np.array([self._exporter(r.exporter) for r in rows], np.intp),
                         np.array([index.get(r.service, 0) for r in rows], np.intp),
                         [r.bytes for r in rows], [r.packets for r in rows], [r.flows for r in rows])
+            self._count_methods(np.array([index.get(r.service, 0) for r in rows], np.intp),
+                                np.array([_METHOD_CODE.get(r.method, 0) for r in rows], np.intp),
+                                [r.bytes for r in rows], [r.packets for r in rows], [r.flows for r in rows])
         self.restore(rows, if_rows)
 
     def restore(self, rows: list[Row], if_rows: list[IfRow] = ()) -> None:
@@ -347,6 +378,7 @@ class Aggregator:
             "exporter": np.array([self._exporter(r.exporter) for r in rows], np.uint32),
             "service": np.array([index.get(r.service, 0) for r in rows], np.uint16),
             "hi": np.array([h[0] for h in hosts], _U8), "lo": np.array([h[1] for h in hosts], _U8),
-            "flag": np.array([bool(r.host) | (r.violation << 1) for r in rows], np.uint8),
+            "flag": np.array([bool(r.host) | (r.violation << 1) | (_METHOD_CODE.get(r.method, 0) << 2)
+                              for r in rows], np.uint8),
             "bytes": np.array([r.bytes for r in rows], _U8), "packets": np.array([r.packets for r in rows], _U8),
             "flows": np.array([r.flows for r in rows], _U8)})

@@ -44,7 +44,8 @@ def cmd_top(args) -> int:
     from collector.store.reader import open_reader
 
     by = tuple(x.strip() for x in args.by.split(",") if x.strip())
-    allowed = ("host", "service", "category", "exporter", "interface", "direction", "minute", "hour", "day")
+    allowed = ("host", "service", "category", "exporter", "interface", "direction", "method", "minute", "hour",
+               "day")
     bad = [x for x in by if x not in allowed]
     if not by or bad:
         print(f"imflow: --by: expected a comma list of {', '.join(allowed)}", file=sys.stderr)

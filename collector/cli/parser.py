@@ -89,10 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "not their sum.")
     _window(t, "1h", "store.path, host names (policy.hosts_file) and [[classify.service]]")
     t.add_argument("--by", default="service",
-                   help="host, service, category, exporter, interface, direction, minute, hour, day, or "
-                        "a comma list (default service). minute/hour/day are time buckets (UTC). "
+                   help="host, service, category, exporter, interface, direction, method, minute, hour, day, "
+                        "or a comma list (default service). minute/hour/day are time buckets (UTC). "
                         "interface and direction read the per-interface rollups, which count each flow "
-                        "twice: in on one interface, out on another")
+                        "twice: in on one interface, out on another. method: how the flows were "
+                        "classified (port, prefix, asn, dns, name, app-id; none for other), not per host")
     _filters(t)
     t.add_argument("--exporter", action="append", metavar="ADDR", help="only this exporter (repeatable)")
     t.add_argument("--limit", type=int, default=20, metavar="N",

@@ -323,7 +323,8 @@ class App:
 
     def refresh_snapshot(self) -> None:
         self.telemetry.snapshot(self.counters, self.aggregator, self.links,
-                                figures=self.dnstap.figures() if self.dnstap is not None else None)
+                                figures={**self.aggregator.method_figures(),
+                                         **(self.dnstap.figures() if self.dnstap is not None else {})})
 
     def status_line(self) -> str:
         return self.telemetry.status_line(self.counters, self.aggregator)

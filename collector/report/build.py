@@ -66,6 +66,7 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
                   for c in categories for s in c["services"] for h in s["hosts"] if h["violation"]]
     per_host = _hosts(categories)
     peer_networks = _peer_networks(reader, start, end)
+    methods = _methods(reader, start, end)
     unseen = [s for s in catalogue.services[1:] if detection.needs_app_ids(s, app_id_services)]
     data_first = min((r[6] for r in rows), default=None)
     data_last = max((r[7] for r in rows), default=None)
@@ -96,6 +97,7 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
         "violations": violations,
         "daily": daily,
         "peer_networks": peer_networks,
+        "methods": methods,
         "notes": [PEERS_NOTE if peer_networks else NO_PEERS_NOTE,
                   (f"Traffic is counted in {res} bins ({width} s); a bin that overlaps the period "
                   f"counts whole, so the edges may include up to one bin of traffic outside it."),
@@ -113,6 +115,20 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
                    "Every service of the catalogue can be seen by its ports or prefixes."),
                   NAMES_NOTE.format(dns=", reverse DNS" if names is not None and names.reverse_dns else "")],
     }
+
+
+def _methods(reader, start, end) -> list[dict]:
+    """Traffic per service and how it was classified (port, prefix, asn, dns, name, app-id; none for
+    other), biggest first; none when the store cannot say (a database from before version 3, a
+    backend without method rollups)."""
+    from collector.store import StoreError
+
+    try:
+        rows = reader.top(start, end, by=("service", "method"), limit=None)
+    except (StoreError, AttributeError, ValueError):
+        return []
+    return [{"service": r["service"], "method": r["method"], "bytes": r["bytes"], "flows": r["flows"],
+             "share_pct": r["share_pct"]} for r in rows]
 
 
 def _peer_networks(reader, start, end) -> list[dict]:

@@ -85,7 +85,7 @@ def render_html(report: dict, other_hosts: int = 10) -> str:
              f'<meta name="viewport" content="width=device-width, initial-scale=1">'
              f'<title>imflow usage audit — {_e(_period_text(r))}</title><style>{_CSS}</style></head><body><main>'),
              _header(r), _policy_box(r["policy"]), _summary(r), traffic(r), _overview(r), _violations(r),
-             _host_table(r), _peer_table(r)]
+             _host_table(r), _peer_table(r), _method_table(r)]
     for c in r["categories"]:
         if c["services"]:
             parts.append(_category(c, other_hosts if c["id"] == "other" else None))
@@ -236,6 +236,20 @@ def _peer_table(r: dict) -> str:
             '<table><thead><tr><th>Network</th><th class="num">Traffic</th><th class="num">Flows</th>'
             '<th class="num">Internal hosts</th><th class="num">Share</th></tr></thead><tbody>'
             + rows + "</tbody></table></section>")
+
+
+def _method_table(r: dict) -> str:
+    methods = r.get("methods") or []
+    if not methods:
+        return ""
+    rows = "".join(f'<tr><td>{_e(m["service"])}</td><td>{_e(m["method"])}</td><td class="num">{_hb(m["bytes"])}</td>'
+                   f'<td class="num">{m["flows"]:,}</td><td class="num">{m["share_pct"]:.1f}%</td></tr>'
+                   for m in methods)
+    return ('<section><h2>How traffic was recognised</h2><p class="sub">Per service, the method that classified '
+            'its flows: port, prefix, asn (the service\'s own network), dns (addresses its names resolved to), '
+            'name (the server name the exporter sent), app-id (the exporter\'s application id); none for other.</p>'
+            '<table><thead><tr><th>Service</th><th>Method</th><th class="num">Traffic</th><th class="num">Flows</th>'
+            '<th class="num">Share</th></tr></thead><tbody>' + rows + "</tbody></table></section>")
 
 
 def _yes(flag: bool) -> str:

@@ -34,15 +34,22 @@ _COLUMNS = ("(bin INTEGER NOT NULL, exporter TEXT NOT NULL, service TEXT NOT NUL
             " category TEXT NOT NULL, bytes INTEGER NOT NULL, packets INTEGER NOT NULL, flows INTEGER NOT NULL,"
             " violation INTEGER NOT NULL")
 _TEMP_TABLES = (
-    f"CREATE TEMP TABLE IF NOT EXISTS raw {_COLUMNS})",
+    f"CREATE TEMP TABLE IF NOT EXISTS raw {_COLUMNS}, method TEXT NOT NULL DEFAULT '')",
     (f"CREATE TEMP TABLE IF NOT EXISTS incoming {_COLUMNS},"
      " PRIMARY KEY (bin, exporter, service, host)) WITHOUT ROWID"),
 )
 _ADD = ("ON CONFLICT (bin, exporter, service, host) DO UPDATE SET bytes = bytes + excluded.bytes,"
         " packets = packets + excluded.packets, flows = flows + excluded.flows,"
         " category = excluded.category, violation = max(violation, excluded.violation)")
-_STAGE = ("INSERT INTO temp.raw (bin, exporter, service, category, host, bytes, packets, flows, violation)"
-          " VALUES (?1 - ?1 % 60, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+_STAGE = ("INSERT INTO temp.raw (bin, exporter, service, category, host, bytes, packets, flows, violation,"
+          " method) VALUES (?1 - ?1 % 60, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+# per (bin, exporter, service, method), summed from the staged rows (schema.METHOD_TABLES)
+_METHOD_ROLLUP = ("INSERT INTO {table} (bin, exporter, service, method, category, bytes, packets, flows)"
+                  " SELECT bin - bin % {width}, exporter, service, method, max(category), sum(bytes),"
+                  " sum(packets), sum(flows) FROM temp.raw WHERE method != '' GROUP BY 1, 2, 3, 4"
+                  " ON CONFLICT (bin, exporter, service, method) DO UPDATE SET bytes = bytes + excluded.bytes,"
+                  " packets = packets + excluded.packets, flows = flows + excluded.flows,"
+                  " category = excluded.category")
 _SORT = ("INSERT INTO temp.incoming SELECT bin, exporter, service, host, category, bytes, packets, flows,"
          " violation FROM temp.raw ORDER BY bin, exporter, service, host " + _ADD)
 _ROLLUP = ("INSERT INTO {table} (bin, exporter, service, host, category, bytes, packets, flows, violation)"
@@ -58,7 +65,7 @@ _if_tuple = attrgetter("bin", "exporter", "if_index", "if_name", "direction", "s
                        "bytes", "packets", "flows")
 _AUTOCHECKPOINT_PAGES = 16384  # 64 MiB of WAL at 4 KiB pages, if the background checkpoints lag
 _row_tuple = attrgetter("bin", "exporter", "service", "category", "host", "bytes", "packets", "flows",
-                        "violation")
+                        "violation", "method")
 
 
 def _probe(path: str) -> None:
@@ -169,8 +176,9 @@ class Store:
             if rows:
                 await conn.executemany(_STAGE, map(_row_tuple, rows))
                 await conn.execute(_SORT)
-                for table, width in schema.RESOLUTIONS.values():
+                for res, (table, width) in schema.RESOLUTIONS.items():
                     await conn.execute(_ROLLUP.format(table=table, width=width))
+                    await conn.execute(_METHOD_ROLLUP.format(table=schema.METHOD_TABLES[res], width=width))
             if if_rows:
                 params = list(map(_if_tuple, if_rows))
                 for res, (_, width) in schema.RESOLUTIONS.items():
@@ -210,7 +218,7 @@ class Store:
                 deleted[res] = 0
                 if math.isinf(cutoff):
                     continue
-                for name in (table, schema.IF_TABLES[res]):
+                for name in (table, schema.IF_TABLES[res], schema.METHOD_TABLES[res]):
                     cur = await conn.execute(f"DELETE FROM {name} WHERE bin < ?", (int(cutoff),))
                     deleted[res] += cur.rowcount
                 await conn.execute(

@@ -186,12 +186,18 @@ def top(db_path: str, start: float | None, end: float | None, by: tuple[str, ...
     """
     by = tuple(by)
     interfaces = bool(set(by) & {"interface", "direction"})
-    allowed = (*(IF_DIMENSIONS if interfaces else schema.DIMENSIONS), *TIME_BUCKETS)
+    methods = "method" in by and not interfaces
+    dims = IF_DIMENSIONS if interfaces else schema.METHOD_DIMENSIONS if methods else schema.DIMENSIONS
+    allowed = (*dims, *TIME_BUCKETS)
     if not by or len(set(by)) != len(by) or not set(by) <= set(allowed):
         raise ValueError(f"by: a non-empty list of distinct fields from {', '.join(allowed)}"
-                         + (" (interface and direction cannot be combined with host)" if interfaces else ""))
+                         + (" (interface and direction cannot be combined with host)" if interfaces else "")
+                         + (" (method cannot be combined with host)" if methods else "")
+                         + ("; or method with service, category, exporter" if not interfaces and not methods else ""))
     if interfaces and host is not None:
         raise ValueError("host: interface rollups are not kept per host; drop --host or --by interface")
+    if methods and host is not None:
+        raise ValueError("host: method rollups are not kept per host; drop --host or --by method")
     if limit is not None and limit < 1:
         raise ValueError("limit must be at least 1 (or None for all rows)")
     with closing(connect(db_path)) as conn:
@@ -210,6 +216,8 @@ def _top(conn, db_path, start, end, by, service, category, host, exporter, limit
     interfaces = bool(set(by) & {"interface", "direction"})
     if interfaces:
         table = schema.IF_TABLES[rng.resolution]
+    elif "method" in by:
+        table = schema.METHOD_TABLES[rng.resolution]
     for key in by:
         if key in TIME_BUCKETS and TIME_BUCKETS[key] < rng.width:
             raise ValueError(f"by {key}: this range is answered from the {rng.resolution} rollup (the "

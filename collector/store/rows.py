@@ -24,6 +24,7 @@ class BinRow(NamedTuple):
     packets: int
     flows: int
     violation: bool = False  # the policy blocks this service for this host
+    method: str = ""  # how the flows were classified (classifier.METHODS: port, prefix, asn, dns ...)
 
 
 class IfRow(NamedTuple):

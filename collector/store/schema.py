@@ -48,6 +48,12 @@ end_ms, exporter, host_hi, host_lo, peer_hi, peer_lo, host_port, peer_port, prot
 bytes, packets, in_if, out_if, direction). It is not meant for SQL flow by flow: ``imflow flows
 --format csv --limit 0`` exports any selection.
 
+Method rollups ``method_rollup_1m``, ``method_rollup_1h``, ``method_rollup_1d`` (version 3; same
+widths and retention) count the same traffic by how it was classified: columns ``bin, exporter,
+service, method`` ("port", "prefix", "asn", "dns", "name", "app-id"; "none" for ``other``),
+``category, bytes, packets, flows``; primary key ``(bin, exporter, service, method)``. Traffic
+stored before version 3 has no method rows.
+
 ``meta (key TEXT PRIMARY KEY, value TEXT)`` holds ``created_at``, ``schema.<N>`` (when version
 N was applied), ``retention.<resolution>`` (seconds, as configured at the last start) and
 ``pruned.<resolution>`` (the first bin kept after the last prune). ``PRAGMA user_version`` is the
@@ -76,7 +82,7 @@ import math
 
 from collector.store.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x494D464C  # "IMFL"
 
 # resolution name -> (table, bin width in seconds); finest first
@@ -87,6 +93,8 @@ RESOLUTIONS: dict[str, tuple[str, int]] = {
 }
 DEFAULT_RETENTION: dict[str, float] = {"minute": 2 * 86400.0, "hour": 90 * 86400.0, "day": 1826 * 86400.0}
 IF_TABLES = {"minute": "if_rollup_1m", "hour": "if_rollup_1h", "day": "if_rollup_1d"}
+METHOD_TABLES = {"minute": "method_rollup_1m", "hour": "method_rollup_1h", "day": "method_rollup_1d"}
+METHOD_DIMENSIONS = ("method", "service", "category", "exporter")
 DIMENSIONS = ("host", "service", "category", "exporter")
 COUNTERS = ("bytes", "packets", "flows")
 
@@ -102,6 +110,14 @@ def _rollup_ddl(table: str, indexed: bool) -> tuple[str, ...]:
         ddl += (f"CREATE INDEX {table}_host ON {table} (host, bin)",
                 f"CREATE INDEX {table}_service ON {table} (service, bin)")
     return ddl
+
+
+def _method_rollup_ddl(table: str) -> tuple[str, ...]:
+    return (
+        (f"CREATE TABLE {table} (bin INTEGER NOT NULL, exporter TEXT NOT NULL, service TEXT NOT NULL,"
+         " method TEXT NOT NULL, category TEXT NOT NULL, bytes INTEGER NOT NULL, packets INTEGER NOT NULL,"
+         " flows INTEGER NOT NULL, PRIMARY KEY (bin, exporter, service, method)) WITHOUT ROWID"),
+    )
 
 
 def _if_rollup_ddl(table: str) -> tuple[str, ...]:
@@ -135,6 +151,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         *(stmt for table, width in RESOLUTIONS.values() for stmt in _rollup_ddl(table, width > 60)),
         *(stmt for table in IF_TABLES.values() for stmt in _if_rollup_ddl(table))),
     2: _AUDIT_DDL,
+    3: tuple(stmt for table in METHOD_TABLES.values() for stmt in _method_rollup_ddl(table)),
 }
 assert max(MIGRATIONS) == SCHEMA_VERSION
 

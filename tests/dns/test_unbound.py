@@ -8,7 +8,10 @@ within dns.max_addresses, least recently learned out first."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -68,6 +71,14 @@ def start(tmp_path: Path, *toml: str) -> tuple[Daemon, int, str]:
     return d, port, sock
 
 
+def method_totals(db: Path) -> dict:
+    p = subprocess.run([sys.executable, "-m", "collector", "top", "--db", str(db), "--since", "all",
+                        "--by", "service,method", "--format", "json", "--limit", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return {(r["service"], r["method"]): r["bytes"] for r in json.loads(p.stdout)}
+
+
 def sessions_to(servers: list[str], start: float) -> list[pg.Session]:
     out = []
     for i, server in enumerate(servers):
@@ -113,6 +124,12 @@ def test_answers_classify_flows_until_their_ttl(tmp_path):
     expected = truth(flows, {r[3]: r[4] for r in RECORDS})
     assert {k for k in expected if k[1] != "other"}  # the test does test something
     assert db_totals(tmp_path / "imflow.db") == expected
+    # how each was classified: the learned ones by dns, the rest not at all
+    by_method = Counter()
+    for (host, service, what), n in expected.items():
+        if what == "bytes":
+            by_method[(service, "none" if service == "other" else "dns")] += n
+    assert method_totals(tmp_path / "imflow.db") == dict(by_method)
 
 
 def test_a_flood_of_answers_stays_within_the_ceiling(tmp_path):
