@@ -43,7 +43,7 @@ class BasicAuth:
 
     def check(self, header: str | None) -> bool:
         """Whether an Authorization header carries the configured user and password."""
-        if not header or not header[:6].lower() == "basic " or len(header) > 1024:
+        if not header or header[:6].lower() != "basic " or len(header) > 1024:
             return False
         key = hashlib.sha256(header.encode("utf-8", "replace")).digest()
         if any(hmac.compare_digest(key, k) for k in self._good):

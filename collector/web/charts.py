@@ -5,7 +5,7 @@ chart repeats its figures in `<title>` tooltips, and the table beside it has the
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from collector.report.charts import CATEGORY_COLOURS
 from collector.report.tables import human_bytes
@@ -30,7 +30,7 @@ def _step(top: float, ticks: int = 4) -> float:
 
 def _when(t: int, width: int) -> str:
     fmt = "%m-%d" if width >= 86400 else "%m-%d %H:%M"
-    return datetime.fromtimestamp(t, timezone.utc).strftime(fmt)
+    return datetime.fromtimestamp(t, UTC).strftime(fmt)
 
 
 def stacked(slots: list[int], width: int, series: list[tuple[str, str, str]],
@@ -48,8 +48,8 @@ def stacked(slots: list[int], width: int, series: list[tuple[str, str, str]],
     ymax = step * math.ceil(peak / step)
     slot_w = plot_w / len(slots)
     bar = max(0.5, min(slot_w * 0.8, 40))
-    out = [f'<svg viewBox="0 0 {w} {h}" role="img" aria-label="{_e(label)}" '
-           f'preserveAspectRatio="xMinYMin meet"><title>{_e(label)}</title>']
+    out = [(f'<svg viewBox="0 0 {w} {h}" role="img" aria-label="{_e(label)}" '
+            f'preserveAspectRatio="xMinYMin meet"><title>{_e(label)}</title>')]
     for k in range(round(ymax / step) + 1):
         y = pad + plot_h - k * step / ymax * plot_h
         out.append(f'<line x1="{left}" x2="{w - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d9dee5"/>'
@@ -87,8 +87,8 @@ def bars(items: list[tuple[str, int, str]], label: str) -> str:
     w, row, label_w, value_w = 1000, 28, 300, 150
     top = max(v for _, v, _ in items) or 1
     scale = (w - label_w - value_w) / top
-    out = [f'<svg viewBox="0 0 {w} {row * len(items) + 4}" role="img" aria-label="{_e(label)}" '
-           f'preserveAspectRatio="xMinYMin meet"><title>{_e(label)}</title>']
+    out = [(f'<svg viewBox="0 0 {w} {row * len(items) + 4}" role="img" aria-label="{_e(label)}" '
+            f'preserveAspectRatio="xMinYMin meet"><title>{_e(label)}</title>')]
     for i, (name, v, colour) in enumerate(items):
         y = i * row + 2
         bw = max(v * scale, 1 if v else 0)

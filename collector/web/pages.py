@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import math
-from urllib.parse import quote
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from collector.report.build import CATEGORY_NAMES
-from collector.store import schema
+from collector.report.tables import human_bytes
 from collector.web import charts
 from collector.web.select import Selection
 from collector.web.site import Site
@@ -69,8 +69,9 @@ def span(site: Site, sel: Selection, stored: tuple[int, int] | None) -> tuple[fl
     return start, max(end, start + 60)
 
 
-async def trend(site: Site, sel: Selection, deadline: float, key: str | None, **filters):
-    """Bytes per time bucket (and per `key`): (slots, width, {(slot, key): bytes}, keys by bytes)."""
+async def trend(site: Site, sel: Selection, deadline: float, key: str | None, sums: dict | None = None, **filters):
+    """Bytes per time bucket (and per `key`): (slots, width, {(slot, key): bytes}, keys by bytes).
+    `sums`, when given, receives the period's [bytes, packets, flows] per key."""
     stored = await site.run(deadline, site.reader.time_range)
     period = span(site, sel, stored)
     if period is None:
@@ -95,6 +96,10 @@ async def trend(site: Site, sel: Selection, deadline: float, key: str | None, **
         k = r[key] if key else ""
         values[(r[bucket], k)] = values.get((r[bucket], k), 0) + r["bytes"]
         totals[k] = totals.get(k, 0) + r["bytes"]
+    if sums is not None:  # the period's totals per key, from the same rows
+        for r in rows:
+            k = r[key] if key else ""
+            sums[k] = [a + r[c] for a, c in zip(sums.get(k, (0, 0, 0)), ("bytes", "packets", "flows"))]
     first = int(start // width * width)
     if stored is not None:
         last = int(min(end, stored[1] + 60) // width * width)
@@ -143,21 +148,24 @@ def _service_name(site: Site, sid: str) -> str:
 
 async def overview(site: Site, sel: Selection, deadline: float) -> Page:
     f = sel.filters()
-    # independent questions: asked together, up to web.max_queries at once
-    cats, services, hosts, usage, (slots, width, values, keys) = await asyncio.gather(
-        site.run(deadline, site.reader.top, sel.start, sel.end, by=("category",), limit=None, **f),
+    # Independent questions, asked together (up to web.max_queries at once). Each full scan of
+    # the rollup counts on a big store: the category totals come from the chart's rows, the
+    # host count from the host ranking, the violations from the services a policy can block.
+    sums: dict[str, list[int]] = {}
+    services, all_hosts, violations, (slots, width, values, keys) = await asyncio.gather(
         site.run(deadline, site.reader.top, sel.start, sel.end, by=("category", "service"), limit=OVERVIEW_ROWS, **f),
-        site.run(deadline, site.reader.top, sel.start, sel.end, by=("host",), limit=OVERVIEW_ROWS, **f),
-        site.run(deadline, site.reader.usage, sel.start, sel.end, **sel.filters("service", "category", "host")),
-        trend(site, sel, deadline, "category", **f))
-    violations = [r for r in _judge(site, usage) if r["violation_now"]]
-    total = sum(r["bytes"] for r in cats)
+        site.run(deadline, site.reader.top, sel.start, sel.end, by=("host",), limit=None, **f),
+        _violations(site, sel, deadline),
+        trend(site, sel, deadline, "category", sums=sums, **f))
+    total = sum(v[0] for v in sums.values())
+    cats = sorted(({"category": k, "bytes": b, "packets": p, "flows": n, "share_pct": 100.0 * b / total if total else 0.0}
+                   for k, (b, p, n) in sums.items()), key=lambda r: (-r["bytes"], r["category"]))
+    hosts = all_hosts[:OVERVIEW_ROWS]
     named = sum(r["bytes"] for r in cats if r["category"] != "other")
     page = Page("/", "Overview", f"Traffic of {sel.describe()}.")
-    from collector.report.tables import human_bytes
     page.kpis = [(human_bytes(total), f"all traffic · {sum(r['flows'] for r in cats):,} flows"),
                  (f"{100.0 * named / total if total else 0:.1f} %", "IM, P2P, VoIP and collaboration"),
-                 (f"{len({r['host'] for r in usage}):,}", "internal hosts"),
+                 (f"{sum(1 for r in all_hosts if r['host']):,}", "internal hosts"),
                  (f"{len(violations):,}", "policy violations (host, service)")]
     order = [c for c in site.categories if c in keys] + [k for k in keys if k not in site.categories]
     page.blocks.append(trend_chart("Bytes by category", slots, width, values, order, "category", category_name))
@@ -210,7 +218,6 @@ async def host(site: Site, sel: Selection, deadline: float, addr: str) -> Page:
         trend(site, sel, deadline, "service", host=[addr], **f))
     usage = _judge(site, usage)
     page = Page("/host/" + quote(addr, safe=""), f"Host {addr}", f"What {addr} used, {sel.describe()}.")
-    from collector.report.tables import human_bytes
     viol = [r for r in usage if r["violation_now"]]
     page.kpis = [(human_bytes(sum(r["bytes"] for r in usage)), "all traffic"),
                  (f"{sum(r['flows'] for r in usage):,}", "flows"), (f"{len(usage):,}", "services"),
@@ -253,7 +260,7 @@ async def _flows(site, sel, deadline, flows, addr) -> Table:
 
 async def service(site: Site, sel: Selection, deadline: float, sid: str) -> Page:
     f = sel.filters("host", "exporter")
-    rows, (slots, width, values, keys) = await asyncio.gather(
+    rows, (slots, width, values, _) = await asyncio.gather(
         site.run(deadline, site.reader.top, sel.start, sel.end, by=("host",), service=[sid],
                  limit=site.limits.max_rows, **f),
         trend(site, sel, deadline, None, service=[sid], **f))
@@ -263,7 +270,6 @@ async def service(site: Site, sel: Selection, deadline: float, sid: str) -> Page
                 f"Who used {name}" + (f" ({category_name(known.category)})" if known else "")
                 + f", {sel.describe()}" + (f"; policy now: {site.policy.base_action(sid, known.category)}"
                                            if known and sid in site.policy.service_categories else "") + ".")
-    from collector.report.tables import human_bytes
     page.kpis = [(human_bytes(sum(r["bytes"] for r in rows)), "all traffic"),
                  (f"{len([r for r in rows if r['host']]):,}", "internal hosts")]
     colour = charts.colour_of(known.category if known else "other", 0, "category")
@@ -275,10 +281,32 @@ async def service(site: Site, sel: Selection, deadline: float, sid: str) -> Page
     return page
 
 
+def blockable(site: Site) -> list[str]:
+    """The services the policy blocks for some host (by default or by an exception): the only
+    ones a violation can be of."""
+    pol = site.policy
+    return [sid for sid, cat in pol.service_categories.items()
+            if pol.base_action(sid, cat) == "block" or any(e.exception.action == "block"
+                                                           for e in pol.entries_for(sid, cat))]
+
+
+async def _violations(site: Site, sel: Selection, deadline: float) -> list[dict]:
+    """(host, service) rows the policy in force blocks, as `imflow violations` judges them; only
+    the blockable services are read (an index serves them on the hour and day rollups)."""
+    services = [s for s in blockable(site) if not sel.service or s in sel.service]
+    if not services:
+        return []
+    usage = await site.run(deadline, site.reader.usage, sel.start, sel.end, service=services,
+                           **sel.filters("category", "host"))
+    return [r for r in _judge(site, usage) if r["violation_now"]]
+
+
 async def violations(site: Site, sel: Selection, deadline: float) -> Page:
-    usage = _judge(site, await site.run(deadline, site.reader.usage, sel.start, sel.end,
-                                        violations_only=sel.recorded, **sel.filters("service", "category", "host")))
-    rows = usage if sel.recorded else [r for r in usage if r["violation_now"]]
+    if sel.recorded:
+        rows = _judge(site, await site.run(deadline, site.reader.usage, sel.start, sel.end, violations_only=True,
+                                           **sel.filters("service", "category", "host")))
+    else:
+        rows = await _violations(site, sel, deadline)
     rows = rows[:site.limits.max_rows]
     page = Page("/violations", "Violations",
                 ("What the collector recorded as violations at ingest, under the policy of that time"
@@ -333,6 +361,3 @@ def host_address(text: str) -> str:
     """The host part of /host/ADDR as stored (compressed form); ValueError if not an address."""
     return ipaddress.ip_address(text).compressed
 
-
-def counters_total(rows: list[dict]) -> dict:
-    return {k: sum(r.get(k) or 0 for r in rows) for k in schema.COUNTERS}

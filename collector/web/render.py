@@ -9,7 +9,7 @@ through `csv_cell` (no formula a spreadsheet would run), JSON through `json_text
 from __future__ import annotations
 
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from collector import __version__
 from collector.report.tables import human_bytes
@@ -222,7 +222,7 @@ def error_html(status: int, message: str, path: str = "", sel: Selection | None 
 # --- downloads ---------------------------------------------------------------------------------
 
 def iso(t) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _plain(col, v):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import time
 import urllib.parse
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from collector.config import format_duration, parse_duration
 
@@ -34,7 +34,6 @@ class Selection:
     host: tuple[str, ...] = ()
     exporter: tuple[str, ...] = ()
     recorded: bool = False  # violations: the verdicts recorded at ingest
-    extra: dict = field(default_factory=dict)
 
     def filters(self, *names: str) -> dict:
         """Keyword arguments for the reader: only the filters that are set."""

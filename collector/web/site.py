@@ -10,8 +10,9 @@ import asyncio
 import concurrent.futures
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 class TooSlow(Exception):
@@ -60,7 +61,7 @@ class Site:
             self._slots = asyncio.Semaphore(self.limits.max_queries)
         try:
             await asyncio.wait_for(self._slots.acquire(), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TooSlow() from None
         try:
             future = asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kw))
@@ -70,7 +71,7 @@ class Site:
         future.add_done_callback(lambda _: self._slots.release())
         try:
             return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             future.add_done_callback(lambda f: f.exception())  # retrieved: no "never retrieved" log
             raise TooSlow() from None
 

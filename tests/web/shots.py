@@ -12,7 +12,15 @@ from collector.classify.catalogue import load_catalogue
 from collector.policy import parse_policy
 from collector.store import Store
 from tests.web.browser import Browser
-from tests.web.conftest import NOW, POLICY, Server, audit_rows, if_rows, make_rows, write_config
+from tests.web.conftest import (
+    NOW,
+    POLICY,
+    Server,
+    audit_rows,
+    if_rows,
+    make_rows,
+    write_config,
+)
 
 Q = "?from=2026-01-01&to=2026-01-08"
 SHOTS = {"overview": ("/", 1280, 1500), "host": ("/host/10.1.2.15", 1280, 1300),

@@ -73,5 +73,5 @@ def test_hostile_query_values_are_refused_or_escaped(server):
     assert "<script>alert" not in body and 'value="&lt;script&gt;alert(1)&lt;/script&gt;"' in body
 
 
-import urllib.error  # noqa: E402
-import urllib.parse  # noqa: E402
+import urllib.error
+import urllib.parse

@@ -31,7 +31,7 @@ def request(url: str, method: str = "GET", headers: dict | None = None) -> tuple
 
 
 def test_read_only_and_security_headers(server):
-    status, headers, body = request(server.url + "/" + Q)
+    status, headers, _ = request(server.url + "/" + Q)
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     csp = headers["Content-Security-Policy"]
     assert "default-src 'none'" in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp
@@ -64,7 +64,7 @@ def test_password_hash_round_trip():
     assert verify("correct horse", stored) and not verify("correct hors", stored)
     assert C.validate({"web": {"auth_user": "ops", "auth_password_hash": stored}}).get("web.auth_password_hash") == stored
     out = subprocess.run([sys.executable, "-m", "collector", "web", "--hash-password"], input="s3cret pass\n",
-                         capture_output=True, text=True, timeout=30)
+                         check=False, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and verify("s3cret pass", out.stdout.strip())
     assert "s3cret" not in out.stdout + out.stderr
 
@@ -84,7 +84,7 @@ def test_bad_web_config_names_the_key(section, key):
 def test_auth_needs_both_keys(tmp_path, web_db):
     cfg = write_config(tmp_path / "c.toml", '[web]\nauth_user = "ops"\n')
     out = subprocess.run([sys.executable, "-m", "collector", "web", "--db", web_db, "--config", str(cfg)],
-                         capture_output=True, text=True, timeout=30)
+                         check=False, capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "web.auth_password_hash" in out.stderr and len(out.stderr.splitlines()) == 1
 
 
