@@ -379,8 +379,12 @@ def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows of uint64 keys -> (an order that sorts them, the start of each run of equal rows)."""
     if not len(keys):
         return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    order = np.lexsort(keys.T[::-1])
-    k = keys[order]
+    varying = [j for j in range(keys.shape[1]) if (keys[:, j] != keys[0, j]).any()]  # IPv4: hi is 0
+    if not varying:
+        return np.arange(len(keys)), np.zeros(1, np.intp)
+    k = keys[:, varying]
+    order = np.lexsort(k.T[::-1]) if len(varying) > 1 else np.argsort(k[:, 0], kind="stable")
+    k = k[order]
     new = np.ones(len(k), bool)
     new[1:] = (k[1:] != k[:-1]).any(axis=1)
     return order, np.flatnonzero(new)
@@ -440,7 +444,7 @@ def _grouped(chunks, flt: _Filter, by, limit, prefix) -> list[dict]:
         hosts = _distinct(np.concatenate([mat, c["host_hi"][:, None], c["host_lo"][:, None]], axis=1))
         pending.append((*part, hosts))
         held += len(part[0]) + len(hosts)
-        if held > 4_000_000:  # bound the parts: reduce what piled up
+        if held > 32_000_000:  # bound the parts (each chunk's are already reduced): reduce the pile
             keys, sums = _reduce(np.concatenate([keys, *(p[0] for p in pending)]),
                                  np.concatenate([sums, *(p[1] for p in pending)]))
             pairs = _distinct(np.concatenate([pairs, *(p[2] for p in pending)]))
