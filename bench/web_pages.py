@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from collector import config as C
 from collector.store import BinRow, Store
 from collector.web import WebServer, site_of
+from collector.web.pages import blockable
 
 SERVICES = [("msn", "im"), ("xmpp", "im"), ("telegram", "im"), ("bittorrent", "p2p"), ("edonkey", "p2p"),
             ("sip", "voip"), ("zoom", "collab"), ("teams", "collab"), ("discord", "im"), ("skype", "voip"),
@@ -70,12 +71,14 @@ def main() -> None:
         n = fill(db, args.hosts, args.services, args.days, args.bin, now)
         print(f"store: {n:,} rows ({args.hosts} hosts x {args.services} services, every {args.bin} s for "
               f"{args.days} d) written in {time.perf_counter() - t0:.1f} s")
-        cfg = C.validate({"web": {"max_rows": 500, "query_timeout": 600}})  # measure, do not cut off
+        cfg = C.validate({"web": {"max_rows": 500, "query_timeout": 600},  # measure, do not cut off
+                          "policy": {"categories": {"p2p": "block"}}})
         site = site_of(cfg, db)
         r, since = site.reader, round(now - args.days * 86400, 3)
+        blocked = blockable(site)
         direct = {
-            "/": lambda: (r.top(since, None, by=("category",), limit=None), r.top(since, None, by=("category", "service"), limit=10),
-                          r.top(since, None, by=("host",), limit=10), r.usage(since, None),
+            "/": lambda: (r.top(since, None, by=("category", "service"), limit=10),
+                          r.top(since, None, by=("host",), limit=None), r.usage(since, None, service=blocked),
                           r.time_range(), r.top(since, None, by=("hour", "category"), limit=None)),
             "/hosts": lambda: r.top(since, None, by=("host",), limit=500),
             "/host/10.0.7.1": lambda: (r.usage(since, None, host=["10.0.7.1"]), r.time_range(),
@@ -83,7 +86,7 @@ def main() -> None:
             "/service/bittorrent": lambda: (r.top(since, None, by=("host",), service=["bittorrent"], limit=500),
                                             r.time_range(), r.top(since, None, by=("hour",), service=["bittorrent"],
                                                                   limit=None)),
-            "/violations": lambda: r.usage(since, None),
+            "/violations": lambda: r.usage(since, None, service=blocked),
         }
         server = WebServer(site, "127.0.0.1:0")
         loop = asyncio.new_event_loop()
@@ -96,7 +99,7 @@ def main() -> None:
             for path, fn in direct.items():
                 url = server.url.rstrip("/") + path + query
                 size = len(urllib.request.urlopen(url, timeout=60).read())
-                page = median_ms(lambda: urllib.request.urlopen(url, timeout=60).read(), args.repeat)
+                page = median_ms(lambda u=url: urllib.request.urlopen(u, timeout=60).read(), args.repeat)
                 reader = median_ms(fn, args.repeat)
                 print(f"{path:<24} {page:>9.1f} {reader:>10.1f} {size / 1000:>8.1f}")
             url = server.url.rstrip("/") + "/hosts" + query + "&table=hosts&format=csv"

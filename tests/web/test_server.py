@@ -166,3 +166,12 @@ def test_daemon_style_component_refuses_a_busy_port(web_db):
         with pytest.raises(OSError) as err:
             asyncio.run(server.start())
         assert f"web page 127.0.0.1:{port}" in str(err.value)
+
+
+def test_listening_beyond_loopback_without_authentication_warns(tmp_path, web_db):
+    srv = Server(web_db, write_config(tmp_path / "c.toml"), "--listen", "0.0.0.0:0")
+    try:
+        assert srv.url.startswith("http://0.0.0.0:")
+        assert any("WARNING" in line and "no authentication" in line for line in srv.log), srv.log
+    finally:
+        srv.stop()
