@@ -3,7 +3,8 @@ was before (no ASN tables, no learned table), in the same run on the same 1M-flo
 (bench/classify_bench.py's mix).
 
 The batch gets 2% of flows to tcp/5222 in Meta's network (WhatsApp by ASN).
-Rows: `before` (no ASN prefixes, no learned table), `asn` (the shipped ASN snapshot), `asn+dns`
+Rows: `today` (the classifier of --baseline, before issue 19), `no asn` (this one with an empty
+ASN snapshot and no learned table), `asn` (the shipped ASN snapshot), `asn+dns`
 (and a learned table of --learned addresses, 10% of the flows' servers among them), and the
 view rebuild of that table (what a changing table costs once a second).
 
@@ -13,6 +14,11 @@ view rebuild of that table (what a changing table costs once a second).
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -26,6 +32,22 @@ from collector.dns.table import LearnedAddresses
 from collector.netflow.batch import addr_from_str
 
 NOW = 1_000.0
+
+
+def old_classifier(rev: str):
+    """The Classifier class of collector/classify/classifier.py at git revision `rev` (the
+    classifier as it was before issue 19: no ASN, no learned table, no method codes)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    text = subprocess.run(["git", "show", f"{rev}:collector/classify/classifier.py"], cwd=root, check=True,
+                          capture_output=True, text=True).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(text)
+    spec = importlib.util.spec_from_file_location("classifier_before", f.name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["classifier_before"] = module
+    spec.loader.exec_module(module)
+    os.unlink(f.name)
+    return module.Classifier
 
 
 def best_of(repeat: int, fn) -> tuple[float, object]:
@@ -42,6 +64,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--learned", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--baseline", default="e981c73", metavar="REV",
+                    help="git revision whose classifier is `today` (default e981c73, before issue 19)")
     args = ap.parse_args()
     tune_malloc()  # as the daemon does: batch-sized arrays are not page-faulted in anew each time
     catalogue = load_catalogue()
@@ -65,8 +89,8 @@ def main() -> None:
     while len(table) < args.learned:  # and the rest of the table is addresses no flow uses
         table.learn(0, 0xFFFF_0000_0000 | int(rng.integers(0xE0000000, 0xEFFFFFFF)), ids[0], 600, NOW)
     empty = asn_data.AsnSnapshot("2026-12-04", "none")
-    variants = []
-    for name, snap, learned in (("before", empty, None), ("asn", None, None), ("asn+dns", None, table)):
+    variants = [(f"today ({args.baseline})", old_classifier(args.baseline)(catalogue))]
+    for name, snap, learned in (("no asn", empty, None), ("asn", None, None), ("asn+dns", None, table)):
         c = Classifier(catalogue, asn=snap)
         c.learned_addresses = learned
         variants.append((name, c))
@@ -74,16 +98,20 @@ def main() -> None:
     outs = {}
     for _ in range(args.repeat):  # interleaved, so a busy machine slows every variant alike
         for name, c in variants:
-            t, outs[name] = best_of(1, lambda c=c: c.classify(**batch, now=NOW))
+            kw = {"now": NOW} if name.startswith(("no asn", "asn")) else {}
+            t, outs[name] = best_of(1, lambda c=c, kw=kw: c.classify(**batch, **kw))
             best[name] = min(best[name], t)
     rows = [(name, best[name], outs[name]) for name, _ in variants]
     base = rows[0][1]
     print(f"{args.rows} flows, {len(table)} learned addresses ({len(picked)} of them flows' servers), "
           f"best of {args.repeat}")
     for name, t, out in rows:
-        methods = np.bincount(out.method, minlength=len(METHODS))
-        share = ", ".join(f"{METHODS[i]} {m / args.rows:.1%}" for i, m in enumerate(methods) if m and i)
-        print(f"  {name:8s} {t * 1e3:7.1f} ms  {args.rows / t / 1e6:5.1f}M flows/s  {t / base:5.2f}x  ({share})")
+        if getattr(out, "method", None) is not None:
+            methods = np.bincount(out.method, minlength=len(METHODS))
+            share = ", ".join(f"{METHODS[i]} {m / args.rows:.1%}" for i, m in enumerate(methods) if m and i)
+        else:
+            share = f"classified {np.count_nonzero(out.service) / args.rows:.1%}"
+        print(f"  {name:16s} {t * 1e3:7.1f} ms  {args.rows / t / 1e6:5.1f}M flows/s  {t / base:5.2f}x  ({share})")
     def rebuild():
         table._view_key = None
         return table.view(catalogue.by_id, NOW, force=True)
