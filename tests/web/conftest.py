@@ -28,13 +28,13 @@ HOSTILE_CATEGORY = "@SUM(1)<i>cat</i>"
 IF_NAMES = {1: "Gi0/0", 2: "Gi0/1", 3: HOSTILE_IF}
 
 
-def if_rows(rows: list[BinRow]) -> list[IfRow]:
+def if_rows(rows: list[BinRow], names: dict[int, str] = IF_NAMES) -> list[IfRow]:
     """Each flow row in on one interface and out on another, as an exporter reports it."""
     out = []
     for i, r in enumerate(rows):
         a, b = (1, 2) if i % 3 else (3, 1)
         for index, direction in ((a, "in"), (b, "out")):
-            out.append(IfRow(r.bin, r.exporter, index, IF_NAMES[index], direction, r.service, r.category,
+            out.append(IfRow(r.bin, r.exporter, index, names[index], direction, r.service, r.category,
                              r.bytes, r.packets, r.flows))
     return out
 

@@ -37,7 +37,7 @@ def main(out: Path) -> None:
         async def write():
             store = Store(db, clock=lambda: NOW)
             await store.start()
-            await store.write(rows, if_rows(rows), audit_rows())
+            await store.write(rows, if_rows(rows, {1: "Gi0/0", 2: "Gi0/1", 3: "Gi0/2"}), audit_rows())
             await store.stop()
         asyncio.run(write())
         server = Server(db, write_config(Path(tmp) / "imflow.toml"))

@@ -175,3 +175,32 @@ def test_listening_beyond_loopback_without_authentication_warns(tmp_path, web_db
         assert any("WARNING" in line and "no authentication" in line for line in srv.log), srv.log
     finally:
         srv.stop()
+
+
+def test_link_share_from_the_speeds_the_daemon_knows(web_db):
+    """In the daemon the SNMP poller's ifHighSpeed gives each interface's share of its link: the
+    average rate over the period (bits / seconds) over the speed."""
+    import json
+
+    speeds = {("192.0.2.1", "Gi0/0"): 10_000, ("2001:db8::1", "Gi0/1"): 1_000_000}
+    site = site_of(C.validate({}), web_db, speeds=lambda exporter, name: speeds.get((exporter, name)))
+    server = WebServer(site, "127.0.0.1:0")
+
+    async def go():
+        await server.start()
+        try:
+            return await asyncio.to_thread(request, server.url + "exporters" + Q + "&table=interfaces&format=json")
+        finally:
+            await server.stop()
+    status, _, body = asyncio.run(go())
+    assert status == 200
+    rows = json.loads(body)
+    seconds = 7 * 86400  # the period asked for
+    for r in rows:
+        speed = speeds.get((r["exporter"], r["interface"]))
+        assert r["rate_bps"] == pytest.approx(8 * r["bytes"] / seconds)
+        if speed is None:
+            assert r["link_pct"] is None
+        else:
+            assert r["link_pct"] == pytest.approx(100 * 8 * r["bytes"] / seconds / speed)
+    assert sum(r["link_pct"] is not None for r in rows) == 3  # Gi0/0 in and out, Gi0/1 out
