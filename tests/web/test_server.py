@@ -204,3 +204,12 @@ def test_link_share_from_the_speeds_the_daemon_knows(web_db):
         else:
             assert r["link_pct"] == pytest.approx(100 * 8 * r["bytes"] / seconds / speed)
     assert sum(r["link_pct"] is not None for r in rows) == 3  # Gi0/0 in and out, Gi0/1 out
+
+
+def test_a_missing_database_is_a_503_page_saying_so(tmp_path):
+    srv = Server(str(tmp_path / "nowhere.db"), write_config(tmp_path / "c.toml"))
+    try:
+        status, _, body = request(srv.url + "/hosts")
+        assert status == 503 and "no database at" in body and "nowhere.db" in body
+    finally:
+        assert srv.stop() == 0
