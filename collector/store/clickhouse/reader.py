@@ -207,8 +207,15 @@ class ClickHouseReader:
                 return f"{_IF_COLUMN} AS interface" if interfaces and k == "interface" else k
 
             cond = " AND ".join(["1", *where])
-            sql = (f"SELECT {', '.join(map(column, by))}, sum(bytes), sum(packets), sum(flows)"
-                   f" FROM {self._t(table)} WHERE {cond} GROUP BY {', '.join(by)}")
+            source, sums = f"{self._t(table)} WHERE {cond}", "sum(bytes), sum(packets), sum(flows)"
+            if interfaces:
+                # SQLite keeps one name per rollup key (the last one given): so does this, as the
+                # key's non-empty name, before the rows are grouped by interface
+                source = (f"(SELECT bin, exporter, if_index, direction, service, max(if_name) AS if_name,"
+                          f" sum(bytes) AS nb, sum(packets) AS np, sum(flows) AS nf FROM {source}"
+                          " GROUP BY bin, exporter, if_index, direction, service)")
+                sums = "sum(nb), sum(np), sum(nf)"
+            sql = f"SELECT {', '.join(map(column, by))}, {sums} FROM {source} GROUP BY {', '.join(by)}"
             rows = [tuple(int(v) if k in query.TIME_BUCKETS else v for k, v in zip(by, r)) + r[len(by):]
                     for r in await c.fetch(sql)]
             return rank(rows, by, limit)
@@ -226,10 +233,14 @@ class ClickHouseReader:
             for column, values in (("service", service), ("category", category), ("host", hosts)):
                 if values is not None:
                     where.append(f"{column} IN {quote_list(str(v) for v in values)}")
+            # per rollup key first, as SQLite stores it (one row, violation if any flush said so):
+            # the parts of a key ClickHouse has not merged yet must count, or not, together
             having = " HAVING max(violation) > 0" if violations_only else ""
-            sql = (f"SELECT host, service, category, sum(bytes) AS b, sum(packets), sum(flows), min(bin),"
-                   f" max(bin) + {width}, max(violation) > 0 FROM {self._t(table)} WHERE {' AND '.join(where)}"
-                   f" GROUP BY host, service, category{having}")
+            keyed = (f"SELECT bin, exporter, service, host, category, sum(bytes) AS nb, sum(packets) AS np,"
+                     f" sum(flows) AS nf, max(violation) AS nv FROM {self._t(table)} WHERE {' AND '.join(where)}"
+                     f" GROUP BY bin, exporter, service, host, category{having}")
+            sql = (f"SELECT host, service, category, sum(nb) AS b, sum(np), sum(nf), min(bin),"
+                   f" max(bin) + {width}, max(nv) > 0 FROM ({keyed}) GROUP BY host, service, category")
             rows = sorted(await c.fetch(sql), key=lambda r: (-r[3], r[0], r[1]))
             names = ("host", "service", "category", "bytes", "packets", "flows", "first_seen", "last_seen",
                      "violation")
@@ -263,8 +274,9 @@ class ClickHouseReader:
 
 def _key(column: str) -> str:
     """An address column as the 16-octet key the SQLite audit log stores (IPv4 as ::ffff:a.b.c.d)."""
-    return (f"if(position({column}, ':') > 0, IPv6StringToNum({column}),"
-            f" IPv4ToIPv6(IPv4StringToNum({column})))")
+    # one conversion, not one per branch: current releases evaluate both branches of if() and
+    # IPv4StringToNum throws on IPv6 text
+    return f"IPv6StringToNum(if(position({column}, ':') > 0, {column}, concat('::ffff:', {column})))"
 
 
 def _between(column: str, values) -> str:

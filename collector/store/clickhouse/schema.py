@@ -5,14 +5,16 @@ and the flow audit log, as ClickHouse tables (docs/stores.md).
     rollup_1m    SummingMergeTree   intDiv(bin, 86400): one UTC day           (bin, exporter, service, host)
     rollup_1h    SummingMergeTree   intDiv(bin, 2592000): 30 days             the same
     rollup_1d    SummingMergeTree   intDiv(bin, 31536000): 365 days           the same
-    if_rollup_*  SummingMergeTree   as rollup_*                              (bin, exporter, if_index, direction, service)
+    if_rollup_*  SummingMergeTree   as rollup_*                              (bin, exporter, if_index, direction, service, if_name)
     audit        MergeTree          intDiv(end_ms, 86400000): one UTC day     (end_ms, exporter, host)
     schema_version  MergeTree       -                                       version
 
 Columns are those of the SQLite tables, with ClickHouse types (bin UInt32, counters UInt64,
 text String). SummingMergeTree adds rows of one key when it merges parts, some time after the
 insert, so every query sums with GROUP BY and never reads a single row as the total.
-`violation` is summed too: greater than 0 means some flush recorded a violation.
+`violation` is summed too: greater than 0 means some flush recorded a violation. `if_name` is
+in the interface rollups' key (a merge would keep an arbitrary one of a key's names, the empty
+one too): readers take a key's non-empty name, as SQLite keeps it.
 
 Written for the oldest server imflow is tested on, Debian's clickhouse-server 18.16: no TTL
 (retention is `ALTER TABLE … DROP PARTITION` by the writer's prune), no LowCardinality, no
@@ -53,7 +55,7 @@ _ROLLUP_DDL = ("(bin UInt32, exporter String, service String, host String, categ
 _IF_DDL = ("(bin UInt32, exporter String, if_index UInt32, direction String, service String,"
            " if_name String, category String, bytes UInt64, packets UInt64, flows UInt64)"
            " ENGINE = SummingMergeTree((bytes, packets, flows))"
-           " PARTITION BY intDiv(bin, {part}) ORDER BY (bin, exporter, if_index, direction, service)")
+           " PARTITION BY intDiv(bin, {part}) ORDER BY (bin, exporter, if_index, direction, service, if_name)")
 _AUDIT_DDL = ("(start_ms UInt64, end_ms UInt64, exporter String, host String, peer String,"
               " host_port UInt16, peer_port UInt16, proto UInt8, service String, category String,"
               " bytes UInt64, packets UInt64, in_if UInt32, out_if UInt32, direction String)"
