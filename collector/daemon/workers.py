@@ -17,6 +17,7 @@ state of all workers at start, which makes that move cheaper.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import logging
 import multiprocessing
@@ -25,6 +26,7 @@ import signal
 import socket
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 from collector import config as C
 from collector.config import parse_endpoint
@@ -46,6 +48,9 @@ def supervisor(cfg: C.Config, workers: int) -> App:
     """The supervising App: no listeners of its own, the pool of workers attached."""
     app = App(cfg.replaced({"collector.listen": []}))
     pool = WorkerPool(cfg, workers, app.aggregator.absorb)
+    if app.pipeline.learned is not None:  # dnstap: the supervisor listens, the workers classify
+        app.pipeline.learned.keep_journal()
+        pool.learned = app.pipeline.learned
     app.attach(pool, counters=pool)
     return app
 
@@ -79,7 +84,35 @@ class PipeSink:
         self.conn.close()
 
 
-def worker_app(cfg: C.Config, index: int, conn) -> App:
+class LearnedFeed:
+    """A worker's copy of the supervisor's learned addresses (docs/dns.md): what the pool sends
+    down a pipe goes into the worker's table. It takes the dnstap listener's place in the App."""
+
+    def __init__(self, conn, table):
+        self.conn, self.table = conn, table
+
+    async def start(self) -> None:
+        asyncio.get_running_loop().add_reader(self.conn.fileno(), self._read)
+
+    def _read(self) -> None:
+        try:
+            os.set_blocking(self.conn.fileno(), True)  # a message larger than the pipe's buffer
+            entries = self.conn.recv()
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+            return
+        self.table.put(entries)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+        self.conn.close()
+
+    def figures(self) -> dict:
+        return {}  # a worker serves no metrics
+
+
+def worker_app(cfg: C.Config, index: int, conn, learned_conn=None) -> App:
     """Worker `index`: the supervisor's configuration less what only the supervisor does."""
     base = cfg.get("collector.template_state") or cfg.get("store.path") + ".templates.json"
     own = f"{base}.w{index}"
@@ -90,17 +123,23 @@ def worker_app(cfg: C.Config, index: int, conn) -> App:
               store=sink, role=Role(reuse_port=True, write_empty=True, names_interfaces=False, worker_signals=True,
                                     template_states=tuple(p for p in sorted(glob.glob(f"{base}*")) if p != own)))
     sink.counters = app.counters
+    if learned_conn is not None:
+        from collector.daemon.wiring import build_learned
+
+        table = build_learned(cfg)  # the supervisor's configuration: dnstap on
+        app.pipeline.learned = app.pipeline.classifier.learned_addresses = table
+        app.dnstap = LearnedFeed(learned_conn, table)
     return app
 
 
-def _worker_main(cfg: C.Config, index: int, conn, level: int) -> None:
+def _worker_main(cfg: C.Config, index: int, conn, level: int, learned_conn=None) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(LogFormatter(f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
     from collector.daemon.tuning import tune_malloc
 
     tune_malloc()
-    raise SystemExit(run_loop(worker_app(cfg, index, conn).run()))
+    raise SystemExit(run_loop(worker_app(cfg, index, conn, learned_conn).run()))
 
 
 class WorkerPool:
@@ -121,6 +160,10 @@ class WorkerPool:
         self.stopping = False
         self._watchdog: asyncio.Task | None = None
         self._ctx = multiprocessing.get_context("spawn")
+        self.learned = None  # the supervisor's learned addresses (dnstap), sent on to every worker
+        self.learned_conns: dict[int, object] = {}
+        # one thread sends them, so a worker busy reading never stalls the event loop, and in order
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="imflow-learned")
 
     async def start(self) -> None:
         for i in range(self.nworkers):
@@ -129,10 +172,15 @@ class WorkerPool:
 
     def _spawn(self, index: int) -> None:
         parent, child = self._ctx.Pipe(duplex=False)
+        l_recv, l_send = self._ctx.Pipe(duplex=False) if self.learned is not None else (None, None)
         proc = self._ctx.Process(target=_worker_main, name=f"imflow-worker-{index}", daemon=True,
-                                 args=(self.cfg, index, child, logging.getLogger().level))
+                                 args=(self.cfg, index, child, logging.getLogger().level, l_recv))
         proc.start()
         child.close()
+        if l_send is not None:
+            l_recv.close()
+            self.learned_conns[index] = l_send
+            self._sender.submit(_send, l_send, self.learned.snapshot())  # a new worker starts from all
         log.info("worker %d started (pid %d)", index, proc.pid)
         self.procs[index] = proc
         self.conns[index] = parent
@@ -159,6 +207,11 @@ class WorkerPool:
     async def _watch(self) -> None:
         while not self.stopping:
             await asyncio.sleep(WATCH_EVERY)
+            if self.learned is not None:
+                changes = self.learned.take_journal()
+                if changes:
+                    for conn in list(self.learned_conns.values()):
+                        self._sender.submit(_send, conn, changes)
             for index, proc in list(self.procs.items()):
                 if not proc.is_alive() and not self.stopping:
                     await asyncio.sleep(0.2)  # let its last deltas and EOF arrive
@@ -177,6 +230,9 @@ class WorkerPool:
         if conn is not None:
             asyncio.get_running_loop().remove_reader(conn.fileno())
             conn.close()
+        conn = self.learned_conns.pop(index, None)
+        if conn is not None:
+            self._sender.submit(conn.close)  # after what is queued for it
 
     async def stop(self) -> None:
         self.stopping = True
@@ -193,6 +249,9 @@ class WorkerPool:
             if proc.is_alive():
                 log.error("worker %s did not stop; killing it", proc.name)
                 proc.kill()
+        for conn in self.learned_conns.values():
+            self._sender.submit(conn.close)
+        self._sender.shutdown(wait=False, cancel_futures=False)
 
     # --- Counters: the workers' sums -----------------------------------------------------------
 
@@ -224,6 +283,14 @@ class WorkerPool:
     def status_suffix(self) -> str:
         alive, restarts = self.worker_counts()
         return f" workers {alive} worker-restarts {restarts}"
+
+
+def _send(conn, entries) -> None:
+    """On the pool's sender thread: learned addresses down one worker's pipe."""
+    try:
+        conn.send(entries)
+    except (OSError, ValueError, EOFError):  # the worker died or its pipe was closed: it is restarted
+        pass
 
 
 def _fixed_port(spec: str) -> str:

@@ -19,7 +19,7 @@ where the keys are equal.
 from __future__ import annotations
 
 import secrets
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -165,6 +165,9 @@ class LearnedAddresses:
         self._view: View = EMPTY
         self._view_key: tuple | None = None  # (version, catalogue identity) it was built from
         self._built_at = float("-inf")
+        # With --workers: what changed since the supervisor last sent it on (None: not kept)
+        self.journal: deque | None = None
+        self.journal_dropped = 0  # changes the journal's ceiling dropped (a worker misses them)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -194,6 +197,40 @@ class LearnedAddresses:
                 self.entries.popitem(last=False)
                 c.evicted += 1
         self.entries[key] = (service, expires)
+        self._version += 1
+        if self.journal is not None:
+            if len(self.journal) == self.journal.maxlen:
+                self.journal_dropped += 1
+            self.journal.append((hi, lo, service, expires))
+
+    def keep_journal(self) -> None:
+        """Record every change for `take_journal` (the supervisor of --workers)."""
+        self.journal = deque(maxlen=self.max_entries)
+
+    def take_journal(self) -> list[tuple[int, int, str, float]]:
+        out = list(self.journal or ())
+        if self.journal:
+            self.journal.clear()
+        return out
+
+    def snapshot(self) -> list[tuple[int, int, str, float]]:
+        """Every entry, least recently learned first: what a new worker starts from."""
+        return [(hi, lo, sid, expires) for (hi, lo), (sid, expires) in self.entries.items()]
+
+    def put(self, entries) -> None:
+        """Entries learned elsewhere (the supervisor's journal), with their expiry as given."""
+        c = self.counters
+        for hi, lo, service, expires in entries:
+            key = (hi, lo)
+            if key in self.entries:
+                c.refreshed += 1
+                self.entries.move_to_end(key)
+            else:
+                c.learned += 1
+                while len(self.entries) >= self.max_entries:
+                    self.entries.popitem(last=False)
+                    c.evicted += 1
+            self.entries[key] = (service, expires)
         self._version += 1
 
     def view(self, by_id: dict, now: float, force: bool = False) -> View:

@@ -61,11 +61,12 @@ def wait_for(port: int, name: str, value: float, timeout: float = 20) -> dict:
     raise AssertionError(f"{name} never reached {value}: {m}")
 
 
-def start(tmp_path: Path, *toml: str) -> tuple[Daemon, int, str]:
+def start(tmp_path: Path, *toml: str, workers: int = 1) -> tuple[Daemon, int, str]:
     sock = str(tmp_path / "dnstap.sock")
     cfg = tmp_path / "imflow.toml"
     cfg.write_text(f'[dns]\ndnstap = "unix:{sock}"\n' + "".join(f"{line}\n" for line in toml))
-    d = Daemon(tmp_path, tmp_path / "imflow.db", "--config", str(cfg), "--metrics", "127.0.0.1:0")
+    d = Daemon(tmp_path, tmp_path / "imflow.db", "--config", str(cfg), "--metrics", "127.0.0.1:0",
+               *(("--workers", str(workers)) if workers > 1 else ()))
     port = int(re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", d.text()).group(1))
     assert f"dnstap: listening on unix:{sock}" in d.text()
     return d, port, sock
@@ -101,8 +102,11 @@ def truth(flows: list[pg.FlowTruth], service_of: dict[str, str]) -> dict:
     return dict(out)
 
 
-def test_answers_classify_flows_until_their_ttl(tmp_path):
-    d, mport, sock = start(tmp_path, 'grace = "1s"')
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "workers-2"])
+def test_answers_classify_flows_until_their_ttl(tmp_path, workers):
+    """With --workers 2 the supervisor listens and the workers classify: the answers must reach
+    them (the pool's pipe to each worker)."""
+    d, mport, sock = start(tmp_path, 'grace = "1s"', workers=workers)
     server = ub.Unbound(tmp_path, sock, [r[:4] for r in RECORDS])
     try:
         for name, _, rtype, address, _ in RECORDS:
