@@ -23,6 +23,7 @@ import numpy as np
 
 from collector.netflow.batch import FlowBatch
 from collector.sflow import headers as H
+from collector.netflow.errors import DecodeError
 from collector.sflow.datagram import MAX_FRAME, UNKNOWN_IF, Datagram, _counter_sample
 from collector.sflow.decode import VERSION, VERSION_COLUMN, Agent, Source
 
@@ -41,7 +42,7 @@ def bulk(sf, items, idx: list[int], base: int, touched: set) -> list[int]:
         return idx
     datas = [items[i][0] for i in idx]
     lens = np.fromiter(map(len, datas), np.int64, n)
-    joined = b"".join(datas) + bytes(64)
+    joined = b"".join(datas) + bytes(H.MAX_HEADER + 64)  # reads past the end find zeros
     u8 = np.frombuffer(joined, np.uint8)
     top = len(u8) - 4
     off = np.zeros(n, np.int64)
@@ -130,6 +131,18 @@ def bulk(sf, items, idx: list[int], base: int, touched: set) -> list[int]:
         rp = np.where(act, rp + 8 + rl, rp)
     okf &= h_len > 0
     ok[fd[~okf]] = False
+    # counter samples (a few): read in Python now, so that a malformed one sends its datagram
+    # the other way before anything is applied
+    counters: dict[int, Datagram] = {}
+    csel = ok[d] & ((fmt == 2) | (fmt == 4))
+    for j, b, s, f in zip(d[csel].tolist(), body[csel].tolist(), stop[csel].tolist(), fmt[csel].tolist()):
+        dg = counters.get(j)
+        if dg is None:
+            dg = counters[j] = Datagram(b"", 0, 0, 0)
+        try:
+            _counter_sample(datas[j], b - int(off[j]), s - int(off[j]), f == 4, dg)
+        except DecodeError:
+            ok[j] = False
 
     # sessions, per datagram; from a session's first datagram left out, the rest of its go too
     sources = [items[i][1] for i in idx]
@@ -169,12 +182,8 @@ def bulk(sf, items, idx: list[int], base: int, touched: set) -> list[int]:
                                                                              h_frame, skipped))
     flows_per = np.bincount(fd, minlength=n)
     skipped_per = np.bincount(fd, weights=skipped, minlength=n).astype(np.int64)
-    csel = take[d] & ((fmt == 2) | (fmt == 4))
     other = take[d] & ~((fmt == 1) | (fmt == 2) | (fmt == 3) | (fmt == 4))
     skipped_per += np.bincount(d[other], minlength=n)
-    counters_at: dict[int, list] = {}
-    for j, b, s, f in zip(d[csel].tolist(), body[csel].tolist(), stop[csel].tolist(), fmt[csel].tolist()):
-        counters_at.setdefault(j, []).append((b - off[j], s - off[j], f == 4))
     table, stats, limits = sf.table, sf.stats, sf.limits
     sid_of = np.zeros(n, np.int64)
     override_of = np.zeros(n, np.int64)
@@ -195,9 +204,8 @@ def bulk(sf, items, idx: list[int], base: int, touched: set) -> list[int]:
         state.samples += nfl
         if nfl:
             sess.established = True
-        for b, s, expanded in counters_at.get(j, ()):
-            dg = Datagram(b"", 0, 0, 0)
-            _counter_sample(datas[j], b, s, expanded, dg)
+        dg = counters.get(j)
+        if dg is not None:
             for c in dg.counters:
                 if c.if_index in state.interfaces or len(state.interfaces) < limits.max_names_per_session:
                     state.interfaces[c.if_index] = c
@@ -238,7 +246,8 @@ def bulk(sf, items, idx: list[int], base: int, touched: set) -> list[int]:
     width = int(min(h_len.max(), H.MAX_HEADER))
     lengths = np.minimum(h_len, width)
     mat = np.zeros((m, width + 64), np.uint8)
-    mat[:, :width] = u8[np.minimum(h_at[:, None] + np.arange(width), len(u8) - 1)]
+    windows = np.lib.stride_tricks.sliding_window_view(u8, width)  # a view: row k = octets k..k+width
+    mat[:, :width] = windows[np.minimum(h_at, len(windows) - 1)]
     p = H.parse(mat, lengths, h_proto)
     good = p.status == H.OK
     out.src_addr[:] = p.src_addr

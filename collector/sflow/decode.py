@@ -158,7 +158,7 @@ class SflowDecoder:
         headers = [f.header for f in flows]
         protocols = [f.header_protocol for f in flows]
         frames = [f.frame_length for f in flows]
-        with_header = np.flatnonzero(np.array(protocols, np.int64))
+        with_header = np.flatnonzero(np.fromiter(map(bool, headers), bool, n))  # a raw header record came
         ok_rows = with_header
         if len(with_header):
             idx = with_header
@@ -181,7 +181,12 @@ class SflowDecoder:
         if len(ok_rows) < n:  # no usable header: the sampled_ipv4/6 record, if any
             done = set(ok_rows.tolist())
             for i, f in enumerate(flows):
-                if f.ip is None or i in done:
+                if i in done:
+                    continue
+                if f.ip is None:
+                    if not f.header:  # neither a raw header nor a sampled IPv4/IPv6 record
+                        sess = self.table.by_sid.get(int(out.session[i]))
+                        self.stats.notices[sess.stat_label if sess else "other", "sflow-no-header"] += 1
                     continue
                 length, proto, src, dst, sport, dport = f.ip
                 out.src_addr[i] = _addr(src)

@@ -8,10 +8,10 @@ batch sit in one zero-padded octet matrix (one row each) and every step below (E
 then TCP / UDP / SCTP ports or the ICMP type and code) is a NumPy operation over all rows,
 each row with its own offset. Rows of different layouts parse together; no Python per header.
 
-A header is untrusted: every read is bounded by the row's own length (the matrix is padded so
-a read past it finds zeros, and any field read past the length makes the row's result
-`truncated`), the number of tags and labels walked is bounded (`MAX_TAGS`, `MAX_LABELS`,
-`MAX_EXTENSIONS`), and nothing in a header can make the work per row grow.
+A header is untrusted: octets past a row's own length are zeroed first and the matrix is
+padded, so no read finds anything but the header; a field that would lie past the length makes
+the row `TRUNCATED`; the tags, labels and extension headers walked are bounded (`MAX_TAGS`,
+`MAX_LABELS`, `MAX_EXTENSIONS`), so nothing in a header can make the work per row grow.
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ def parse(mat: np.ndarray, lengths: np.ndarray, protocol: np.ndarray) -> Parsed:
     rows = np.arange(n)
     limit = width - 8  # reads at offsets past this are clamped (the row is truncated anyway)
     lengths = lengths.astype(np.int64)
+    # what lies past a row's length (padding, or the rest of a datagram) is never read as the
+    # header's: zeroed, in place
+    mat *= np.arange(width) < lengths[:, None]
     protocol = np.asarray(protocol, np.int64)
 
     def u8(pos):
@@ -127,7 +130,9 @@ def parse(mat: np.ndarray, lengths: np.ndarray, protocol: np.ndarray) -> Parsed:
     ip = v4 | v6
     l3 = np.where(ip, pos, -1)
     need = np.where(v4, pos + 20, np.where(v6, pos + 40, 0))
-    status = np.where(~ip, NOT_IP, np.where(need > lengths, TRUNCATED, OK)).astype(np.uint8)
+    # not IP: truncated when the header ends before the layer 3 protocol could be told
+    status = np.where(~ip, np.where(pos >= lengths, TRUNCATED, NOT_IP),
+                      np.where(need > lengths, TRUNCATED, OK)).astype(np.uint8)
     good = status == OK
 
     # addresses: 16 octets from where each starts, into the ADDR halves
@@ -135,11 +140,9 @@ def parse(mat: np.ndarray, lengths: np.ndarray, protocol: np.ndarray) -> Parsed:
     dst = np.zeros(n, ADDR)
     for col, off4, off6 in ((src, 12, 8), (dst, 16, 24)):
         start = np.where(v6, pos + off6, pos + off4)
-        octets = mat[rows[:, None], np.minimum(start, limit - 8)[:, None] + np.arange(16)]
-        b = octets.astype(np.uint64)
-        shifts = np.arange(56, -8, -8, dtype=np.uint64)
-        hi = (b[:, :8] << shifts).sum(axis=1, dtype=np.uint64)
-        lo = (b[:, 8:] << shifts).sum(axis=1, dtype=np.uint64)
+        octets = np.ascontiguousarray(mat[rows[:, None], np.minimum(start, limit - 8)[:, None] + np.arange(16)])
+        halves = octets.view(">u8").astype(np.uint64)  # (n, 2): the two big-endian halves
+        hi, lo = halves[:, 0], halves[:, 1]
         a4 = (hi >> np.uint64(32)) | V4_MAPPED  # the first four octets are the IPv4 address
         col["hi"] = np.where(v6 & good, hi, 0)
         col["lo"] = np.where(v6 & good, lo, np.where(v4 & good, a4, 0))

@@ -83,7 +83,8 @@ CASES = [
     ("unknown-protocol", 7, tcp("10.0.0.9", "192.0.2.9", 1, 2), (H.NOT_IP, "::", "::", 0, 0, 0, 0)),
     ("deeper-mpls-than-walked", H.ETHERNET, pg.ether_frame(mpls(H.MAX_LABELS + 1, tcp("10.0.0.1", "10.0.0.2", 1, 2)),
                                                            ethertype=0x8847), (H.NOT_IP, "::", "::", 0, 0, 0, 0)),
-    ("empty", H.ETHERNET, b"", (H.NOT_IP, "::", "::", 0, 0, 0, 0)),
+    ("empty", H.ETHERNET, b"", (H.TRUNCATED, "::", "::", 0, 0, 0, 0)),
+    ("cut-in-the-ethertype", H.ETHERNET, pg.ether_frame(ARP, ethertype=0x0806)[:13], (H.TRUNCATED, "::", "::", 0, 0, 0, 0)),
 ]
 
 
