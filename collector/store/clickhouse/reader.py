@@ -175,12 +175,20 @@ class ClickHouseReader:
             limit: int | None = 20, now: float | None = None, retention=None) -> list[dict]:
         by = tuple(by)
         interfaces = bool(set(by) & {"interface", "direction"})
-        allowed = (*(query.IF_DIMENSIONS if interfaces else sqlite_schema.DIMENSIONS), *query.TIME_BUCKETS)
-        if not by or len(set(by)) != len(by) or not set(by) <= set(allowed):
+        methods = "method" in by and not interfaces
+        dims = (query.IF_DIMENSIONS if interfaces else sqlite_schema.METHOD_DIMENSIONS if methods
+                else sqlite_schema.DIMENSIONS)
+        allowed = (*dims, *query.TIME_BUCKETS)
+        if not by or len(set(by)) != len(by) or not set(by) <= set(allowed):  # query.top's words
             raise ValueError(f"by: a non-empty list of distinct fields from {', '.join(allowed)}"
-                             + (" (interface and direction cannot be combined with host)" if interfaces else ""))
+                             + (" (interface and direction cannot be combined with host)" if interfaces else "")
+                             + (" (method cannot be combined with host)" if methods else "")
+                             + ("; or method with service, category, exporter" if not interfaces and not methods
+                                else ""))
         if interfaces and host is not None:
             raise ValueError("host: interface rollups are not kept per host; drop --host or --by interface")
+        if methods and host is not None:
+            raise ValueError("host: method rollups are not kept per host; drop --host or --by method")
         if limit is not None and limit < 1:
             raise ValueError("limit must be at least 1 (or None for all rows)")
 
@@ -191,6 +199,8 @@ class ClickHouseReader:
             res, table, width, _, _, where = rng
             if interfaces:
                 table = schema.IF_ROLLUPS[res]
+            elif methods:
+                table = schema.METHOD_ROLLUPS[res]
             for key in by:
                 if key in query.TIME_BUCKETS and query.TIME_BUCKETS[key] < width:
                     raise ValueError(f"by {key}: this range is answered from the {res} rollup (the finer "

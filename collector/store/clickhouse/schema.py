@@ -1,4 +1,4 @@
-"""imflow's ClickHouse schema (version 1): the same rollups as SQLite (collector/store/schema.py)
+"""imflow's ClickHouse schema (version 2): the same rollups as SQLite (collector/store/schema.py)
 and the flow audit log, as ClickHouse tables (docs/stores.md).
 
     table        engine             partition (retention drops whole ones)   order key
@@ -7,6 +7,7 @@ and the flow audit log, as ClickHouse tables (docs/stores.md).
     rollup_1d    SummingMergeTree   intDiv(bin, 31536000): 365 days           the same
     if_rollup_*  SummingMergeTree   as rollup_*                              (bin, exporter, if_index, direction, service, if_name)
     audit        MergeTree          intDiv(end_ms, 86400000): one UTC day     (end_ms, exporter, host)
+    method_rollup_*  SummingMergeTree  as rollup_* (version 2)                (bin, exporter, service, method)
     schema_version  MergeTree       -                                       version
 
 Columns are those of the SQLite tables, with ClickHouse types (bin UInt32, counters UInt64,
@@ -33,13 +34,15 @@ from __future__ import annotations
 
 from collector.store.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # name -> (bin width, partition width in seconds); the SQLite tables' names and widths
 ROLLUPS = {"minute": ("rollup_1m", 60, 86400), "hour": ("rollup_1h", 3600, 2592000),
            "day": ("rollup_1d", 86400, 31536000)}
 IF_ROLLUPS = {"minute": "if_rollup_1m", "hour": "if_rollup_1h", "day": "if_rollup_1d"}
 AUDIT = "audit"
+METHOD_ROLLUPS = {"minute": "method_rollup_1m", "hour": "method_rollup_1h", "day": "method_rollup_1d"}
+METHOD_COLUMNS = ("bin", "exporter", "service", "method", "category", "bytes", "packets", "flows")
 AUDIT_PARTITION_MS = 86_400_000
 
 ROLLUP_COLUMNS = ("bin", "exporter", "service", "host", "category", "bytes", "packets", "flows", "violation")
@@ -61,15 +64,20 @@ _AUDIT_DDL = ("(start_ms UInt64, end_ms UInt64, exporter String, host String, pe
               " bytes UInt64, packets UInt64, in_if UInt32, out_if UInt32, direction String)"
               f" ENGINE = MergeTree() PARTITION BY intDiv(end_ms, {AUDIT_PARTITION_MS})"
               " ORDER BY (end_ms, exporter, host)")
+_METHOD_DDL = ("(bin UInt32, exporter String, service String, method String, category String,"
+               " bytes UInt64, packets UInt64, flows UInt64) ENGINE = SummingMergeTree((bytes, packets, flows))"
+               " PARTITION BY intDiv(bin, {part}) ORDER BY (bin, exporter, service, method)")
 _VERSION_DDL = "(version UInt32, applied DateTime, imflow String) ENGINE = MergeTree() ORDER BY version"
 
 
-def tables() -> dict[str, str]:
-    """Every data table -> its column list and engine (the part after the name)."""
+def tables(version: int = SCHEMA_VERSION) -> dict[str, str]:
+    """Every data table of a schema version -> its column list and engine (after the name)."""
     out = {}
     for res, (name, _, part) in ROLLUPS.items():
         out[name] = _ROLLUP_DDL.format(part=part)
         out[IF_ROLLUPS[res]] = _IF_DDL.format(part=part)
+        if version >= 2:
+            out[METHOD_ROLLUPS[res]] = _METHOD_DDL.format(part=part)
     out[AUDIT] = _AUDIT_DDL
     return out
 
@@ -93,11 +101,11 @@ class Names:
 
 
 # MIGRATIONS[n](names): the statements that take a database from version n-1 to n. Every one
-# is idempotent (IF NOT EXISTS), so `ensure` may run them again to recreate a dropped table.
-def _v1(names: Names) -> list[str]:
-    stmts = [f"CREATE DATABASE IF NOT EXISTS {names.database}",
-             f"CREATE TABLE IF NOT EXISTS {names.version_table} {_VERSION_DDL}"]
-    for table, ddl in tables().items():
+# is idempotent (IF NOT EXISTS), so the writer runs them all at each check, which also creates
+# a dropped table again.
+def _create(names: Names, wanted: dict[str, str]) -> list[str]:
+    stmts = []
+    for table, ddl in wanted.items():
         stmts.append(f"CREATE TABLE IF NOT EXISTS {names.local(table)} {ddl}")
         if names.cluster:
             stmts.append(f"CREATE TABLE IF NOT EXISTS {names.read(table)} AS {names.local(table)}"
@@ -105,7 +113,17 @@ def _v1(names: Names) -> list[str]:
     return stmts
 
 
-MIGRATIONS = {1: _v1}
+def _v1(names: Names) -> list[str]:
+    return [f"CREATE DATABASE IF NOT EXISTS {names.database}",
+            f"CREATE TABLE IF NOT EXISTS {names.version_table} {_VERSION_DDL}",
+            *_create(names, tables(1))]
+
+
+def _v2(names: Names) -> list[str]:  # how each flow was classified, per service (method rollups)
+    return _create(names, {t: ddl for t, ddl in tables(2).items() if t in METHOD_ROLLUPS.values()})
+
+
+MIGRATIONS = {1: _v1, 2: _v2}
 assert max(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -65,6 +65,8 @@ class _Batch:
                 return schema.ROLLUP_COLUMNS, _rollup_rows(self.rows, width)
             if table == schema.IF_ROLLUPS[res]:
                 return schema.IF_COLUMNS, _if_rows(self.if_rows, width)
+            if table == schema.METHOD_ROLLUPS[res]:
+                return schema.METHOD_COLUMNS, _method_rows(self.rows, width)
         raise KeyError(table)
 
 
@@ -82,6 +84,11 @@ def _rollup_rows(rows: list[BinRow], width: int) -> list[tuple]:
     # not merged here: SummingMergeTree adds rows of one key when it merges, and every query sums
     return [(r.bin - r.bin % width, r.exporter, r.service, r.host, r.category, r.bytes, r.packets, r.flows,
              1 if r.violation else 0) for r in rows]
+
+
+def _method_rows(rows: list[BinRow], width: int) -> list[tuple]:
+    return [(r.bin - r.bin % width, r.exporter, r.service, r.method, r.category, r.bytes, r.packets, r.flows)
+            for r in rows if getattr(r, "method", "")]
 
 
 def _if_rows(rows: list[IfRow], width: int) -> list[tuple]:
@@ -175,6 +182,8 @@ class ClickHouseStore:
             for res, (table, _, _) in schema.ROLLUPS.items():
                 if rows:
                     batch.todo.append(table)
+                    if any(getattr(r, "method", "") for r in rows):
+                        batch.todo.append(schema.METHOD_ROLLUPS[res])
                 if if_rows:
                     batch.todo.append(schema.IF_ROLLUPS[res])
             if audit_rows:
@@ -246,7 +255,7 @@ class ClickHouseStore:
             deleted[res] = 0
             if math.isinf(horizon):
                 continue
-            for name in (table, schema.IF_ROLLUPS[res]):
+            for name in (table, schema.IF_ROLLUPS[res], schema.METHOD_ROLLUPS[res]):
                 deleted[res] += await self._drop(
                     name, lambda parts, part=part, horizon=horizon: schema.partitions_before(parts, part, horizon))
         self.audit_pruned = await self._drop(schema.AUDIT, lambda parts: self._audit_drops(parts, now))

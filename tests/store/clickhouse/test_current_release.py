@@ -82,7 +82,8 @@ def traffic(seed: int):
     hosts = ["10.0.0.1", "10.0.0.2", "192.168.1.9", "fd00::5", ""]
     rows = [BinRow(T0 + rnd.randrange(0, 7200, 60), rnd.choice(["192.0.2.1", "2001:db8::1"]),
                    rnd.choice(["msn", "bittorrent", "sip", "other"]), "im", rnd.choice(hosts),
-                   rnd.randrange(1, 10**6), rnd.randrange(1, 1000), rnd.randrange(1, 10), rnd.random() < 0.1)
+                   rnd.randrange(1, 10**6), rnd.randrange(1, 1000), rnd.randrange(1, 10), rnd.random() < 0.1,
+                   rnd.choice(["port", "prefix", "dns", ""]))
             for _ in range(400)]
     if_rows = [IfRow(T0 + rnd.randrange(0, 7200, 60), "192.0.2.1", rnd.randrange(1, 4), rnd.choice(["", "Gi0/1"]),
                      rnd.choice(["in", "out"]), rnd.choice(["msn", "sip"]), "im", rnd.randrange(1, 10**5), 3, 1)
@@ -113,7 +114,8 @@ def test_current_release_gives_the_sqlite_answers(tmp_path, chdb):
     sq, ch = SqliteReader(str(tmp_path / "x.db")), ClickHouseReader(["http://chdb"], database="imflow")
     for kw in ({"by": ("service",)}, {"by": ("host", "service"), "limit": 5}, {"by": ("minute",), "limit": 3},
                {"by": ("hour", "service"), "limit": 2}, {"by": ("exporter",), "host": ["10.0.0.0/8", "fd00::/8"]},
-               {"by": ("interface", "direction")}, {"by": ("category", "host"), "service": ["msn"], "limit": None}):
+               {"by": ("interface", "direction")}, {"by": ("service", "method"), "limit": None},
+               {"by": ("method",), "exporter": ["2001:db8::1"]}, {"by": ("category", "host"), "service": ["msn"], "limit": None}):
         assert ch.top(T0, T0 + 7200, now=NOW, **kw) == sq.top(T0, T0 + 7200, now=NOW, **kw), kw
     assert ch.usage(T0, None, now=NOW) == sq.usage(T0, None, now=NOW)
     assert ch.usage(T0, None, now=NOW, violations_only=True) == sq.usage(T0, None, now=NOW, violations_only=True)

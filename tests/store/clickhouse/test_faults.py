@@ -172,3 +172,27 @@ def test_prune_drops_whole_partitions_past_retention(pair, database):
     assert total(node, database, "rollup_1h") == sum(1000 + d for d in days)
     assert audit_pruned == 7  # days 0-6 end before day 7, 01:00
     assert total(node, database, "audit") == sum(2000 + d for d in range(7, 11))
+
+
+def test_version_1_is_migrated_to_2(pair, database):
+    """A database a version-1 imflow made (no method rollups) gets them at the next start, and
+    the version table records both versions."""
+    from collector.store.clickhouse import schema
+
+    node = pair[0]
+    names = schema.Names(database)
+    for stmt in schema.MIGRATIONS[1](names):
+        node.query(stmt)
+    node.query(f"INSERT INTO {names.version_table} VALUES (1, now(), 'v1')")
+    assert "method_rollup_1m" not in node.query(f"SHOW TABLES FROM {database}")
+    written = [r._replace(method="port") for r in rows(50, 9)]
+
+    async def run():
+        s = store(node, database)
+        await s.start()
+        await s.write(written)
+        await s.stop()
+
+    asyncio.run(run())
+    assert node.query(f"SELECT version FROM {names.version_table} ORDER BY version").split() == ["1", "2"]
+    assert total(node, database, "method_rollup_1h") == sum(r.bytes for r in written)
