@@ -38,6 +38,7 @@ class Table:
     rows: list[dict]
     note: str = ""
     total: bool = False  # a total line for bytes/packets/flows
+    more: tuple[str, str] | None = None  # (path, label): the page with every row
 
 
 @dataclass
@@ -179,10 +180,10 @@ async def overview(site: Site, sel: Selection, deadline: float) -> Page:
                                         "Bytes by service"), ""))
     page.blocks.append(Table("services", f"Top {OVERVIEW_ROWS} services",
                              [Column("service", "Service", "service"), Column("category", "Category", "category"),
-                              *COUNTER_COLUMNS], services, note="all services: the Services page"))
+                              *COUNTER_COLUMNS], services, more=("/services", "all services")))
     page.blocks.append(Table("hosts", f"Top {OVERVIEW_ROWS} internal hosts",
                              [Column("host", "Host", "host"), *COUNTER_COLUMNS], hosts,
-                             note="all hosts: the Hosts page"))
+                             more=("/hosts", "all hosts")))
     return page
 
 

@@ -208,6 +208,8 @@ def table_html(t: Table, path: str, sel: Selection) -> str:
     dl = (f'<span class="dl">download <a href="{href(path, sel, table=t.id, format="csv")}">CSV</a> · '
           f'<a href="{href(path, sel, table=t.id, format="json")}">JSON</a></span>')
     note = f'<p class="note">{_e(t.note)}</p>' if t.note else ""
+    if t.more:
+        note += f'<p class="note"><a href="{link(t.more[0], sel)}">{_e(t.more[1])} →</a></p>'
     return (f'<section><h2 id="h-{_e(t.id)}">{_e(t.caption)} {dl}</h2><div class="scroll">'
             f'<table id="{_e(t.id)}"><caption class="sr">{_e(t.caption)}</caption><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody>{foot}</table></div>{note}</section>')
