@@ -126,7 +126,7 @@ class App:
                 host, port = parse_endpoint(self.cfg.get("metrics.listen"))
                 self.metrics_address = self.metrics.serve(host, port)
             if self.cfg.get("web.listen") and not self.role.reuse_port:  # workers leave it to the supervisor
-                self.web = build_web(self.cfg, self.poller)
+                self.web = build_web(self.cfg, self.poller, live=lambda: (self.catalogue, self.policy))
                 await self.web.start()
         except OSError:
             self.intake.close()

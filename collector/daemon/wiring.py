@@ -67,9 +67,11 @@ def build_targets(cfg: C.Config) -> list[snmp.Target]:
     return snmp.targets_of(cfg["snmp"])
 
 
-def build_web(cfg: C.Config, poller=None):
-    """The web page for `[web] listen` (collector.web), with link speeds from the SNMP poller."""
-    return web.WebServer(web.site_of(cfg, speeds=web.speeds_of(poller)), cfg.get("web.listen"), web.auth_of(cfg))
+def build_web(cfg: C.Config, poller=None, live=None):
+    """The web page for `[web] listen` (collector.web), with link speeds from the SNMP poller;
+    `live`: () -> the catalogue and policy in force (after a reload too)."""
+    return web.WebServer(web.site_of(cfg, speeds=web.speeds_of(poller), live=live), cfg.get("web.listen"),
+                         web.auth_of(cfg))
 
 
 def check(cfg: C.Config) -> None:

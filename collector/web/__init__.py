@@ -33,8 +33,9 @@ def auth_of(cfg):
     return BasicAuth(user, hashed) if user else None
 
 
-def site_of(cfg, db: str | None = None, speeds=None) -> Site:
-    """The pages' context for this configuration: its reader, catalogue, policy and limits."""
+def site_of(cfg, db: str | None = None, speeds=None, live=None) -> Site:
+    """The pages' context for this configuration: its reader, catalogue, policy and limits;
+    `live` (the daemon's): () -> the catalogue and policy in force now."""
     from collector.daemon import wiring
     from collector.store.reader import open_reader
 
@@ -46,11 +47,12 @@ def site_of(cfg, db: str | None = None, speeds=None) -> Site:
         from collector import report as rep
         from collector.cli.commands import _host_names
 
-        data = rep.build(reader, start, end, catalogue, policy, _host_names(cfg),
+        data = rep.build(reader, start, end, site.catalogue, site.policy, _host_names(cfg),
                          app_id_services=frozenset(cfg.get("classify.app_ids").values()))
         return {"html": rep.render_html, "csv": rep.render_csv, "json": rep.render_json}[fmt](data)
 
-    return Site(reader, catalogue, policy, Limits.from_config(cfg), speeds=speeds, report=report)
+    site = Site(reader, catalogue, policy, Limits.from_config(cfg), speeds=speeds, report=report, live=live)
+    return site
 
 
 def speeds_of(poller):

@@ -55,6 +55,7 @@ async def _close(app: web.Application) -> None:
 def _guard(auth: BasicAuth | None):
     @web.middleware
     async def guard(request: web.Request, handler):
+        request.app[SITE].refresh()
         if auth is not None and not auth.check(request.headers.get("Authorization")):
             resp = web.Response(status=401, text=render.error_html(401, "This page needs a user name and password."),
                                 content_type="text/html", headers={"WWW-Authenticate": 'Basic realm="imflow", charset="UTF-8"'})

@@ -41,10 +41,17 @@ class Site:
     # (start, end, fmt) -> the audit report as text ("html", "csv", "json"); None: no report page
     report: Callable[[float | None, float | None, str], str] | None = None
     clock: Callable[[], float] = time.time
+    # in the daemon: () -> (catalogue, policy) in force now, so a reload (SIGHUP) reaches the page
+    live: Callable[[], tuple[Any, Any]] | None = None
 
     def __post_init__(self):
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
+
+    def refresh(self) -> None:
+        """Take the daemon's catalogue and policy of now (called once per request)."""
+        if self.live is not None:
+            self.catalogue, self.policy = self.live()
 
     @property
     def categories(self) -> tuple[str, ...]:

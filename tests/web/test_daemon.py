@@ -55,6 +55,20 @@ def test_daemon_serves_the_page(tmp_path):
         assert [(r["service"], r["bytes"], r["flows"]) for r in rows] == [("bittorrent", want, 5)]
         with urllib.request.urlopen(f"http://127.0.0.1:{web}/?since=1h", timeout=10) as r:
             assert r.status == 200 and re.search(r"imflow", r.read().decode())
+        # a policy reloaded with SIGHUP reaches the page: BitTorrent blocked, its user listed
+        violations = f"http://127.0.0.1:{web}/violations?since=1h&table=violations&format=json"
+        with urllib.request.urlopen(violations, timeout=10) as r:
+            assert json.loads(r.read()) == []  # the default policy monitors everything
+        cfg.write_text(cfg.read_text() + '[policy]\ncategories = { p2p = "block" }\n')
+        proc.send_signal(signal.SIGHUP)
+        for _ in range(40):
+            time.sleep(0.5)
+            with urllib.request.urlopen(violations, timeout=10) as r:
+                rows = json.loads(r.read())
+            if rows:
+                break
+        assert [(r["host"], r["service"], r["bytes"], r["policy"]) for r in rows] == \
+            [("10.5.5.5", "bittorrent", want, "block")]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
