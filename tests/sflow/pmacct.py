@@ -1,6 +1,6 @@
 """Run pmacct's `pmacctd` as a real sFlow v5 agent: its `sfprobe` plugin reads a pcap the test
 wrote and exports a flow sample (raw packet header) for each sampled packet. Facts of Debian's
-pmacct 1.7.7 (docs in tests/sflow/README.md): it runs in the foreground with `daemonize:
+pmacct 1.7.7: it runs in the foreground with `daemonize:
 false`, sleeps 2 s after the end of the file, sends from a new ephemeral port each run, puts
 the agent address it is told into the datagrams, and reports frame_length as the frame on the
 wire plus 4 (the FCS, as the sFlow spec says the frame length counts it)."""
