@@ -112,12 +112,21 @@ def test_current_release_gives_the_sqlite_answers(tmp_path, chdb):
 
     asyncio.run(write())
     sq, ch = SqliteReader(str(tmp_path / "x.db")), ClickHouseReader(["http://chdb"], database="imflow")
+
+    def key(rows):
+        return sorted(json.dumps(r, sort_keys=True) for r in rows)
+
     for kw in ({"by": ("service",)}, {"by": ("host", "service"), "limit": 5}, {"by": ("minute",), "limit": 3},
                {"by": ("hour", "service"), "limit": 2}, {"by": ("exporter",), "host": ["10.0.0.0/8", "fd00::/8"]},
                {"by": ("interface", "direction")}, {"by": ("service", "method"), "limit": None},
                {"by": ("method",), "exporter": ["2001:db8::1"]}, {"by": ("category", "host"), "service": ["msn"], "limit": None}):
         assert ch.top(T0, T0 + 7200, now=NOW, **kw) == sq.top(T0, T0 + 7200, now=NOW, **kw), kw
     assert ch.usage(T0, None, now=NOW) == sq.usage(T0, None, now=NOW)
+    hostile = ["msn' OR 1=1 --", "a\\'b\n\x00c", "sip"]  # filters are data, never SQL
+    for kw in ({"service": hostile}, {"exporter": hostile}, {"category": ["im')--"]}):
+        assert ch.top(T0, None, now=NOW, by=("service",), **kw) == sq.top(T0, None, now=NOW, by=("service",), **kw)
+    assert ch.flows(None, None, service=hostile, limit=None) and \
+        key(ch.flows(None, None, service=hostile, limit=None)) == key(sq.flows(None, None, service=hostile, limit=None))
     assert ch.usage(T0, None, now=NOW, violations_only=True) == sq.usage(T0, None, now=NOW, violations_only=True)
     assert ch.time_range() == sq.time_range()
     assert ch.stored_services() == sq.stored_services()
@@ -125,9 +134,6 @@ def test_current_release_gives_the_sqlite_answers(tmp_path, chdb):
     assert ch.report_rows(T0, None, NOW)[:2] == sq.report_rows(T0, None, NOW)[:2]
     assert sorted(ch.report_rows(T0, None, NOW)[2]) == sorted(sq.report_rows(T0, None, NOW)[2])
     assert ch.report_rows(T0, None, NOW)[3] == sq.report_rows(T0, None, NOW)[3]
-
-    def key(rows):
-        return sorted(json.dumps(r, sort_keys=True) for r in rows)
 
     assert key(ch.flows(None, None, limit=None)) == key(sq.flows(None, None, limit=None))
     for kw in ({"by": ("peer-net",)}, {"by": ("service", "proto")}, {"by": ("host",), "limit": 2},
