@@ -1,8 +1,8 @@
 """ClickHouseStore: the daemon's writer when `[store] backend = "clickhouse"` (docs/stores.md).
 The same interface as the SQLite `Store`: start / write / prune / stop.
 
-Each flush's rows become one batch: one INSERT per table (the three rollups, the three interface
-rollups, the audit log), into the local tables of the node in use. A batch that cannot be
+Each flush's rows become one batch: one INSERT per table (the three rollups, interface rollups
+and method rollups, the audit log), into the local tables of the node in use. A batch that cannot be
 written (the server down, slow past `timeout`, a table dropped) stays in an in-memory queue, in
 order, and the next flush writes the queue first; a table inserted already is not inserted
 again, so a batch is never added twice (except in one case: a request that timed out after the
