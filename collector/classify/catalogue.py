@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from collector.netflow.fields import NAME_ENGINE
 from collector.text import text_problem
 
 CATEGORIES = ("other", "im", "p2p", "voip", "collab")
@@ -118,11 +119,15 @@ class Catalogue:
     by_id: dict[str, Service] = field(init=False, repr=False)
     categories: tuple[str, ...] = CATEGORIES
     by_app_name: dict[str, Service] = field(init=False, repr=False)  # IE 96 names, lower case
+    domains: Any = field(init=False, repr=False, compare=False)  # classify.domains.DomainMatcher
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_id", {s.id: s for s in self.services})
         # app names are unique across services (_check_app_names): one dict answers each name
         object.__setattr__(self, "by_app_name", {n: s for s in self.services for n in s.app_names})
+        from collector.classify.domains import DomainMatcher  # it imports this module
+
+        object.__setattr__(self, "domains", DomainMatcher(self.services))
 
     def __len__(self) -> int:
         return len(self.services)
@@ -141,6 +146,9 @@ class Catalogue:
         out = {}
         for app_id, name in names.items():
             service = self.service_for_app_name(name)
+            if service is None and app_id >> 56 == NAME_ENGINE:  # a server name (TLS SNI, HTTP Host)
+                index = self.domains.match(name)
+                service = self.services[index] if index else None
             if service is not None:
                 out[app_id] = service.id
         return out

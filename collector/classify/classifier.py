@@ -216,7 +216,9 @@ class Classifier:
                 if self._learned and session is not None:
                     self._apply_learned(app_id, np.asarray(session), rows, service)
                 _apply(self._app_keys, self._app_values, app_id[rows], rows, service)
-                method[rows[service[rows] != before]] = M_APP
+                changed = rows[service[rows] != before]
+                # engine 0: a server name the exporter sent (netflow.fields.NAME_ENGINE), else an id
+                method[changed] = np.where((app_id[changed] >> np.uint64(56)) == 0, M_NAME, M_APP)
 
         # Host: the internal side; if both are, the client side.
         client_is_src = np.where(side_known, ~service_is_src, src_port >= dst_port)

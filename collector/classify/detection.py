@@ -79,6 +79,8 @@ def install_methods(service: Service, install: Install) -> list[str]:
         out.append("asn")
     if service.domains and install.dnstap:
         out.append("dns")
+    if service.domains:  # when an exporter sends server names (TLS SNI, HTTP Host)
+        out.append("name")
     if service.app_names or service.id in install.app_id_services:
         out.append("app-id")
     return out

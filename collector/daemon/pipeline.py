@@ -58,6 +58,8 @@ class Pipeline:
         self.aggregator = Aggregator([], [], max_open_bins=cfg.get("limits.max_open_bins"))
         self.aggregator.audit = self.audit
         self.apply(Classification.from_config(cfg), cfg.get("exporters.sampling"))
+        # server names exporters send are kept only when a catalogue domain pattern matches them
+        self.decoder.name_filter = lambda name: self.catalogue.domains.match(name) != 0
         self.internal_failures = 0  # batches lost to a fault in process()
         self._internal_logged = float("-inf")
 

@@ -56,6 +56,7 @@ class Decoder:
                  bulk: bool = True, columns: Iterable[str] | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.limits = limits or Limits()
+        self.name_filter = None  # server names kept only when it says so (the pipeline: catalogue domains)
         self.bulk = bulk  # False: every datagram takes the per-datagram path (the reference)
         self.stats = DecodeStats(max_exporters=self.limits.max_stats_exporters)
         self.table = SessionTable(self.limits, self.stats, dict(sampling or {}))
@@ -277,6 +278,7 @@ class Decoder:
         # Pass 1: check the whole message and locate records; nothing is applied yet.
         new: dict[int, Template | Refused | None] | None = None
         chunks, held, options = [], [], []
+        names: dict[int, str] = {}  # server names the records carry (templates.server_name_id)
         records = skipped = 0
         try:
             for sid, start, stop in split_sets(data, hl, end):
@@ -298,7 +300,7 @@ class Decoder:
                             if n:
                                 chunks.append((t, data[start:start + n * size], n, records))
                         else:
-                            buf, n = t.normalise(data, start, stop)
+                            buf, n = t.normalise(data, start, stop, names)
                             if n:
                                 chunks.append((t, buf, n, records))
                         records += n
@@ -340,6 +342,8 @@ class Decoder:
             sess.options_applied(t.tid, data[start:stop], len(recs), changed)
         if skipped:
             self.stats.notices[sess.stat_label, "refused-template-data"] += skipped
+        if names:
+            self._names(sess, names)
         if chunks:
             sess.established = True
             groups = self.located.groups
@@ -352,6 +356,15 @@ class Decoder:
             records += 1  # held sets of one datagram keep their order
         if new and sess.pending:
             self._replay(sess, [tid for tid, t in new.items() if type(t) is Template])
+
+    def _names(self, sess: Session, names: dict[int, str]) -> None:
+        """Server names the exporter sent (TLS SNI, HTTP Host) -> the session's application names,
+        keyed by their id in the app_id column, under the same ceilings. `name_filter` (set by
+        the pipeline: does a catalogue domain pattern match?) keeps every other name out."""
+        keep = self.name_filter
+        for ident, text in names.items():
+            if sess.app_names.get(ident) != text and (keep is None or keep(text)):
+                self.table.put_name(sess, sess.app_names, ident, text)
 
     def _refresh(self, sess: Session | None, data: bytes, start: int, stop: int, sid: int) -> bool:
         """Whether a template set only repeats templates the session holds (the bulk path's
@@ -375,7 +388,10 @@ class Decoder:
                     n = len(p.data) // t.record_len
                     buf = p.data[:n * t.record_len]
                 else:
-                    buf, n = t.normalise(p.data, 0, len(p.data))
+                    names: dict[int, str] = {}
+                    buf, n = t.normalise(p.data, 0, len(p.data), names)
+                    if names:
+                        self._names(sess, names)
             except DecodeError as exc:  # the set was held, its datagram already counted
                 self.stats.errors[sess.stat_label, "held-" + exc.reason] += 1
                 continue

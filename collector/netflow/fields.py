@@ -103,6 +103,17 @@ _INTEGERS = (octetDeltaCount, packetDeltaCount, postOctetDeltaCount, postPacketD
 READ_WIDTH: dict[int, int] = {**{k: 8 for k in _INTEGERS}, sourceIPv4Address: 4, destinationIPv4Address: 4,
                               sourceIPv6Address: 16, destinationIPv6Address: 16, applicationId: VARLEN,
                               dataLinkFrameSection: VARLEN, ipHeaderPacketSection: VARLEN}
+# The server name an exporter saw (TLS SNI, HTTP Host), by exporter (docs/classification.md):
+# element key -> octets before the name in its value. Checked with tshark, which names the ntop and
+# Cisco ones; ipfixprobe's from its field list. A template with one of them takes the slow path.
+SERVER_NAMES = {
+    key(188, 35632): 0,  # ntop nProbe SSL_SERVER_NAME (TLS SNI)
+    key(187, 35632): 0,  # ntop nProbe HTTP_HOST
+    key(808, 8057): 0,  # CESNET ipfixprobe TLS_SNI
+    key(1, 39499): 0,  # CESNET ipfixprobe HTTP_DOMAIN (Flowmon's PEN)
+    key(12235, 9): 6,  # Cisco AVC "application http host": 4 octets application, 2 sub-application, the host
+}
+NAME_ENGINE = 0  # server names ride in the app_id column as engine 0 (RFC 6759: no real engine) | a hash
 # a data template carries a flow when it has one of these (an address of its width, or a counter)
 FLOW_ADDRESSES = {sourceIPv4Address: 4, destinationIPv4Address: 4, sourceIPv6Address: 16, destinationIPv6Address: 16}
 FLOW_COUNTERS = frozenset((octetDeltaCount, packetDeltaCount, postOctetDeltaCount, postPacketDeltaCount, 85, 86,

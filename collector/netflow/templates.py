@@ -16,6 +16,8 @@ fields the decoder reads of a length it can read, and for data templates a flow 
 
 from __future__ import annotations
 
+import hashlib
+import re
 import struct
 from dataclasses import dataclass, field
 
@@ -58,7 +60,8 @@ class Template:
     octets: int = field(init=False, repr=False)  # the definition's size on the wire (for ceilings)
 
     def __post_init__(self) -> None:
-        var = any(length == F.VARLEN for _, length in self.fields)
+        # server names are walked in Python too: their id is computed from the text (server_name_id)
+        var = any(length == F.VARLEN or k in F.SERVER_NAMES for k, length in self.fields)
         # octets per record; 0 for templates with variable-length fields (hot path reads this)
         self.record_len = 0 if var else sum(length for _, length in self.fields)
         self.min_record_len = sum(1 if length == F.VARLEN else length for _, length in self.fields)
@@ -107,8 +110,9 @@ class Template:
             records.append(values)
         return records
 
-    def normalise(self, buf: bytes, start: int, end: int) -> tuple[bytes, int]:
-        """Variable-length records -> (fixed-layout bytes for `compiled().dtype`, count)."""
+    def normalise(self, buf: bytes, start: int, end: int, names: dict | None = None) -> tuple[bytes, int]:
+        """Variable-length records -> (fixed-layout bytes for `compiled().dtype`, count). Server
+        names (`fields.SERVER_NAMES`) become their id in the app_id column; `names` gets id -> text."""
         keep = self.compiled().keep
         out = []
         records = self.split_records(buf, start, end)
@@ -119,6 +123,11 @@ class Template:
                     out.append(value)
                 elif how == 2:
                     out.append(struct.pack(">Q", app_id_int(value)))
+                elif how == 4:
+                    ident, text = server_name_id(value, F.SERVER_NAMES[self.fields[i][0]])
+                    out.append(struct.pack(">Q", ident))
+                    if ident and names is not None:
+                        names[ident] = text
                 elif how == 3:  # a packet section: its length, then its first SECTION_WIDTH octets
                     value = value[:SECTION_WIDTH]
                     out.append(struct.pack(">H", len(value)) + value + bytes(SECTION_WIDTH - len(value)))
@@ -183,6 +192,21 @@ def app_id_int(octets: bytes) -> int:
     return (octets[0] << 56) | selector
 
 
+_NAME = re.compile(rb"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
+
+
+def server_name_id(octets: bytes, skip: int = 0) -> tuple[int, str]:
+    """A server name as an exporter sent it (TLS SNI, HTTP Host) -> (NAME_ENGINE << 56 | a 56-bit
+    hash of the name, the name), lower case, without a port or a final dot; (0, "") for anything
+    that is not a DNS name of at most 253 octets (a hostile name never reaches a table)."""
+    raw = octets[skip:].split(b"\0", 1)[0].strip().lower()
+    raw = raw.split(b":", 1)[0].rstrip(b".")
+    if not raw or len(raw) > 253 or not _NAME.fullmatch(raw):
+        return 0, ""
+    digest = int.from_bytes(hashlib.blake2b(raw, digest_size=7).digest(), "big") or 1
+    return (F.NAME_ENGINE << 56) | digest, raw.decode("ascii")
+
+
 def app_id_text(value: int) -> str:
     return f"{value >> 56}:{value & ((1 << 56) - 1)}"
 
@@ -202,10 +226,14 @@ class Compiled:
         # the first packet section: (element, variable-length) (RFC 7133 §5)
         self.section: tuple[int, bool] | None = None
         offset = 0
+        has_app = any(k == F.applicationId for k, _ in t.fields)  # an application id wins over a name
         for i, (k, length) in enumerate(t.fields):
             if k in F.PACKET_SECTIONS and self.section is None and length:
                 self.section = (k, length == F.VARLEN)
-            if length == F.VARLEN:
+            if k in F.SERVER_NAMES and not has_app and F.applicationId not in self.name:
+                self.keep.append(4)  # 4: a server name -> its id, 8 octets, read as applicationId
+                k, length = F.applicationId, 8
+            elif length == F.VARLEN:
                 if k == F.applicationId and k not in self.name:
                     self.keep.append(2)
                     length = 8
