@@ -105,7 +105,7 @@ def layout(title: str, path: str, sel: Selection | None, body: str, categories=(
 
 
 def period_form(path: str, sel: Selection, categories) -> str:
-    custom = bool(sel.start_text or sel.end_text)
+    custom = bool(sel.start_text)
     since = ('<option value="" selected>from/to</option>' if custom else "") + "".join(
         f'<option{" selected" if s == sel.since and not custom else ""}>{_e(s)}</option>' for s in SINCE_CHOICES)
     if sel.since not in SINCE_CHOICES and not custom:

@@ -13,7 +13,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, replace
 
-from collector.config import format_duration, parse_duration
+from collector.config import parse_duration
 
 SINCE_CHOICES = ("15m", "1h", "6h", "24h", "7d", "30d", "90d", "all")
 DEFAULT_SINCE = "24h"
@@ -43,11 +43,12 @@ class Selection:
         """The URL query of this selection (with `changes`), defaults left out: '?since=7d&…'."""
         sel = replace(self, **changes) if changes else self
         pairs: list[tuple[str, str]] = []
-        if sel.start_text or sel.end_text:
-            pairs += [("from", sel.start_text)] if sel.start_text else []
-            pairs += [("to", sel.end_text)] if sel.end_text else []
-        elif sel.since != DEFAULT_SINCE:
+        if sel.start_text:
+            pairs.append(("from", sel.start_text))
+        elif sel.since != DEFAULT_SINCE:  # `since` before `to`, or before now
             pairs.append(("since", sel.since))
+        if sel.end_text:
+            pairs.append(("to", sel.end_text))
         for name in FILTERS:
             pairs += [(name, v) for v in getattr(sel, name)]
         if sel.recorded:
@@ -55,9 +56,11 @@ class Selection:
         return "?" + urllib.parse.urlencode(pairs) if pairs else ""
 
     def describe(self) -> str:
-        if self.start_text or self.end_text:
-            return f"{self.start_text or 'first data'} – {self.end_text or 'now'} (UTC)"
-        return "all stored data" if self.since == "all" else f"the last {self.since}"
+        if self.start_text:
+            return f"{self.start_text} – {self.end_text or 'now'} (UTC)"
+        if self.since == "all":
+            return "all stored data" + (f" up to {self.end_text} (UTC)" if self.end_text else "")
+        return f"the {self.since} before {self.end_text} (UTC)" if self.end_text else f"the last {self.since}"
 
 
 def parse_time(text: str) -> float:
@@ -90,7 +93,8 @@ def parse(query, categories: tuple[str, ...], now: float | None = None) -> Selec
     end = None
     try:
         end = parse_time(end_text) if end_text else None
-        if start_text:
+        if start_text:  # a start date: `since` plays no part (nor reaches links)
+            since = DEFAULT_SINCE
             start = parse_time(start_text)
         elif since == "all":
             start = None
@@ -98,7 +102,6 @@ def parse(query, categories: tuple[str, ...], now: float | None = None) -> Selec
             seconds = parse_duration(since)
             if seconds <= 0:
                 raise ValueError(f"{since!r}: must be more than 0")
-            since = format_duration(seconds)
             start = (end or now) - seconds
     except ValueError as exc:
         raise ValueError(f"period: {exc}") from None
