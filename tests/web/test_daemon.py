@@ -54,7 +54,9 @@ def test_daemon_serves_the_page(tmp_path):
                 break
         assert [(r["service"], r["bytes"], r["flows"]) for r in rows] == [("bittorrent", want, 5)]
         with urllib.request.urlopen(f"http://127.0.0.1:{web}/?since=1h", timeout=10) as r:
-            assert r.status == 200 and re.search(r"imflow", r.read().decode())
+            page = r.read().decode()  # an hour from the minute rollup: a bar per minute
+            assert r.status == 200 and "Bytes by category, per minute (UTC)" in page and "<svg" in page
+            assert re.search(r"<rect [^>]*><title>[^<]* UTC Peer-to-peer file sharing: 15.0 kB</title>", page)
         # a policy reloaded with SIGHUP reaches the page: BitTorrent blocked, its user listed
         violations = f"http://127.0.0.1:{web}/violations?since=1h&table=violations&format=json"
         with urllib.request.urlopen(violations, timeout=10) as r:
