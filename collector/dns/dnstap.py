@@ -122,6 +122,9 @@ class DnstapListener:
             "imflow_dns_client_pairs": ("gauge", "(client, service) pairs counted: who resolved which service "
                                         "(dns.max_clients; the rest counted as dropped)", [],
                                         {(): len(t.clients)}),
+            "imflow_dns_resolving_clients": ("gauge", "Distinct clients whose answers for the service's names "
+                                             "were counted (of the dns.max_clients pairs kept)", ["service"],
+                                             {(k,): v for k, v in Counter(sid for _, sid in t.clients).items()}),
             "imflow_dns_clients_dropped": ("counter", "Answers whose (client, service) pair was not counted: "
                                            "dns.max_clients reached", [], {(): c.clients_dropped}),
         }
