@@ -92,8 +92,9 @@ def write_config(path: Path, extra: str = "") -> Path:
 class Server:
     """`imflow web` as a subprocess; `url` once it says where it serves."""
 
-    def __init__(self, db: str, config: Path, *extra: str, env: dict | None = None):
-        self.proc = subprocess.Popen([sys.executable, "-m", "collector", "web", "--db", db, "--config", str(config),
+    def __init__(self, db: str | None, config: Path, *extra: str, env: dict | None = None):
+        self.proc = subprocess.Popen([sys.executable, "-m", "collector", "web", *(["--db", db] if db else []),
+                                      "--config", str(config),
                                       "--listen", "127.0.0.1:0", *extra], stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})}, start_new_session=True)
         deadline = time.monotonic() + 30
