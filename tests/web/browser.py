@@ -29,11 +29,13 @@ class Browser:
         def fds():
             os.dup2(to_child, 3)
             os.dup2(from_child, 4)
-        self.proc = subprocess.Popen(
+        self._log = open(workdir / "chromium.log", "w")  # noqa: SIM115 (open while Chromium runs)
+        # the DevTools pipe is fds 3 and 4 by Chromium's convention: only a dup2 in the child puts
+        # them there (it touches no lock, so forking from a threaded test process is safe)
+        self.proc = subprocess.Popen(  # noqa: PLW1509
             [BINARY, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={workdir / 'profile'}",
              "--hide-scrollbars", "--force-device-scale-factor=1", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=open(workdir / "chromium.log", "w"),
-            preexec_fn=fds, start_new_session=True, close_fds=False)
+            stdout=subprocess.DEVNULL, stderr=self._log, preexec_fn=fds, start_new_session=True, close_fds=False)
         os.close(to_child)
         os.close(from_child)
         self._buf = b""
@@ -139,5 +141,6 @@ class Browser:
         except ProcessLookupError:
             pass
         self.proc.wait(timeout=10)
+        self._log.close()
         os.close(self._in)
         os.close(self._out)
