@@ -32,10 +32,11 @@ class Browser:
         self._log = open(workdir / "chromium.log", "w")  # noqa: SIM115 (open while Chromium runs)
         # the DevTools pipe is fds 3 and 4 by Chromium's convention: only a dup2 in the child puts
         # them there (it touches no lock, so forking from a threaded test process is safe)
-        self.proc = subprocess.Popen(  # noqa: PLW1509
+        self.proc = subprocess.Popen(
             [BINARY, *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={workdir / 'profile'}",
              "--hide-scrollbars", "--force-device-scale-factor=1", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=self._log, preexec_fn=fds, start_new_session=True, close_fds=False)
+            stdout=subprocess.DEVNULL, stderr=self._log, preexec_fn=fds,  # noqa: PLW1509
+            start_new_session=True, close_fds=False)
         os.close(to_child)
         os.close(from_child)
         self._buf = b""
