@@ -54,7 +54,7 @@ def store(node, database: str, **kw) -> ClickHouseStore:
 
 
 @pytest.mark.skipif(not softflowd.available(), reason="softflowd not on PATH")
-def test_server_stopped_mid_run_loses_nothing(tmp_path, sessions, pair, database):
+def test_server_stopped_mid_run_and_a_table_dropped_lose_nothing_else(tmp_path, sessions, pair, database):
     pcap, truth = sessions
     node = pair[0]
     cfg = ch_config(tmp_path, "site", [node.url], database, cluster="")
@@ -78,10 +78,19 @@ def test_server_stopped_mid_run_loses_nothing(tmp_path, sessions, pair, database
     while scrape(metrics).get("imflow_store_buffered_rows", 1) > 0 and time.monotonic() < deadline:
         time.sleep(0.2)  # the next flushes write the queue
     assert scrape(metrics)["imflow_store_dropped_rows_total"] == 0
+    # a table dropped under the running collector: created again at the next flush, logged
+    node.query(f"DROP TABLE {database}.rollup_1d")
+    replay(first, d.port)
+    deadline = time.monotonic() + 20
+    while "creating it again" not in d.text() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert d.stop() == 0, d.text()
+    assert "rollup_1d" in d.text() and "creating it again" in d.text()
     line = d.stopped_line()
     assert "store-errors 0" not in line, line
-    assert top_totals("--config", str(cfg)) == truth_totals(truth, times=2)
+    assert top_totals("--config", str(cfg)) == truth_totals(truth, times=3)  # the minute rollup
+    day_bytes = int(node.query(f"SELECT sum(bytes) FROM {database}.rollup_1d").strip())
+    assert day_bytes == sum(v for k, v in truth_totals(truth).items() if k[2] == "bytes")  # the third only
 
 
 def test_dropped_table_is_created_again_and_counted(pair, database):
