@@ -29,6 +29,7 @@ from collector.daemon.wiring import build_store, build_targets, build_web
 from collector.intake import Intake
 from collector.intake.listener import Allow
 from collector.metrics import Metrics
+from collector.sflow.decode import figures as sflow_figures
 from collector.sflow.links import Links
 from collector.store import Store, StoreError
 
@@ -324,7 +325,8 @@ class App:
     def refresh_snapshot(self) -> None:
         self.telemetry.snapshot(self.counters, self.aggregator, self.links,
                                 figures={**self.aggregator.method_figures(),
-                                         **(self.dnstap.figures() if self.dnstap is not None else {})})
+                                         **(self.dnstap.figures() if self.dnstap is not None else {}),
+                                         **sflow_figures(self.counters.decode_stats())})
 
     def status_line(self) -> str:
         return self.telemetry.status_line(self.counters, self.aggregator)

@@ -41,7 +41,7 @@ WORKER_FLUSH = 1.0  # seconds between a worker's deltas
 STOP_TIMEOUT = 30.0  # seconds the workers get for their final deltas at shutdown
 WATCH_EVERY = 0.5  # seconds between checks that every worker is alive
 _COUNTERS = ("datagrams", "flows", "errors", "held", "replayed", "expired", "seq_lost", "templates",
-             "notices", "evicted")
+             "notices", "evicted", "sampling")
 
 
 def supervisor(cfg: C.Config, workers: int) -> App:

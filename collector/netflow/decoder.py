@@ -158,6 +158,8 @@ class Decoder:
             stats.flows[key] += sess.n_flows
             if sess.n_lost:
                 stats.seq_lost[sess.stat_label] += sess.n_lost
+            if sess.sflow is not None:
+                sess.sflow.tell(stats.sampling, sess.stat_label)
             sess.n_datagrams = sess.n_flows = sess.n_lost = 0
         if self.sflow.pending():
             return FlowBatch.concat([self._columns.batch(groups), self._sflow_batch(items)])

@@ -21,6 +21,9 @@ class DecodeStats:
     templates: Counter = field(default_factory=Counter)  # exporter -> templates (re)defined
     notices: Counter = field(default_factory=Counter)  # (exporter, what): odd but not fatal
     evicted: Counter = field(default_factory=Counter)  # table -> entries dropped by a ceiling
+    # (exporter, what) -> n: sFlow sampling figures (collector.sflow.decode.Agent.tell): flow
+    # "samples", sample "pool" growth (packets), agent "drops", samples "lost" in transit
+    sampling: Counter = field(default_factory=Counter)
     _known: set = field(default_factory=set)
 
     def label(self, exporter: str) -> str:

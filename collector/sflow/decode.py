@@ -53,6 +53,15 @@ class Agent:
     pool: int = 0  # packets the sources saw between the samples received (sum of pool deltas)
     drops: int = 0  # samples the agent dropped for lack of resources (sum of drop deltas)
     lost: int = 0  # flow samples lost on the way, from sample sequence numbers
+    told: tuple = (0, 0, 0, 0)  # (samples, pool, drops, lost) as last added to DecodeStats.sampling
+
+    def tell(self, sampling, label: str) -> None:
+        """Add what changed since the last call to `DecodeStats.sampling` (once per decode call)."""
+        now = (self.samples, self.pool, self.drops, self.lost)
+        for what, new, old in zip(("samples", "pool", "drops", "lost"), now, self.told):
+            if new != old:
+                sampling[label, what] += new - old
+        self.told = now
 
 
 class SflowDecoder:
@@ -204,6 +213,24 @@ class SflowDecoder:
             sess = self.table.by_sid.get(int(sids[i]))
             label = sess.stat_label if sess is not None else "other"
             self.stats.notices[label, "sflow-not-ip" if s == H.NOT_IP else "sflow-truncated-header"] += 1
+
+
+FIGURES = {"samples": ("imflow_sflow_samples", "sFlow flow samples received"),
+           "pool": ("imflow_sflow_sample_pool_packets", "Packets the agents' data sources saw between the samples "
+                    "received (sample pool growth): pool / samples is the effective sampling rate"),
+           "drops": ("imflow_sflow_agent_drops", "Samples the agents dropped for lack of resources (their drops "
+                     "counters)"),
+           "lost": ("imflow_sflow_samples_lost", "Flow samples lost between agent and imflow (gaps in the sample "
+                    "sequence numbers per data source)")}
+
+
+def figures(stats) -> dict:
+    """The sampling figures of `DecodeStats.sampling` as metric families (Snapshot.figures)."""
+    out: dict = {}
+    for (exporter, what), n in stats.sampling.items():
+        name, doc = FIGURES[what]
+        out.setdefault(name, ("counter", doc, ["exporter"], {}))[3][(exporter,)] = n
+    return out
 
 
 def _addr(octets: bytes) -> tuple[int, int]:

@@ -76,7 +76,7 @@ def mixed(seed: int, n: int = 300, rare: float = 1.0) -> list[tuple[bytes, tuple
 def state(dec: Decoder) -> dict:
     s = dec.stats
     out = {name: dict(getattr(s, name)) for name in ("datagrams", "flows", "errors", "seq_lost", "notices",
-                                                      "evicted")}
+                                                      "evicted", "sampling")}
     agents = {}
     for key, sess in dec.sessions.items():
         a = sess.sflow

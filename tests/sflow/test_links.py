@@ -1,6 +1,7 @@
 """Link share without SNMP: an sFlow agent's counter samples (if_counters) become the exporter's
-interface state (`imflow_interface_*` series, named by ifIndex), and its flow samples' input and
-output ports the per-interface bins, through `imflow run`. The counters and bytes are those the
+interface state (`imflow_interface_*` series, named by ifIndex), its flow samples' input and
+output ports the per-interface bins, and their sequence numbers, pools and drops the
+`imflow_sflow_*` sampling figures, through `imflow run`. The counters and bytes are those the
 test sent (flows: frame length x rate of headers it built)."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tests.test_metrics import free_port
 
 WAN, LAN = 1, 2
 RATE = 100
+SEQ = [1, 2, 3, 4, 5, 8]  # the sample sequence numbers of one data source: 6 and 7 lost
 # (client, server, client port, server port, proto, IP length, category)
 FLOWS = [("10.1.1.5", "198.51.100.7", 50000, 6881, pg.UDP, 1000, "p2p"),
          ("10.1.1.6", "198.51.100.8", 50001, 1863, pg.TCP, 400, "im"),
@@ -37,10 +39,11 @@ def datagrams() -> tuple[list[bytes], Counter]:
     for k, (c, s, cp, sp, proto, length, cat) in enumerate(FLOWS):
         up = frame(c, s, cp, sp, proto, length)
         down = frame(s, c, sp, cp, proto, length)
-        samples.append(E.flow_sample([E.raw_header(up[:128], len(up) + 4)], seq=2 * k + 1, rate=RATE,
-                                     in_if=LAN, out_if=WAN))
-        samples.append(E.flow_sample([E.raw_header(down[:128], len(down) + 4)], seq=2 * k + 2, rate=RATE,
-                                     in_if=WAN, out_if=LAN, expanded=True))
+        s1, s2 = SEQ[2 * k], SEQ[2 * k + 1]
+        samples.append(E.flow_sample([E.raw_header(up[:128], len(up) + 4)], seq=s1, rate=RATE, pool=s1 * RATE,
+                                     drops=s1 // 3, in_if=LAN, out_if=WAN))
+        samples.append(E.flow_sample([E.raw_header(down[:128], len(down) + 4)], seq=s2, rate=RATE, pool=s2 * RATE,
+                                     drops=s2 // 3, in_if=WAN, out_if=LAN, expanded=True))
         for key in ((str(LAN), "in", cat), (str(WAN), "out", cat), (str(WAN), "in", cat), (str(LAN), "out", cat)):
             want[key] += (len(up) + 4) * RATE
     counters = E.counter_sample([E.if_counters(WAN, 10**9, 8_123_456_789_012, 1_234_567_890_123),
@@ -64,6 +67,11 @@ def test_counter_samples_and_ports_give_link_share_without_snmp(tmp_path):
                      direction="out") == 1_234_567_890_123
         assert value(text, "imflow_interface_speed_bytes", exporter="127.0.0.1", if_name=str(LAN)) == 1e10 / 8
         assert value(text, "imflow_snmp_up", exporter="127.0.0.1") is None  # nothing was polled
+        # the sampling figures: what the samples' sequence numbers, pools and drops say
+        assert value(text, "imflow_sflow_samples_total", exporter="127.0.0.1") == len(SEQ)
+        assert value(text, "imflow_sflow_samples_lost_total", exporter="127.0.0.1") == 2
+        assert value(text, "imflow_sflow_sample_pool_packets_total", exporter="127.0.0.1") == (SEQ[-1] - SEQ[0]) * RATE
+        assert value(text, "imflow_sflow_agent_drops_total", exporter="127.0.0.1") == SEQ[-1] // 3 - SEQ[0] // 3
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             text = scrape(mport)
