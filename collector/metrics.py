@@ -59,6 +59,7 @@ class Snapshot:
     store_errors: int = 0
     store_buffered_rows: int = 0
     store_dropped_rows: int = 0
+    store_recreated: int = 0
     exporters: int = 0  # distinct exporter addresses heard from
     sessions: int = 0  # exporter sessions (address, port, domain) with state
     evicted: dict = field(default_factory=dict)  # table -> entries a ceiling dropped
@@ -154,6 +155,8 @@ class _Collector:
                  "write (the ClickHouse backend's queue)", s.store_buffered_rows),
                 (CounterMetricFamily, "imflow_store_dropped_rows", "Rows the store's write queue dropped when "
                  "full, the oldest first (the ClickHouse backend)", s.store_dropped_rows),
+                (CounterMetricFamily, "imflow_store_tables_recreated", "Tables (or the database) the store "
+                 "found missing and created again (the ClickHouse backend)", s.store_recreated),
                 (GaugeMetricFamily, "imflow_exporters", "Distinct exporter addresses heard from", s.exporters),
                 (GaugeMetricFamily, "imflow_exporter_sessions", "Exporter sessions (address, port, observation "
                  "domain) with state", s.sessions),

@@ -310,6 +310,7 @@ class App:
         if stats is not None:
             self.health.store_buffered_rows = stats.buffered_rows
             self.health.store_dropped_rows = stats.dropped_rows
+            self.health.store_recreated = stats.recreated
 
     def interface_name(self, exporter: str, if_index: int) -> str:
         """SNMP's ifName, else the name the exporter sent in options data, else the index."""

@@ -65,6 +65,7 @@ class Health:
     store_lost_rows: int = 0
     store_buffered_rows: int = 0  # rows a store keeps in memory for a later write (ClickHouse's queue)
     store_dropped_rows: int = 0  # rows that queue dropped when full
+    store_recreated: int = 0  # tables or databases found missing and created again
     flushes: int = 0
     store_failing: bool = False
 
@@ -180,6 +181,7 @@ class Telemetry:
             clamped=counters.clamped(),
             socket_drops=drops, denied=denied, store_errors=self.health.store_errors,
             store_buffered_rows=self.health.store_buffered_rows, store_dropped_rows=self.health.store_dropped_rows,
+            store_recreated=self.health.store_recreated,
             exporters=len(exporter_addresses(s)), sessions=exporters,
             workers=alive, worker_restarts=restarts,
             evicted=dict(s.evicted) | {"open-bins": aggregator.dropped_bins}

@@ -84,6 +84,10 @@ def test_server_stopped_mid_run_and_a_table_dropped_lose_nothing_else(tmp_path, 
     deadline = time.monotonic() + 20
     while "creating it again" not in d.text() and time.monotonic() < deadline:
         time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while scrape(metrics).get("imflow_store_tables_recreated_total", 0) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert scrape(metrics)["imflow_store_tables_recreated_total"] == 1
     assert d.stop() == 0, d.text()
     assert "rollup_1d" in d.text() and "creating it again" in d.text()
     line = d.stopped_line()
