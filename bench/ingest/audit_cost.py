@@ -16,8 +16,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 sys.path.insert(0, str(HERE))
 
-import procs as P  # noqa: E402
-import run  # noqa: E402
+import procs as P
+import run
 
 
 class ImflowNoAudit(P.Imflow):

@@ -5,7 +5,7 @@ people, JSON and CSV for programs; every stored text goes out through `collector
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from collector.report.tables import human_bytes
 from collector.store.audit import GROUPS, PROTO_NAMES
@@ -17,7 +17,7 @@ JSON_KEYS = ("start", "end", "exporter", "host", "peer", "host_port", "peer_port
 
 def iso_ms(t: float) -> str:
     """UNIX seconds -> ISO 8601 UTC with milliseconds: 2026-12-04T14:02:03.120Z."""
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _prefix(text: str) -> tuple[int, int]:

@@ -69,7 +69,7 @@ class AuditBatch:
     """Flows of the audit log as columns (`COLUMNS`); `exporters`, `services` and `categories`
     are the names the index columns point into (`categories[i]` is `services[i]`'s)."""
 
-    __slots__ = ("cols", "exporters", "services", "categories")
+    __slots__ = ("categories", "cols", "exporters", "services")
 
     def __init__(self, cols: dict[str, np.ndarray], exporters: list[str], services: list[str],
                  categories: list[str]):
@@ -151,12 +151,17 @@ class AuditBatch:
     # --- storage -------------------------------------------------------------------------------
 
     def encode(self) -> bytes:
-        """MAGIC, u32 header length, the JSON header (format, rows, names), then every column's
-        little-endian values in `COLUMNS` order."""
-        header = json.dumps({"format": _FORMAT, "rows": len(self), "exporters": self.exporters,
-                             "services": self.services, "categories": self.categories}).encode()
+        """MAGIC, u32 header length, the JSON header (format, rows, names, and `const`: the
+        columns whose values are all the same, with that value), then the other columns'
+        little-endian values in `COLUMNS` order. Constant columns are common (one exporter;
+        the high halves of IPv4 addresses; interfaces a router does not export) and cost
+        nothing on disk."""
+        n = len(self)
+        const = {c: int(v[0]) for c, v in self.cols.items() if n and (v == v[0]).all()}
+        header = json.dumps({"format": _FORMAT, "rows": n, "exporters": self.exporters, "services": self.services,
+                             "categories": self.categories, "const": const}).encode()
         return b"".join([_MAGIC, struct.pack("<I", len(header)), header,
-                         *(self.cols[c].tobytes() for c in COLUMNS)])
+                         *(self.cols[c].tobytes() for c in COLUMNS if c not in const)])
 
     @classmethod
     def decode(cls, data: bytes) -> AuditBatch:
@@ -166,16 +171,21 @@ class AuditBatch:
         header = json.loads(data[8:8 + n])
         if header.get("format") != _FORMAT:
             raise ValueError(f"audit chunk format {header.get('format')!r}: written by a newer imflow")
-        rows, offset, cols = header["rows"], 8 + n, {}
+        rows, offset, cols, const = header["rows"], 8 + n, {}, header.get("const", {})
         for c, t in COLUMNS.items():
+            if c in const:
+                cols[c] = np.full(rows, const[c], t)
+                continue
             cols[c] = np.frombuffer(data, t, rows, offset)
             offset += rows * t.itemsize
+        if offset != len(data):
+            raise ValueError(f"audit chunk of {len(data)} octets, {offset} expected")
         return cls(cols, header["exporters"], header["services"], header["categories"])
 
     def chunks(self) -> Iterator[tuple[int, int, int, bytes]]:
         """(first start, last end, rows, data) per stored chunk of at most CHUNK_ROWS rows."""
         for i in range(0, len(self), CHUNK_ROWS):
-            part = self.take(slice(i, i + CHUNK_ROWS)) if len(self) > CHUNK_ROWS else self
+            part = self.take(slice(i, i + CHUNK_ROWS)) if len(self) > CHUNK_ROWS else self  # views
             yield (int(part.cols["start_ms"].min()), int(part.cols["end_ms"].max()), len(part), part.encode())
 
 

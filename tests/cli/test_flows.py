@@ -20,7 +20,12 @@ import pytest
 from collector.store import Store
 from collector.store.rows import AuditRow
 from tests.cli.conftest import imflow
-from tests.daemon.test_daemon import Daemon, expected_service, internal, send_with_softflowd
+from tests.daemon.test_daemon import (
+    Daemon,
+    expected_service,
+    internal,
+    send_with_softflowd,
+)
 from tests.daemon.test_workers import wait_workers
 from tests.support import pcapgen as pg
 from tests.support import softflowd
@@ -78,7 +83,7 @@ def got_rows(rows: list[dict]) -> Counter:
 def iso(text: str) -> float:
     from datetime import datetime
 
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(text).timestamp()
 
 
 pytestmark_softflowd = pytest.mark.skipif(not softflowd.available(), reason="softflowd not on PATH")
@@ -129,7 +134,7 @@ def test_the_audit_log_holds_the_pcaps_watched_flows_row_for_row(tmp_path, recen
 
 @pytestmark_softflowd
 def test_no_audit_rows_when_the_audit_log_is_off(tmp_path, recent):
-    pcap, truth = recent
+    pcap, _ = recent
     cfg = tmp_path / "imflow.toml"
     cfg.write_text("[audit]\ncategories = []\n")
     db = tmp_path / "imflow.db"

@@ -43,8 +43,8 @@ def write(db, batches, **kw) -> None:
     async def go():
         store = Store(str(db), **kw)
         await store.start()
-        for rows, audit in batches:
-            await store.write(rows, [], audit)
+        for rows, audit_rows in batches:
+            await store.write(rows, [], audit_rows)
         await store.stop()
     run(go())
 
@@ -76,7 +76,7 @@ def test_rows_read_back_as_written_in_time_order(db):
 
 def _in(addr: str, nets: list[str]) -> bool:
     a = ipaddress.ip_address(addr)
-    return any(a.version == n.version and a in n for n in map(lambda x: ipaddress.ip_network(x, strict=False), nets))
+    return any(a.version == n.version and a in n for n in (ipaddress.ip_network(x, strict=False) for x in nets))
 
 
 @pytest.mark.parametrize("kw, keep", [
@@ -239,3 +239,23 @@ def test_a_version_1_database_answers_rollups_and_is_migrated_at_start(tmp_path)
     assert meta["created_at"] == "2026-01-01T00:00:00+00:00" and "schema.2" in meta
     assert table_contents(db, "minute") == {(T0, "192.0.2.1", "msn", "10.0.0.1"): (600, 7, 2)}
     assert sorted(as_tuple(r) for r in query.flows(str(db), None, None)) == sorted(map(as_tuple, ROWS[:5]))
+
+
+def test_constant_columns_are_kept_in_the_header_and_come_back():
+    rows = [r._replace(exporter="192.0.2.250", in_if=0) for r in make_rows(500, seed=12)]
+    batch = audit.AuditBatch.from_rows(rows)
+    data = batch.encode()
+    assert len(data) < len(audit.AuditBatch.from_rows(make_rows(500, seed=12)).encode())
+    assert [as_tuple(r) for r in audit.AuditBatch.decode(data)] == [as_tuple(r) for r in rows]
+
+
+@pytest.mark.parametrize("cut", [lambda d: d[:-1], lambda d: b"XXXX" + d[4:], lambda d: d[:10] + b"{" + d[11:]])
+def test_a_damaged_chunk_is_a_clear_error(tmp_path, cut):
+    db = tmp_path / "imflow.db"
+    write(db, [([], ROWS[:50])])
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        (data,) = conn.execute("SELECT data FROM audit_chunk").fetchone()
+        conn.execute("UPDATE audit_chunk SET data = ?", (cut(data),))
+        conn.commit()
+    with pytest.raises(ValueError, match="audit log: a stored chunk cannot be read"):
+        query.flows(str(db), None, None)
