@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 # What SIGHUP takes from the file; any other change waits for a restart (and is said so).
 RELOADED = ("classify.internal", "classify.service", "classify.catalogue", "classify.app_ids",
-            "exporters.allow", "exporters.sampling")
-RESTART_WARNED = ("store.path", "store.backend", "store.clickhouse", "collector.listen")
+            "classify.asn_prefixes", "exporters.allow", "exporters.sampling")
+RESTART_WARNED = ("store.path", "store.backend", "store.clickhouse", "collector.listen",
+                  "dns.dnstap", "dns.max_addresses", "dns.grace", "dns.max_ttl", "dns.max_clients")
 PRUNE_EVERY = 3600.0  # seconds between deletions of rows past their retention
 FINAL_ATTEMPTS = 3  # store writes tried at shutdown before the rows are given up
 
