@@ -243,19 +243,50 @@ FLOW_COLUMNS = [Column("start", "Start", "time"), Column("end", "End", "time"), 
                 Column("packets", "Packets", "int"), Column("direction", "Direction"), Column("exporter", "Exporter")]
 
 
+RECENT = 100  # flows on a host page
+SEARCH_STEPS = 24  # audit-log queries at most to find them
+
+
+async def recent_flows(site: Site, sel: Selection, deadline: float, flows, addr: str, n: int = RECENT) -> list[dict]:
+    """The host's `n` latest flows of the period (those ending last), newest first.
+
+    The audit log's query (`reader.flows`, as `imflow flows`) lists flows oldest first, at most
+    `limit`: so look for the longest window before the period's end that holds at most `n`
+    flows, growing it fourfold and then halving the gap (at most SEARCH_STEPS queries of n+1
+    rows each). Every flow that ended in the window is in it, so the result is exactly the
+    latest ones (fewer than `n` when the search stops at the step limit)."""
+    end = sel.end if sel.end is not None else site.clock()
+    first = sel.start if sel.start is not None else end - 10 * 365 * 86400  # "all": ten years at most
+    f = sel.filters("service", "category", "exporter")
+    best: list[dict] = []
+    lo, hi, width = 0.0, None, 3600.0
+    for _ in range(SEARCH_STEPS):
+        start = max(first, end - width)
+        rows = await site.run(deadline, flows, start, sel.end, host=[addr], sort="start", limit=n + 1, **f)
+        if len(rows) <= n:
+            lo, best = width, rows
+            if start <= first:
+                break  # the whole period holds at most n
+            width = width * 4 if hi is None else (width + hi) / 2
+        else:
+            hi = width
+            width = (lo + hi) / 2
+        if hi is not None and hi - lo < 0.001:
+            break
+    return sorted(best, key=lambda r: (-r["end"], -r["start"]))
+
+
 async def _flows(site, sel, deadline, flows, addr) -> Table:
-    """The host's largest flows of the period from the audit log (`reader.flows`, as `imflow
-    flows --host ADDR --sort bytes`), when the store keeps one."""
+    """The host's latest flows from the audit log, when the store keeps one."""
     from collector.store import StoreError
 
-    note = ("the largest flows of this host in the period, from the audit log (kept for the watched "
-            "categories only, for its own retention)")
+    note = (f"the latest {RECENT} flows of this host in the period at most, newest first, from the audit log "
+            "(kept for the watched categories only, for its own retention)")
     try:
-        rows = await site.run(deadline, flows, sel.start, sel.end, host=[addr], sort="bytes",
-                              limit=min(site.limits.max_rows, 100), **sel.filters("service", "category", "exporter"))
+        rows = await recent_flows(site, sel, deadline, flows, addr)
     except StoreError:
         rows, note = [], "this store keeps no audit log of single flows ([audit] in the configuration)"
-    return Table("flows", "Largest flows (audit log)", FLOW_COLUMNS, rows,
+    return Table("flows", "Recent flows (audit log)", FLOW_COLUMNS, rows,
                  note=note if rows else note + ": none for this host and period")
 
 

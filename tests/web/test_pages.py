@@ -206,17 +206,21 @@ def test_hostile_service_is_reachable_by_its_link(server, browser):
 import urllib.parse
 
 
-def test_host_page_lists_its_largest_audit_log_flows(server, browser, web_db):
+def test_host_page_lists_its_latest_audit_log_flows(server, browser, web_db):
     from tests.web.conftest import audit_rows
 
     config = server.proc.args[server.proc.args.index("--config") + 1]
     browser.size(1280)
     browser.open(server.url + "/host/10.1.2.15" + Q)
     shown = [(r["Peer"], r["Peer port"], num(r["Bytes"])) for r in table(browser, "flows")]
-    flows = cli(config, web_db, "flows", "--host", "10.1.2.15", "--sort", "bytes", "--limit", "100")
-    truth = sorted((a for a in audit_rows() if a.host == "10.1.2.15"), key=lambda a: -a.bytes)[:100]
-    assert shown == [(f["peer"], str(f["peer_port"]), f["bytes"]) for f in flows] == \
-        [(a.peer, str(a.peer_port), a.bytes) for a in truth]
+    truth = sorted((a for a in audit_rows() if a.host == "10.1.2.15"), key=lambda a: -a.end)[:100]
+    assert shown == [(a.peer, str(a.peer_port), a.bytes) for a in truth]
+    # the same flows as imflow flows lists for the host from the earliest end among them
+    out = subprocess.run([sys.executable, "-m", "collector", "flows", "--db", web_db, "--config", config,
+                          "--host", "10.1.2.15", "--from", str(min(a.end for a in truth)), "--to", "2026-01-08",
+                          "--limit", "0", "--format", "json"], check=False, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert sorted((f["peer"], f["bytes"]) for f in json.loads(out.stdout)) == sorted((a.peer, a.bytes) for a in truth)
 
 
 def test_the_last_menu_replaces_typed_dates(server, browser):
