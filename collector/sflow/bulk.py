@@ -12,7 +12,8 @@ an IPv4 agent address, at most `MAX_SAMPLES` samples of at most `MAX_RECORDS` re
 length consistent, every flow sample with one valid raw packet header record and no sampled
 IPv4/IPv6 record. From a session's first datagram that is not so, its later datagrams of the
 batch go the other way too, in order (after the bulk path's, which came before them), so
-sequence numbers and data source state see the same order either way. Everything else keeps its original checks, errors and counters there.
+sequence numbers and data source state see the same order either way. Everything else keeps
+its original checks, errors and counters there.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from collections import Counter
 import numpy as np
 
 from collector.netflow.batch import FlowBatch
-from collector.sflow import headers as H
 from collector.netflow.errors import DecodeError
+from collector.sflow import headers as H
 from collector.sflow.datagram import MAX_FRAME, UNKNOWN_IF, Datagram, _counter_sample
 from collector.sflow.decode import VERSION, VERSION_COLUMN, Agent, Source
 

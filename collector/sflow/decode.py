@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collector.netflow.batch import V4_MAPPED, FlowBatch
-from collector.netflow.session import Session
 from collector.sflow import headers as H
 from collector.sflow.datagram import Counters, parse
 

@@ -90,7 +90,7 @@ def test_the_bulk_and_per_datagram_paths_agree():
 
 def test_a_template_of_only_a_section_is_not_refused():
     t = [(F.dataLinkFrameSection, F.VARLEN)]
-    f, (src, dst, proto, sport, dport, frame, ip) = PACKETS[0]
+    f, (src, dst, proto, sport, dport, _, ip) = PACKETS[0]
     grams = [message([E.template_set([(260, t)], True), E.data_set(260, t, [{F.dataLinkFrameSection: f}])])]
     batch = Decoder().decode([(d, SRC, float(T0)) for d in grams])
     assert rows(batch) == [(src, dst, proto, sport, dport, ip, 1, 1)]  # no size field: the IP length

@@ -7,6 +7,7 @@ hypothesis-mutated batches."""
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 
@@ -147,7 +148,8 @@ def test_real_pmacctd_exports_decode_the_same_both_ways(sessions):
     assert a == b and sa == sb and len(a) > 100
 
 
-@settings(max_examples=int(__import__("os").environ.get("SFLOW_BULK_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("SFLOW_BULK_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutated_batches_decode_the_same_both_ways(data):
     grams = mixed(data.draw(st.integers(0, 1000)), n=24, rare=data.draw(st.sampled_from([0.0, 0.2, 1.0])))
