@@ -33,6 +33,7 @@ from collector.config import parse_endpoint
 from collector.daemon.app import App, Role, run_loop
 from collector.daemon.telemetry import Counters
 from collector.netflow.stats import DecodeStats
+from collector.sflow.links import sflow_interfaces
 from collector.text import LogFormatter
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def supervisor(cfg: C.Config, workers: int) -> App:
         app.pipeline.learned.keep_journal()
         pool.learned = app.pipeline.learned
     app.attach(pool, counters=pool)
+    app.links.source = pool.sflow_interfaces  # the workers' sFlow counter samples
     return app
 
 
@@ -72,7 +74,9 @@ class PipeSink:
         try:
             self.conn.send(("delta", list(rows), list(if_rows), counters,
                             {"denied": denied, "drops": drops, "exporters": exporters,
-                             "clamped": self.counters.clamped()}, audit_rows))  # an AuditBatch: columns
+                             "clamped": self.counters.clamped(),
+                             "sflow_ifs": sflow_interfaces(self.counters.decoder)},  # link share: sflow/links.py
+                            audit_rows))  # an AuditBatch: columns
         except (BrokenPipeError, OSError):
             log.error("worker: supervisor gone; exiting")
             os._exit(1)
@@ -254,6 +258,14 @@ class WorkerPool:
         self._sender.shutdown(wait=False, cancel_futures=False)
 
     # --- Counters: the workers' sums -----------------------------------------------------------
+
+    def sflow_interfaces(self) -> dict:
+        """exporter -> {ifIndex: if_counters} from every worker's latest delta (sflow/links.py)."""
+        out: dict = {}
+        for _, extra in self.latest.values():
+            for exporter, ifs in extra.get("sflow_ifs", {}).items():
+                out.setdefault(exporter, {}).update(ifs)
+        return out
 
     def decode_stats(self) -> DecodeStats:
         merged = DecodeStats()

@@ -5,8 +5,9 @@ ifOutOctets, ifStatus) in counter samples every few seconds, so link share works
 SNMP: `Links` answers what the daemon asked the SNMP poller alone before — the exporters with
 interface state, each exporter's interfaces by ifIndex, and the state per exporter — with the
 poller's answer first and, for exporters it does not poll, the latest counter samples the
-decoder kept. sFlow carries no interface names: such an interface is named by its ifIndex.
-The octet counters are the agent's own (64-bit, cumulative), exposed as SNMP's are.
+decoder kept (with `--workers`, what the workers sent in their last deltas). sFlow carries no
+interface names: such an interface is named by its ifIndex. The octet counters are the
+agent's own (64-bit, cumulative), exposed as SNMP's are.
 """
 
 from __future__ import annotations
@@ -14,20 +15,30 @@ from __future__ import annotations
 from collector.snmp.poller import AgentState, Interface
 
 
+def sflow_interfaces(decoder) -> dict[str, dict[int, tuple]]:
+    """exporter address -> {ifIndex: (speed, status, in octets, out octets)}: the latest
+    if_counters of the decoder's sFlow sessions (plain data: it crosses the workers' pipes)."""
+    out: dict[str, dict[int, tuple]] = {}
+    for sess in list(decoder.sessions.values()):
+        agent = sess.sflow
+        if agent is not None and agent.interfaces:
+            ifs = out.setdefault(sess.exporter, {})
+            for i, c in agent.interfaces.items():
+                ifs[i] = (c.speed, c.status, c.in_octets, c.out_octets)
+    return out
+
+
 class Links:
     def __init__(self, poller, decoder, snmp_exporters: set[str]):
         self.poller = poller  # collector.snmp.Poller or None
         self.decoder = decoder  # collector.netflow.decoder.Decoder: its sFlow sessions' counters
         self.exporters = set(snmp_exporters)  # live: exporters with interface state (grows)
+        # where the counters come from: this process's decoder, or (a --workers supervisor)
+        # the workers' latest deltas
+        self.source = lambda: sflow_interfaces(self.decoder)
 
-    def _sflow(self) -> dict[str, dict]:
-        """exporter address -> {ifIndex: latest if_counters} over its sFlow sessions."""
-        out: dict[str, dict] = {}
-        for sess in list(self.decoder.sessions.values()):
-            agent = sess.sflow
-            if agent is not None and agent.interfaces:
-                out.setdefault(sess.exporter, {}).update(agent.interfaces)
-        return out
+    def _sflow(self) -> dict[str, dict[int, tuple]]:
+        return self.source()
 
     def refresh(self) -> None:
         """Take in exporters whose counter samples arrived since (at each flush)."""
@@ -45,9 +56,8 @@ class Links:
             if exporter in states:
                 continue
             state = SflowState(exporter, up=True)
-            for i, c in counters.items():
-                state.interfaces[i] = Interface(i, str(i), "", "", c.speed, bool(c.status & 2),
-                                                c.in_octets, c.out_octets, 64)
+            for i, (speed, status, in_octets, out_octets) in counters.items():
+                state.interfaces[i] = Interface(i, str(i), "", "", speed, bool(status & 2), in_octets, out_octets, 64)
             states[exporter] = state
         return states
 

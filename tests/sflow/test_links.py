@@ -1,7 +1,8 @@
 """Link share without SNMP: an sFlow agent's counter samples (if_counters) become the exporter's
 interface state (`imflow_interface_*` series, named by ifIndex), its flow samples' input and
 output ports the per-interface bins, and their sequence numbers, pools and drops the
-`imflow_sflow_*` sampling figures, through `imflow run`. The counters and bytes are those the
+`imflow_sflow_*` sampling figures, through `imflow run`, in one process and with `--workers`
+(the counters cross the workers' pipes). The counters and bytes are those the
 test sent (flows: frame length x rate of headers it built)."""
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import socket
 import time
 from collections import Counter
 
+import pytest
+
 from collector.sflow import encode as E
 from tests.daemon.test_daemon import Daemon
+from tests.daemon.test_workers import wait_workers
 from tests.snmp.test_daemon_snmp import scrape, top_interfaces, value, wait_for
 from tests.support import pcapgen as pg
 from tests.test_metrics import free_port
@@ -51,15 +55,19 @@ def datagrams() -> tuple[list[bytes], Counter]:
     return [E.datagram([counters], seq=1), E.datagram(samples, seq=2)], want
 
 
-def test_counter_samples_and_ports_give_link_share_without_snmp(tmp_path):
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one-process", "workers"])
+def test_counter_samples_and_ports_give_link_share_without_snmp(tmp_path, workers):
     mport = free_port()
-    d = Daemon(tmp_path, tmp_path / "imflow.db", "--metrics", f"127.0.0.1:{mport}", "--refresh-time", "3600")
+    d = Daemon(tmp_path, tmp_path / "imflow.db", "--metrics", f"127.0.0.1:{mport}", "--refresh-time", "3600",
+               *workers)
     grams, want = datagrams()
+    if workers:
+        wait_workers(d, 2)  # each listening on the port before anything is sent
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for g in grams:
                 s.sendto(g, ("127.0.0.1", d.port))
-        time.sleep(0.5)
+        time.sleep(2.0 if workers else 0.5)  # workers hand on their bins and counters every second
         d.proc.send_signal(signal.SIGHUP)  # a reload flushes: the metrics see the bins and the counters
         text = wait_for(mport, "imflow_interface_bytes_total", 8_123_456_789_012.0, exporter="127.0.0.1",
                         if_name=str(WAN), direction="in")
