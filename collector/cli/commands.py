@@ -166,10 +166,41 @@ def cmd_services(args) -> int:
               "ports and addresses alone their traffic counts as other: "
               + ", ".join(printable(s.name) for s in unseen))
     asn = install.asn
-    print(f"methods here: dns {'from dnstap on ' + printable(install.dnstap) if install.dnstap else 'off (dns.dnstap)'}"
+    dns_state = f"from dnstap on {printable(install.dnstap)} ({_dnstap_state(cfg)})" if install.dnstap \
+        else "off (dns.dnstap)"
+    print(f"methods here: dns {dns_state}"
           f"; asn from the snapshot of {asn.date} ({len(asn)} prefixes of {len(asn.prefixes)} ASNs)"
           "; `imflow services --format json` says per service what it cannot see and why")
     return 0
+
+
+def _dnstap_state(cfg) -> str:
+    """What the running daemon's metrics say of its dnstap listener (1 s at most), or why not."""
+    import urllib.request
+
+    from collector.config import parse_endpoint
+
+    listen = cfg.get("metrics.listen")
+    if not listen:
+        return "connection state unknown: metrics.listen is off"
+    host, port = parse_endpoint(listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as r:
+            text = r.read(4 << 20).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return f"the daemon's metrics at {url} do not answer"
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("imflow_dns_connections", "imflow_dns_learned_addresses"):
+            values[name] = int(float(value))
+    if "imflow_dns_connections" not in values:
+        return "the daemon has no dnstap listener"
+    n = values["imflow_dns_connections"]
+    return (f"{n} resolver{'s' if n != 1 else ''} connected, "
+            f"{values.get('imflow_dns_learned_addresses', 0)} addresses learned")
 
 
 def cmd_catalogue_update(args) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -64,8 +65,12 @@ def wait_for(port: int, name: str, value: float, timeout: float = 20) -> dict:
 def start(tmp_path: Path, *toml: str, workers: int = 1) -> tuple[Daemon, int, str]:
     sock = str(tmp_path / "dnstap.sock")
     cfg = tmp_path / "imflow.toml"
-    cfg.write_text(f'[dns]\ndnstap = "unix:{sock}"\n' + "".join(f"{line}\n" for line in toml))
-    d = Daemon(tmp_path, tmp_path / "imflow.db", "--config", str(cfg), "--metrics", "127.0.0.1:0",
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        mport = s.getsockname()[1]
+    cfg.write_text(f'[metrics]\nlisten = "127.0.0.1:{mport}"\n[dns]\ndnstap = "unix:{sock}"\n'
+                   + "".join(f"{line}\n" for line in toml))
+    d = Daemon(tmp_path, tmp_path / "imflow.db", "--config", str(cfg),
                *(("--workers", str(workers)) if workers > 1 else ()))
     port = int(re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", d.text()).group(1))
     assert f"dnstap: listening on unix:{sock}" in d.text()
@@ -146,6 +151,9 @@ def test_a_flood_of_answers_stays_within_the_ceiling(tmp_path):
         server.query_batch([r[0] for r in names])
         m = wait_for(mport, 'imflow_dns_table_events_total{event="learned"}', n, timeout=60)
         assert m["imflow_dns_learned_addresses"] == ceiling
+        p = subprocess.run([sys.executable, "-m", "collector", "services", "--config", str(tmp_path / "imflow.toml")],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0 and f"(1 resolver connected, {ceiling} addresses learned)" in p.stdout, p.stdout
         assert m['imflow_dns_table_events_total{event="evicted"}'] == n - ceiling
         # the last `ceiling` answers are kept, the first ones are out
         kept, gone = [r[3] for r in names[-ceiling:]], [r[3] for r in names[:5]]
