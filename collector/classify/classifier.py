@@ -1,21 +1,24 @@
 """Vectorized flow classification: service and internal host for every flow of a batch.
 
-Implements docs/design.md §4. Per flow, in this order:
+Implements docs/design.md §4. Per flow, in this order (a later step only where no earlier
+one decided):
 
-1. Exporter application id (IE 95): if `app_ids` maps it to a service, that service wins.
-   Then an address learned from DNS (collector/dns/: a resolver's answer for one of the
-   service's `domains`, within its TTL + grace), the external side first, then dst.
-2. Prefix match: an address inside a service prefix makes that side the service side. When
+1. Exporter application id (IE 95): if `app_ids` (the operator's, or the exporter session's own
+   names) maps it to a service, that service wins. Server names an exporter sends (TLS SNI,
+   HTTP Host) come this way too, as ids of engine 0 (collector/netflow/templates.py).
+2. An address learned from DNS (collector/dns/: a resolver's answer for one of the service's
+   `domains`, within its TTL + grace), the external side first, then dst.
+3. Prefix match: an address inside a service prefix makes that side the service side. When
    both sides match, the external side wins, then the side whose port is one of its service's
    ports (shared ports count here), then the non-ephemeral, then the lower port, then dst.
    A prefix match alone classifies the flow, whatever the ports.
-3. Port match on non-shared ("owned") ports, per protocol (tcp, udp, sctp; other protocols only
+4. ASN match (classify/asn.py): an address in the prefixes of a service's `asns`, together with
+   a port, other than 80 and 443, that exactly one service of that AS lists (shared ports
+   included); the external side first, then dst.
+5. Port match on non-shared ("owned") ports, per protocol (tcp, udp, sctp; other protocols only
    match prefixes). When both ports are owned: the non-ephemeral (< 32768) side, then the
    external side, then the lower port, then dst.
-   Between prefixes and owned ports: an ASN match (classify/asn.py), an address in the prefixes
-   of a service's `asns` together with a port, other than 80 and 443, that exactly one service of
-   that AS lists (shared ports included).
-4. Otherwise service 0, `other`.
+6. Otherwise service 0, `other`.
 
 How each flow was classified is `Classified.method` (METHODS: port, prefix, asn, dns, name,
 app-id; 0 = none).
