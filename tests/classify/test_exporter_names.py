@@ -10,6 +10,7 @@ applicationId classify nothing by name."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -18,9 +19,12 @@ import time
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.netflow import encode as E
 from collector.netflow import fields as F
+from collector.netflow.templates import server_name_id
 from tests.daemon.test_daemon import Daemon, db_totals
 from tests.support import pcapgen as pg
 
@@ -99,3 +103,13 @@ def test_names_classify_flows_per_exporter(tmp_path):
                         "service,method", "--format", "json", "--limit", "0"], capture_output=True, text=True,
                        timeout=60)
     assert {(r["service"], r["method"]): r["bytes"] for r in json.loads(p.stdout)} == dict(methods)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=400), st.integers(0, 8))
+def test_any_octets_give_a_dns_name_or_nothing(octets, skip):
+    ident, text = server_name_id(octets, skip)
+    assert (ident == 0) == (text == "")
+    if text:
+        assert len(text) <= 253 and re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*", text)
+        assert ident >> 56 == F.NAME_ENGINE and server_name_id(text.encode()) == (ident, text)
