@@ -95,7 +95,8 @@ def test_sysctl_raises_receive_buffers_to_32_mib():
 
 def test_config_example_is_toml_with_the_documented_sections():
     cfg = tomllib.loads((ROOT / "deploy" / "imflow.toml.example").read_text())
-    assert set(cfg) == {"collector", "exporters", "store", "classify", "metrics", "log"}
+    assert set(cfg) == {"collector", "exporters", "store", "audit", "classify", "metrics", "log"}
+    assert {"categories", "max_age", "max_rows", "max_pending"} <= set(cfg["audit"])
     assert {"listen", "rcvbuf", "refresh_time"} <= set(cfg["collector"])
     assert "sampling" in cfg["exporters"]
     assert {"path", "retention_minute", "retention_hour", "retention_day"} <= set(cfg["store"])
