@@ -185,7 +185,8 @@ class Telemetry:
             exporters=len(exporter_addresses(s)), sessions=exporters,
             workers=alive, worker_restarts=restarts,
             evicted=dict(s.evicted) | {"open-bins": aggregator.dropped_bins}
-            | ({"audit-log": aggregator.audit.dropped} if getattr(aggregator, "audit", None) is not None else {}),
+            | ({"audit-log": aggregator.audit.dropped + getattr(counters, "audit_dropped", lambda: 0)()}
+               if getattr(aggregator, "audit", None) is not None else {}),
             violations=dict(self.violations), violation_hosts=dict(self.metrics.violation_hosts.series),
             snmp=tuple(poller.state().values()) if poller is not None else (),
             interface_service=dict(self.interface_service), figures=figures or {}))

@@ -63,6 +63,7 @@ class PipeSink:
     def __init__(self, conn):
         self.conn = conn
         self.counters: Counters | None = None  # the worker's own, set once its App exists
+        self.audit = None  # the worker's audit buffer (collector.auditlog), None when the log is off
 
     async def start(self) -> None:
         pass
@@ -75,6 +76,7 @@ class PipeSink:
             self.conn.send(("delta", list(rows), list(if_rows), counters,
                             {"denied": denied, "drops": drops, "exporters": exporters,
                              "clamped": self.counters.clamped(),
+                             "audit_dropped": self.audit.dropped if self.audit is not None else 0,
                              "sflow_ifs": sflow_interfaces(self.counters.decoder)},  # link share: sflow/links.py
                             audit_rows))  # an AuditBatch: columns
         except (BrokenPipeError, OSError):
@@ -127,6 +129,7 @@ def worker_app(cfg: C.Config, index: int, conn, learned_conn=None) -> App:
               store=sink, role=Role(reuse_port=True, write_empty=True, names_interfaces=False, worker_signals=True,
                                     template_states=tuple(p for p in sorted(glob.glob(f"{base}*")) if p != own)))
     sink.counters = app.counters
+    sink.audit = app.pipeline.audit  # its drops reach the supervisor's imflow_evictions{table="audit-log"}
     if learned_conn is not None:
         from collector.daemon.wiring import build_learned
 
@@ -229,6 +232,7 @@ class WorkerPool:
         for name, values in counters.items():
             getattr(self.retired, name).update(values)
         self.retired_extra["denied"] += extra.get("denied", 0)
+        self.retired_extra["audit_dropped"] += extra.get("audit_dropped", 0)
         self.retired_clamped.update(extra.get("clamped", {}))
         conn = self.conns.pop(index, None)
         if conn is not None:
@@ -285,6 +289,10 @@ class WorkerPool:
 
     def worker_counts(self) -> tuple[int, int]:
         return sum(p.is_alive() for p in self.procs.values()), self.restarts
+
+    def audit_dropped(self) -> int:
+        """Flows the workers' audit buffers dropped at their max_pending ceiling."""
+        return self.retired_extra["audit_dropped"] + sum(e.get("audit_dropped", 0) for _, e in self.latest.values())
 
     def clamped(self) -> dict[str, int]:
         total = Counter(self.retired_clamped)

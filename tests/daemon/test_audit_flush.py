@@ -122,3 +122,14 @@ def test_rows_the_store_refuses_are_written_at_the_next_flush(tmp_path):
         assert await app.flush()
     _run(app, [_feed, refuse])
     assert _stored(db) == _truth()
+
+
+def test_a_workers_audit_drops_reach_the_supervisors_metric():
+    """The pool sums what each worker's buffer dropped (latest and retired workers), and the
+    snapshot adds it to the supervisor's own."""
+    from collector.daemon.workers import WorkerPool
+
+    pool = WorkerPool.__new__(WorkerPool)
+    pool.latest = {0: ({}, {"audit_dropped": 7}), 1: ({}, {"audit_dropped": 5})}
+    pool.retired_extra = Counter(audit_dropped=3)
+    assert pool.audit_dropped() == 15
