@@ -12,6 +12,7 @@ import dataclasses
 import io
 import ipaddress
 import json
+import socket
 import time
 from collections import Counter
 
@@ -28,8 +29,8 @@ from tests.daemon.test_daemon import (
 )
 from tests.daemon.test_workers import wait_workers
 from tests.support import pcapgen as pg
-from tests.support import softflowd
-from tests.support.scenario import IM_SESSIONS
+from tests.support import softflowd, tshark
+from tests.support.scenario import EXPORT_PORT, IM_SESSIONS, write_export_pcap
 
 # written from the catalogue requirements, not read from the catalogue
 CATEGORY = {"msn": "im", "yahoo": "im", "aim": "im", "xmpp": "im", "telegram": "im", "gadugadu": "im",
@@ -231,3 +232,34 @@ def test_workers_hand_their_audit_rows_to_the_supervisor(tmp_path, recent):
     assert d.stop() == 0, d.text()
     p = imflow("flows", "--db", str(db), "--since", "all", "--limit", "0", "--format", "json", cwd=tmp_path)
     assert got_rows(json.loads(p.stdout)) == expected_rows(truth), d.text()
+
+
+@pytestmark_softflowd
+@pytest.mark.skipif(not tshark.available(), reason="tshark not on PATH")
+def test_audit_rows_equal_tshark_decoding_the_same_export(tmp_path, recent):
+    """A second decoder: tshark reads a capture of the very datagrams the daemon received; its
+    records of watched services, oriented host-first, are the audit rows."""
+    pcap, _ = recent
+    datagrams = softflowd.export(pcap, ["-v", "9", "-a"])
+    write_export_pcap(tmp_path / "export.pcap", datagrams, time.time())
+    records = tshark.decode(tmp_path / "export.pcap", EXPORT_PORT)
+    want: Counter = Counter()
+    for r in records:
+        f = pg.FlowTruth(r["src_addr"], r["dst_addr"], r["src_port"], r["dst_port"], r["proto"], r["bytes"],
+                         r["packets"], 0.0, 0.0)
+        if CATEGORY[expected_service(f)] in WATCHED:
+            want[(f.src, f.dst, f.sport, f.dport, f.proto, f.bytes, f.packets)] += 1
+    db = tmp_path / "imflow.db"
+    d = Daemon(tmp_path, db)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for payload, _ in datagrams:
+            sock.sendto(payload, ("127.0.0.1", d.port))
+    time.sleep(0.5)
+    assert d.stop() == 0, d.text()
+    p = imflow("flows", "--db", str(db), "--since", "all", "--limit", "0", "--format", "json", cwd=tmp_path)
+    got: Counter = Counter()
+    for r in json.loads(p.stdout):
+        src, dst, sport, dport = ((r["peer"], r["host"], r["peer_port"], r["host_port"]) if r["direction"] == "in"
+                                  else (r["host"], r["peer"], r["host_port"], r["peer_port"]))
+        got[(src, dst, sport, dport, r["proto"], r["bytes"], r["packets"])] += 1
+    assert len(want) > 50 and got == want
