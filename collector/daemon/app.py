@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 RELOADED = ("classify.internal", "classify.service", "classify.catalogue", "classify.app_ids",
             "classify.asn_prefixes", "exporters.allow", "exporters.sampling")
 RESTART_WARNED = ("store.path", "store.backend", "store.clickhouse", "collector.listen",
-                  "dns.dnstap", "dns.max_addresses", "dns.grace", "dns.max_ttl", "dns.max_clients")
+                  "dns.dnstap", "dns.max_addresses", "dns.grace", "dns.max_ttl", "dns.max_clients",
+                  "audit.categories", "audit.max_age", "audit.max_rows", "audit.max_pending")
 PRUNE_EVERY = 3600.0  # seconds between deletions of rows past their retention
 FINAL_ATTEMPTS = 3  # store writes tried at shutdown before the rows are given up
 
