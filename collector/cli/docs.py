@@ -29,7 +29,7 @@ MAN = "docs/imflow.1"
 BASH = "completions/imflow.bash"
 ZSH = "completions/_imflow"
 
-SUMMARY = "NetFlow v5/v9 and IPFIX collector: who uses instant messaging, P2P and VoIP"
+SUMMARY = "NetFlow v5/v9, IPFIX and sFlow collector: who uses instant messaging, P2P and VoIP"
 ENVIRONMENT = (r"""
 .TP
 .B IMFLOW_KERNELS=0

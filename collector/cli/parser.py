@@ -20,7 +20,7 @@ Docs: README.md, and docs/ by topic (configuration, exporters, operations); man 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="imflow",
-        description="NetFlow v5/v9 and IPFIX collector: who on the network uses instant "
+        description="NetFlow v5/v9, IPFIX and sFlow collector: who on the network uses instant "
                     "messaging, P2P file sharing and VoIP, how much, and what to block.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"imflow {__version__} ({kernels.status()})")
