@@ -125,6 +125,10 @@ class DnstapListener:
             "imflow_dns_resolving_clients": ("gauge", "Distinct clients whose answers for the service's names "
                                              "were counted (of the dns.max_clients pairs kept)", ["service"],
                                              {(k,): v for k, v in Counter(sid for _, sid in t.clients).items()}),
+            "imflow_dns_client_answers": ("counter", "Answers for the service's names per client that asked: "
+                                          "who resolved WhatsApp, Signal ... (at most dns.max_clients "
+                                          "pairs; 0 turns it off)", ["client", "service"],
+                                          {k: v for k, v in t.clients.items()}),
             "imflow_dns_clients_dropped": ("counter", "Answers whose (client, service) pair was not counted: "
                                            "dns.max_clients reached", [], {(): c.clients_dropped}),
         }

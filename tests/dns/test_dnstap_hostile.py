@@ -88,6 +88,8 @@ def test_handshake_and_answers(tmp_path):
     assert sorted(sid for sid, _ in table.entries.values()) == ["signal", "whatsapp"]
     assert table.clients == {("10.0.0.7", "whatsapp"): 1, ("10.0.0.7", "signal"): 1}
     assert listener.figures()["imflow_dns_resolving_clients"][3] == {("whatsapp",): 1, ("signal",): 1}
+    assert listener.figures()["imflow_dns_client_answers"][3] == {("10.0.0.7", "whatsapp"): 1,
+                                                                  ("10.0.0.7", "signal"): 1}
 
 
 def test_unidirectional_sender(tmp_path):

@@ -121,6 +121,10 @@ def test_answers_classify_flows_until_their_ttl(tmp_path, workers):
         m = wait_for(mport, 'imflow_dns_table_events_total{event="learned"}', matched)
         assert m["imflow_dns_learned_addresses"] == matched  # example.org names are not kept
         assert m['imflow_dns_frames_total{outcome="unmatched"}'] == 2
+        # who resolved which service: the test's queries come from 127.0.0.1, one answer per record
+        asked = {"whatsapp": 2, "signal": 1, "discord": 1, "wechat": 1}  # RECORDS' names of services
+        for service, n in asked.items():
+            assert m[f'imflow_dns_client_answers_total{{client="127.0.0.1",service="{service}"}}'] == n
         time.sleep(2.5)  # short.wechat.com: TTL 1 + grace 1 are over
         servers = [r[3] for r in RECORDS] + ["192.0.2.99"]  # and one never resolved
         pcap = tmp_path / "flows.pcap"
