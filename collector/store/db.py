@@ -168,7 +168,9 @@ class Store:
         conn = self._require()
         rows = rows if isinstance(rows, list) else list(rows)
         if_rows = if_rows if isinstance(if_rows, list) else list(if_rows)
-        audit_params = audit.params(audit_rows)  # one BLOB per chunk of columns
+        # one BLOB per chunk of columns, encoded off the event loop (NumPy passes over every
+        # held flow: a million of them would stall the intake)
+        audit_params = await asyncio.to_thread(audit.params, audit_rows) if audit_rows else []
         if not rows and not if_rows and not audit_params:
             return
         try:
