@@ -159,11 +159,15 @@ def cmd_services(args) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     print(f"{len(services)} services, prefix snapshot {catalogue.snapshot}"
           + (f", updated {catalogue.fetched}" if catalogue.fetched else ""))
-    unseen = [s for s in services if detection.needs_app_ids(s, by_app_id)]
+    # what only the exporter can tell here (application ids, server names): nothing of this
+    # install (ports, prefixes, ASNs, addresses learned from DNS) recognises them
+    unseen = [s for s in services if not set(detection.install_methods(s, install)) - {"app-id", "name"}]
     if unseen:
-        print(f"{len(unseen)} services can only be seen when the router sends application ids (NBAR, AVC, "
-              "IPFIX applicationId): their ports are shared (443 ...) and they have no prefixes, so on "
-              "ports and addresses alone their traffic counts as other: "
+        hint = ("; dns.dnstap would learn their addresses from your resolver" if not install.dnstap
+                and any(s.domains for s in unseen) else "")
+        print(f"{len(unseen)} services are seen here only when the exporter sends application ids or server "
+              "names (NBAR, AVC, IPFIX applicationId, TLS SNI): their ports are shared (443 ...) and this "
+              f"install has no addresses for them, so their traffic counts as other{hint}: "
               + ", ".join(printable(s.name) for s in unseen))
     asn = install.asn
     dns_state = f"from dnstap on {printable(install.dnstap)} ({_dnstap_state(cfg)})" if install.dnstap \
