@@ -61,6 +61,12 @@ class Install:
     app_id_services: frozenset = frozenset()  # services classify.app_ids maps ids to
 
 
+def exporter_only(services, install: Install) -> list[Service]:
+    """The services nothing of this install recognises (ports, prefixes, ASNs, addresses learned
+    from DNS): only the exporter's application ids or server names can show them."""
+    return [s for s in services if not set(install_methods(s, install)) - {"app-id", "name"}]
+
+
 def _asn_ports(service: Service) -> list[str]:
     """The ports an ASN match can count with: every listed port but the web ports."""
     return [str(r) for r in (*service.port_ranges, *service.shared_ranges)

@@ -124,7 +124,7 @@ def parse_time(text: str) -> float:
 def cmd_services(args) -> int:
     from collector.classify import detection
     from collector.cli import where
-    from collector.daemon.wiring import build_asn, build_catalogue
+    from collector.daemon.wiring import build_catalogue, build_install
     from collector.text import csv_text, json_text, printable
 
     cfg = where.load(args.config)
@@ -134,8 +134,8 @@ def cmd_services(args) -> int:
     except ValueError as exc:
         print(f"imflow: {exc}", file=sys.stderr)
         return 2
-    by_app_id = frozenset(cfg.get("classify.app_ids").values())
-    install = detection.Install(cfg.get("dns.dnstap"), build_asn(cfg), by_app_id)
+    install = build_install(cfg)
+    by_app_id = install.app_id_services
     services = [s for s in catalogue.services[1:] if not args.category or s.category in args.category]
     if args.format == "json":
         print(json_text([dict(s.to_dict(), index=s.index, detected_by=detection.methods(s, by_app_id),
@@ -159,9 +159,7 @@ def cmd_services(args) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     print(f"{len(services)} services, prefix snapshot {catalogue.snapshot}"
           + (f", updated {catalogue.fetched}" if catalogue.fetched else ""))
-    # what only the exporter can tell here (application ids, server names): nothing of this
-    # install (ports, prefixes, ASNs, addresses learned from DNS) recognises them
-    unseen = [s for s in services if not set(detection.install_methods(s, install)) - {"app-id", "name"}]
+    unseen = detection.exporter_only(services, install)
     if unseen:
         hint = ("; dns.dnstap would learn their addresses from your resolver" if not install.dnstap
                 and any(s.domains for s in unseen) else "")
@@ -369,8 +367,10 @@ def cmd_report(args) -> int:
         return 2
     from collector.store.reader import open_reader
 
+    from collector.daemon.wiring import build_install
+
     data = report.build(open_reader(cfg, args.db), start, end, catalogue, policy, _host_names(cfg),
-                        app_id_services=frozenset(cfg.get("classify.app_ids").values()))
+                        install=build_install(cfg))
     render = {"html": report.render_html, "csv": report.render_csv, "json": report.render_json}[args.format]
     text = render(data)
     if args.out:

@@ -53,6 +53,14 @@ def build_asn(cfg: C.Config):
         raise C.ConfigError("classify.asn_prefixes", exc.message) from None
 
 
+def build_install(cfg: C.Config):
+    """What this configuration gives the classifier beyond the catalogue (dnstap, the ASN
+    snapshot, classify.app_ids): `imflow services` and the report say what it can see."""
+    from collector.classify.detection import Install
+
+    return Install(cfg.get("dns.dnstap"), build_asn(cfg), frozenset(cfg.get("classify.app_ids").values()))
+
+
 def build_learned(cfg: C.Config):
     """The table of addresses learned from DNS, when `dns.dnstap` is on (else None)."""
     if not cfg.get("dns.dnstap"):

@@ -35,14 +35,15 @@ NAMES_NOTE = ("Host names and owners are looked up when the report is generated 
 
 
 def build(db_path: str, start: float | None, end: float | None, catalogue, policy, names=None,
-          now: float | None = None, names_deadline: float = 3.0, app_id_services=frozenset()) -> dict:
+          now: float | None = None, names_deadline: float = 3.0, install=None) -> dict:
     """The report for [start, end) as plain data: what render_json writes.
 
     `start`/`end` None: from the first / up to the last data stored. `policy` None means the
     default policy (monitor everything). `names` is a HostNames or None (addresses only);
-    looking names up takes at most `names_deadline` seconds. `app_id_services`: the services the
-    config's classify.app_ids maps to (detection). Raises StoreError (missing database, newer
-    schema, I/O).
+    looking names up takes at most `names_deadline` seconds. `install`: what the configuration
+    adds to the catalogue (`wiring.build_install`: dnstap, ASN snapshot, classify.app_ids), for
+    the note on what cannot be seen; None: the catalogue alone. Raises StoreError (missing
+    database, newer schema, I/O).
 
     Violations are judged by `policy` (the one in force when the report is made) from the
     stored (service, host) totals; `recorded_violation` is the collector's verdict at ingest.
@@ -67,7 +68,7 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
     per_host = _hosts(categories)
     peer_networks = _peer_networks(reader, start, end)
     methods = _methods(reader, start, end)
-    unseen = [s for s in catalogue.services[1:] if detection.needs_app_ids(s, app_id_services)]
+    unseen = detection.exporter_only(catalogue.services[1:], install or detection.Install())
     data_first = min((r[6] for r in rows), default=None)
     data_last = max((r[7] for r in rows), default=None)
     return {
@@ -109,10 +110,11 @@ def build(db_path: str, start: float | None, end: float | None, catalogue, polic
                   "a policy written after the traffic finds it. \"recorded_violation\" (CSV: "
                   "violation_at_ingest) is what the collector recorded with the policy in force when "
                   "the traffic was seen."),
-                  (f"{len(unseen)} services cannot be seen by ports or addresses, only when the router "
-                   "sends application ids (NBAR, AVC, IPFIX applicationId); without them their traffic "
-                   "counts as other: " + ", ".join(s.name for s in unseen) + "." if unseen else
-                   "Every service of the catalogue can be seen by its ports or prefixes."),
+                  (f"{len(unseen)} services cannot be seen here by ports, addresses, ASNs or DNS, only when "
+                   "the exporter sends application ids or server names (NBAR, AVC, IPFIX applicationId, "
+                   "TLS SNI); without them their traffic counts as other: "
+                   + ", ".join(s.name for s in unseen) + "." if unseen else
+                   "Every service of the catalogue can be seen here by its ports, addresses, ASNs or DNS."),
                   NAMES_NOTE.format(dns=", reverse DNS" if names is not None and names.reverse_dns else "")],
     }
 

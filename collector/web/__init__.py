@@ -48,7 +48,7 @@ def site_of(cfg, db: str | None = None, speeds=None, live=None) -> Site:
         from collector.cli.commands import _host_names
 
         data = rep.build(reader, start, end, site.catalogue, site.policy, _host_names(cfg),
-                         app_id_services=frozenset(cfg.get("classify.app_ids").values()))
+                         install=wiring.build_install(cfg))
         return {"html": rep.render_html, "csv": rep.render_csv, "json": rep.render_json}[fmt](data)
 
     site = Site(reader, catalogue, policy, Limits.from_config(cfg), speeds=speeds, report=report, live=live)
