@@ -1,6 +1,7 @@
 /* Compiled kernels of the hot path: grouped sums (the aggregator), the set walk and field
- * reads (the decoder), IPv4 range-table lookups (the classifier). Optional: without them the
- * same work is done in NumPy, with the same results (collector/kernels/__init__.py is the switch).
+ * reads (the decoder), IPv4 range-table lookups and learned-address lookups (the classifier).
+ * Optional: without them the same work is done in NumPy, with the same results
+ * (collector/kernels/__init__.py is the switch).
  *
  * Grouped sums by hashing: the aggregator's per-batch reduction in one pass, no sort.
  *
@@ -448,6 +449,7 @@ done:
  * searchsorted for split cells); here one pass, without first copying the address words out.
  */
 #define POINTER 0x8000
+#define LEARNED_BLOCK 64
 
 static PyObject *lookup4(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -540,6 +542,157 @@ done:
     return result;
 }
 
+/* learned(addr, rows, keys, entries, now, seed, mix, spread, shift, rounds, out) -> None
+ *
+ * The lookup of collector.dns.table.View (addresses learned from DNS answers), one pass:
+ *
+ *   addr     n addresses as collector.netflow.batch.ADDR holds them (16-octet items)
+ *   rows     None (every row), or signed 64-bit row numbers, each in [0, n)
+ *   keys     uint32 fingerprints of a table of 2^k slots (0 = empty)
+ *   entries  one 32-octet Learned record per slot (collector.dns.table.ENTRY)
+ *   seed, mix, spread, shift
+ *            the hash, as collector.dns.table._hash computes it: key = (lo ^ hi * mix) ^ seed,
+ *            fingerprint = its low 32 bits (0 taken as 1), home slot = (key * spread) >> shift
+ *   rounds   slots probed at most from the home slot (linear probing)
+ *   out      writable uint16, n items: each looked-up row gets the service of its slot where
+ *            the fingerprint, both halves and expires > now match, else 0; other rows untouched
+ *
+ * Like View.lookup, the probe of an address stops at the first slot holding its fingerprint
+ * (matching or not) or at an empty slot. Slots are masked to the table: no argument makes it
+ * read outside the buffers.
+ */
+typedef struct {
+    uint64_t hi, lo;
+    double expires;
+    uint16_t service;
+    uint8_t pad[6];
+} Learned;
+
+_Static_assert(sizeof(Learned) == 32, "collector.dns.table.ENTRY is 32 octets");
+
+static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError,
+                        "learned(addr, rows, keys, entries, now, seed, mix, spread, shift, rounds, out)");
+        return NULL;
+    }
+    double now = PyFloat_AsDouble(args[4]);
+    uint64_t seed = PyLong_AsUnsignedLongLongMask(args[5]), mixc = PyLong_AsUnsignedLongLongMask(args[6]),
+             spread = PyLong_AsUnsignedLongLongMask(args[7]);
+    long shift = PyLong_AsLong(args[8]);
+    Py_ssize_t rounds = PyLong_AsSsize_t(args[9]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (shift < 1 || shift > 63 || rounds < 0) {
+        PyErr_SetString(PyExc_ValueError, "shift in [1, 63], rounds >= 0");
+        return NULL;
+    }
+    Views v = {.taken = 0};
+    PyObject *result = NULL;
+    Py_buffer *ab, *rb = NULL, *kb, *eb, *ob;
+    if (!(ab = take_raw(&v, args[0], 0)))
+        goto done;
+    if (ab->itemsize != 16 || ab->len % 16 || (uintptr_t)ab->buf % 8) {
+        PyErr_SetString(PyExc_TypeError, "addr: aligned 16-octet items expected");
+        goto done;
+    }
+    Py_ssize_t n = ab->len / 16, m = n;
+    if (args[1] != Py_None) {
+        if (!(rb = take(&v, args[1], 0, 0, 8)))
+            goto done;
+        m = rb->shape[0];
+        const int64_t *r = rb->buf;
+        for (Py_ssize_t i = 0; i < m; i++)
+            if (r[i] < 0 || r[i] >= n) {
+                PyErr_Format(PyExc_ValueError, "row %lld outside the %zd addresses", (long long)r[i], n);
+                goto done;
+            }
+    }
+    if (!(kb = take(&v, args[2], 0, 1, 4)) || !(ob = take(&v, args[10], 1, n, 2)))
+        goto done;
+    Py_ssize_t size = kb->shape[0];
+    if (size & (size - 1)) {
+        PyErr_SetString(PyExc_ValueError, "keys: a power of two slots expected");
+        goto done;
+    }
+    if (!(eb = take_raw(&v, args[3], 0)))
+        goto done;
+    if (eb->itemsize != (Py_ssize_t)sizeof(Learned) || eb->len < size * eb->itemsize || (uintptr_t)eb->buf % 8) {
+        PyErr_SetString(PyExc_TypeError, "entries: one aligned 32-octet record per slot expected");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const uint64_t *a = ab->buf;
+    const int64_t *rows = rb ? rb->buf : NULL;
+    const uint32_t *keys = kb->buf;
+    const Learned *entries = eb->buf;
+    uint16_t *out = ob->buf;
+    size_t mask = (size_t)size - 1;
+    /* In blocks of addresses, three passes each: hash them and prefetch their home slots; probe
+     * the fingerprints and prefetch the entry where a slot holds one's own; compare those. The
+     * table is megabytes read at random: a block at a time, the cache misses overlap instead
+     * of coming one after another. */
+    Py_ssize_t row[LEARNED_BLOCK];
+    uint64_t kh[LEARNED_BLOCK], kl[LEARNED_BLOCK];
+    size_t home[LEARNED_BLOCK], at[LEARNED_BLOCK]; /* at: the slot holding the fingerprint, or SIZE_MAX */
+    uint32_t kf[LEARNED_BLOCK];
+    for (Py_ssize_t j0 = 0; j0 < m; j0 += LEARNED_BLOCK) {
+        int nb = (int)(m - j0 < LEARNED_BLOCK ? m - j0 : LEARNED_BLOCK);
+        for (int b = 0; b < nb; b++) {
+            Py_ssize_t i = rows ? (Py_ssize_t)rows[j0 + b] : j0 + b;
+            uint64_t hi = a[2 * i], lo = a[2 * i + 1];
+            uint64_t key = (lo ^ hi * mixc) ^ seed;
+            uint32_t fp = (uint32_t)key;
+            row[b] = i;
+            kh[b] = hi;
+            kl[b] = lo;
+            kf[b] = fp ? fp : 1;
+            home[b] = (size_t)((key * spread) >> shift) & mask;
+            __builtin_prefetch(&keys[home[b]]);
+        }
+        /* The home slot settles most addresses (the table is a quarter full at most), here
+         * without a branch: the CPU would mispredict one on every other empty or taken slot. */
+        int later[LEARNED_BLOCK], nl = 0;
+        for (int b = 0; b < nb; b++) {
+            size_t s = home[b];
+            uint32_t k = keys[s];
+            int mine = (k == kf[b]) & (rounds > 0);
+            at[b] = mine ? s : SIZE_MAX;
+            __builtin_prefetch(&entries[mine ? s : 0]);
+            later[nl] = b;
+            nl += !mine & (k != 0) & (rounds > 1);
+        }
+        for (int j = 0; j < nl; j++) { /* the few whose home slot holds another entry */
+            int b = later[j];
+            for (Py_ssize_t r = 1; r < rounds; r++) {
+                size_t s = (home[b] + (size_t)r) & mask;
+                uint32_t k = keys[s];
+                if (k == kf[b]) {
+                    at[b] = s;
+                    __builtin_prefetch(&entries[s]);
+                    break;
+                }
+                if (!k)
+                    break;
+            }
+        }
+        for (int b = 0; b < nb; b++) { /* entries[0] stands in where none was found */
+            int none = at[b] == SIZE_MAX;
+            const Learned *e = &entries[none ? 0 : at[b]];
+            int ok = !none & (e->hi == kh[b]) & (e->lo == kl[b]) & (e->expires > now);
+            out[row[b]] = ok ? e->service : 0;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    release(&v);
+    return result;
+}
+
 /* walk(buf, starts, ends, max_sets, d, pos, sid, size, more) -> sets
  *
  * The set walk of the decoder's bulk path (collector/netflow/bulk.py) for many datagrams:
@@ -618,6 +771,8 @@ done:
 }
 
 static PyMethodDef methods[] = {
+    {"learned", (PyCFunction)(void (*)(void))learned, METH_FASTCALL,
+     "learned(addr, rows, keys, entries, now, seed, mix, spread, shift, rounds, out) -> None (see the module source)"},
     {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL,
      "walk(buf, starts, ends, max_sets, d, pos, sid, size, more) -> sets (see the module source)"},
     {"lookup4", (PyCFunction)(void (*)(void))lookup4, METH_FASTCALL,
