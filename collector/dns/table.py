@@ -35,9 +35,21 @@ REBUILD_EVERY = 1.0  # seconds between rebuilds of the classifier's view
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: hi * _MIX is a bijection of 64-bit integers
 
 
-def mix(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+def _high(hi: np.ndarray) -> np.ndarray:
+    """The high half's share of the key: seeded, then carried through a multiply, a shift and a
+    multiply, so which addresses share a key depends on the per-process seed (an XOR of the seed
+    after a plain multiply would not: flipping the top bit of hi and of lo collides whatever
+    the seed)."""
     with np.errstate(over="ignore"):
-        return lo ^ (hi * _MIX)
+        a = (hi ^ _SEED) * _MIX
+        a ^= a >> np.uint64(32)
+        a *= _SPREAD
+    return a
+
+
+def mix(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """The 64-bit key of each address (both paths compute it alike: collector/kernels)."""
+    return _high(hi) ^ lo
 
 
 _SPREAD = np.uint64(0xBF58476D1CE4E5B9)  # slot = the top bits of key * _SPREAD (Fibonacci-style hashing)
@@ -101,11 +113,13 @@ class View:
             if hit.size:
                 h_rows = hit if idx is None else idx[hit]
                 h_slot = slot[hit]
-                good = (self.hi[h_slot] == hi[h_rows]) & (self.lo[h_slot] == lo[h_rows]) \
-                    & (self.expires[h_slot] > now)
+                same = (self.hi[h_slot] == hi[h_rows]) & (self.lo[h_slot] == lo[h_rows])
+                good = same & (self.expires[h_slot] > now)
                 dest = h_rows[good] if rows is None else rows[h_rows[good]]
                 out[dest] = self.service[h_slot[good]]
-            found[hit] = 0  # settled
+                # settled where the slot holds this very address; a slot of another address
+                # with the same fingerprint sends the probe on to the next slot
+                found[hit[same]] = 0
             more = np.flatnonzero(found)
             if not more.size:
                 break
@@ -117,7 +131,6 @@ def _hash(hi: np.ndarray, lo: np.ndarray, shift: np.uint64) -> tuple[np.ndarray,
     """(fingerprint, home slot) of each address: the seeded key's low 32 bits (0 taken as 1) and
     its top bits after multiplying by _SPREAD."""
     mixed = mix(hi, lo)
-    mixed ^= _SEED
     fingerprint = mixed.astype(np.uint32)
     fingerprint[fingerprint == 0] = 1
     with np.errstate(over="ignore"):

@@ -551,14 +551,15 @@ done:
  *   keys     uint32 fingerprints of a table of 2^k slots (0 = empty)
  *   entries  one 32-octet Learned record per slot (collector.dns.table.ENTRY)
  *   seed, mix, spread, shift
- *            the hash, as collector.dns.table._hash computes it: key = (lo ^ hi * mix) ^ seed,
- *            fingerprint = its low 32 bits (0 taken as 1), home slot = (key * spread) >> shift
+ *            the hash, as collector.dns.table._hash computes it: a = (hi ^ seed) * mix,
+ *            a ^= a >> 32, a *= spread, key = a ^ lo; fingerprint = its low 32 bits (0 taken as
+ *            1), home slot = (key * spread) >> shift
  *   rounds   slots probed at most from the home slot (linear probing)
  *   out      writable uint16, n items: each looked-up row gets the service of its slot where
  *            the fingerprint, both halves and expires > now match, else 0; other rows untouched
  *
- * Like View.lookup, the probe of an address stops at the first slot holding its fingerprint
- * (matching or not) or at an empty slot. Slots are masked to the table: no argument makes it
+ * Like View.lookup, the probe of an address stops at the slot holding it or at an empty slot;
+ * a slot of another address with the same fingerprint sends it on to the next slot. Slots are masked to the table: no argument makes it
  * read outside the buffers.
  */
 typedef struct {
@@ -643,7 +644,9 @@ static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         for (int b = 0; b < nb; b++) {
             Py_ssize_t i = rows ? (Py_ssize_t)rows[j0 + b] : j0 + b;
             uint64_t hi = a[2 * i], lo = a[2 * i + 1];
-            uint64_t key = (lo ^ hi * mixc) ^ seed;
+            uint64_t key = (hi ^ seed) * mixc;
+            key ^= key >> 32;
+            key = key * spread ^ lo;
             uint32_t fp = (uint32_t)key;
             row[b] = i;
             kh[b] = hi;
@@ -681,8 +684,24 @@ static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         for (int b = 0; b < nb; b++) { /* entries[0] stands in where none was found */
             int none = at[b] == SIZE_MAX;
             const Learned *e = &entries[none ? 0 : at[b]];
-            int ok = !none & (e->hi == kh[b]) & (e->lo == kl[b]) & (e->expires > now);
-            out[row[b]] = ok ? e->service : 0;
+            int same = !none & (e->hi == kh[b]) & (e->lo == kl[b]);
+            if (!none & !same) { /* another address with this fingerprint: probe on for this one */
+                e = NULL;
+                for (Py_ssize_t r = (Py_ssize_t)((at[b] - home[b]) & mask) + 1; r < rounds; r++) {
+                    size_t s = (home[b] + (size_t)r) & mask;
+                    uint32_t k = keys[s];
+                    if (!k)
+                        break;
+                    if (k == kf[b] && entries[s].hi == kh[b] && entries[s].lo == kl[b]) {
+                        e = &entries[s];
+                        break;
+                    }
+                }
+                same = e != NULL;
+                if (!e)
+                    e = &entries[0];
+            }
+            out[row[b]] = same & (e->expires > now) ? e->service : 0;
         }
     }
     Py_END_ALLOW_THREADS
