@@ -213,19 +213,8 @@ class LearnedAddresses:
                 self.clients[pair] += 1
             else:
                 c.clients_dropped += 1
-        key = (hi, lo)
-        old = self.entries.get(key)
-        if old is not None:
-            c.refreshed += 1
-            self.entries.move_to_end(key)
-            if old == (service, expires):
-                return
-        else:
-            c.learned += 1
-            while len(self.entries) >= self.max_entries:
-                self.entries.popitem(last=False)
-                c.evicted += 1
-        self.entries[key] = (service, expires)
+        if not self._store((hi, lo), (service, expires)):
+            return
         self._version += 1
         if self.journal is not None:
             if len(self.journal) == self.journal.maxlen:
@@ -248,19 +237,27 @@ class LearnedAddresses:
 
     def put(self, entries) -> None:
         """Entries learned elsewhere (the supervisor's journal), with their expiry as given."""
-        c = self.counters
         for hi, lo, service, expires in entries:
-            key = (hi, lo)
-            if key in self.entries:
-                c.refreshed += 1
-                self.entries.move_to_end(key)
-            else:
-                c.learned += 1
-                while len(self.entries) >= self.max_entries:
-                    self.entries.popitem(last=False)
-                    c.evicted += 1
-            self.entries[key] = (service, expires)
+            self._store((hi, lo), (service, expires))
         self._version += 1
+
+    def _store(self, key: tuple[int, int], value: tuple[str, float]) -> bool:
+        """Insert or refresh one entry as the most recently learned (the least recent out past
+        max_entries, counted); False when it was there with this very value."""
+        c = self.counters
+        old = self.entries.get(key)
+        if old is not None:
+            c.refreshed += 1
+            self.entries.move_to_end(key)
+            if old == value:
+                return False
+        else:
+            c.learned += 1
+            while len(self.entries) >= self.max_entries:
+                self.entries.popitem(last=False)
+                c.evicted += 1
+        self.entries[key] = value
+        return True
 
     def view(self, by_id: dict, now: float, force: bool = False) -> View:
         """The arrays for a catalogue's `by_id` (service id -> Service with `.index`). At most
