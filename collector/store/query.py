@@ -104,9 +104,9 @@ def pick_resolution(start: float, now: float, retention: dict[str, float],
     return "day"
 
 
-def _host_filter(conn: sqlite3.Connection, table: str, lo: int | None, hi: int | None,
-                 hosts: list[str]) -> list[str]:
-    """Addresses and networks → the stored host texts that match ("" matches no-host rows)."""
+def parse_hosts(hosts: list[str]) -> tuple[set[str], list]:
+    """A host filter's items -> (exact host texts, networks); "" is the no-host rows.
+    ValueError names a bad item."""
     exact, networks = set(), []
     for item in hosts:
         item = item.strip()
@@ -119,16 +119,30 @@ def _host_filter(conn: sqlite3.Connection, table: str, lo: int | None, hi: int |
                 exact.add(ipaddress.ip_address(item).compressed)
         except ValueError as exc:
             raise ValueError(f"host filter {item!r}: {exc}") from None
+    return exact, networks
+
+
+def in_networks(texts, networks: list) -> set[str]:
+    """The stored host texts inside any of `networks` (texts that are no address are not)."""
+    out = set()
+    for text in texts:
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            continue
+        if any(addr.version == net.version and addr in net for net in networks):
+            out.add(text)
+    return out
+
+
+def _host_filter(conn: sqlite3.Connection, table: str, lo: int | None, hi: int | None,
+                 hosts: list[str]) -> list[str]:
+    """Addresses and networks → the stored host texts that match ("" matches no-host rows)."""
+    exact, networks = parse_hosts(hosts)
     if networks:
         rows = conn.execute(f"SELECT DISTINCT host FROM {table} WHERE bin >= ? AND bin < ?",
                             (lo if lo is not None else -2**62, hi if hi is not None else 2**62))
-        for (text,) in rows:
-            try:
-                addr = ipaddress.ip_address(text)
-            except ValueError:
-                continue
-            if any(addr.version == net.version and addr in net for net in networks):
-                exact.add(text)
+        exact |= in_networks((text for (text,) in rows), networks)
     return sorted(exact)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ipaddress
 import math
 import time
 
@@ -127,28 +126,12 @@ class ClickHouseReader:
         return res, table, width, lo, hi, where
 
     async def _hosts(self, c, table: str, where: list[str], hosts: list[str]) -> list[str]:
-        exact, networks = set(), []
-        for item in hosts:
-            item = item.strip()
-            try:
-                if item == "":
-                    exact.add("")
-                elif "/" in item:
-                    networks.append(ipaddress.ip_network(item, strict=False))
-                else:
-                    exact.add(ipaddress.ip_address(item).compressed)
-            except ValueError as exc:
-                raise ValueError(f"host filter {item!r}: {exc}") from None
+        exact, networks = query.parse_hosts(hosts)
         if networks:
             cond = " AND ".join(["1", *where])
             # a second column: aiochclient reads a row of one empty string as a row of nothing
-            for text, _ in await c.fetch(f"SELECT DISTINCT host, 1 FROM {self._t(table)} WHERE {cond}"):
-                try:
-                    addr = ipaddress.ip_address(text)
-                except ValueError:
-                    continue
-                if any(addr.version == net.version and addr in net for net in networks):
-                    exact.add(text)
+            rows = await c.fetch(f"SELECT DISTINCT host, 1 FROM {self._t(table)} WHERE {cond}")
+            exact |= query.in_networks((text for text, _ in rows), networks)
         return sorted(exact)
 
     # --- the questions -----------------------------------------------------------------------
