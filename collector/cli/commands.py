@@ -39,7 +39,7 @@ def cmd_run(args) -> int:
 
 def cmd_top(args) -> int:
     from collector.cli import where
-    from collector.daemon.wiring import build_catalogue
+    from collector.daemon.wiring import build_catalogue, build_host_names
     from collector.report import tables as report
     from collector.store.reader import open_reader
 
@@ -63,7 +63,7 @@ def cmd_top(args) -> int:
         print(f"imflow: {exc}", file=sys.stderr)
         return 2
     if "host" in by and (cfg.get("policy.hosts_file") or cfg.get("policy.reverse_dns")):
-        names = _host_names(cfg).lookup_many(sorted({r["host"] for r in rows if r["host"]}))
+        names = build_host_names(cfg).lookup_many(sorted({r["host"] for r in rows if r["host"]}))
         for r in rows:
             r["name"] = names.get(r["host"], ("", ""))[0]
         by = (*by[:by.index("host") + 1], "name", *by[by.index("host") + 1:])
@@ -283,14 +283,14 @@ def cmd_violations(args) -> int:
         print(f"imflow: {exc}", file=sys.stderr)
         return 2
     for r in rows:
-        r["policy"] = policy_action(policy, r["service"], r["host"])
+        r["policy"] = policy.action_of_row(r["service"], r["host"])
     chosen = rows if args.recorded else [r for r in rows if r["policy"] == "block"]
     history = 0 if args.recorded else sum(1 for r in rows if r["violation"] and r["policy"] != "block")
     found = len(chosen)
     chosen = chosen[:args.limit] if args.limit else chosen
     keys = ("host", "name", "owner", "service", "category", "bytes", "packets", "flows", "first_seen", "last_seen",
             "policy", "violation_at_ingest")
-    names = _host_names(cfg).lookup_many([r["host"] for r in chosen])
+    names = wiring.build_host_names(cfg).lookup_many([r["host"] for r in chosen])
     out = [{**{k: r[k] for k in ("host", "service", "category", "bytes", "packets", "flows", "first_seen",
                                  "last_seen", "policy")},
             "name": names.get(r["host"], ("", ""))[0], "owner": names.get(r["host"], ("", ""))[1],
@@ -325,26 +325,6 @@ def cmd_violations(args) -> int:
     return 0
 
 
-def policy_action(policy, service: str, host: str) -> str:
-    """allow | monitor | block now; "unknown" for a service the catalogue no longer has."""
-    try:
-        return policy.action(service, host or None)
-    except ValueError:
-        return "unknown"
-
-
-def _host_names(cfg):
-    """A missing or bad policy.hosts_file is a ConfigError naming the key (its names reach
-    reports and terminals: control characters are refused when it is read)."""
-    from collector.config import ConfigError
-    from collector.policy.hostnames import HostMapError, HostNames
-
-    try:
-        return HostNames(cfg.get("policy.hosts_file") or None, reverse_dns=cfg.get("policy.reverse_dns"))
-    except HostMapError as exc:
-        raise ConfigError("policy.hosts_file", str(exc)) from None
-
-
 def cmd_flows(args) -> int:
     """The flow audit log: collector.cli.flows."""
     from collector.cli import flows
@@ -369,7 +349,7 @@ def cmd_report(args) -> int:
 
     from collector.daemon.wiring import build_install
 
-    data = report.build(open_reader(cfg, args.db), start, end, catalogue, policy, _host_names(cfg),
+    data = report.build(open_reader(cfg, args.db), start, end, catalogue, policy, wiring.build_host_names(cfg),
                         install=build_install(cfg))
     render = {"html": report.render_html, "csv": report.render_csv, "json": report.render_json}[args.format]
     text = render(data)
@@ -463,7 +443,7 @@ def cmd_check_config(args) -> int:
 
     cfg = config.load(args.file)
     wiring.check(cfg)
-    _host_names(cfg)  # the hosts file too: `report` and `violations` read it
+    wiring.build_host_names(cfg)  # the hosts file too: `report` and `violations` read it
     print(f"{args.file}: ok")
     return 0
 

@@ -71,6 +71,18 @@ def build_learned(cfg: C.Config):
                             max_ttl=cfg.get("dns.max_ttl"), max_clients=cfg.get("dns.max_clients"))
 
 
+def build_host_names(cfg: C.Config):
+    """Names of internal hosts for reports and pages (`policy.hosts_file`, reverse DNS). A
+    missing or bad hosts file is a ConfigError naming the key (its names reach reports and
+    terminals: control characters are refused when it is read)."""
+    from collector.policy.hostnames import HostMapError, HostNames
+
+    try:
+        return HostNames(cfg.get("policy.hosts_file") or None, reverse_dns=cfg.get("policy.reverse_dns"))
+    except HostMapError as exc:
+        raise C.ConfigError("policy.hosts_file", str(exc)) from None
+
+
 def build_targets(cfg: C.Config) -> list[snmp.Target]:
     return snmp.targets_of(cfg["snmp"])
 

@@ -127,6 +127,14 @@ class Policy:
                     return entry.exception.action
         return self.base_action(service_id, category)
 
+    def action_of_row(self, service_id: str, host: str) -> str:
+        """The action for a stored row: as `action`, with "" for no host, and "unknown" for a
+        service the catalogue no longer has (rows outlive catalogue changes)."""
+        try:
+            return self.action(service_id, host or None)
+        except ValueError:
+            return "unknown"
+
     def entries(self) -> tuple[_Entry, ...]:
         """Every (exception, network) pair in precedence order: service-specific before
         category-wide, then the most specific network, then config order. For any one service

@@ -45,9 +45,9 @@ def site_of(cfg, db: str | None = None, speeds=None, live=None) -> Site:
 
     def report(start, end, fmt):  # what `imflow report` writes, from the same reader
         from collector import report as rep
-        from collector.cli.commands import _host_names
+        from collector.daemon.wiring import build_host_names
 
-        data = rep.build(reader, start, end, site.catalogue, site.policy, _host_names(cfg),
+        data = rep.build(reader, start, end, site.catalogue, site.policy, build_host_names(cfg),
                          install=wiring.build_install(cfg))
         return {"html": rep.render_html, "csv": rep.render_csv, "json": rep.render_json}[fmt](data)
 

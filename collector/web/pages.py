@@ -132,10 +132,8 @@ def trend_chart(caption: str, slots, width, values, keys, by: str, label=str) ->
 
 
 def _judge(site: Site, rows: list[dict]) -> list[dict]:
-    from collector.cli.commands import policy_action
-
     for r in rows:
-        r["policy"] = policy_action(site.policy, r["service"], r["host"])
+        r["policy"] = site.policy.action_of_row(r["service"], r["host"])
         r["violation_now"] = r["policy"] == "block"
     return rows
 
