@@ -156,7 +156,7 @@ class App:
         allow = self.cfg.get("exporters.allow")
         alive, _ = self.counters.worker_counts()
         services = len(self.catalogue.services) - 1  # as `imflow services` counts: "other" is not one
-        log.info("imflow listening on %s (UDP; NetFlow v5/v9 and IPFIX on every port)%s, storing in %s, "
+        log.info("imflow listening on %s (UDP; NetFlow v5/v9, IPFIX and sFlow v5 on every port)%s, storing in %s, "
                  "refresh_time %gs, %d services, %s%s; %s", ", ".join(self.bound),
                  f" with {alive} workers (SO_REUSEPORT)" if self.components else "",
                  getattr(self.store, "where", None) or self.cfg.get("store.path"),

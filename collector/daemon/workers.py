@@ -60,6 +60,8 @@ def supervisor(cfg: C.Config, workers: int) -> App:
 class PipeSink:
     """The worker's store: bins and counters go down the pipe to the supervisor."""
 
+    where = "the supervisor (through a pipe)"  # what the worker's start line says it stores in
+
     def __init__(self, conn):
         self.conn = conn
         self.counters: Counters | None = None  # the worker's own, set once its App exists
