@@ -92,6 +92,12 @@ class AuditBuffer:
         self.held += n
         self.kept += n
 
+    @property
+    def nbytes(self) -> int:
+        """Octets of the held columns (what max_pending bounds, in memory)."""
+        return (sum(v.nbytes for p in self.parts for v in p.values())
+                + sum(v.nbytes for b in self.restored for v in b.cols.values()))
+
     def restore(self, rows) -> None:
         """What the store refused (an AuditBatch), or a worker's rows: held for the next flush,
         within max_rows."""

@@ -29,7 +29,8 @@ _V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
 _V4_HI, _V4_LO = 0, 0xFFFF << 32  # ::ffff:0.0.0.0 as (hi, lo)
 CHUNK_ROWS = 65536  # rows per stored chunk: the row bound and the age bound drop whole chunks
 _MAGIC = b"IMFA"
-_FORMAT = 1
+_FORMAT = 2  # what encode writes; decode reads 1 too
+_NONE = np.zeros(0, np.uint64)
 DIRECTIONS = ("none", "out", "in")  # code -> AuditRow.direction
 
 # column -> dtype, in stored order
@@ -47,6 +48,20 @@ TRIM = ("DELETE FROM audit_chunk WHERE id IN (SELECT id FROM (SELECT id, sum(row
         " AS total FROM audit_chunk) WHERE total > ?)")
 PRUNE = "DELETE FROM audit_chunk WHERE last_ms < ?"  # a chunk goes when its newest flow is past the age
 PRUNED_ROWS = "SELECT coalesce(sum(rows), 0) FROM audit_chunk WHERE last_ms < ?"
+
+
+def _narrow(v: np.ndarray) -> tuple[int, int, bytes]:
+    """(smallest value, octets per offset (0: all equal), the offsets little-endian)."""
+    if not len(v):
+        return 0, 0, b""
+    lo, hi = int(v.min()), int(v.max())
+    span = hi - lo
+    width = 0 if span == 0 else 1 if span < 1 << 8 else 2 if span < 1 << 16 else 4 if span < 1 << 32 else 8
+    if not width:
+        return lo, 0, b""
+    out = np.empty(len(v), f"<u{width}")
+    np.subtract(v, v.dtype.type(lo), out=out, casting="unsafe")  # in v's type, then cut to the width
+    return lo, width, out.tobytes()
 
 
 def addr_key(text: str) -> bytes:
@@ -151,26 +166,39 @@ class AuditBatch:
     # --- storage -------------------------------------------------------------------------------
 
     def encode(self) -> bytes:
-        """MAGIC, u32 header length, the JSON header, then the columns in `COLUMNS` order, each
-        as its offsets from its smallest value in the narrowest unsigned little-endian width
-        that holds them (header `base` and `width`, octets per value; width 0: every value is
-        the base, nothing stored). Times of one flush, IPv4 addresses (whose high half is
-        always 0 and low half ::ffff:a.b.c.d), one exporter, ports and counters mostly fit in
-        1-4 octets, so a flow takes about 30 octets instead of 84: SQLite's cost of storing a
-        BLOB grows with its size."""
-        n = len(self)
-        bases, widths, blobs = {}, {}, []
-        for c, v in self.cols.items():
-            lo = int(v.min()) if n else 0
-            span = int(v.max()) - lo if n else 0
-            width = 0 if span == 0 else 1 if span < 1 << 8 else 2 if span < 1 << 16 else 4 if span < 1 << 32 else 8
-            bases[c], widths[c] = lo, width
+        """MAGIC, u32 header length, the JSON header, then the stored columns (`_FORMAT` 2).
+
+        Each stored column is kept as its offsets from its smallest value in the narrowest
+        unsigned little-endian width that holds them (header `columns`: name, base, width in
+        octets, values; width 0: every value is the base, nothing stored). What is stored is
+        chosen for small offsets: the end as the duration, and each address as its IPv4 part
+        (`host4`: the low 32 bits of ::ffff:a.b.c.d) with the rows that are not IPv4 listed
+        apart (`host_x`: their row numbers, `host_xhi`/`host_xlo`: their halves), so one IPv6
+        flow does not widen a chunk's addresses from 4 octets to 16. IPv4 flows take about 25
+        octets instead of 84 as held: SQLite's cost of storing a BLOB grows with its size.
+        Format 1 (every column of `COLUMNS` as is) is still read."""
+        n, c = len(self), self.cols
+        stored = [("start_ms", c["start_ms"]), ("duration", c["end_ms"] - c["start_ms"])]
+        stored += [(k, c[k]) for k in ("exporter", "host_port", "peer_port", "proto", "service", "bytes", "packets",
+                                       "in_if", "out_if", "direction")]
+        for side in ("host", "peer"):
+            hi, lo = c[f"{side}_hi"], c[f"{side}_lo"]
+            v4 = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+            if v4.all():
+                stored += [(f"{side}4", lo & np.uint64(0xFFFF_FFFF)), (f"{side}_x", _NONE), (f"{side}_xhi", _NONE),
+                           (f"{side}_xlo", _NONE)]
+                continue
+            x = np.flatnonzero(~v4)
+            stored += [(f"{side}4", np.where(v4, lo & np.uint64(0xFFFF_FFFF), np.uint64(0))),
+                       (f"{side}_x", x.astype(np.uint32)), (f"{side}_xhi", hi[x]), (f"{side}_xlo", lo[x])]
+        meta, blobs = [], []
+        for name, v in stored:
+            base, width, data = _narrow(v)
+            meta.append((name, base, width, len(v)))
             if width:
-                off = v.astype(np.int64) - lo if v.dtype.kind == "i" else v - np.uint64(lo) if v.dtype.itemsize == 8 \
-                    else v.astype(np.uint64) - np.uint64(lo)
-                blobs.append(off.astype(f"<u{width}").tobytes())
+                blobs.append(data)
         header = json.dumps({"format": _FORMAT, "rows": n, "exporters": self.exporters, "services": self.services,
-                             "categories": self.categories, "base": bases, "width": widths}).encode()
+                             "categories": self.categories, "columns": meta}, separators=(",", ":")).encode()
         return b"".join([_MAGIC, struct.pack("<I", len(header)), header, *blobs])
 
     @classmethod
@@ -179,9 +207,47 @@ class AuditBatch:
             raise ValueError("not an imflow audit chunk")
         (n,) = struct.unpack_from("<I", data, 4)
         header = json.loads(data[8:8 + n])
-        if header.get("format") != _FORMAT:
-            raise ValueError(f"audit chunk format {header.get('format')!r}: written by a newer imflow")
-        rows, offset, cols = header["rows"], 8 + n, {}
+        version = header.get("format")
+        if version == 1:
+            return cls._decode_1(data, header, 8 + n)
+        if version != _FORMAT:
+            raise ValueError(f"audit chunk format {version!r}: written by a newer imflow")
+        rows, offset, got, bases = int(header["rows"]), 8 + n, {}, {}
+        for name, base, width, count in header["columns"]:
+            base, width, count = int(base), int(width), int(count)
+            bases[name] = base
+            if width not in (0, 1, 2, 4, 8) or not 0 <= count <= rows:
+                raise ValueError(f"audit chunk: column {name} of width {width}, {count} values")
+            if not width:
+                got[name] = np.zeros(count, np.uint8)  # every offset 0: the value is the base
+                continue
+            got[name] = np.frombuffer(data, f"<u{width}", count, offset)
+            offset += count * width
+        if offset != len(data):
+            raise ValueError(f"audit chunk of {len(data)} octets, {offset} expected")
+        start = got["start_ms"].astype(np.int64) + bases["start_ms"]
+        cols = {"start_ms": start, "end_ms": start + got["duration"].astype(np.int64) + bases["duration"]}
+        for k in ("exporter", "host_port", "peer_port", "proto", "service", "bytes", "packets", "in_if", "out_if",
+                  "direction"):
+            cols[k] = (got[k].astype(np.uint64) + np.uint64(bases[k])).astype(COLUMNS[k])
+        for side in ("host", "peer"):
+            lo = got[f"{side}4"].astype(np.uint64) + np.uint64(bases[f"{side}4"] | _V4_LO)
+            hi = np.zeros(rows, np.uint64)
+            x = got[f"{side}_x"].astype(np.int64) + bases[f"{side}_x"]
+            if len(x):
+                if len(x) != len(got[f"{side}_xhi"]) or len(x) != len(got[f"{side}_xlo"]) or x.max() >= rows:
+                    raise ValueError(f"audit chunk: {side} addresses beyond its rows")
+                hi[x] = got[f"{side}_xhi"].astype(np.uint64) + np.uint64(bases[f"{side}_xhi"])
+                lo[x] = got[f"{side}_xlo"].astype(np.uint64) + np.uint64(bases[f"{side}_xlo"])
+            cols[f"{side}_hi"], cols[f"{side}_lo"] = hi, lo
+        if any(len(v) != rows for v in cols.values()):
+            raise ValueError("audit chunk: columns of different lengths")
+        return cls(cols, header["exporters"], header["services"], header["categories"])
+
+    @classmethod
+    def _decode_1(cls, data: bytes, header: dict, offset: int) -> AuditBatch:
+        """Format 1 (written before 2026-12-05): every column of COLUMNS, offsets from a base."""
+        rows, cols = header["rows"], {}
         for c, t in COLUMNS.items():
             base, width = int(header["base"][c]), int(header["width"][c])
             if width not in (0, 1, 2, 4, 8):

@@ -43,10 +43,12 @@ first_ms, last_ms, rows, data BLOB)``, index ``audit_chunk_last (last_ms)``: eac
 of up to 65,536 flows of the watched categories, ``first_ms``/``last_ms`` the first start and
 the last end of its flows (UNIX milliseconds), ``data`` their columns as
 ``collector.store.audit.AuditBatch.encode`` writes them ("IMFA", a JSON header with the row
-count, the exporter and service names and each column's base and width, then per column its
-values minus the base as little-endian unsigned integers of that width: start_ms, end_ms,
-exporter, host_hi, host_lo, peer_hi, peer_lo, host_port, peer_port, proto, service, bytes,
-packets, in_if, out_if, direction). It is not meant for SQL flow by flow: ``imflow flows
+count, the exporter and service names and each stored column's base, width and length, then per
+column its values minus the base as little-endian unsigned integers of that width; chunk format
+2: start_ms, duration, exporter, ports, proto, service, bytes, packets, interfaces, direction,
+and per address the IPv4 part with the rows that are not IPv4 apart; format 1, written before
+2026-12-05 and still read: start_ms, end_ms, exporter, host_hi, host_lo, peer_hi, peer_lo,
+host_port, peer_port, proto, service, bytes, packets, in_if, out_if, direction). It is not meant for SQL flow by flow: ``imflow flows
 --format csv --limit 0`` exports any selection.
 
 Method rollups ``method_rollup_1m``, ``method_rollup_1h``, ``method_rollup_1d`` (version 3; same

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import random
+import shutil
 import sqlite3
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -259,3 +262,40 @@ def test_a_damaged_chunk_is_a_clear_error(tmp_path, cut):
         conn.commit()
     with pytest.raises(ValueError, match="audit log: a stored chunk cannot be read"):
         query.flows(str(db), None, None)
+
+
+def test_one_ipv6_flow_does_not_widen_a_chunks_ipv4_addresses():
+    """Format 2 keeps the rows that are not IPv4 apart: one IPv6 flow among IPv4 ones costs its
+    own octets, not 12 more for every flow of the chunk (as format 1's 16-octet widths did)."""
+    v4 = [r for r in make_rows(2000, seed=3) if ":" not in r.host + r.peer]
+    mixed = v4 + [v4[0]._replace(host="fd00::5", peer="2001:db8:1::5")]
+    v4_size = len(audit.AuditBatch.from_rows(v4).encode())
+    assert len(audit.AuditBatch.from_rows(mixed).encode()) - v4_size < 64
+    assert v4_size < 40 * len(v4)  # format 1 widened every address column to 8 octets for it
+    for rows in (v4, mixed, mixed[::-1]):
+        assert [as_tuple(r) for r in audit.AuditBatch.decode(audit.AuditBatch.from_rows(rows).encode())] == \
+            [as_tuple(r) for r in rows]
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_database_written_in_format_1_still_answers_and_takes_new_rows(tmp_path):
+    """audit-format1.db was written by the imflow of 2026-12-04 (chunks in format 1, commit
+    68f9786) from the rows in audit-format1.truth.json; today's reader answers the same rows,
+    and a collector started on it appends format-2 chunks beside them."""
+    db = tmp_path / "old.db"
+    shutil.copy(FIXTURES / "audit-format1.db", db)
+    truth = [AuditRow(**r) for r in json.loads((FIXTURES / "audit-format1.truth.json").read_text())]
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert {bytes(d[8:8 + 40]).count(b'"format": 1') for (d,) in conn.execute("SELECT data FROM audit_chunk")} \
+            == {1}
+    assert sorted(as_tuple(r) for r in query.flows(str(db), None, None, limit=None)) == sorted(map(as_tuple, truth))
+    new = make_rows(50, seed=99)
+    write(db, [([], new)])
+    assert sorted(as_tuple(r) for r in query.flows(str(db), None, None, limit=None)) == \
+        sorted(map(as_tuple, truth + new))
+    got = query.flows(str(db), None, None, host=["10.1.2.0/24"], sort="bytes", limit=5)
+    want = sorted((r for r in truth + new if ipaddress.ip_address(r.host) in ipaddress.ip_network("10.1.2.0/24")),
+                  key=lambda r: -r.bytes)[:5]
+    assert [as_tuple(r) for r in got] == [as_tuple(r) for r in want]
