@@ -110,3 +110,39 @@ def test_searches_run_in_turn_and_find_each_capacity():
         assert res.datagrams_per_s <= cap  # every confirmation passed, so it is below capacity
         assert res.datagrams_per_s >= cap / (1 + args.tolerance) ** 2 * 0.85, (res.collector, res.datagrams_per_s)
         assert len([t for t in res.trials if t.ok]) >= args.reps
+
+
+def _kept_logs(stdout: str) -> list[str]:
+    """The collector logs of a run made with --keep (and the kept folder removed)."""
+    kept = Path(stdout.rsplit("# kept ", 1)[1].split()[0])
+    try:
+        return [p.read_text(errors="replace") for p in sorted(kept.glob("trial-*/collector.log"))]
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
+
+
+def _sessions_at_stop(log: str) -> int:
+    [line] = [ln for ln in log.splitlines() if "imflow stopped" in ln or "app: stopped:" in ln]
+    return int(line.split(" sessions ", 1)[1].split()[0])
+
+
+def test_senders_and_template_sessions_are_separate_sessions(tmp_path):
+    """--senders 4 and --template-sessions 300: every record of the four senders is stored, and
+    imflow saw 4 + 300 sessions (source ports and observation domains of their own), counted by
+    imflow itself at exit, not by the harness."""
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, str(HARNESS), "--versions", "ipfix", "--collectors", "imflow",
+         "--rate", "400", "--duration", "1", "--reps", "1", "--records", "2000", "--no-sysctl",
+         "--quiet-wait", "0", "--senders", "4", "--template-sessions", "300",
+         "--template-announce-rate", "3000", "--keep", "--json", str(out)],
+        check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [log] = _kept_logs(proc.stdout)
+    [trial] = json.loads(out.read_text())["results"][0]["trials"]
+    assert not trial["error"], trial["error"]
+    assert trial["drops"] == 0 and trial["errors"] == 0
+    assert trial["counted"] == trial["records"] > 0
+    # 300 announcements, then refreshes at 300/10 per second while the sender ran
+    assert 300 <= trial["sessions_sent"] <= 300 + 30 * 10
+    assert _sessions_at_stop(log) == 4 + 300, log[-600:]

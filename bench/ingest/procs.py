@@ -172,6 +172,10 @@ class Collector:
     def command(self, workdir: Path, port: int) -> list[str]:
         raise NotImplementedError
 
+    def full_command(self, workdir: Path, port: int) -> list[str]:
+        """The command line started: `command` and whatever the harness adds."""
+        return self.command(workdir, port)
+
     def env(self) -> dict[str, str] | None:
         return None
 
@@ -179,7 +183,7 @@ class Collector:
         workdir.mkdir(parents=True, exist_ok=True)
         log = workdir / "collector.log"
         with open(log, "wb") as fh:
-            proc = subprocess.Popen(self.command(workdir, port) + (extra or []), stdout=fh,
+            proc = subprocess.Popen(self.full_command(workdir, port) + (extra or []), stdout=fh,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir,
                                     env=self.env())
         run = Running(proc, port, workdir, log)
@@ -219,11 +223,24 @@ class Imflow(Collector):
     name = "imflow"
     workers = 1  # `imflow run --workers N` (run.py --imflow-workers)
     refresh = 1.0  # seconds between flushes to SQLite (run.py --imflow-refresh; imflow's default is 60)
+    extra_toml = ""  # configuration the harness adds (run.py --template-sessions: [limits] max_sessions)
 
     def command(self, workdir: Path, port: int) -> list[str]:
         return [sys.executable, "-m", "collector", "run", "--listen", f"127.0.0.1:{port}",
                 "--db", str(workdir / "imflow.db"), "--refresh-time", f"{self.refresh:g}",
                 "--workers", str(self.workers)]
+
+    def full_command(self, workdir: Path, port: int) -> list[str]:
+        """`extra_toml` added to the command: appended to the last --config a subclass passes
+        (audit_cost.py, dns_cost.py; theirs name other tables), or as a --config of its own."""
+        cmd = self.command(workdir, port)
+        if not self.extra_toml:
+            return cmd
+        at = max((i for i, a in enumerate(cmd) if a == "--config"), default=-1)
+        text = Path(cmd[at + 1]).read_text() + "\n" if at >= 0 else ""
+        conf = workdir / "bench-extra.toml"
+        conf.write_text(text + self.extra_toml)
+        return cmd[:at] + cmd[at + 2:] + ["--config", str(conf)] if at >= 0 else cmd + ["--config", str(conf)]
 
     def start(self, workdir: Path, port: int, extra: list[str] | None = None) -> Running:
         run = super().start(workdir, port, extra)

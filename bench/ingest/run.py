@@ -4,6 +4,8 @@ side by side in one run, for NetFlow v5, v9 and IPFIX (see bench/README.md).
     python bench/ingest/run.py                 # full run (~10-15 minutes)
     python bench/ingest/run.py --quick         # short smoke run
     python bench/ingest/run.py --collectors imflow --versions v9 --rate 2000 --duration 1
+    python bench/ingest/run.py --senders 64 --imflow-workers 2      # 64 exporters, two imflow workers
+    python bench/ingest/run.py --template-sessions 10000             # 10,000 further template sessions alive
     python bench/ingest/run.py --abuse templates
     python bench/ingest/run.py --abuse hosts
 
@@ -25,6 +27,7 @@ import os
 import resource
 import shutil
 import statistics
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +41,8 @@ sys.path.insert(0, str(HERE))
 
 import datagrams as D
 import procs as P
+
+from collector.config import default
 
 VERSIONS = ("v5", "v9", "ipfix")
 SUSTAIN = 0.10  # the collector must be idle within this share of the send time
@@ -64,6 +69,7 @@ class Trial:
     stop_seconds: float = 0.0  # SIGTERM .. exit
     sender_cpu: float = 0.0  # CPU seconds of the sender
     others: float = 0.0  # cores busy with other programs on the machine while sending
+    sessions_sent: int = 0  # template datagrams of the --template-sessions keeper (announce + refresh)
     error: str = ""
 
     @property
@@ -189,18 +195,25 @@ class Bench:
         except P.CollectorError as exc:
             t.error = str(exc)
             return t
+        keeper = None
         try:
-            cpu0 = P.cpu_seconds(run.pid)
+            if args.template_sessions:
+                keeper = self.start_sessions(run, version)
+            cpu0, kcpu0 = P.cpu_seconds(run.pid), P.cpu_seconds(keeper.pid) if keeper else 0.0
             count = int(target * args.duration) if target else 10**9
             busy0, child0 = P.machine_busy(), resource.getrusage(resource.RUSAGE_CHILDREN)
             w0 = time.monotonic()
             out = subprocess.run([str(self.sender), str(self.datagram_file(version)), str(port),
                                   f"{target:.3f}", str(max(count, 1)), f"{args.duration:.3f}",
-                                  str(args.exporters)],
+                                  str(args.senders)],
                                  check=False, capture_output=True, text=True, timeout=args.duration + 30)
             end = time.monotonic()
             child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t.sender_cpu = child1.ru_utime + child1.ru_stime - child0.ru_utime - child0.ru_stime
+            if keeper:  # the keeper is the trial's traffic, not another program
+                t.sender_cpu += P.cpu_seconds(keeper.pid) - kcpu0
+                t.sessions_sent = self.stop_sessions(keeper)
+                keeper = None
             t.others = max(0.0, (P.machine_busy() - busy0 - t.sender_cpu - (P.cpu_seconds(run.pid) - cpu0))
                            / (end - w0))
             fields = dict(kv.split("=") for kv in out.stdout.split())
@@ -221,6 +234,9 @@ class Bench:
             t.error = str(exc)[:500]
             coll.kill(run)
         finally:
+            if keeper is not None and keeper.poll() is None:
+                keeper.kill()
+                keeper.wait(10)
             if run.proc.poll() is None:
                 coll.kill(run)
             if not args.keep:
@@ -228,6 +244,38 @@ class Bench:
         self.log.append(t)
         print(t.line(), flush=True)
         return t
+
+    def start_sessions(self, run: P.Running, version: str) -> subprocess.Popen:
+        """Start the --template-sessions keeper (sessions.py) and wait (bounded) until every
+        session has announced its templates. It refreshes them until stop_sessions."""
+        args = self.args
+        keeper = subprocess.Popen([sys.executable, str(HERE / "sessions.py"), str(run.port), version,
+                                   str(args.template_sessions), f"{args.template_refresh:g}",
+                                   f"{args.duration + 60 + args.template_sessions / args.template_announce_rate:.0f}",
+                                   f"{args.template_announce_rate:g}"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60 + args.template_sessions / args.template_announce_rate
+        line = ""
+        while not line.startswith("ready"):
+            line = keeper.stdout.readline()
+            if not line or time.monotonic() > deadline:  # the keeper died (EOF); bounded by its MAX_SECONDS
+                keeper.kill()
+                _, err = keeper.communicate(timeout=10)
+                raise P.CollectorError(f"template sessions did not start: {err.strip()[-300:]}")
+        # "alive" before the trial: the collector has taken every announcement in (it may
+        # queue new sessions' templates behind a budget) and is idle again; bounded
+        self.wait_idle(run, time.monotonic(), 10.0)
+        return keeper
+
+    @staticmethod
+    def stop_sessions(keeper: subprocess.Popen) -> int:
+        """SIGTERM the keeper (by its pid) and return the template datagrams it sent."""
+        keeper.send_signal(signal.SIGTERM)
+        out, err = keeper.communicate(timeout=30)
+        fields = dict(kv.split("=") for kv in out.split() if "=" in kv and kv.startswith("sent="))
+        if "sent" not in fields:
+            raise P.CollectorError(f"template sessions: no count at exit: {err.strip()[-300:]}")
+        return int(fields["sent"])
 
     def wait_idle(self, run: P.Running, end: float, seconds: float) -> tuple[float, float]:
         """Seconds after `end` until the collector's socket queue is empty and its CPU stays
@@ -407,8 +455,18 @@ def parse_args(argv=None):
     p.add_argument("--budget", type=float, default=840.0, help="seconds for the whole search run (default 840)")
     p.add_argument("--records", type=int, default=100_000, help="flow records in each datagram file")
     p.add_argument("--json", metavar="FILE", help="write every trial and result as JSON")
-    p.add_argument("--exporters", type=int, default=1, metavar="N",
-                   help="exporters the sender plays (sockets of their own, 1-64; default 1)")
+    p.add_argument("--senders", "--exporters", dest="senders", type=int, default=1, metavar="N",
+                   help="exporters the sender plays: sockets (source ports) and observation domains of "
+                        "their own, each with its own templates and sequence numbers (1-256; default 1)")
+    p.add_argument("--template-sessions", type=int, default=0, metavar="N",
+                   help="keep N further template sessions alive during every trial (sessions.py: one "
+                        "source port and observation domain each, templates only; default 0)")
+    p.add_argument("--template-refresh", type=float, default=10.0, metavar="SECONDS",
+                   help="--template-sessions: each session re-announces its templates this often "
+                        "(default 10: N/10 datagrams/s)")
+    p.add_argument("--template-announce-rate", type=float, default=1000.0, metavar="PER_S",
+                   help="--template-sessions: the sessions' first announcements, datagrams/s before each "
+                        "trial (default 1000: 10 s for 10,000 sessions)")
     p.add_argument("--imflow-refresh", type=float, default=1.0, metavar="SECONDS",
                    help="imflow's --refresh-time (default 1: a flush to SQLite every second of the trial; "
                         "imflow's own default is 60, which leaves only the final flush in a trial)")
@@ -451,6 +509,14 @@ def parse_args(argv=None):
         p.error("--sessions 1-60000, --templates-per-session 1-4096")
     if not 1 <= args.hosts <= 16_000_000:
         p.error("--hosts: 1-16000000")
+    if not 1 <= args.senders <= 256:
+        p.error("--senders: 1-256")
+    if not 0 <= args.template_sessions <= 50_000:
+        p.error("--template-sessions: 0-50000")
+    if not 0.1 <= args.template_refresh <= 3600:
+        p.error("--template-refresh: 0.1-3600 seconds")
+    if not 1 <= args.template_announce_rate <= 100_000:
+        p.error("--template-announce-rate: 1-100000 datagrams/s")
     return args
 
 
@@ -458,6 +524,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     P.Imflow.workers = args.imflow_workers
     P.Imflow.refresh = args.imflow_refresh
+    sessions = args.template_sessions + args.senders
+    if sessions > default("limits.max_sessions"):  # room for every session: "alive", not evicted and re-learnt
+        P.Imflow.extra_toml = f"[limits]\nmax_sessions = {sessions + 100}\n"
     rmem = P.RmemMax(P.RCVBUF)
     workdir = Path(tempfile.mkdtemp(prefix="imflow-ingest-"))
     try:
@@ -480,7 +549,10 @@ def main(argv=None) -> int:
 def bench_main(args, workdir: Path, sender: Path, rmem_note: str) -> int:
     print(f"# imflow ingest benchmark: {os.cpu_count()} CPUs, {rmem_note}; trials of {args.duration:g} s, "
           f"receive buffer {P.RCVBUF >> 20} MiB asked by every collector; imflow flushes every "
-          f"{P.Imflow.refresh:g} s with {P.Imflow.workers} worker(s)", flush=True)
+          f"{P.Imflow.refresh:g} s with {P.Imflow.workers} worker(s); {args.senders} sender(s)"
+          + (f"; {args.template_sessions:,} further template sessions alive (refresh every "
+             f"{args.template_refresh:g} s){'; imflow ' + P.Imflow.extra_toml.strip().replace(chr(10), ' ') if P.Imflow.extra_toml else ''}"
+             if args.template_sessions else ""), flush=True)
     bench = Bench(args, workdir, sender)
     colls = []
     for name in args.collectors:

@@ -11,12 +11,15 @@
  *   RATE           datagrams per second; 0 = as fast as the machine allows
  *   MAX_DATAGRAMS  stop after this many datagrams
  *   MAX_SECONDS    stop after this long (whichever comes first)
- *   EXPORTERS      1-64 (default 1): sockets of their own, so separate exporters (source
+ *   EXPORTERS      1-256 (default 1): sockets of their own, so separate exporters (source
  *                  ports) to the collector, taking turns burst by burst
  *
  * Each exporter replays the file from its first datagram (which carries the templates) in a loop.
  * Sequence numbers are rewritten per exporter as a real exporter counts them, so replays stay gap-free:
  * v5 and IPFIX count flow records sent before the message, v9 counts export packets.
+ * Exporter e (0-based) also adds e to the observation domain (v9 source ID, IPFIX observation
+ * domain ID, v5 engine ID), so a collector that tells exporters apart by address and domain
+ * only (nfcapd, nfacctd) sees N exporters too, each with its own templates and sequence.
  *
  * Prints one line on stdout:
  *   sent=N records=R errors=E seconds=S
@@ -38,7 +41,7 @@
 
 #define BATCH 64
 #define MAXLEN 65535
-#define MAXEXP 64 /* exporters: sockets of their own (source ports), each replaying the file */
+#define MAXEXP 256 /* exporters: sockets of their own (source ports), each replaying the file */
 
 struct dgram {
     const uint8_t *data;
@@ -56,6 +59,11 @@ static double now_s(void)
 static void put32(uint8_t *p, uint32_t v)
 {
     p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static int load(const char *path, uint8_t **buf, struct dgram **out, size_t *n)
@@ -106,7 +114,7 @@ int main(int argc, char **argv)
     double max_seconds = strtod(argv[5], NULL);
     if (port < 1 || port > 65535 || rate < 0 || max_count < 1 || !(max_seconds > 0) || max_seconds > 600
         || exporters < 1 || exporters > MAXEXP) {
-        fprintf(stderr, "bad arguments (port 1-65535, rate >= 0, count >= 1, 0 < seconds <= 600, 1-64 exporters)\n");
+        fprintf(stderr, "bad arguments (port 1-65535, rate >= 0, count >= 1, 0 < seconds <= 600, 1-256 exporters)\n");
         return 2;
     }
     uint8_t *file;
@@ -175,12 +183,16 @@ int main(int argc, char **argv)
             const struct dgram *d = &dg[next];
             memcpy(bufs[k], d->data, d->len);
             uint16_t version = (uint16_t)(d->data[0] << 8 | d->data[1]);
-            if (version == 5)
+            if (version == 5) {
                 put32(bufs[k] + 16, seq_records[e]);
-            else if (version == 9)
+                bufs[k][21] = (uint8_t)(bufs[k][21] + e); /* engine ID */
+            } else if (version == 9) {
                 put32(bufs[k] + 12, seq_v9[e]);
-            else if (version == 10)
+                put32(bufs[k] + 16, get32(d->data + 16) + (uint32_t)e); /* source ID */
+            } else if (version == 10) {
                 put32(bufs[k] + 8, seq_records[e]);
+                put32(bufs[k] + 12, get32(d->data + 12) + (uint32_t)e); /* observation domain */
+            }
             seq_v9[e] += 1;
             seq_records[e] += d->records;
             iov[k].iov_base = bufs[k];
