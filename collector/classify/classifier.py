@@ -206,10 +206,12 @@ class Classifier:
                 now = self.clock() if self.clock is not None else 0.0
             view = table.view(self.catalogue.by_id, now)
             if len(view):
-                # learned addresses are servers outside: internal addresses are not looked up
-                _patch(view.lookup(src_addr, now, np.flatnonzero(~src_int)),
-                       view.lookup(dst_addr, now, np.flatnonzero(~dst_int)), src_int, dst_int,
-                       service, service_is_src, side_known, method, M_DNS)
+                # learned addresses are servers outside: internal addresses are not looked up;
+                # both sides in one pass, which also gives the rows either side matched
+                s, d, hits = view.lookup_pair(src_addr, dst_addr, now, src_int, dst_int)
+                if hits.size:
+                    _patch_rows(hits, s[hits], d[hits], src_int, dst_int, service, service_is_src, side_known,
+                                method, M_DNS)
 
         if app_id is not None and (self._app_keys.size or self._learned):
             app_id = np.asarray(app_id, np.uint64)

@@ -19,6 +19,7 @@ same probes in one pass where it was built.
 
 from __future__ import annotations
 
+import heapq
 import secrets
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collector import kernels
+from collector.netflow.batch import ADDR
 
 MAX_ENTRIES = 100_000
 GRACE = 300.0  # seconds past the TTL
@@ -63,94 +65,165 @@ ENTRY = np.dtype({"names": ["hi", "lo", "expires", "service"], "formats": ["<u8"
 
 @dataclass
 class View:
-    """The table as an open-addressing hash table of NumPy arrays (linear probing, at most a
-    quarter full), for one catalogue (service ids -> its indexes). A lookup gathers one 32-bit
-    fingerprint per address and round (the slots of 100k addresses take 2 MiB: they stay in
-    cache); a round more only for the few addresses whose slot holds another fingerprint; both
-    address halves and the expiry are checked only where the fingerprints are equal."""
+    """The table as an open-addressing hash table of NumPy arrays (linear probing, a quarter full
+    when built, rebuilt past a third), for one catalogue (service ids -> its indexes), with a
+    prefilter in front. A lookup first checks two bits of the address's word of `filter`
+    (16 filter bits per entry: 256 KiB for 100k addresses, in the CPU's caches): an address
+    whose bits are not both set is not in the table, and that settles almost every address not
+    learned without reading the table. The others gather one 32-bit fingerprint per round (a
+    round more only where a slot holds another fingerprint); both address halves and the expiry
+    are checked only where the fingerprints are equal.
+
+    Changed in place (`apply`), never rebuilt on a timer: an entry removed (evicted, expired)
+    stays in its slot as dead (service 0, expiry -inf) so that the probes of others still go
+    past it, and is reused if its address comes back; its filter bits stay set (a filter bit
+    may be stale, never missing). Dead slots count towards the load that triggers a rebuild."""
 
     keys: np.ndarray  # uint32 fingerprint per slot (the mixed key's low half); 0 = empty
     entries: np.ndarray  # ENTRY per slot
     shift: np.uint64  # 64 - log2(slots)
     rounds: int  # the longest probe sequence of any entry
-    size: int
+    size: int  # live entries (service != 0)
+    filter: np.ndarray = field(default_factory=lambda: np.zeros(1, np.uint64))  # uint64 words
+    used: int = 0  # slots taken, live or dead
 
     def __post_init__(self) -> None:
         e = self.entries
         self.hi, self.lo, self.service, self.expires = e["hi"], e["lo"], e["service"], e["expires"]
+        self.fshift = np.uint64(64 - max(1, (len(self.filter) - 1).bit_length()))
 
     def __len__(self) -> int:
         return self.size
 
     def lookup(self, addr: np.ndarray, now: float, rows: np.ndarray | None = None) -> np.ndarray:
         """uint16 service index of each ADDR value (0: not learned, or expired); with `rows`,
-        of those rows only (the others are 0)."""
-        out = np.zeros(len(addr), np.uint16)
-        if not self.size or not len(addr):
-            return out
+        of those rows only (the others are 0). One side of `lookup_pair`."""
+        addr = np.ascontiguousarray(addr)
+        skip = None
+        if rows is not None:
+            skip = np.ones(len(addr), bool)
+            skip[np.asarray(rows)] = False
+        return self.lookup_pair(addr, addr, now, skip, np.ones(len(addr), bool))[0]
+
+    def lookup_pair(self, src: np.ndarray, dst: np.ndarray, now: float, src_skip: np.ndarray | None = None,
+                    dst_skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(src services, dst services, rows where either is non-zero) of two ADDR columns of one
+        length; where a skip mask (bool) is True that side is not looked up (0)."""
+        n = len(src)
+        if len(dst) != n:
+            raise ValueError("lookup_pair: src and dst differ in length")
+        if not self.size or not n:
+            return np.zeros(n, np.uint16), np.zeros(n, np.uint16), np.zeros(0, np.intp)
         kernel = kernels.compiled
         if kernel is not None:  # the same probes, one pass in C
-            addr = np.ascontiguousarray(addr)
-            if addr.dtype.itemsize != 16:
-                raise TypeError(f"lookup: ADDR values expected, got {addr.dtype}")
-            kernel.learned(addr, None if rows is None else np.ascontiguousarray(rows, np.int64),
-                           self.keys, self.entries, float(now), int(_SEED), int(_MIX), int(_SPREAD),
-                           int(self.shift), self.rounds, out)
+            src, dst = np.ascontiguousarray(src), np.ascontiguousarray(dst)
+            if src.dtype.itemsize != 16 or dst.dtype.itemsize != 16:
+                raise TypeError(f"lookup: ADDR values expected, got {src.dtype}, {dst.dtype}")
+            skips = [None if m is None else np.ascontiguousarray(m, bool) for m in (src_skip, dst_skip)]
+            s, d, hits = np.empty(n, np.uint16), np.empty(n, np.uint16), np.empty(n, np.int64)
+            k = kernel.learned(src, dst, skips[0], skips[1], self.keys, self.entries, self.filter, float(now),
+                               int(_SEED), int(_MIX), int(_SPREAD), int(self.shift), int(self.fshift),
+                               self.rounds, s, d, hits)
+            return s, d, hits[:k]
+        s = self._side(src, now, src_skip)
+        d = self._side(dst, now, dst_skip)
+        return s, d, np.flatnonzero(s | d)
+
+    def _side(self, addr: np.ndarray, now: float, skip: np.ndarray | None) -> np.ndarray:
+        out = np.zeros(len(addr), np.uint16)
+        rows = np.flatnonzero(~np.asarray(skip, bool)) if skip is not None else np.arange(len(addr))
+        hi, lo = addr["hi"][rows], addr["lo"][rows]
+        key, home, word, bits = _place(hi, lo, self.shift, self.fshift, len(self.filter))
+        maybe = np.flatnonzero((self.filter[word] & bits) == bits)  # the prefilter
+        if not maybe.size:
             return out
-        hi, lo = addr["hi"], addr["lo"]
-        if rows is not None:
-            hi, lo = hi[rows], lo[rows]
-        key, home = _hash(hi, lo, self.shift)
-        mask = len(self.keys) - 1
-        idx = None  # rows of key/home still probing (None: all)
-        for r in range(self.rounds):
-            if idx is None:
-                slot, k = home, key
-            else:
-                slot, k = (home[idx] + r) & mask, key[idx]
-            found = self.keys[slot]
-            hit = np.flatnonzero(found == k)
-            if hit.size:
-                h_rows = hit if idx is None else idx[hit]
-                h_slot = slot[hit]
-                same = (self.hi[h_slot] == hi[h_rows]) & (self.lo[h_slot] == lo[h_rows])
-                good = same & (self.expires[h_slot] > now)
-                dest = h_rows[good] if rows is None else rows[h_rows[good]]
-                out[dest] = self.service[h_slot[good]]
-                # settled where the slot holds this very address; a slot of another address
-                # with the same fingerprint sends the probe on to the next slot
-                found[hit[same]] = 0
-            more = np.flatnonzero(found)
-            if not more.size:
-                break
-            idx = more if idx is None else idx[more]
+        slot = self._locate(hi[maybe], lo[maybe], key[maybe], home[maybe])
+        has = slot >= 0
+        where, slot = maybe[has], slot[has]
+        good = self.expires[slot] > now
+        out[rows[where[good]]] = self.service[slot[good]]
         return out
+
+    def _locate(self, hi: np.ndarray, lo: np.ndarray, key: np.ndarray, home: np.ndarray) -> np.ndarray:
+        """The slot holding each address (live or dead), or -1: linear probing from the home
+        slot, past slots of other addresses, up to an empty slot or `rounds` slots."""
+        out = np.full(len(hi), -1, np.intp)
+        mask = len(self.keys) - 1
+        idx = np.arange(len(hi))  # still probing
+        for r in range(self.rounds):
+            slot = (home[idx] + r) & mask
+            found = self.keys[slot]
+            hit = np.flatnonzero(found == key[idx])
+            if hit.size:
+                h_slot = slot[hit]
+                same = (self.hi[h_slot] == hi[idx[hit]]) & (self.lo[h_slot] == lo[idx[hit]])
+                out[idx[hit[same]]] = h_slot[same]
+                found[hit[same]] = 0  # settled
+            idx = idx[found != 0]
+            if not idx.size:
+                break
+        return out
+
+    def apply(self, hi: np.ndarray, lo: np.ndarray, service: np.ndarray, expires: np.ndarray) -> bool:
+        """Changes to distinct addresses: service 0 removes (the slot stays, dead), else the
+        address's entry is set, in its slot if it has one. False (nothing changed) when the
+        new entries would take the table past a third of its slots: rebuild it instead."""
+        if not len(hi):
+            return True
+        key, home, word, bits = _place(hi, lo, self.shift, self.fshift, len(self.filter))
+        slot = self._locate(hi, lo, key, home)
+        has = slot >= 0
+        new = np.flatnonzero(~has & (service != 0))
+        if 3 * (self.used + new.size) > len(self.keys):
+            return False
+        s = slot[has]
+        self.size += int(np.count_nonzero(service[has])) - int(np.count_nonzero(self.service[s]))
+        self.service[s] = service[has]
+        self.expires[s] = np.where(service[has] != 0, expires[has], -np.inf)
+        self.rounds = max(self.rounds, _insert(self, hi[new], lo[new], service[new], expires[new],
+                                               key[new], home[new]))
+        np.bitwise_or.at(self.filter, word[new], bits[new])
+        self.used += new.size
+        self.size += new.size
+        return True
+
+    def live(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(hi, lo, service, expires) of the live entries."""
+        at = np.flatnonzero((self.keys != 0) & (self.service != 0))
+        return self.hi[at], self.lo[at], self.service[at], self.expires[at]
 
 
 def _hash(hi: np.ndarray, lo: np.ndarray, shift: np.uint64) -> tuple[np.ndarray, np.ndarray]:
     """(fingerprint, home slot) of each address: the seeded key's low 32 bits (0 taken as 1) and
     its top bits after multiplying by _SPREAD."""
+    key, home, _, _ = _place(hi, lo, shift, np.uint64(63), 1)
+    return key, home
+
+
+def _place(hi: np.ndarray, lo: np.ndarray, shift: np.uint64, fshift: np.uint64, words: int):
+    """(fingerprint, home slot, filter word, filter bits) of each address: g = key * _SPREAD;
+    home slot = g >> shift, word = g >> fshift (both the top bits), and the two bits the
+    fingerprint's bits 0-5 and 6-11 pick (as the kernel computes them)."""
     mixed = mix(hi, lo)
     fingerprint = mixed.astype(np.uint32)
     fingerprint[fingerprint == 0] = 1
     with np.errstate(over="ignore"):
         mixed *= _SPREAD
+    word = ((mixed >> fshift) & np.uint64(words - 1)).astype(np.intp)
     mixed >>= shift
-    return fingerprint, mixed.astype(np.intp)
+    f = fingerprint.astype(np.uint64)
+    bits = (np.uint64(1) << (f & np.uint64(63))) | (np.uint64(1) << ((f >> np.uint64(6)) & np.uint64(63)))
+    return fingerprint, mixed.astype(np.intp), word, bits
 
 
-def build_view(hi: np.ndarray, lo: np.ndarray, service: np.ndarray, expires: np.ndarray) -> View:
-    """Place every entry (unique addresses) in a table, in
-    vectorized rounds (four times as many slots as entries): each round, the entries still unplaced try their next slot, and of those
-    wanting the same free slot the first takes it."""
+def _insert(view: View, hi, lo, service, expires, key, home) -> int:
+    """Place new entries (distinct addresses, none in the table) in free slots, in vectorized
+    rounds: each round, the entries still unplaced try their next slot, and of those wanting the
+    same free slot the first takes it. Returns the rounds it took (the longest probe sequence
+    among them)."""
     n = len(hi)
-    bits = max(10, int(4 * n - 1).bit_length())
-    size = 1 << bits
-    shift = np.uint64(64 - bits)
-    keys = np.zeros(size, np.uint32)
-    entries = np.zeros(size, ENTRY)
-    t_hi, t_lo, t_service, t_expires = entries["hi"], entries["lo"], entries["service"], entries["expires"]
-    key, home = _hash(hi, lo, shift)
+    size = len(view.keys)
+    keys, t_hi, t_lo, t_service, t_expires = view.keys, view.hi, view.lo, view.service, view.expires
     todo = np.arange(n)
     r = 0
     while todo.size:
@@ -165,9 +238,25 @@ def build_view(hi: np.ndarray, lo: np.ndarray, service: np.ndarray, expires: np.
         done[placed] = True
         todo = todo[~done[todo]]
         r += 1
-    return View(keys, entries, shift, max(r, 1), n)
+    return r
 
 
+def build_view(hi: np.ndarray, lo: np.ndarray, service: np.ndarray, expires: np.ndarray,
+               room: int = 0) -> View:
+    """A table of the entries (distinct addresses, service != 0) with four times as many slots
+    as entries (`room`: as many as if there were that many more)."""
+    n = len(hi)
+    bits = max(10, int(4 * (n + room) - 1).bit_length())
+    size = 1 << bits
+    view = View(np.zeros(size, np.uint32), np.zeros(size, ENTRY), np.uint64(64 - bits), 1, n,
+                np.zeros(size >> FILTER_SHIFT, np.uint64), n)
+    key, home, word, fbits = _place(hi, lo, view.shift, view.fshift, len(view.filter))
+    view.rounds = max(1, _insert(view, hi, lo, service, expires, key, home))
+    np.bitwise_or.at(view.filter, word, fbits)
+    return view
+
+
+FILTER_SHIFT = 4  # filter words = slots / 16: 4 filter bits a slot, 16 or more an entry
 EMPTY = View(np.zeros(0, np.uint32), np.zeros(0, ENTRY), np.uint64(0), 0, 0)
 
 
@@ -190,10 +279,16 @@ class LearnedAddresses:
         self.entries: OrderedDict[tuple[int, int], tuple[str, float]] = OrderedDict()
         self.clients: Counter = Counter()  # (client address text, service id) -> answers
         self.counters = Counters()
-        self._version = 0
+        # When entries expire: (expires, hi, lo), a min-heap; an item whose entry moved on
+        # (refreshed, evicted) is skipped when it comes up; compacted past twice the entries
+        self._expiry: list[tuple[float, int, int]] = []
+        # What changed since the view last took it in: address -> (service id, expires), or
+        # None where it left the table (one item per address: at most the changes, never more)
+        self._pending: dict[tuple[int, int], tuple[str, float] | None] = {}
         self._view: View = EMPTY
-        self._view_key: tuple | None = None  # (version, catalogue identity) it was built from
-        self._built_at = float("-inf")
+        self._by_id: dict | None = None  # the catalogue's by_id the view was built for
+        self._index: dict[str, int] = {}  # its service id -> index
+        self._applied_at = float("-inf")
         # With --workers: what changed since the supervisor last sent it on (None: not kept)
         self.journal: deque | None = None
         self.journal_dropped = 0  # changes the journal's ceiling dropped (a worker misses them)
@@ -215,7 +310,6 @@ class LearnedAddresses:
                 c.clients_dropped += 1
         if not self._store((hi, lo), (service, expires)):
             return
-        self._version += 1
         if self.journal is not None:
             if len(self.journal) == self.journal.maxlen:
                 self.journal_dropped += 1
@@ -239,57 +333,97 @@ class LearnedAddresses:
         """Entries learned elsewhere (the supervisor's journal), with their expiry as given."""
         for hi, lo, service, expires in entries:
             self._store((hi, lo), (service, expires))
-        self._version += 1
 
     def _store(self, key: tuple[int, int], value: tuple[str, float]) -> bool:
         """Insert or refresh one entry as the most recently learned (the least recent out past
         max_entries, counted); False when it was there with this very value."""
         c = self.counters
-        old = self.entries.get(key)
+        entries = self.entries
+        old = entries.get(key)
         if old is not None:
             c.refreshed += 1
-            self.entries.move_to_end(key)
+            entries.move_to_end(key)
             if old == value:
                 return False
         else:
             c.learned += 1
-            while len(self.entries) >= self.max_entries:
-                self.entries.popitem(last=False)
+            while len(entries) >= self.max_entries:
+                gone, _ = entries.popitem(last=False)
+                self._pending[gone] = None
                 c.evicted += 1
-        self.entries[key] = value
+        entries[key] = value
+        self._pending[key] = value
+        heapq.heappush(self._expiry, (value[1], *key))
+        if len(self._expiry) > 2 * len(entries) + 1024:  # mostly items of entries since moved on
+            self._expiry = [(e, *k) for k, (_, e) in entries.items()]
+            heapq.heapify(self._expiry)
         return True
 
     def view(self, by_id: dict, now: float, force: bool = False) -> View:
-        """The arrays for a catalogue's `by_id` (service id -> Service with `.index`). At most
-        once per `rebuild_every` (or when the catalogue changed, or `force`): expired entries
-        are purged, and the arrays rebuilt if anything changed."""
-        same = self._view_key is not None and self._view_key[1] == id(by_id)
-        if same and not force and now - self._built_at < self.rebuild_every:
+        """The hash table for a catalogue's `by_id` (service id -> Service with `.index`). At most
+        once per `rebuild_every` (or when `force`d) the entries expired by then leave the table
+        and the changes since are applied to it in place: work in proportion to the changes,
+        not to the table. Built whole only for a new catalogue, or when the changes fill it
+        past a third (then from its own arrays, in NumPy)."""
+        if self._by_id is by_id and not force and now - self._applied_at < self.rebuild_every:
             return self._view
-        self._built_at = now
+        self._applied_at = now
         self._purge(now)
-        key = (self._version, id(by_id))
-        if key != self._view_key:
-            self._view = self._build(by_id)
-            self._view_key = key
+        if self._by_id is not by_id:  # first use, or a reload: the service indexes change
+            self._by_id, self._index = by_id, {sid: s.index for sid, s in by_id.items()}
+            self._pending.clear()
+            self._view = self._build()
+        elif self._pending:
+            self._apply()
         return self._view
 
     def _purge(self, now: float) -> None:
-        gone = [k for k, (_, expires) in self.entries.items() if expires <= now]
-        for k in gone:
-            del self.entries[k]
-        if gone:
-            self.counters.expired += len(gone)
-            self._version += 1
+        heap, entries = self._expiry, self.entries
+        while heap and heap[0][0] <= now:
+            expires, hi, lo = heapq.heappop(heap)
+            value = entries.get((hi, lo))
+            if value is not None and value[1] == expires:
+                del entries[(hi, lo)]
+                self._pending[(hi, lo)] = None
+                self.counters.expired += 1
 
-    def _build(self, by_id: dict) -> View:
+    def _apply(self) -> None:
+        pending, self._pending = self._pending, {}
+        n = len(pending)
+        hi = np.fromiter((k[0] for k in pending), np.uint64, n)
+        lo = np.fromiter((k[1] for k in pending), np.uint64, n)
+        index = self._index  # a service the catalogue does not have: not looked up (removed)
+        service = np.fromiter((index.get(v[0], 0) if v else 0 for v in pending.values()), np.uint16, n)
+        expires = np.fromiter((v[1] if v else -np.inf for v in pending.values()), np.float64, n)
+        view = self._view
+        if view is EMPTY or not view.apply(hi, lo, service, expires):
+            # grown past a third (or none yet): one table of what is live, with room for as
+            # many again
+            live = view.live() if view is not EMPTY else tuple(np.zeros(0, t) for t in
+                                                               (np.uint64, np.uint64, np.uint16, np.float64))
+            self._view = _rebuilt(live, (hi, lo, service, expires))
+
+    def _build(self) -> View:
         n = len(self.entries)
         if not n:
             return EMPTY
         hi = np.fromiter((k[0] for k in self.entries), np.uint64, n)
         lo = np.fromiter((k[1] for k in self.entries), np.uint64, n)
-        index = {sid: s.index for sid, s in by_id.items()}
+        index = self._index
         service = np.fromiter((index.get(v[0], 0) for v in self.entries.values()), np.uint16, n)
         expires = np.fromiter((v[1] for v in self.entries.values()), np.float64, n)
         known = service != 0  # a service the catalogue no longer has (after a reload): not looked up
         return build_view(hi[known], lo[known], service[known], expires[known])
+
+
+def _rebuilt(live, changes) -> View:
+    """A new table of the live entries with the changes applied (changes win; service 0 removes)."""
+    hi = np.concatenate([changes[0], live[0]])
+    lo = np.concatenate([changes[1], live[1]])
+    service = np.concatenate([changes[2], live[2]])
+    expires = np.concatenate([changes[3], live[3]])
+    both = np.zeros(len(hi), ADDR)
+    both["hi"], both["lo"] = hi, lo
+    _, first = np.unique(both, return_index=True)  # the first of each address: the change
+    keep = first[service[first] != 0]
+    return build_view(hi[keep], lo[keep], service[keep], expires[keep], room=len(keep))

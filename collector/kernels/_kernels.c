@@ -542,25 +542,37 @@ done:
     return result;
 }
 
-/* learned(addr, rows, keys, entries, now, seed, mix, spread, shift, rounds, out) -> None
+/* learned(src, dst, src_skip, dst_skip, keys, entries, filter, now, seed, mix, spread, shift,
+ *         fshift, rounds, out_src, out_dst, hits) -> k
  *
- * The lookup of collector.dns.table.View (addresses learned from DNS answers), one pass:
+ * The lookup of collector.dns.table.View (addresses learned from DNS answers) for both
+ * addresses of n flows in one pass:
  *
- *   addr     n addresses as collector.netflow.batch.ADDR holds them (16-octet items)
- *   rows     None (every row), or signed 64-bit row numbers, each in [0, n)
+ *   src, dst n addresses each as collector.netflow.batch.ADDR holds them (16-octet items)
+ *   src_skip, dst_skip
+ *            None, or n one-octet items: a non-zero item's address is not looked up (its out
+ *            item is 0): the classifier passes its internal-address masks
  *   keys     uint32 fingerprints of a table of 2^k slots (0 = empty)
  *   entries  one 32-octet Learned record per slot (collector.dns.table.ENTRY)
+ *   filter   uint64 words, a power of two of them: the prefilter. An address can be in the
+ *            table only where both its bits are set in its word: word (g >> fshift) & (words
+ *            - 1), bits fp & 63 and (fp >> 6) & 63, g = key * spread. A quarter of a megabyte
+ *            for 100k addresses: it stays in the CPU's caches, and most addresses (not
+ *            learned) are settled by it without touching the table's megabytes.
  *   seed, mix, spread, shift
  *            the hash, as collector.dns.table._hash computes it: a = (hi ^ seed) * mix,
- *            a ^= a >> 32, a *= spread, key = a ^ lo; fingerprint = its low 32 bits (0 taken as
- *            1), home slot = (key * spread) >> shift
+ *            a ^= a >> 32, a *= spread, key = a ^ lo; fingerprint fp = its low 32 bits (0 taken
+ *            as 1), home slot = (key * spread) >> shift
  *   rounds   slots probed at most from the home slot (linear probing)
- *   out      writable uint16, n items: each looked-up row gets the service of its slot where
- *            the fingerprint, both halves and expires > now match, else 0; other rows untouched
+ *   out_src, out_dst
+ *            writable uint16, n items each: the service of the slot where the fingerprint,
+ *            both halves and expires > now match, else 0
+ *   hits     writable int64, n items: the rows where either out item is non-zero, in order;
+ *            k of them (the return value)
  *
- * Like View.lookup, the probe of an address stops at the slot holding it or at an empty slot;
- * a slot of another address with the same fingerprint sends it on to the next slot. Slots are masked to the table: no argument makes it
- * read outside the buffers.
+ * Like View.lookup_pair, the probe of an address stops at the slot holding it or at an empty
+ * slot; a slot of another address with the same fingerprint sends it on to the next slot.
+ * Slots and words are masked to the table: no argument makes it read outside the buffers.
  */
 typedef struct {
     uint64_t hi, lo;
@@ -574,139 +586,166 @@ _Static_assert(sizeof(Learned) == 32, "collector.dns.table.ENTRY is 32 octets");
 static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError,
-                        "learned(addr, rows, keys, entries, now, seed, mix, spread, shift, rounds, out)");
+    if (nargs != 17) {
+        PyErr_SetString(PyExc_TypeError, "learned(src, dst, src_skip, dst_skip, keys, entries, filter, now, seed, "
+                                         "mix, spread, shift, fshift, rounds, out_src, out_dst, hits)");
         return NULL;
     }
-    double now = PyFloat_AsDouble(args[4]);
-    uint64_t seed = PyLong_AsUnsignedLongLongMask(args[5]), mixc = PyLong_AsUnsignedLongLongMask(args[6]),
-             spread = PyLong_AsUnsignedLongLongMask(args[7]);
-    long shift = PyLong_AsLong(args[8]);
-    Py_ssize_t rounds = PyLong_AsSsize_t(args[9]);
+    double now = PyFloat_AsDouble(args[7]);
+    uint64_t seed = PyLong_AsUnsignedLongLongMask(args[8]), mixc = PyLong_AsUnsignedLongLongMask(args[9]),
+             spread = PyLong_AsUnsignedLongLongMask(args[10]);
+    long shift = PyLong_AsLong(args[11]), fshift = PyLong_AsLong(args[12]);
+    Py_ssize_t rounds = PyLong_AsSsize_t(args[13]);
     if (PyErr_Occurred())
         return NULL;
-    if (shift < 1 || shift > 63 || rounds < 0) {
-        PyErr_SetString(PyExc_ValueError, "shift in [1, 63], rounds >= 0");
+    if (shift < 1 || shift > 63 || fshift < 1 || fshift > 63 || rounds < 0) {
+        PyErr_SetString(PyExc_ValueError, "shift and fshift in [1, 63], rounds >= 0");
         return NULL;
     }
     Views v = {.taken = 0};
     PyObject *result = NULL;
-    Py_buffer *ab, *rb = NULL, *kb, *eb, *ob;
-    if (!(ab = take_raw(&v, args[0], 0)))
-        goto done;
-    if (ab->itemsize != 16 || ab->len % 16 || (uintptr_t)ab->buf % 8) {
-        PyErr_SetString(PyExc_TypeError, "addr: aligned 16-octet items expected");
+    Py_buffer *ab[2], *sk[2] = {NULL, NULL}, *kb, *eb, *fb, *ob[2], *hb;
+    Py_ssize_t n = 0;
+    for (int side = 0; side < 2; side++) {
+        if (!(ab[side] = take_raw(&v, args[side], 0)))
+            goto done;
+        if (ab[side]->itemsize != 16 || ab[side]->len % 16 || (uintptr_t)ab[side]->buf % 8) {
+            PyErr_SetString(PyExc_TypeError, "src, dst: aligned 16-octet items expected");
+            goto done;
+        }
+    }
+    n = ab[0]->len / 16;
+    if (ab[1]->len / 16 != n) {
+        PyErr_SetString(PyExc_ValueError, "src and dst differ in length");
         goto done;
     }
-    Py_ssize_t n = ab->len / 16, m = n;
-    if (args[1] != Py_None) {
-        if (!(rb = take(&v, args[1], 0, 0, 8)))
-            goto done;
-        m = rb->shape[0];
-        const int64_t *r = rb->buf;
-        for (Py_ssize_t i = 0; i < m; i++)
-            if (r[i] < 0 || r[i] >= n) {
-                PyErr_Format(PyExc_ValueError, "row %lld outside the %zd addresses", (long long)r[i], n);
+    for (int side = 0; side < 2; side++)
+        if (args[2 + side] != Py_None) {
+            if (!(sk[side] = take_raw(&v, args[2 + side], 0)))
+                goto done;
+            if (sk[side]->itemsize != 1 || sk[side]->len < n) {
+                PyErr_SetString(PyExc_ValueError, "src_skip, dst_skip: n one-octet items expected");
                 goto done;
             }
-    }
-    if (!(kb = take(&v, args[2], 0, 1, 4)) || !(ob = take(&v, args[10], 1, n, 2)))
+        }
+    if (!(kb = take(&v, args[4], 0, 1, 4)) || !(fb = take(&v, args[6], 0, 1, 8)) ||
+        !(ob[0] = take(&v, args[14], 1, n, 2)) || !(ob[1] = take(&v, args[15], 1, n, 2)) ||
+        !(hb = take(&v, args[16], 1, n, 8)))
         goto done;
-    Py_ssize_t size = kb->shape[0];
-    if (size & (size - 1)) {
-        PyErr_SetString(PyExc_ValueError, "keys: a power of two slots expected");
+    Py_ssize_t size = kb->shape[0], words = fb->shape[0];
+    if ((size & (size - 1)) || (words & (words - 1))) {
+        PyErr_SetString(PyExc_ValueError, "keys, filter: a power of two items expected");
         goto done;
     }
-    if (!(eb = take_raw(&v, args[3], 0)))
+    if (!(eb = take_raw(&v, args[5], 0)))
         goto done;
     if (eb->itemsize != (Py_ssize_t)sizeof(Learned) || eb->len < size * eb->itemsize || (uintptr_t)eb->buf % 8) {
         PyErr_SetString(PyExc_TypeError, "entries: one aligned 32-octet record per slot expected");
         goto done;
     }
+    Py_ssize_t k = 0;
     Py_BEGIN_ALLOW_THREADS
-    const uint64_t *a = ab->buf;
-    const int64_t *rows = rb ? rb->buf : NULL;
+    const uint64_t *a[2] = {ab[0]->buf, ab[1]->buf};
+    const uint8_t *skip[2] = {sk[0] ? sk[0]->buf : NULL, sk[1] ? sk[1]->buf : NULL};
     const uint32_t *keys = kb->buf;
+    const uint64_t *filter = fb->buf;
     const Learned *entries = eb->buf;
-    uint16_t *out = ob->buf;
-    size_t mask = (size_t)size - 1;
-    /* In blocks of addresses, three passes each: hash them and prefetch their home slots; probe
-     * the fingerprints and prefetch the entry where a slot holds one's own; compare those. The
-     * table is megabytes read at random: a block at a time, the cache misses overlap instead
-     * of coming one after another. */
-    Py_ssize_t row[LEARNED_BLOCK];
-    uint64_t kh[LEARNED_BLOCK], kl[LEARNED_BLOCK];
-    size_t home[LEARNED_BLOCK], at[LEARNED_BLOCK]; /* at: the slot holding the fingerprint, or SIZE_MAX */
-    uint32_t kf[LEARNED_BLOCK];
-    for (Py_ssize_t j0 = 0; j0 < m; j0 += LEARNED_BLOCK) {
-        int nb = (int)(m - j0 < LEARNED_BLOCK ? m - j0 : LEARNED_BLOCK);
-        for (int b = 0; b < nb; b++) {
-            Py_ssize_t i = rows ? (Py_ssize_t)rows[j0 + b] : j0 + b;
-            uint64_t hi = a[2 * i], lo = a[2 * i + 1];
-            uint64_t key = (hi ^ seed) * mixc;
-            key ^= key >> 32;
-            key = key * spread ^ lo;
-            uint32_t fp = (uint32_t)key;
-            row[b] = i;
-            kh[b] = hi;
-            kl[b] = lo;
-            kf[b] = fp ? fp : 1;
-            home[b] = (size_t)((key * spread) >> shift) & mask;
-            __builtin_prefetch(&keys[home[b]]);
+    uint16_t *out[2] = {ob[0]->buf, ob[1]->buf};
+    int64_t *hits = hb->buf;
+    size_t mask = (size_t)size - 1, fmask = (size_t)words - 1;
+    /* In blocks of rows, four passes each: both addresses through the prefilter (in cache),
+     * the few that pass hashed to their home slots, prefetched; their fingerprints probed and
+     * the entry prefetched where a slot holds one's own; those compared. The table is megabytes
+     * read at random: a block at a time, its cache misses overlap instead of coming one after
+     * another. */
+    enum { B = LEARNED_BLOCK * 2 };
+    Py_ssize_t row[B];
+    int sd[B];
+    uint64_t kh[B], kl[B];
+    size_t home[B], at[B]; /* at: the slot holding the fingerprint, or SIZE_MAX */
+    uint32_t kf[B];
+    for (Py_ssize_t i0 = 0; i0 < n; i0 += LEARNED_BLOCK) {
+        Py_ssize_t i1 = n - i0 < LEARNED_BLOCK ? n : i0 + LEARNED_BLOCK;
+        int nb = 0;
+        for (Py_ssize_t i = i0; i < i1; i++) {
+            out[0][i] = out[1][i] = 0;
+            for (int side = 0; side < 2; side++) {
+                if (skip[side] && skip[side][i])
+                    continue;
+                uint64_t hi = a[side][2 * i], lo = a[side][2 * i + 1];
+                uint64_t key = (hi ^ seed) * mixc;
+                key ^= key >> 32;
+                key = key * spread ^ lo;
+                uint32_t fp = (uint32_t)key;
+                fp = fp ? fp : 1;
+                uint64_t g = key * spread;
+                uint64_t bits = (1ULL << (fp & 63)) | (1ULL << ((fp >> 6) & 63));
+                if ((filter[(size_t)(g >> fshift) & fmask] & bits) != bits)
+                    continue;
+                row[nb] = i;
+                sd[nb] = side;
+                kh[nb] = hi;
+                kl[nb] = lo;
+                kf[nb] = fp;
+                home[nb] = (size_t)(g >> shift) & mask;
+                __builtin_prefetch(&keys[home[nb]]);
+                nb++;
+            }
         }
-        /* The home slot settles most addresses (the table is a quarter full at most), here
-         * without a branch: the CPU would mispredict one on every other empty or taken slot. */
-        int later[LEARNED_BLOCK], nl = 0;
+        int later[B], nl = 0;
         for (int b = 0; b < nb; b++) {
             size_t s = home[b];
-            uint32_t k = keys[s];
-            int mine = (k == kf[b]) & (rounds > 0);
+            uint32_t key = keys[s];
+            int mine = (key == kf[b]) & (rounds > 0);
             at[b] = mine ? s : SIZE_MAX;
-            __builtin_prefetch(&entries[mine ? s : 0]);
+            if (mine)
+                __builtin_prefetch(&entries[s]);
             later[nl] = b;
-            nl += !mine & (k != 0) & (rounds > 1);
+            nl += !mine & (key != 0) & (rounds > 1);
         }
         for (int j = 0; j < nl; j++) { /* the few whose home slot holds another entry */
             int b = later[j];
             for (Py_ssize_t r = 1; r < rounds; r++) {
                 size_t s = (home[b] + (size_t)r) & mask;
-                uint32_t k = keys[s];
-                if (k == kf[b]) {
+                uint32_t key = keys[s];
+                if (key == kf[b]) {
                     at[b] = s;
                     __builtin_prefetch(&entries[s]);
                     break;
                 }
-                if (!k)
+                if (!key)
                     break;
             }
         }
-        for (int b = 0; b < nb; b++) { /* entries[0] stands in where none was found */
-            int none = at[b] == SIZE_MAX;
-            const Learned *e = &entries[none ? 0 : at[b]];
-            int same = !none & (e->hi == kh[b]) & (e->lo == kl[b]);
-            if (!none & !same) { /* another address with this fingerprint: probe on for this one */
+        for (int b = 0; b < nb; b++) {
+            if (at[b] == SIZE_MAX)
+                continue;
+            const Learned *e = &entries[at[b]];
+            if (e->hi != kh[b] || e->lo != kl[b]) { /* another address with this fingerprint: probe on */
                 e = NULL;
                 for (Py_ssize_t r = (Py_ssize_t)((at[b] - home[b]) & mask) + 1; r < rounds; r++) {
                     size_t s = (home[b] + (size_t)r) & mask;
-                    uint32_t k = keys[s];
-                    if (!k)
+                    uint32_t key = keys[s];
+                    if (!key)
                         break;
-                    if (k == kf[b] && entries[s].hi == kh[b] && entries[s].lo == kl[b]) {
+                    if (key == kf[b] && entries[s].hi == kh[b] && entries[s].lo == kl[b]) {
                         e = &entries[s];
                         break;
                     }
                 }
-                same = e != NULL;
                 if (!e)
-                    e = &entries[0];
+                    continue;
             }
-            out[row[b]] = same & (e->expires > now) ? e->service : 0;
+            if (e->expires > now)
+                out[sd[b]][row[b]] = e->service;
+        }
+        for (Py_ssize_t i = i0; i < i1; i++) {
+            hits[k] = i;
+            k += (out[0][i] | out[1][i]) != 0;
         }
     }
     Py_END_ALLOW_THREADS
-    result = Py_None;
-    Py_INCREF(result);
+    result = PyLong_FromSsize_t(k);
 done:
     release(&v);
     return result;
@@ -791,7 +830,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"learned", (PyCFunction)(void (*)(void))learned, METH_FASTCALL,
-     "learned(addr, rows, keys, entries, now, seed, mix, spread, shift, rounds, out) -> None (see the module source)"},
+     "learned(src, dst, src_skip, dst_skip, keys, entries, filter, now, seed, mix, spread, shift, fshift, rounds, "
+     "out_src, out_dst, hits) -> hit rows (see the module source)"},
     {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL,
      "walk(buf, starts, ends, max_sets, d, pos, sid, size, more) -> sets (see the module source)"},
     {"lookup4", (PyCFunction)(void (*)(void))lookup4, METH_FASTCALL,

@@ -178,29 +178,39 @@ needs_kernels = pytest.mark.skipif(not kernels.available(), reason="the kernels 
 
 
 def kernel_args(view, q, **over):
-    args = {"addr": q, "rows": None, "keys": view.keys, "entries": view.entries, "now": NOW,
-            "seed": int(dns_table._SEED), "mix": int(dns_table._MIX), "spread": int(dns_table._SPREAD),
-            "shift": int(view.shift), "rounds": view.rounds, "out": np.zeros(len(q), np.uint16)}
+    n = len(q)
+    args = {"src": q, "dst": q, "src_skip": None, "dst_skip": None, "keys": view.keys, "entries": view.entries,
+            "filter": view.filter, "now": NOW, "seed": int(dns_table._SEED), "mix": int(dns_table._MIX),
+            "spread": int(dns_table._SPREAD), "shift": int(view.shift), "fshift": int(view.fshift),
+            "rounds": view.rounds, "out_src": np.zeros(n, np.uint16), "out_dst": np.zeros(n, np.uint16),
+            "hits": np.zeros(n, np.int64)}
     args.update(over)
     return list(args.values())
 
 
 @needs_kernels
 @pytest.mark.parametrize("over, error", [
-    ({"rows": np.array([0, 10], np.int64)}, ValueError),  # row 10 of 10 addresses
-    ({"rows": np.array([-1], np.int64)}, ValueError),
-    ({"rows": np.array([0], np.int32)}, TypeError),
+    ({"dst": np.zeros(11, ADDR)}, ValueError),  # src and dst differ in length
+    ({"src_skip": np.zeros(9, bool)}, ValueError),  # shorter than the addresses
+    ({"dst_skip": np.zeros(10, np.uint16)}, ValueError),  # not one-octet items
     ({"keys": np.zeros(1000, np.uint32)}, ValueError),  # not a power of two
     ({"keys": np.zeros(0, np.uint32)}, ValueError),
     ({"keys": np.zeros(1024, np.uint64)}, TypeError),
+    ({"filter": np.zeros(100, np.uint64)}, ValueError),  # not a power of two
+    ({"filter": np.zeros(0, np.uint64)}, ValueError),
+    ({"filter": np.zeros(64, np.uint32)}, TypeError),
     ({"entries": np.zeros(512, dns_table.ENTRY)}, TypeError),  # fewer entries than slots
     ({"entries": np.zeros(1024, np.uint64)}, TypeError),
-    ({"addr": np.zeros(10, np.uint64)}, TypeError),
-    ({"addr": np.zeros(20, ADDR)[::2]}, ValueError),  # not contiguous
-    ({"out": np.zeros(5, np.uint16)}, ValueError),
-    ({"out": np.zeros(10, np.uint32)}, TypeError),
+    ({"src": np.zeros(10, np.uint64)}, TypeError),
+    ({"dst": np.zeros(20, ADDR)[::2]}, ValueError),  # not contiguous
+    ({"out_src": np.zeros(5, np.uint16)}, ValueError),
+    ({"out_dst": np.zeros(10, np.uint32)}, TypeError),
+    ({"hits": np.zeros(9, np.int64)}, ValueError),
+    ({"hits": np.zeros(10, np.int32)}, TypeError),
     ({"shift": 0}, ValueError),
     ({"shift": 64}, ValueError),
+    ({"fshift": 0}, ValueError),
+    ({"fshift": 64}, ValueError),
     ({"rounds": -1}, ValueError),
 ])
 def test_kernel_refuses_bad_arguments(over, error):
@@ -215,14 +225,18 @@ def test_kernel_refuses_bad_arguments(over, error):
 
 @needs_kernels
 def test_kernel_masks_every_slot():
-    """A shift too small for the table or rounds past its size still read only inside it."""
+    """A shift too small for the table, rounds past its size, a filter shift too small for the
+    filter still read only inside them."""
     rng = np.random.default_rng(2)
     addr = random_addrs(rng, 100)
     view, model = table_of(addr, rng)
     q = queries(rng, addr, 1_000)
-    out = np.zeros(len(q), np.uint16)
-    kernels.built.learned(*kernel_args(view, q, shift=1, rounds=5_000, out=out))  # garbage, not a crash
-    kernels.built.learned(*kernel_args(view, q, rounds=0, out=out))
+    out, hits = np.zeros(len(q), np.uint16), np.zeros(len(q), np.int64)
+    full = np.full(len(view.filter), 2**64 - 1, np.uint64)  # every address passes the prefilter
+    kernels.built.learned(*kernel_args(view, q, shift=1, fshift=1, rounds=5_000, out_src=out))  # garbage, no crash
+    kernels.built.learned(*kernel_args(view, q, rounds=0, out_src=out, filter=full))
     assert not out.any()
-    kernels.built.learned(*kernel_args(view, q, rounds=len(view.keys) * 3, out=out))
+    k = kernels.built.learned(*kernel_args(view, q, rounds=len(view.keys) * 3, out_src=out, filter=full,
+                                           hits=hits))
     assert out.tolist() == expected(model, q, None)
+    assert hits[:k].tolist() == np.flatnonzero(out).tolist()
