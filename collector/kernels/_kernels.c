@@ -583,6 +583,68 @@ typedef struct {
 
 _Static_assert(sizeof(Learned) == 32, "collector.dns.table.ENTRY is 32 octets");
 
+/* Addresses past the prefilter, waiting for their probes (learned()). */
+typedef struct {
+    int n;
+    Py_ssize_t row[LEARNED_BLOCK];
+    int side[LEARNED_BLOCK];
+    uint64_t hi[LEARNED_BLOCK], lo[LEARNED_BLOCK];
+    size_t home[LEARNED_BLOCK], at[LEARNED_BLOCK]; /* at: the slot holding the fingerprint, or SIZE_MAX */
+    uint32_t fp[LEARNED_BLOCK];
+} Candidates;
+
+static void probe_learned(Candidates *c, const uint32_t *keys, const Learned *entries, size_t mask,
+                          Py_ssize_t rounds, double now, uint16_t *const out[2])
+{
+    int later[LEARNED_BLOCK], nl = 0;
+    for (int b = 0; b < c->n; b++) {
+        size_t s = c->home[b];
+        uint32_t key = keys[s];
+        int mine = (key == c->fp[b]) & (rounds > 0);
+        c->at[b] = mine ? s : SIZE_MAX;
+        if (mine)
+            __builtin_prefetch(&entries[s]);
+        later[nl] = b;
+        nl += !mine & (key != 0) & (rounds > 1);
+    }
+    for (int j = 0; j < nl; j++) { /* the few whose home slot holds another entry */
+        int b = later[j];
+        for (Py_ssize_t r = 1; r < rounds; r++) {
+            size_t s = (c->home[b] + (size_t)r) & mask;
+            uint32_t key = keys[s];
+            if (key == c->fp[b]) {
+                c->at[b] = s;
+                __builtin_prefetch(&entries[s]);
+                break;
+            }
+            if (!key)
+                break;
+        }
+    }
+    for (int b = 0; b < c->n; b++) {
+        if (c->at[b] == SIZE_MAX)
+            continue;
+        const Learned *e = &entries[c->at[b]];
+        if (e->hi != c->hi[b] || e->lo != c->lo[b]) { /* another address with this fingerprint: probe on */
+            e = NULL;
+            for (Py_ssize_t r = (Py_ssize_t)((c->at[b] - c->home[b]) & mask) + 1; r < rounds; r++) {
+                size_t s = (c->home[b] + (size_t)r) & mask;
+                uint32_t key = keys[s];
+                if (!key)
+                    break;
+                if (key == c->fp[b] && entries[s].hi == c->hi[b] && entries[s].lo == c->lo[b]) {
+                    e = &entries[s];
+                    break;
+                }
+            }
+            if (!e)
+                continue;
+        }
+        if (e->expires > now)
+            out[c->side[b]][c->row[b]] = e->service;
+    }
+}
+
 static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
@@ -653,96 +715,46 @@ static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     uint16_t *out[2] = {ob[0]->buf, ob[1]->buf};
     int64_t *hits = hb->buf;
     size_t mask = (size_t)size - 1, fmask = (size_t)words - 1;
-    /* In blocks of rows, four passes each: both addresses through the prefilter (in cache),
-     * the few that pass hashed to their home slots, prefetched; their fingerprints probed and
-     * the entry prefetched where a slot holds one's own; those compared. The table is megabytes
-     * read at random: a block at a time, its cache misses overlap instead of coming one after
-     * another. */
-    enum { B = LEARNED_BLOCK * 2 };
-    Py_ssize_t row[B];
-    int sd[B];
-    uint64_t kh[B], kl[B];
-    size_t home[B], at[B]; /* at: the slot holding the fingerprint, or SIZE_MAX */
-    uint32_t kf[B];
-    for (Py_ssize_t i0 = 0; i0 < n; i0 += LEARNED_BLOCK) {
-        Py_ssize_t i1 = n - i0 < LEARNED_BLOCK ? n : i0 + LEARNED_BLOCK;
-        int nb = 0;
-        for (Py_ssize_t i = i0; i < i1; i++) {
-            out[0][i] = out[1][i] = 0;
-            for (int side = 0; side < 2; side++) {
-                if (skip[side] && skip[side][i])
-                    continue;
-                uint64_t hi = a[side][2 * i], lo = a[side][2 * i + 1];
-                uint64_t key = (hi ^ seed) * mixc;
-                key ^= key >> 32;
-                key = key * spread ^ lo;
-                uint32_t fp = (uint32_t)key;
-                fp = fp ? fp : 1;
-                uint64_t g = key * spread;
-                uint64_t bits = (1ULL << (fp & 63)) | (1ULL << ((fp >> 6) & 63));
-                if ((filter[(size_t)(g >> fshift) & fmask] & bits) != bits)
-                    continue;
-                row[nb] = i;
-                sd[nb] = side;
-                kh[nb] = hi;
-                kl[nb] = lo;
-                kf[nb] = fp;
-                home[nb] = (size_t)(g >> shift) & mask;
-                __builtin_prefetch(&keys[home[nb]]);
-                nb++;
-            }
-        }
-        int later[B], nl = 0;
-        for (int b = 0; b < nb; b++) {
-            size_t s = home[b];
-            uint32_t key = keys[s];
-            int mine = (key == kf[b]) & (rounds > 0);
-            at[b] = mine ? s : SIZE_MAX;
-            if (mine)
-                __builtin_prefetch(&entries[s]);
-            later[nl] = b;
-            nl += !mine & (key != 0) & (rounds > 1);
-        }
-        for (int j = 0; j < nl; j++) { /* the few whose home slot holds another entry */
-            int b = later[j];
-            for (Py_ssize_t r = 1; r < rounds; r++) {
-                size_t s = (home[b] + (size_t)r) & mask;
-                uint32_t key = keys[s];
-                if (key == kf[b]) {
-                    at[b] = s;
-                    __builtin_prefetch(&entries[s]);
-                    break;
-                }
-                if (!key)
-                    break;
-            }
-        }
-        for (int b = 0; b < nb; b++) {
-            if (at[b] == SIZE_MAX)
+    /* One pass of both addresses through the prefilter (in cache); the few that pass are
+     * hashed to their home slots, prefetched, and gathered LEARNED_BLOCK at a time for three
+     * passes: their fingerprints probed and the entry prefetched where a slot holds one's own;
+     * those compared. The table is megabytes read at random: a block at a time, its cache
+     * misses overlap instead of coming one after another. Then the rows either side matched. */
+    Candidates c;
+    c.n = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[0][i] = out[1][i] = 0;
+        for (int side = 0; side < 2; side++) {
+            if (skip[side] && skip[side][i])
                 continue;
-            const Learned *e = &entries[at[b]];
-            if (e->hi != kh[b] || e->lo != kl[b]) { /* another address with this fingerprint: probe on */
-                e = NULL;
-                for (Py_ssize_t r = (Py_ssize_t)((at[b] - home[b]) & mask) + 1; r < rounds; r++) {
-                    size_t s = (home[b] + (size_t)r) & mask;
-                    uint32_t key = keys[s];
-                    if (!key)
-                        break;
-                    if (key == kf[b] && entries[s].hi == kh[b] && entries[s].lo == kl[b]) {
-                        e = &entries[s];
-                        break;
-                    }
-                }
-                if (!e)
-                    continue;
-            }
-            if (e->expires > now)
-                out[sd[b]][row[b]] = e->service;
+            uint64_t hi = a[side][2 * i], lo = a[side][2 * i + 1];
+            uint64_t key = (hi ^ seed) * mixc;
+            key ^= key >> 32;
+            key = key * spread ^ lo;
+            uint32_t fp = (uint32_t)key;
+            fp = fp ? fp : 1;
+            uint64_t g = key * spread;
+            uint64_t bits = (1ULL << (fp & 63)) | (1ULL << ((fp >> 6) & 63));
+            if ((filter[(size_t)(g >> fshift) & fmask] & bits) != bits)
+                continue;
+            int b = c.n++;
+            c.row[b] = i;
+            c.side[b] = side;
+            c.hi[b] = hi;
+            c.lo[b] = lo;
+            c.fp[b] = fp;
+            c.home[b] = (size_t)(g >> shift) & mask;
+            __builtin_prefetch(&keys[c.home[b]]);
         }
-        for (Py_ssize_t i = i0; i < i1; i++) {
-            hits[k] = i;
-            k += (out[0][i] | out[1][i]) != 0;
+        if (c.n > LEARNED_BLOCK - 2) {
+            probe_learned(&c, keys, entries, mask, rounds, now, out);
+            c.n = 0;
         }
+    }
+    probe_learned(&c, keys, entries, mask, rounds, now, out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        hits[k] = i;
+        k += (out[0][i] | out[1][i]) != 0;
     }
     Py_END_ALLOW_THREADS
     result = PyLong_FromSsize_t(k);
