@@ -397,8 +397,9 @@ class LearnedAddresses:
         expires = np.fromiter((v[1] if v else -np.inf for v in pending.values()), np.float64, n)
         view = self._view
         if view is EMPTY or not view.apply(hi, lo, service, expires):
-            # grown past a third (or none yet): one table of what is live, with room for as
-            # many again
+            # grown past a third (or none yet): one table of what is live, a quarter full
+            # again (room for a third of its entries more before the next: amortized, a
+            # rebuild of NumPy passes per that many changes)
             live = view.live() if view is not EMPTY else tuple(np.zeros(0, t) for t in
                                                                (np.uint64, np.uint64, np.uint16, np.float64))
             self._view = _rebuilt(live, (hi, lo, service, expires))
@@ -426,4 +427,4 @@ def _rebuilt(live, changes) -> View:
     both["hi"], both["lo"] = hi, lo
     _, first = np.unique(both, return_index=True)  # the first of each address: the change
     keep = first[service[first] != 0]
-    return build_view(hi[keep], lo[keep], service[keep], expires[keep], room=len(keep))
+    return build_view(hi[keep], lo[keep], service[keep], expires[keep])
