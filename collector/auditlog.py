@@ -1,11 +1,13 @@
 """The flow audit log's intake side: flows of the watched categories, selected per batch with
-NumPy masks and held as columns until the flush (docs/audit.md). Pure: no clock, no I/O.
+NumPy masks and held until the flush (docs/audit.md). Pure: no clock, no I/O.
 
-Only the selected rows are copied out of a batch (a few columns, one fancy index each); at the
-flush they are one `AuditBatch` of columns, which the SQLite store keeps as it is and other
-backends read as `AuditRow`s. What is held is
-bounded by `max_rows` (also while the store refuses writes): rows past it are dropped and
-counted in `dropped` (the metric `imflow_evictions{table="audit-log"}`), never silently.
+Only the selected rows are copied out of a batch (a few columns, one fancy index each). As soon
+as `CHUNK_ROWS` of them are held they are encoded into a stored chunk (about 30 octets a flow
+instead of 84 as columns), so what waits for the flush is mostly chunks, and the flush hands the
+store `AuditChunks` that SQLite inserts as they are (other backends read them as `AuditRow`s).
+What is held is bounded by `max_rows` (also while the store refuses writes): rows past it are
+dropped and counted in `dropped` (the metric `imflow_evictions{table="audit-log"}`), never
+silently.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import numpy as np
 
 from collector.classify.classifier import Classified
 from collector.netflow.batch import FlowBatch
-from collector.store.audit import COLUMNS, AuditBatch
+from collector.store import audit
+from collector.store.audit import COLUMNS, AuditBatch, AuditChunks
 
 DEFAULT_CATEGORIES = ("im", "p2p", "voip", "collab")
 
@@ -33,8 +36,10 @@ class AuditBuffer:
         self.watch = np.zeros(0, bool)  # service index -> watched
         self.exporters: list[str] = []  # exporter index -> address (bounded by the decoder's sessions)
         self._exporter_index: dict[str, int] = {}
-        self.parts: list[dict[str, np.ndarray]] = []
-        self.restored: list[AuditBatch] = []  # what the store refused (or a worker sent), for the next flush
+        self.parts: list[dict[str, np.ndarray]] = []  # selected rows as columns, fewer than CHUNK_ROWS
+        self.pending = 0  # their rows
+        self.sealed: list[audit.Chunk] = []  # full chunks of selected rows, encoded
+        self.restored: list[audit.Chunk] = []  # what the store refused (or a worker sent), for the next flush
         self.held = 0
         self.dropped = 0  # rows lost to max_rows since start
         self.kept = 0  # rows selected since start
@@ -69,50 +74,78 @@ class AuditBuffer:
         n = self._room(len(idx))
         if not n:
             return
-        idx = idx[:n]
-        end = batch.end[idx]
-        bad = ~np.isfinite(end) | (end < now - self.max_age) | (end > now + self.max_skew)
-        if bad.any():
-            end = np.where(bad, now, end)
-        start = batch.start[idx]
-        start = np.where(~np.isfinite(start) | (start > end) | (start < end - self.max_age), end, start)
-        has, src_side = cls.has_host[idx], cls.host_is_src[idx]
+        if n < len(idx):
+            idx = idx[:n]
+        take = np.take  # a little cheaper than fancy indexing
+        end = take(batch.end, idx)
+        ok = (end >= now - self.max_age) & (end <= now + self.max_skew)  # NaN: not ok
+        if not ok.all():
+            end = np.where(ok, end, now)
+        start = take(batch.start, idx)
+        ok = (start <= end) & (start >= end - self.max_age)
+        if not ok.all():
+            start = np.where(ok, start, end)
+        has, src_side = take(cls.has_host, idx), take(cls.host_is_src, idx)
         fwd = src_side | ~has  # the host is the source (or there is no internal end)
-        src, dst = batch.src_addr[idx], batch.dst_addr[idx]
+        src, dst = take(batch.src_addr, idx), take(batch.dst_addr, idx)
         host, peer = np.where(fwd, src, dst), np.where(fwd, dst, src)
-        sport, dport = batch.src_port[idx], batch.dst_port[idx]
+        sport, dport = take(batch.src_port, idx), take(batch.dst_port, idx)
         self.parts.append({
             "start_ms": np.rint(start * 1000.0).astype(np.int64), "end_ms": np.rint(end * 1000.0).astype(np.int64),
-            "exporter": exporters[idx].astype(np.uint32),
+            "exporter": take(exporters, idx),
             "host_hi": host["hi"], "host_lo": host["lo"], "peer_hi": peer["hi"], "peer_lo": peer["lo"],
             "host_port": np.where(fwd, sport, dport), "peer_port": np.where(fwd, dport, sport),
-            "proto": batch.proto[idx], "service": cls.service[idx], "bytes": batch.bytes[idx],
-            "packets": batch.packets[idx], "in_if": batch.in_if[idx], "out_if": batch.out_if[idx],
-            "direction": np.where(has, np.where(src_side, 1, 2), 0).astype(np.uint8)})
+            "proto": take(batch.proto, idx), "service": take(cls.service, idx), "bytes": take(batch.bytes, idx),
+            "packets": take(batch.packets, idx), "in_if": take(batch.in_if, idx), "out_if": take(batch.out_if, idx),
+            # 0 none, 1 out (the host sent it), 2 in: has * 2 - (has and the host is the source)
+            "direction": (has.view(np.uint8) << 1) - (has & src_side).view(np.uint8)})
         self.held += n
         self.kept += n
+        self.pending += n
+        if self.pending >= audit.CHUNK_ROWS:
+            self._seal(audit.CHUNK_ROWS)
+
+    def _seal(self, size: int) -> None:
+        """Encode the pending rows into chunks of `size` rows; fewer than `size` left stay
+        pending (size 1: all of them)."""
+        parts, self.parts = self.parts, []
+        cols = {c: np.concatenate([p[c] for p in parts]).astype(t, copy=False) for c, t in COLUMNS.items()}
+        batch = AuditBatch(cols, self.exporters, self.services, self.service_categories)
+        full = len(batch) - len(batch) % size
+        if full:
+            self.sealed.extend(batch.take(slice(0, full)).chunks() if full < len(batch) else batch.chunks())
+        if full < len(batch):
+            self.parts = [{c: v[full:] for c, v in batch.cols.items()}]
+        self.pending = len(batch) - full
 
     @property
     def nbytes(self) -> int:
-        """Octets of the held columns (what max_pending bounds, in memory)."""
+        """Octets held: the pending columns and the encoded chunks."""
         return (sum(v.nbytes for p in self.parts for v in p.values())
-                + sum(v.nbytes for b in self.restored for v in b.cols.values()))
+                + sum(len(c[3]) for c in self.restored) + sum(len(c[3]) for c in self.sealed))
 
     def restore(self, rows) -> None:
-        """What the store refused (an AuditBatch), or a worker's rows: held for the next flush,
-        within max_rows."""
-        batch = AuditBatch.from_rows(rows)
-        n = self._room(len(batch))
-        if n:
-            self.restored.append(batch if n == len(batch) else batch.take(slice(0, n)))
-            self.held += n
+        """What the store refused (AuditChunks), or a worker's rows: held for the next flush
+        (before the rows selected since), within max_rows."""
+        chunks = audit.encode_chunks(rows)
+        n = self._room(sum(c[2] for c in chunks))
+        kept = []
+        for chunk in chunks:
+            if n <= 0:
+                break
+            if chunk[2] > n:  # the part that fits
+                kept.extend(AuditBatch.decode(chunk[3]).take(slice(0, n)).chunks())
+            else:
+                kept.append(chunk)
+            n -= chunk[2]
+        self.held += sum(c[2] for c in kept)
+        self.restored.extend(kept)
 
-    def drain(self) -> AuditBatch:
-        """Remove and return every held row, oldest first, as one batch."""
-        restored, self.restored = self.restored, []
-        parts, self.parts = self.parts, []
-        self.held = 0
-        if parts:
-            cols = {c: np.concatenate([p[c] for p in parts]).astype(t, copy=False) for c, t in COLUMNS.items()}
-            restored.append(AuditBatch(cols, self.exporters, self.services, self.service_categories))
-        return AuditBatch.concat(restored)
+    def drain(self) -> AuditChunks:
+        """Remove and return every held row, oldest first, as stored chunks."""
+        if self.parts:
+            self._seal(1)
+        chunks = self.restored + self.sealed
+        self.restored, self.sealed = [], []
+        self.held = self.pending = 0
+        return AuditChunks(chunks)

@@ -126,7 +126,8 @@ class Pipeline:
             codes.append(index.setdefault(name, len(names)))
             if len(names) < len(index):
                 names.append(name)
-        exporters = np.array(codes, np.uint32)[inverse]
+        # one session (the usual batch): its code is 0, no gather over the flows
+        exporters = np.zeros(len(inverse), np.uint32) if len(codes) == 1 else np.array(codes, np.uint32)[inverse]
         violations = self.policy_table.violations(cls.service, cls.host["hi"], cls.host["lo"], cls.has_host)
         now = self.clock()
         self.aggregator.add(batch, cls, exporters, names, now, violations)
@@ -141,15 +142,17 @@ class Pipeline:
     # --- at each flush -------------------------------------------------------------------------
 
     def drain(self, now: float, interface_name):
-        """Expire held data and hand over every bin: (rows, interface rows)."""
+        """Expire held data and hand over every bin: (BinColumns, IfColumns), detached without a
+        pass over them (store/columns.py: rows, names and merges are made off the event loop)."""
         self.decoder.expire(now)
         changed = self.decoder.take_names_changed()  # sessions expired with their names
         if changed:
             self._learn(changed)
-        return self.aggregator.drain(), self.aggregator.drain_interfaces(interface_name)
+        return self.aggregator.drain_columns(), self.aggregator.drain_interface_columns(interface_name)
 
     def drain_audit(self) -> list:
-        """Every flow the audit log holds, as `AuditRow`s (none when it is off)."""
+        """Every flow the audit log holds, as `AuditChunks` (encoded; iterating gives
+        `AuditRow`s), or none when it is off."""
         return self.audit.drain() if self.audit is not None else []
 
     def exporter_if_names(self) -> dict[tuple[str, int], str]:

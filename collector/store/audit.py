@@ -50,18 +50,13 @@ PRUNE = "DELETE FROM audit_chunk WHERE last_ms < ?"  # a chunk goes when its new
 PRUNED_ROWS = "SELECT coalesce(sum(rows), 0) FROM audit_chunk WHERE last_ms < ?"
 
 
-def _narrow(v: np.ndarray) -> tuple[int, int, bytes]:
-    """(smallest value, octets per offset (0: all equal), the offsets little-endian)."""
+def _span(v: np.ndarray) -> tuple[int, int]:
+    """(smallest value, octets per offset from it: 0 when all are equal)."""
     if not len(v):
-        return 0, 0, b""
-    lo, hi = int(v.min()), int(v.max())
-    span = hi - lo
-    width = 0 if span == 0 else 1 if span < 1 << 8 else 2 if span < 1 << 16 else 4 if span < 1 << 32 else 8
-    if not width:
-        return lo, 0, b""
-    out = np.empty(len(v), f"<u{width}")
-    np.subtract(v, v.dtype.type(lo), out=out, casting="unsafe")  # in v's type, then cut to the width
-    return lo, width, out.tobytes()
+        return 0, 0
+    lo = int(v.min())
+    span = int(v.max()) - lo
+    return lo, 0 if span == 0 else 1 if span < 1 << 8 else 2 if span < 1 << 16 else 4 if span < 1 << 32 else 8
 
 
 def addr_key(text: str) -> bytes:
@@ -120,6 +115,8 @@ class AuditBatch:
         """`AuditRow`s (from a worker's pipe, a test, another backend) as a batch."""
         if isinstance(rows, AuditBatch):
             return rows
+        if isinstance(rows, AuditChunks):
+            return rows.batch()
         rows = list(rows)
         exporters: dict[str, int] = {}
         services: dict[tuple[str, str], int] = {}
@@ -165,7 +162,7 @@ class AuditBatch:
 
     # --- storage -------------------------------------------------------------------------------
 
-    def encode(self) -> bytes:
+    def encode(self) -> bytearray:
         """MAGIC, u32 header length, the JSON header, then the stored columns (`_FORMAT` 2).
 
         Each stored column is kept as its offsets from its smallest value in the narrowest
@@ -184,22 +181,26 @@ class AuditBatch:
         for side in ("host", "peer"):
             hi, lo = c[f"{side}_hi"], c[f"{side}_lo"]
             v4 = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+            low = lo & np.uint64(0xFFFF_FFFF)
             if v4.all():
-                stored += [(f"{side}4", lo & np.uint64(0xFFFF_FFFF)), (f"{side}_x", _NONE), (f"{side}_xhi", _NONE),
-                           (f"{side}_xlo", _NONE)]
+                stored += [(f"{side}4", low), (f"{side}_x", _NONE), (f"{side}_xhi", _NONE), (f"{side}_xlo", _NONE)]
                 continue
             x = np.flatnonzero(~v4)
-            stored += [(f"{side}4", np.where(v4, lo & np.uint64(0xFFFF_FFFF), np.uint64(0))),
-                       (f"{side}_x", x.astype(np.uint32)), (f"{side}_xhi", hi[x]), (f"{side}_xlo", lo[x])]
-        meta, blobs = [], []
-        for name, v in stored:
-            base, width, data = _narrow(v)
-            meta.append((name, base, width, len(v)))
-            if width:
-                blobs.append(data)
+            low[x] = 0
+            stored += [(f"{side}4", low), (f"{side}_x", x.astype(np.uint32)), (f"{side}_xhi", hi[x]),
+                       (f"{side}_xlo", lo[x])]
+        meta = [(name, *_span(v), len(v)) for name, v in stored]
         header = json.dumps({"format": _FORMAT, "rows": n, "exporters": self.exporters, "services": self.services,
                              "categories": self.categories, "columns": meta}, separators=(",", ":")).encode()
-        return b"".join([_MAGIC, struct.pack("<I", len(header)), header, *blobs])
+        offset = 8 + len(header)
+        out = bytearray(offset + sum(width * count for _, _, width, count in meta))
+        out[:offset] = _MAGIC + struct.pack("<I", len(header)) + header
+        for (_, v), (_, base, width, count) in zip(stored, meta):
+            if width:  # the offsets written straight into the chunk, cut to the width
+                np.subtract(v, v.dtype.type(base), out=np.frombuffer(out, f"<u{width}", count, offset),
+                            casting="unsafe")
+                offset += width * count
+        return out  # a bytearray: SQLite binds it as a BLOB, no copy to bytes
 
     @classmethod
     def decode(cls, data: bytes) -> AuditBatch:
@@ -265,17 +266,51 @@ class AuditBatch:
             raise ValueError(f"audit chunk of {len(data)} octets, {offset} expected")
         return cls(cols, header["exporters"], header["services"], header["categories"])
 
-    def chunks(self) -> Iterator[tuple[int, int, int, bytes]]:
+    def chunks(self) -> Iterator[Chunk]:
         """(first start, last end, rows, data) per stored chunk of at most CHUNK_ROWS rows."""
         for i in range(0, len(self), CHUNK_ROWS):
             part = self.take(slice(i, i + CHUNK_ROWS)) if len(self) > CHUNK_ROWS else self  # views
             yield (int(part.cols["start_ms"].min()), int(part.cols["end_ms"].max()), len(part), part.encode())
 
 
-def params(rows) -> list[tuple[int, int, int, bytes]]:
-    """What `Store.write` inserts for `rows` (an AuditBatch or AuditRows)."""
+Chunk = tuple[int, int, int, bytes]  # (first start, last end, rows, encoded data): a row of audit_chunk
+
+
+class AuditChunks:
+    """Flows of the audit log already encoded as stored chunks (`Chunk`s, oldest first): what
+    the collector's buffer hands to the store, and a worker to its supervisor (a few octets a
+    flow to pickle). SQLite inserts them as they are; iterating gives `AuditRow`s, for backends
+    that want rows (ClickHouse)."""
+
+    __slots__ = ("chunks", "rows")
+
+    def __init__(self, chunks: list[Chunk]):
+        self.chunks = list(chunks)
+        self.rows = sum(c[2] for c in self.chunks)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __bool__(self) -> bool:
+        return self.rows > 0
+
+    def __iter__(self) -> Iterator[AuditRow]:
+        for chunk in self.chunks:
+            yield from AuditBatch.decode(chunk[3])
+
+    def batch(self) -> AuditBatch:
+        return AuditBatch.concat([AuditBatch.decode(c[3]) for c in self.chunks])
+
+
+def encode_chunks(rows) -> list[Chunk]:
+    """`rows` (AuditChunks, an AuditBatch or AuditRows) as stored chunks."""
+    if isinstance(rows, AuditChunks):
+        return list(rows.chunks)
     batch = AuditBatch.from_rows(rows)
     return list(batch.chunks()) if len(batch) else []
+
+
+params = encode_chunks  # what `Store.write` inserts for its audit rows
 
 
 # --- reading: `imflow flows` ----------------------------------------------------------------

@@ -11,10 +11,12 @@ import sqlite3
 import time
 from collections import Counter
 
+import pytest
+
 from collector import config as C
 from collector.classify.catalogue import load_catalogue
 from collector.daemon.app import App
-from collector.store import query
+from collector.store import audit, query
 from collector.tools.simulate import Simulator
 
 T0 = time.time() - 300
@@ -74,7 +76,15 @@ async def _feed(app: App) -> None:
         app.process(b)
 
 
-def test_the_flush_writes_the_simulators_watched_flows(tmp_path):
+@pytest.fixture(params=[audit.CHUNK_ROWS, 64], ids=["chunks-at-flush", "chunks-while-held"])
+def chunk_rows(request, monkeypatch):
+    """The buffer encodes a chunk as soon as CHUNK_ROWS rows are held: with 64 it does so many
+    times between flushes (and the ceiling and a refused write cut through chunks)."""
+    monkeypatch.setattr(audit, "CHUNK_ROWS", request.param)
+    return request.param
+
+
+def test_the_flush_writes_the_simulators_watched_flows(tmp_path, chunk_rows):
     app = _app(tmp_path)
 
     async def flush(app):
@@ -85,7 +95,7 @@ def test_the_flush_writes_the_simulators_watched_flows(tmp_path):
     assert any(k[8] or k[9] for k in truth)  # the interfaces are carried
 
 
-def test_the_ceiling_drops_and_counts(tmp_path):
+def test_the_ceiling_drops_and_counts(tmp_path, chunk_rows):
     batches, flows = _traffic(seconds=30, hosts=300)
     total = sum(_truth(flows=flows).values())
     app = _app(tmp_path, max_pending=1000)
@@ -105,7 +115,7 @@ def test_the_ceiling_drops_and_counts(tmp_path):
     assert sum(stored.values()) == 1000 and not stored - _truth(flows=flows)  # the first 1000, unchanged
 
 
-def test_rows_the_store_refuses_are_written_at_the_next_flush(tmp_path):
+def test_rows_the_store_refuses_are_written_at_the_next_flush(tmp_path, chunk_rows):
     db = tmp_path / "imflow.db"
     app = _app(tmp_path)
 
