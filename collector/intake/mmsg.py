@@ -7,7 +7,15 @@ whole batch; pages are only touched as datagrams land in them. The intake's batc
 a sequence of `(payload, (address, port), receive time)` like a list of them (a payload is
 copied out when asked for), whose `layout()` gives the decoder's bulk path the arena itself
 with every datagram's offset and length, so the usual datagrams are never copied in Python.
-Each slot holds 64 KiB, the largest UDP payload, so nothing is ever truncated. Linux only;
+
+The arena is dense: a slot is PITCH (2,112) octets, room for a datagram of a 1,500-octet MTU
+and then some: the daemon's 2,304 slots (a 2,048-datagram batch and one call more) keep 4.6
+MiB resident at most, where 64 KiB slots (a page or two touched per datagram) kept 11.5 MiB. Nothing is ever truncated: each message
+is received into two pieces, its slot and then a 64 KiB overflow area of its own (one per
+message of a call, reused by the next call); a datagram longer than its slot (rare: jumbo
+frames, IPv6 fragments) is copied whole, at once, into the arena's large region (dense too,
+room for every slot's datagram at its largest, touched only as large datagrams land there).
+Linux only;
 `available()` says whether it can be used, and the intake falls back to the event loop's own
 datagram transport when it cannot.
 """
@@ -22,11 +30,14 @@ import sys
 
 import numpy as np
 
-SLOT = 1 << 16  # a whole UDP payload (65,507 octets over IPv4) always fits
-# Slots start PITCH octets apart, not SLOT: at a power-of-two stride every datagram's header
-# (and its records at equal offsets) would fall in the same cache sets, and the decoder's
-# gathers across a batch would miss the cache each time.
-PITCH = SLOT + 17 * 64
+SLOT = 1 << 16  # a whole UDP payload (65,507 octets over IPv4) always fits slot + overflow
+# Slots start PITCH octets apart: enough for the usual export datagram (a 1,500-octet MTU), and
+# not a power of two: at a power-of-two stride every datagram's header (and its records at equal
+# offsets) would fall in the same cache sets, and the decoder's gathers across a batch would
+# miss the cache each time. Longer datagrams go to the large region (see the module's text).
+PITCH = 33 * 64
+ALIGN = 64  # large datagrams start at multiples of this in the large region
+TAIL = 1 << 12  # slack after the last octet the arena can hold: reads past a datagram's end stay inside
 NAME = 32  # room for a sockaddr_in6 (28 octets)
 MSG_DONTWAIT = 0x40
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
@@ -71,13 +82,13 @@ class Batch:
     Valid until the receiver starts its next batch (the intake hands a batch on and has it
     decoded before it receives again); reading a stale one raises RuntimeError."""
 
-    __slots__ = ("receiver", "generation", "used", "_slots", "_lens", "sources", "_runs", "_layout")
+    __slots__ = ("receiver", "generation", "used", "_offsets", "_lens", "sources", "_runs", "_layout")
 
     def __init__(self, receiver: Receiver, generation: int):
         self.receiver = receiver
         self.generation = generation
         self.used = 0  # arena slots used (refused datagrams use one too)
-        self._slots: list[np.ndarray] = []
+        self._offsets: list[np.ndarray] = []  # int64 arena offsets, per receive call
         self._lens: list[np.ndarray] = []
         self.sources: list[tuple] = []
         self._runs: list[tuple[int, float]] = []  # (datagrams, receive time) per receive call
@@ -86,8 +97,8 @@ class Batch:
     def __len__(self) -> int:
         return len(self.sources)
 
-    def _add(self, slots: np.ndarray, lens: np.ndarray, sources: list, now: float) -> None:
-        self._slots.append(slots)
+    def _add(self, offsets: np.ndarray, lens: np.ndarray, sources: list, now: float) -> None:
+        self._offsets.append(offsets)
         self._lens.append(lens)
         self.sources += sources
         self._runs.append((len(sources), now))
@@ -99,7 +110,7 @@ class Batch:
             raise RuntimeError("a received batch read after its receiver moved on")
         if self._layout is None:
             cat = np.concatenate
-            offsets = cat(self._slots).astype(np.int64) * PITCH if self._slots else np.zeros(0, np.int64)
+            offsets = cat(self._offsets) if self._offsets else np.zeros(0, np.int64)
             lens = cat(self._lens).astype(np.int64) if self._lens else np.zeros(0, np.int64)
             times = np.repeat(np.array([t for _, t in self._runs], np.float64), [k for k, _ in self._runs])
             self._layout = (self.receiver.arena, offsets, lens, self.sources, times)
@@ -117,8 +128,8 @@ class Batch:
 
 
 class Receiver:
-    """An arena of `capacity` receive slots, filled `slots` at a time; not thread-safe (one
-    per event loop is enough)."""
+    """An arena of `capacity` receive slots (and the large region behind them), filled
+    `slots` at a time; not thread-safe (one per event loop is enough)."""
 
     SLOTS = 256  # datagrams per system call (64: 0.6 ms more per 2,048 datagrams in Python)
 
@@ -127,20 +138,27 @@ class Receiver:
             raise OSError(errno.ENOSYS, "recvmmsg is not available on this platform")
         self.slots = slots
         self.capacity = max(capacity, slots)
-        self.arena = mmap.mmap(-1, self.capacity * PITCH)
+        # slots, then the large region: a datagram longer than a slot at most per slot
+        self.large_start = self.capacity * PITCH
+        self.arena = mmap.mmap(-1, self.large_start + self.capacity * (SLOT + ALIGN) + TAIL)
         self.names = mmap.mmap(-1, slots * NAME)
-        self._anchors = (ctypes.c_char.from_buffer(self.arena), ctypes.c_char.from_buffer(self.names))
-        self._base, names = (ctypes.addressof(a) for a in self._anchors)
-        self.iov = (_IoVec * slots)()
+        self.overflow = mmap.mmap(-1, slots * SLOT)
+        self._anchors = (ctypes.c_char.from_buffer(self.arena), ctypes.c_char.from_buffer(self.names),
+                         ctypes.c_char.from_buffer(self.overflow))
+        self._base, names, over = (ctypes.addressof(a) for a in self._anchors)
+        self._over = over
+        self.iov = (_IoVec * (2 * slots))()
         self.msgs = (_MMsgHdr * slots)()
         for i in range(slots):
-            self.iov[i].len = SLOT
+            self.iov[2 * i].len = PITCH
+            self.iov[2 * i + 1].base, self.iov[2 * i + 1].len = over + i * SLOT, SLOT - PITCH
             h = self.msgs[i].hdr
             h.name, h.namelen = names + i * NAME, NAME
-            h.iov, h.iovlen = ctypes.addressof(self.iov[i]), 1
-        # where each message lands: the iovec bases, rewritten per call as one column
-        self._iov_base = np.frombuffer(self.iov, np.uint64).reshape(slots, 2)[:, 0]
+            h.iov, h.iovlen = ctypes.addressof(self.iov[2 * i]), 2
+        # where each message's first piece lands: those iovec bases, rewritten per call as one column
+        self._iov_base = np.frombuffer(self.iov, np.uint64).reshape(slots, 4)[:, 0]
         self._steps = np.arange(slots, dtype=np.uint64) * np.uint64(PITCH)
+        self._large_used = 0  # octets of the large region taken by the current batch
         # the kernel writes each message's length and address length: read them as columns
         size = ctypes.sizeof(_MMsgHdr)
         raw = np.frombuffer(self.msgs, np.uint8).reshape(slots, size)
@@ -158,6 +176,7 @@ class Receiver:
     def new_batch(self) -> Batch:
         """An empty batch at the start of the arena; earlier batches become stale."""
         self.generation += 1
+        self._large_used = 0
         return Batch(self, self.generation)
 
     def receive(self, fd: int, now: float, batch: Batch, allow=None, refused=None) -> tuple[int, int]:
@@ -187,6 +206,9 @@ class Receiver:
         batch.used = start + k
         names = self.names
         lens, namelens = self._len[:k].copy(), self._namelen[:k].tolist()
+        offsets = np.arange(start, start + k, dtype=np.int64) * PITCH
+        if int(lens.max()) > PITCH:
+            self._gather_large(start, lens, offsets)
         nl = namelens[0]
         if k == 1 or (namelens.count(nl) == k and bool((self._names[1:k, :nl] == self._names[0, :nl]).all())):
             # the usual case: one exporter sent them all
@@ -195,7 +217,7 @@ class Receiver:
                 if refused is not None:
                     refused(source[0], k)
                 return k, k
-            batch._add(np.arange(start, start + k), lens, [source] * k, now)
+            batch._add(offsets, lens, [source] * k, now)
             return k, 0
         keep, sources, refusals = [], [], {}
         for i, nl in enumerate(namelens):
@@ -209,8 +231,20 @@ class Receiver:
             for address, n in refusals.items():
                 refused(address, n)
         if sources:
-            batch._add(start + np.array(keep), lens[keep], sources, now)
+            batch._add(offsets[keep], lens[keep], sources, now)
         return k, k - len(sources)
+
+    def _gather_large(self, start: int, lens: np.ndarray, offsets: np.ndarray) -> None:
+        """Datagrams of this call longer than a slot: their two pieces (the slot, then the
+        message's overflow area) copied whole into the large region; `offsets` updated."""
+        base = self._base
+        for i in np.flatnonzero(lens > PITCH).tolist():
+            n = int(lens[i])
+            at = self.large_start + self._large_used
+            ctypes.memmove(base + at, base + (start + i) * PITCH, PITCH)
+            ctypes.memmove(base + at + PITCH, self._over + i * SLOT, n - PITCH)
+            offsets[i] = at
+            self._large_used += -(-n // ALIGN) * ALIGN
 
     def _source(self, raw: bytes, allow) -> tuple[tuple[str, int], bool]:
         """A sockaddr -> ((address, port), allowed), memoised."""
@@ -229,7 +263,7 @@ class Receiver:
         self._anchors = ()
         self.msgs = self.iov = None
         self._len = self._namelen = self._names = self._iov_base = None
-        for area in (self.arena, self.names):
+        for area in (self.arena, self.names, self.overflow):
             try:
                 area.close()
             except BufferError:  # a view of it is still alive somewhere: the GC frees it later

@@ -101,8 +101,18 @@ def _columns(batch) -> list:
 def test_received_batches_decode_as_copies_of_them_do():
     """The bulk path reading datagrams where they landed in the receive arena gives the
     flows and exporter state that decoding copies of the same datagrams gives."""
-    build = _bench_datagrams().build
+    bench = _bench_datagrams()
+    build = bench.build
     streams = {"a": build("v9", 4000).datagrams, "b": build("ipfix", 4000).datagrams + build("v5", 2000).datagrams}
+    # IPFIX datagrams of up to 150 records (~6 KiB): longer than an arena slot, so they are
+    # received in two pieces and gathered into the large region, among the usual ones
+    per = bench.MAX_RECORDS
+    try:
+        bench.MAX_RECORDS = 150
+        streams["c"] = build("ipfix", 6000).datagrams
+    finally:
+        bench.MAX_RECORDS = per
+    assert sum(len(d) > mmsg.PITCH for d in streams["c"]) > 20
     in_place, copies = Decoder(), Decoder()
     got: list = [[], []]
     kinds = []
@@ -150,3 +160,39 @@ def test_a_batch_cannot_be_read_once_its_arena_moved_on():
     with pytest.raises(RuntimeError):
         old.layout()
     receiver.close()
+
+
+@pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg")
+def test_datagrams_around_the_slot_size_whole_in_one_batch():
+    """Datagrams just under, at and over a slot's size and up to the UDP maximum, many of them
+    long in one receive call: each read back whole, through `layout()` (what the decoder's
+    bulk path reads: the arena at the datagram's offset) as through indexing, and the large
+    ones never overlap the slots or each other."""
+    receiver = mmsg.Receiver(slots=64, capacity=256)
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    rx.bind(("127.0.0.1", 0))
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sizes = [1, mmsg.PITCH - 1, mmsg.PITCH, mmsg.PITCH + 1, 9000, 65507, 1400, 2 * mmsg.PITCH + 3]
+    sent = []
+    try:
+        batch = receiver.new_batch()
+        for i in range(120):
+            size = sizes[i % len(sizes)]
+            payload = bytes((i * 7 + j) % 251 for j in range(min(size, 512))) * (size // 512 + 1)
+            sent.append(payload[:size])
+            tx.sendto(sent[-1], rx.getsockname())
+            if i % 40 == 39:
+                while receiver.receive(rx.fileno(), 0.0, batch)[0]:
+                    pass
+        while receiver.receive(rx.fileno(), 0.0, batch)[0]:
+            pass
+        assert [data for data, _, _ in batch] == sent
+        arena, offsets, lens, _, _ = batch.layout()
+        assert [bytes(arena[o:o + n]) for o, n in zip(offsets.tolist(), lens.tolist())] == sent
+        spans = sorted(zip(offsets.tolist(), lens.tolist()))
+        assert all(o + n <= o2 for (o, n), (o2, _) in zip(spans, spans[1:]))
+    finally:
+        rx.close()
+        tx.close()
+        receiver.close()
