@@ -20,7 +20,8 @@ import numpy as np
 
 from collector.classify.classifier import METHODS, Classified
 from collector.kernels.grouping import codes, dense, fits, group_rows, group_sums
-from collector.netflow.batch import FlowBatch, addr_from_str, addr_to_str, is_v4
+from collector.netflow.batch import FlowBatch, addr_from_str, is_v4
+from collector.store.columns import BinColumns, IfColumns
 from collector.store.rows import BinRow, IfRow
 
 BIN = 60
@@ -147,6 +148,14 @@ class Bins:
                 out.append(_small(col))
         return out
 
+    def detach(self) -> Bins:
+        """Move every open bin, unmerged, into a new `Bins` and start empty: O(1), so the flush
+        takes the bins on the event loop and merges them in a thread (store/columns.py)."""
+        out = Bins(self.ceiling, dict(zip(self.keys, (self.dtypes[k] for k in self.keys))))
+        out.merged, out.parts, out.pending = self.merged, self.parts, self.pending
+        self.merged, self.parts, self.pending = self._empty(), [], 0
+        return out
+
     def take(self, mask_of=None) -> dict[str, np.ndarray]:
         """Remove and return the bins `mask_of(columns)` selects (all when None)."""
         cols = self.merge()
@@ -180,6 +189,7 @@ class Aggregator:
         self.exporter_totals = np.zeros((0, len(services), 3), np.uint64)
         # cumulative (bytes, packets, flows) per service index and classification method
         self.method_totals = np.zeros((len(services), len(METHODS), 3), np.uint64)
+        self.drained_dropped = 0  # dropped by the ceiling when a flush merged what it drained (App.flush)
         self.audit = None  # the flow audit log's buffer (collector.auditlog), set by the pipeline when on
 
     def set_services(self, services: list[str], categories: list[str]) -> None:
@@ -308,45 +318,48 @@ class Aggregator:
     @property
     def dropped_bins(self) -> int:
         """Bins lost to the open-bin ceiling, as of the last merge."""
-        return self.bins.dropped + self.if_bins.dropped
+        return self.bins.dropped + self.if_bins.dropped + self.drained_dropped
 
-    def drain(self, before: float | None = None) -> list[Row]:
-        """Remove and return the bins that started before `before` (None: all of them)."""
+    def drain_columns(self, before: float | None = None) -> BinColumns:
+        """Remove the bins that started before `before` (None: all of them, without a pass over
+        them: what the flush does on the event loop) and return them as columns; their rows,
+        host names and merge are made where they are used, off the loop (store/columns.py)."""
         if before is None:
-            cols = self.bins.take()
+            source = self.bins.detach()
         else:
             limit = int(before // BIN) * BIN
-            cols = self.bins.take(lambda c: c["minute"] < limit)
-        names: dict[tuple[int, int], str] = {}  # hosts repeat across services and minutes
-        out = []
-        services, categories, exporters = self.services, self.categories, self.exporter_names
-        for m, e, sv, hi, lo, f, b, p, n in zip(*(cols[c].tolist() for c in self.bins.keys + _SUMS)):
-            host = ""
-            if f & 1:
-                host = names.get((hi, lo))
-                if host is None:
-                    host = names[(hi, lo)] = addr_to_str(hi, lo)
-            out.append(Row(m, exporters[e], services[sv], categories[sv], host, b, p, n, bool(f & 2), METHODS[f >> 2]))
-        return out
+            source = self.bins.take(lambda c: c["minute"] < limit)
+        return BinColumns(source, self.exporter_names, self.services, self.categories)
+
+    def drain_interface_columns(self, name_of=None) -> IfColumns:
+        """Remove every interface bin, as columns; `name_of(exporter, if_index)` names them
+        (once per distinct interface, where the rows are made)."""
+        return IfColumns(self.if_bins.detach(), self.exporter_names, self.services, self.categories, name_of)
+
+    def drain(self, before: float | None = None) -> list[Row]:
+        """`drain_columns` as rows."""
+        return self.drain_columns(before).rows()
 
     def drain_interfaces(self, name_of=None) -> list[IfRow]:
-        """Remove and return every interface bin; `name_of(exporter, if_index)` names them."""
-        cols = self.if_bins.take()
-        out = []
-        exporters = self.exporter_names
-        for m, e, sv, ifindex, d, b, p, n in zip(*(cols[c].tolist() for c in self.if_bins.keys + _SUMS)):
-            exporter = exporters[e]
-            name = (name_of(exporter, ifindex) if name_of else None) or ""
-            out.append(IfRow(m, exporter, ifindex, name, DIRECTIONS[d], self.services[sv],
-                             self.categories[sv], b, p, n))
-        return out
+        """`drain_interface_columns` as rows."""
+        return self.drain_interface_columns(name_of).rows()
 
-    def absorb(self, rows: list[Row], if_rows: list[IfRow] = (), audit_rows: list = ()) -> None:
+    def absorb(self, rows: list[Row] | BinColumns, if_rows: list[IfRow] | IfColumns = (), audit_rows: list = ()) -> None:
         """Bins aggregated elsewhere (a worker process): add them, and count their traffic;
-        its audit log rows go to our audit buffer."""
+        its audit log rows go to our audit buffer. Columns (what a worker's flush sends) are
+        added without a pass per row."""
         if audit_rows and self.audit is not None:
             self.audit.restore(audit_rows)
-        if rows:
+        if isinstance(rows, BinColumns):
+            if not rows.empty:
+                cols = self._local(rows)
+                b, p, f = cols["bytes"], cols["packets"], cols["flows"]
+                self._count(cols["exporter"].astype(np.intp), cols["service"].astype(np.intp), b, p, f)
+                methods = (cols["flag"] >> np.uint8(2)).astype(np.intp)
+                known = methods < len(METHODS)
+                self._count_methods(cols["service"][known].astype(np.intp), methods[known], b[known], p[known],
+                                    f[known])
+        elif rows:
             index = {s: i for i, s in enumerate(self.services)}
             self._count(np.array([self._exporter(r.exporter) for r in rows], np.intp),
                         np.array([index.get(r.service, 0) for r in rows], np.intp),
@@ -356,9 +369,32 @@ class Aggregator:
                                 [r.bytes for r in rows], [r.packets for r in rows], [r.flows for r in rows])
         self.restore(rows, if_rows)
 
-    def restore(self, rows: list[Row], if_rows: list[IfRow] = ()) -> None:
+    def _local(self, bins: BinColumns | IfColumns) -> dict[str, np.ndarray]:
+        """Drained columns with their exporter and service codes made ours (they may come from
+        another aggregator: a worker's, or ours before a reload appended services)."""
+        cols = dict(bins.columns())
+        index = {s: i for i, s in enumerate(self.services)}
+        exporters = np.array([self._exporter(e) for e in bins.exporters] or [0], np.uint32)
+        services = np.array([index.get(s, 0) for s in bins.services] or [0], np.uint16)
+        cols["exporter"] = exporters[cols["exporter"]]
+        cols["service"] = services[cols["service"]]
+        return cols
+
+    def restore(self, rows: list[Row] | BinColumns, if_rows: list[IfRow] | IfColumns = ()) -> None:
         """Put rows back that the store refused (they are retried at the next flush), or add
         a worker's. Over the open-bin ceiling, what does not fit is dropped and counted."""
+        if isinstance(if_rows, IfColumns):
+            if not if_rows.empty:
+                self.if_bins.append(self._local(if_rows))
+            if_rows = ()
+        if isinstance(rows, BinColumns):
+            if not rows.empty:
+                cols = self._local(rows)
+                # a row handed to the store without a method (BinColumns.from_rows) comes back as "none"
+                no_method = (cols["flag"] >> np.uint8(2)) >= len(METHODS)
+                cols["flag"] = np.where(no_method, cols["flag"] & np.uint8(3), cols["flag"]).astype(np.uint8)
+                self.bins.append(cols)
+            rows = ()
         index = {s: i for i, s in enumerate(self.services)}
         if if_rows:
             self.if_bins.append({

@@ -259,10 +259,15 @@ class App:
         now = self.clock()
         self.intake.hand_on()
         self._if_names = None  # rebuilt once per flush by interface_name
+        # the bins as columns, detached in O(1); what takes a pass over them (merging, host and
+        # interface names, the telemetry's sums) runs in a thread: the sockets never wait for it
         rows, if_rows = self.pipeline.drain(now, self.interface_name)
         audit_rows = self.pipeline.drain_audit()
         self.links.refresh()
-        self.telemetry.count(rows, if_rows)
+        if if_rows:  # interface_name in the thread must not walk the decoder's sessions: built here
+            self._if_names = self.pipeline.exporter_if_names()
+        await asyncio.to_thread(self._prepare, rows, if_rows, self.telemetry.walks())
+        self.aggregator.drained_dropped += getattr(rows, "dropped", 0) + getattr(if_rows, "dropped", 0)
         self.refresh_snapshot()
         queued = getattr(getattr(self.store, "stats", None), "buffered_rows", 0)  # a store's own queue
         if not rows and not if_rows and not audit_rows and not self.role.write_empty and not queued:
@@ -305,6 +310,15 @@ class App:
             except StoreError as exc:
                 log.warning("store: pruning old rows failed: %s", exc)
         return True
+
+    def _prepare(self, rows, if_rows, walks: dict) -> None:
+        """In a thread, one step after the other: merge the drained bins, name their hosts and
+        interfaces, count them into the telemetry. The event loop goes on receiving meanwhile
+        (into new bins: these are detached)."""
+        for part in (rows, if_rows):
+            if hasattr(part, "prepare"):
+                part.prepare()
+        self.telemetry.count(rows, if_rows, walks)
 
     def _store_queue(self) -> None:
         """What a store that queues failed writes itself holds and dropped, for the metrics."""

@@ -9,8 +9,11 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from collector.metrics import OTHER_HOST, Metrics, Snapshot
 from collector.netflow.stats import DecodeStats
+from collector.store.columns import BinColumns
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +128,18 @@ class Telemetry:
             return None
         return lambda hosts: {h: n for h, (n, _) in names.lookup_many(hosts, deadline=0).items() if n}
 
-    def count(self, rows, if_rows) -> None:
-        """Per-host series, violations and active hosts of the newest bin, from one flush."""
-        if rows:
+    def walks(self) -> dict[str, dict[int, str]]:
+        """exporter -> {ifIndex: ifName} of each SNMP exporter's walk: read on the event loop
+        (the poller changes them there) and handed to `count` in its thread."""
+        return {e: self.walked(e) for e in self.snmp_exporters}
+
+    def count(self, rows, if_rows, walks: dict | None = None) -> None:
+        """Per-host series, violations and active hosts of the newest bin, from one flush: its
+        `BinColumns` (summed per key with NumPy first; the flush runs this in a thread, off the
+        event loop) or rows."""
+        if isinstance(rows, BinColumns):
+            self._count_columns(rows)
+        elif rows:
             newest = max(r.bin for r in rows)
             active: dict[tuple[str, str, str], set] = {}
             for r in rows:
@@ -143,7 +155,45 @@ class Telemetry:
             if self.host_names is not None:
                 self._name_hosts()
         if self.snmp_exporters:
-            self._count_interfaces(if_rows)
+            self._count_interfaces(if_rows, self.walks() if walks is None else walks)
+
+    def _count_columns(self, bins: BinColumns) -> None:
+        """`count` on columns: the series get one add per distinct (exporter, service, host) of
+        the flush, in that key order (at `max_host_series`, which keys still get a series of
+        their own follows that order), not one per bin."""
+        if bins.empty or not len(bins):
+            return
+        cols = bins.columns()
+        hidx, hosts = bins.hosts()
+        exporters, services, categories = bins.exporters, bins.services, bins.categories
+        ns, nh = max(len(services), 1), len(hosts)
+        es = cols["exporter"].astype(np.int64) * ns + cols["service"].astype(np.int64)
+        key = es * nh + hidx
+        nbytes = cols["bytes"]
+
+        def summed(mask: np.ndarray):
+            k, b = key[mask], nbytes[mask]
+            order = np.argsort(k, kind="stable")
+            k = k[order]
+            starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1]))) if len(k) else np.zeros(0, np.intp)
+            for kk, total in zip(k[starts].tolist(), np.add.reduceat(b[order], starts).tolist() if len(k) else []):
+                pair, h = divmod(kk, nh)
+                e, s = divmod(pair, ns)
+                yield exporters[e], hosts[h], services[s], categories[s], total
+
+        has = hidx > 0
+        for e, h, s, c, total in summed(has):
+            self.metrics.hosts.add(e, h, s, c, total)
+        for e, h, s, c, total in summed((cols["flag"] & 2) != 0):
+            self.violations[(e, s, c)] = self.violations.get((e, s, c), 0) + total
+            self.metrics.violation_hosts.add(e, h, s, c, total)
+        newest = has & (cols["minute"] == cols["minute"].max())
+        pairs = np.unique(key[newest]) // nh  # one per distinct host of each (exporter, service)
+        active, counts = np.unique(pairs, return_counts=True)
+        self.active_hosts = {(exporters[p // ns], services[p % ns], categories[p % ns]): n
+                             for p, n in zip(active.tolist(), counts.tolist())}
+        if self.host_names is not None:
+            self._name_hosts()
 
     def _name_hosts(self) -> None:
         """Names of hosts new to the series (bounded like them); a map lookup, no DNS."""
@@ -155,8 +205,7 @@ class Telemetry:
             found = self.host_names(sorted(new))
             self.names.update({h: found.get(h, "") for h in new})
 
-    def _count_interfaces(self, if_rows) -> None:
-        walks = {e: self.walked(e) for e in self.snmp_exporters}
+    def _count_interfaces(self, if_rows, walks: dict) -> None:
         for r in if_rows:
             walk = walks.get(r.exporter)
             if walk is not None:

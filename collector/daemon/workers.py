@@ -75,7 +75,9 @@ class PipeSink:
         denied, drops, exporters = self.counters.intake_counters()
         counters = {name: dict(getattr(stats, name)) for name in _COUNTERS}
         try:
-            self.conn.send(("delta", list(rows), list(if_rows), counters,
+            # columns (store/columns.py, merged by the flush's thread): pickled as arrays, absorbed
+            # by the supervisor without a Python object per bin on either side
+            self.conn.send(("delta", rows, if_rows, counters,
                             {"denied": denied, "drops": drops, "exporters": exporters,
                              "clamped": self.counters.clamped(),
                              "audit_dropped": self.audit.dropped if self.audit is not None else 0,

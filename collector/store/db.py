@@ -1,10 +1,12 @@
 """Store: the daemon's writer of the SQLite rollups (docs/design.md §5). The only aiosqlite user.
 
-One flush is one transaction. The rows are bound once into a plain temporary table (appending
-is the cheapest way in from Python), sorted by SQLite into a second one keyed like the rollups
-(which also merges repeats within the flush), and added from there, in key order, into the
-minute, hour and day tables by three INSERT … SELECT upserts that add the counters. Key-ordered
-inserts are several times cheaper for the B-trees than the random order rows arrive in.
+One flush is one transaction. The bins arrive as columns (store/columns.py); a thread, off the
+event loop, merges repeats of a rollup key and sorts them in key order with NumPy (host text
+made once per distinct host) and makes the parameters; they are bound once into a temporary
+table keyed like the rollups and added from there, in key order, into the minute, hour and day
+tables by three INSERT … SELECT upserts that add the counters. Key-ordered inserts are several
+times cheaper for the B-trees than the random order bins are held in. The method rollups, a
+few rows per (minute, exporter, service), are summed in the same thread.
 
 After each flush a second connection checkpoints the WAL into the database file in the
 background (PASSIVE: it never blocks the writer), so the flush does not wait for that copy and
@@ -20,11 +22,10 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from operator import attrgetter
 
 import aiosqlite
 
-from collector.store import audit, schema
+from collector.store import audit, schema, staging
 from collector.store.errors import from_sqlite
 from collector.store.rows import AuditRow, BinRow, IfRow
 
@@ -34,24 +35,22 @@ _COLUMNS = ("(bin INTEGER NOT NULL, exporter TEXT NOT NULL, service TEXT NOT NUL
             " category TEXT NOT NULL, bytes INTEGER NOT NULL, packets INTEGER NOT NULL, flows INTEGER NOT NULL,"
             " violation INTEGER NOT NULL")
 _TEMP_TABLES = (
-    f"CREATE TEMP TABLE IF NOT EXISTS raw {_COLUMNS}, method TEXT NOT NULL DEFAULT '')",
     (f"CREATE TEMP TABLE IF NOT EXISTS incoming {_COLUMNS},"
      " PRIMARY KEY (bin, exporter, service, host)) WITHOUT ROWID"),
 )
 _ADD = ("ON CONFLICT (bin, exporter, service, host) DO UPDATE SET bytes = bytes + excluded.bytes,"
         " packets = packets + excluded.packets, flows = flows + excluded.flows,"
         " category = excluded.category, violation = max(violation, excluded.violation)")
-_STAGE = ("INSERT INTO temp.raw (bin, exporter, service, category, host, bytes, packets, flows, violation,"
-          " method) VALUES (?1 - ?1 % 60, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
-# per (bin, exporter, service, method), summed from the staged rows (schema.METHOD_TABLES)
+# the flush's bins, merged per key and in key order (staging.staged): keys are unique, the
+# upsert only guards against a repeat
+_STAGE = ("INSERT INTO temp.incoming (bin, exporter, service, host, category, bytes, packets, flows, violation)"
+          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) " + _ADD)
+# per (bin, exporter, service, method), summed in staging.staged (schema.METHOD_TABLES)
 _METHOD_ROLLUP = ("INSERT INTO {table} (bin, exporter, service, method, category, bytes, packets, flows)"
-                  " SELECT bin - bin % {width}, exporter, service, method, max(category), sum(bytes),"
-                  " sum(packets), sum(flows) FROM temp.raw WHERE method != '' GROUP BY 1, 2, 3, 4"
+                  " VALUES (?1 - ?1 % {width}, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                   " ON CONFLICT (bin, exporter, service, method) DO UPDATE SET bytes = bytes + excluded.bytes,"
                   " packets = packets + excluded.packets, flows = flows + excluded.flows,"
                   " category = excluded.category")
-_SORT = ("INSERT INTO temp.incoming SELECT bin, exporter, service, host, category, bytes, packets, flows,"
-         " violation FROM temp.raw ORDER BY bin, exporter, service, host " + _ADD)
 _ROLLUP = ("INSERT INTO {table} (bin, exporter, service, host, category, bytes, packets, flows, violation)"
            " SELECT bin - bin % {width}, exporter, service, host, category, bytes, packets, flows, violation"
            " FROM temp.incoming WHERE true " + _ADD)
@@ -61,11 +60,7 @@ _IF_ROLLUP = ("INSERT INTO {table} (bin, exporter, if_index, direction, service,
               " SET bytes = bytes + excluded.bytes, packets = packets + excluded.packets,"
               " flows = flows + excluded.flows, category = excluded.category,"
               " if_name = CASE excluded.if_name WHEN '' THEN if_name ELSE excluded.if_name END")
-_if_tuple = attrgetter("bin", "exporter", "if_index", "if_name", "direction", "service", "category",
-                       "bytes", "packets", "flows")
 _AUTOCHECKPOINT_PAGES = 16384  # 64 MiB of WAL at 4 KiB pages, if the background checkpoints lag
-_row_tuple = attrgetter("bin", "exporter", "service", "category", "host", "bytes", "packets", "flows",
-                        "violation", "method")
 
 
 def _probe(path: str) -> None:
@@ -161,34 +156,35 @@ class Store:
 
     async def write(self, rows: Iterable[BinRow], if_rows: Iterable[IfRow] = (),
                     audit_rows: Iterable[AuditRow] = ()) -> None:
-        """Add `rows` (and per-interface `if_rows`) into the minute, hour and day rollups and
-        append `audit_rows` to the flow audit log (trimmed to its row bound), all in one
+        """Add `rows` (and per-interface `if_rows`: the flush's `BinColumns` / `IfColumns`, or
+        `BinRow`s / `IfRow`s) into the minute, hour and day rollups and append `audit_rows` to the flow audit log (trimmed to its row bound), all in one
         transaction. On failure nothing is written and StoreError says why; the caller keeps
         the rows and retries."""
         conn = self._require()
-        rows = rows if isinstance(rows, list) else list(rows)
-        if_rows = if_rows if isinstance(if_rows, list) else list(if_rows)
+        # rows and interface rows (BinColumns / IfColumns, or lists of BinRow / IfRow) become
+        # parameters in a thread: no pass over them on the event loop
+        staged = await asyncio.to_thread(staging.staged, rows, if_rows)
         # one BLOB per chunk of columns, encoded off the event loop (NumPy passes over every
         # held flow: a million of them would stall the intake)
         audit_params = await asyncio.to_thread(audit.params, audit_rows) if audit_rows else []
-        if not rows and not if_rows and not audit_params:
+        if not staged.rows and not staged.if_rows and not audit_params:
             return
         try:
             await conn.execute("BEGIN IMMEDIATE")
-            if rows:
-                await conn.executemany(_STAGE, map(_row_tuple, rows))
-                await conn.execute(_SORT)
+            if staged.rows:
+                await conn.executemany(_STAGE, staged.rows)
                 for res, (table, width) in schema.RESOLUTIONS.items():
                     await conn.execute(_ROLLUP.format(table=table, width=width))
-                    await conn.execute(_METHOD_ROLLUP.format(table=schema.METHOD_TABLES[res], width=width))
-            if if_rows:
-                params = list(map(_if_tuple, if_rows))
+                    if staged.methods:
+                        await conn.executemany(_METHOD_ROLLUP.format(table=schema.METHOD_TABLES[res], width=width),
+                                               staged.methods)
+            if staged.if_rows:
                 for res, (_, width) in schema.RESOLUTIONS.items():
-                    await conn.executemany(_IF_ROLLUP.format(table=schema.IF_TABLES[res], width=width), params)
+                    await conn.executemany(_IF_ROLLUP.format(table=schema.IF_TABLES[res], width=width),
+                                           staged.if_rows)
             if audit_params:
                 await conn.executemany(audit.INSERT, audit_params)
                 await conn.execute(audit.TRIM, (self.audit_max_rows,))
-            await conn.execute("DELETE FROM temp.raw")
             await conn.execute("DELETE FROM temp.incoming")
             await conn.execute("COMMIT")
         except sqlite3.Error as exc:

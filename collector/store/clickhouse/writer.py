@@ -18,6 +18,7 @@ every bin in it is older than its resolution's retention; the audit log keeps wh
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import datetime
 import logging
@@ -176,7 +177,9 @@ class ClickHouseStore:
                     audit_rows: Iterable[AuditRow] = ()) -> None:
         """Queue one flush's rows and write the queue, oldest first. Raises BufferedError when
         some of it could not be written (it stays queued; see the module docstring)."""
-        rows, if_rows, audit_rows = list(rows), list(if_rows), list(audit_rows)
+        # the flush hands columns (store/columns.py): their rows are built in a thread, off the loop
+        rows, if_rows = await asyncio.to_thread(lambda: (list(rows), list(if_rows)))
+        audit_rows = list(audit_rows)
         if rows or if_rows or audit_rows:
             batch = _Batch(rows, if_rows, audit_rows)
             for res, (table, _, _) in schema.ROLLUPS.items():
