@@ -61,6 +61,24 @@ def test_unique_inverse_equals_numpy(n, size, seed):
     assert k == len(want_values) and code.tolist() == want_inverse.ravel().tolist()
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 5000), st.sampled_from([2, 300, 1 << 16, 1 << 40]), st.integers(0, 2**32),
+       st.sampled_from(["same", "first", "middle", "last"]))
+def test_unique_inverse_of_one_value(n, size, seed, odd):
+    """A column of one value (a batch from one exporter) and columns of one value but one row,
+    which must not take the one-value shortcut."""
+    rng = np.random.default_rng(seed)
+    v = int(rng.integers(0, size))
+    col = np.full(n, v, np.int64)
+    if odd != "same" and n > 1:
+        col[{"first": 0, "middle": n // 2, "last": n - 1}[odd]] = (v + 1) % size
+    values, inverse = unique_inverse(col, size)
+    want_values, want_inverse = np.unique(col, return_inverse=True)
+    assert values.dtype == col.dtype
+    assert values.tolist() == want_values.tolist()
+    assert inverse.tolist() == want_inverse.ravel().tolist()
+
+
 # --- grouped sums: the compiled kernel and the NumPy way, each against plain Python ----------
 
 DTYPES = [np.uint8, np.uint16, np.uint32, np.int64, np.uint64]
