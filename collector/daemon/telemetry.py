@@ -173,13 +173,17 @@ class Telemetry:
 
         def summed(mask: np.ndarray):
             k, b = key[mask], nbytes[mask]
-            order = np.argsort(k, kind="stable")
+            order = np.argsort(k)  # NumPy's quicksort lets go of the GIL; its stable sort does not
             k = k[order]
-            starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1]))) if len(k) else np.zeros(0, np.intp)
-            for kk, total in zip(k[starts].tolist(), np.add.reduceat(b[order], starts).tolist() if len(k) else []):
-                pair, h = divmod(kk, nh)
-                e, s = divmod(pair, ns)
-                yield exporters[e], hosts[h], services[s], categories[s], total
+            if not len(k):
+                return
+            starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
+            keys, totals = k[starts], np.add.reduceat(b[order], starts)
+            for i in range(0, len(keys), 8192):  # tolist in chunks: one call on a million holds the GIL
+                for kk, total in zip(keys[i:i + 8192].tolist(), totals[i:i + 8192].tolist()):
+                    pair, h = divmod(kk, nh)
+                    e, s = divmod(pair, ns)
+                    yield exporters[e], hosts[h], services[s], categories[s], total
 
         has = hidx > 0
         for e, h, s, c, total in summed(has):
@@ -188,8 +192,9 @@ class Telemetry:
             self.violations[(e, s, c)] = self.violations.get((e, s, c), 0) + total
             self.metrics.violation_hosts.add(e, h, s, c, total)
         newest = has & (cols["minute"] == cols["minute"].max())
-        pairs = np.unique(key[newest]) // nh  # one per distinct host of each (exporter, service)
-        active, counts = np.unique(pairs, return_counts=True)
+        pairs = np.sort(key[newest])
+        pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))] // nh if len(pairs) else pairs
+        active, counts = np.unique(pairs, return_counts=True)  # distinct hosts per (exporter, service)
         self.active_hosts = {(exporters[p // ns], services[p % ns], categories[p % ns]): n
                              for p, n in zip(active.tolist(), counts.tolist())}
         if self.host_names is not None:

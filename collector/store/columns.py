@@ -25,6 +25,15 @@ DIRECTIONS = ("in", "out")
 _U8 = np.uint64
 
 
+def _unicode(text: list[str]) -> np.ndarray:
+    """A fixed-width NumPy string array of `text`, filled in chunks (one call on a million
+    strings would hold the GIL for the whole copy)."""
+    out = np.empty(len(text), f"U{max(map(len, text), default=1)}")
+    for i in range(0, len(text), 8192):
+        out[i:i + 8192] = text[i:i + 8192]
+    return out
+
+
 class _Detached:
     """Common part: `source` is a detached `aggregate.Bins` (merged on first use) or a dict of
     columns; `exporters`/`services`/`categories` name the integer codes in it."""
@@ -121,7 +130,7 @@ class BinColumns(_Detached):
                 new[1:] = (hi[order][1:] != hi[order][:-1]) | (lo[order][1:] != lo[order][:-1])
                 first = order[new]
                 text = [addr_to_str(h, v) for h, v in zip(hi[first].tolist(), lo[first].tolist())]
-                by_text = np.argsort(np.array(text, object), kind="stable")
+                by_text = np.argsort(_unicode(text))  # distinct: no ties; quicksort lets go of the GIL
                 rank = np.empty(len(text), np.intp)
                 rank[by_text] = np.arange(1, len(text) + 1)
                 group = np.empty(len(order), np.intp)

@@ -167,11 +167,11 @@ class Store:
         # one BLOB per chunk of columns, encoded off the event loop (NumPy passes over every
         # held flow: a million of them would stall the intake)
         audit_params = await asyncio.to_thread(audit.params, audit_rows) if audit_rows else []
-        if not staged.rows and not staged.if_rows and not audit_params:
+        if not staged.n_rows and not staged.if_rows and not audit_params:
             return
         try:
             await conn.execute("BEGIN IMMEDIATE")
-            if staged.rows:
+            if staged.n_rows:
                 await conn.executemany(_STAGE, staged.rows)
                 for res, (table, width) in schema.RESOLUTIONS.items():
                     await conn.execute(_ROLLUP.format(table=table, width=width))

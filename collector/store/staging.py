@@ -11,6 +11,7 @@ key order; the method rollups' rows are summed per (minute, exporter, service, m
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,11 +23,26 @@ from collector.store.columns import as_bins, as_if_bins
 _SUMS = ("bytes", "packets", "flows")
 
 
+CHUNK = 8192  # rows made into tuples at a time: one C call on a million would hold the GIL ~0.5 s
+
+
 @dataclass
 class Staged:
-    rows: list = field(default_factory=list)  # (bin, exporter, service, host, category, bytes, packets, flows, violation)
-    methods: list = field(default_factory=list)  # (bin, exporter, service, method, category, bytes, packets, flows)
+    """Iterables of parameter tuples, made chunk by chunk as the store's thread binds them (so
+    that thread never holds the GIL long: the event loop gets it back within a chunk); each can
+    be iterated once."""
+    rows: Iterable = ()  # (bin, exporter, service, host, category, bytes, packets, flows, violation)
+    methods: Iterable = ()  # (bin, exporter, service, method, category, bytes, packets, flows)
     if_rows: list = field(default_factory=list)  # (bin, exporter, if_index, if_name, direction, service, category, ...)
+    n_rows: int = 0
+    n_methods: int = 0
+
+
+def _tuples(columns: list[tuple[np.ndarray, np.ndarray | None]], n: int) -> Iterator[tuple]:
+    """Rows of `columns` (values, or (names, codes): the names of the codes), CHUNK at a time."""
+    for i in range(0, n, CHUNK):
+        parts = [(v[c[i:i + CHUNK]] if c is not None else v[i:i + CHUNK]).tolist() for v, c in columns]
+        yield from zip(*parts)
 
 
 def _ranked(names) -> tuple[np.ndarray, np.ndarray]:
@@ -65,21 +81,23 @@ def staged(rows, if_rows) -> Staged:
         e, s = erank[cols["exporter"]], srank[cols["service"]]
         order, starts = group_rows([(m, mtop), (e, len(exporters)), (s, len(services)), (hidx, len(hosts))])
         first = order[starts]
-        sums = [np.add.reduceat(cols[c][order], starts).tolist() for c in _SUMS]
+        sums = [(np.add.reduceat(cols[c][order], starts), None) for c in _SUMS]
         violation = np.maximum.reduceat(((cols["flag"] >> np.uint8(1)) & np.uint8(1))[order], starts)
-        out.rows = list(zip(b[first].tolist(), exporters[e[first]].tolist(), services[s[first]].tolist(),
-                            host_names[hidx[first]].tolist(), categories[cols["service"][first]].tolist(),
-                            *sums, violation.tolist()))
+        out.n_rows = len(first)
+        out.rows = _tuples([(b[first], None), (exporters, e[first]), (services, s[first]), (host_names, hidx[first]),
+                            (categories, cols["service"][first]), *sums, (violation, None)], len(first))
         method = (cols["flag"] >> np.uint8(2)).astype(np.intp)
         known = np.flatnonzero(method < len(METHODS))  # rows handed in without a method have none
         if len(known):
             order, starts = group_rows([(m[known], mtop), (e[known], len(exporters)), (s[known], len(services)),
                                         (method[known], len(METHODS))])
             first = known[order[starts]]
-            sums = [np.add.reduceat(cols[c][known][order], starts).tolist() for c in _SUMS]
-            out.methods = list(zip(b[first].tolist(), exporters[e[first]].tolist(), services[s[first]].tolist(),
-                                   np.array(METHODS, object)[method[first]].tolist(),
-                                   categories[cols["service"][first]].tolist(), *sums))
+            sums = [(np.add.reduceat(cols[c][known][order], starts), None) for c in _SUMS]
+            # few rows (per minute, exporter, service and method): made now, bound three times
+            out.methods = list(_tuples([(b[first], None), (exporters, e[first]), (services, s[first]),
+                                        (np.array(METHODS, object), method[first]),
+                                        (categories, cols["service"][first]), *sums], len(first)))
+            out.n_methods = len(out.methods)
     ifs = as_if_bins(if_rows)
     if not ifs.empty and len(ifs):
         out.if_rows = [(r.bin, r.exporter, r.if_index, r.if_name, r.direction, r.service, r.category, r.bytes,
