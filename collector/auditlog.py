@@ -1,8 +1,9 @@
 """The flow audit log's intake side: flows of the watched categories, selected per batch with
 NumPy masks and held until the flush (docs/audit.md). Pure: no clock, no I/O.
 
-Only the selected rows are copied out of a batch (a few columns, one fancy index each). As soon
-as `CHUNK_ROWS` of them are held they are encoded into a stored chunk (about 30 octets a flow
+Only the selected rows are copied out of a batch, straight into the columns of the chunk being
+filled (one `take` each, nothing concatenated later). As soon as `CHUNK_ROWS` of them are held
+they are encoded into a stored chunk (about 30 octets a flow
 instead of 84 as columns), so what waits for the flush is mostly chunks, and the flush hands the
 store `AuditChunks` that SQLite inserts as they are (other backends read them as `AuditRow`s).
 What is held is bounded by `max_rows` (also while the store refuses writes): rows past it are
@@ -36,8 +37,8 @@ class AuditBuffer:
         self.watch = np.zeros(0, bool)  # service index -> watched
         self.exporters: list[str] = []  # exporter index -> address (bounded by the decoder's sessions)
         self._exporter_index: dict[str, int] = {}
-        self.parts: list[dict[str, np.ndarray]] = []  # selected rows as columns, fewer than CHUNK_ROWS
-        self.pending = 0  # their rows
+        self._buf: dict[str, np.ndarray] | None = None  # the chunk being filled: CHUNK_ROWS rows of COLUMNS
+        self.pending = 0  # its rows filled
         self.sealed: list[audit.Chunk] = []  # full chunks of selected rows, encoded
         self.restored: list[audit.Chunk] = []  # what the store refused (or a worker sent), for the next flush
         self.held = 0
@@ -76,7 +77,22 @@ class AuditBuffer:
             return
         if n < len(idx):
             idx = idx[:n]
-        take = np.take  # a little cheaper than fancy indexing
+        self.held += n
+        self.kept += n
+        while len(idx):
+            if self._buf is None or (not self.pending and len(self._buf["bytes"]) != audit.CHUNK_ROWS):
+                self._buf = {c: np.empty(audit.CHUNK_ROWS, t) for c, t in COLUMNS.items()}
+            room = len(self._buf["bytes"]) - self.pending
+            self._fill(batch, cls, idx[:room], exporters, now)
+            idx = idx[room:]
+            if self.pending == len(self._buf["bytes"]):
+                self._seal()
+
+    def _fill(self, batch: FlowBatch, cls: Classified, idx: np.ndarray, exporters: np.ndarray, now: float) -> None:
+        """Write the rows `idx` into the chunk being filled, straight into its columns."""
+        take = np.take
+        span = slice(self.pending, self.pending + len(idx))
+        buf = {c: v[span] for c, v in self._buf.items()}
         end = take(batch.end, idx)
         ok = (end >= now - self.max_age) & (end <= now + self.max_skew)  # NaN: not ok
         if not ok.all():
@@ -85,44 +101,41 @@ class AuditBuffer:
         ok = (start <= end) & (start >= end - self.max_age)
         if not ok.all():
             start = np.where(ok, start, end)
+        buf["start_ms"][:] = np.rint(start * 1000.0)
+        buf["end_ms"][:] = np.rint(end * 1000.0)
         has, src_side = take(cls.has_host, idx), take(cls.host_is_src, idx)
         fwd = src_side | ~has  # the host is the source (or there is no internal end)
         src, dst = take(batch.src_addr, idx), take(batch.dst_addr, idx)
         host, peer = np.where(fwd, src, dst), np.where(fwd, dst, src)
+        buf["host_hi"][:], buf["host_lo"][:] = host["hi"], host["lo"]
+        buf["peer_hi"][:], buf["peer_lo"][:] = peer["hi"], peer["lo"]
         sport, dport = take(batch.src_port, idx), take(batch.dst_port, idx)
-        self.parts.append({
-            "start_ms": np.rint(start * 1000.0).astype(np.int64), "end_ms": np.rint(end * 1000.0).astype(np.int64),
-            "exporter": take(exporters, idx),
-            "host_hi": host["hi"], "host_lo": host["lo"], "peer_hi": peer["hi"], "peer_lo": peer["lo"],
-            "host_port": np.where(fwd, sport, dport), "peer_port": np.where(fwd, dport, sport),
-            "proto": take(batch.proto, idx), "service": take(cls.service, idx), "bytes": take(batch.bytes, idx),
-            "packets": take(batch.packets, idx), "in_if": take(batch.in_if, idx), "out_if": take(batch.out_if, idx),
-            # 0 none, 1 out (the host sent it), 2 in: has * 2 - (has and the host is the source)
-            "direction": (has.view(np.uint8) << 1) - (has & src_side).view(np.uint8)})
-        self.held += n
-        self.kept += n
-        self.pending += n
-        if self.pending >= audit.CHUNK_ROWS:
-            self._seal(audit.CHUNK_ROWS)
+        buf["host_port"][:] = np.where(fwd, sport, dport)
+        buf["peer_port"][:] = np.where(fwd, dport, sport)
+        for name, column in (("exporter", exporters), ("proto", batch.proto), ("service", cls.service),
+                             ("bytes", batch.bytes), ("packets", batch.packets), ("in_if", batch.in_if),
+                             ("out_if", batch.out_if)):
+            if column.dtype == buf[name].dtype:
+                take(column, idx, out=buf[name], mode="clip")  # clip: no buffering (idx is in range)
+            else:
+                buf[name][:] = take(column, idx)
+        # 0 none, 1 out (the host sent it), 2 in: has * 2 - (has and the host is the source)
+        buf["direction"][:] = (has.view(np.uint8) << 1) - (has & src_side).view(np.uint8)
+        self.pending += len(idx)
 
-    def _seal(self, size: int) -> None:
-        """Encode the pending rows into chunks of `size` rows; fewer than `size` left stay
-        pending (size 1: all of them)."""
-        parts, self.parts = self.parts, []
-        cols = {c: np.concatenate([p[c] for p in parts]).astype(t, copy=False) for c, t in COLUMNS.items()}
-        batch = AuditBatch(cols, self.exporters, self.services, self.service_categories)
-        full = len(batch) - len(batch) % size
-        if full:
-            self.sealed.extend(batch.take(slice(0, full)).chunks() if full < len(batch) else batch.chunks())
-        if full < len(batch):
-            self.parts = [{c: v[full:] for c, v in batch.cols.items()}]
-        self.pending = len(batch) - full
+    def _seal(self) -> None:
+        """Encode the rows of the chunk being filled into stored chunks."""
+        if self.pending:
+            batch = AuditBatch({c: v[:self.pending] for c, v in self._buf.items()}, self.exporters, self.services,
+                               self.service_categories)
+            self.sealed.extend(batch.chunks())
+        self.pending = 0
 
     @property
     def nbytes(self) -> int:
-        """Octets held: the pending columns and the encoded chunks."""
-        return (sum(v.nbytes for p in self.parts for v in p.values())
-                + sum(len(c[3]) for c in self.restored) + sum(len(c[3]) for c in self.sealed))
+        """Octets held: the chunk being filled (all its rows) and the encoded chunks."""
+        return (sum(v.nbytes for v in self._buf.values()) if self._buf is not None else 0) \
+            + sum(len(c[3]) for c in self.restored) + sum(len(c[3]) for c in self.sealed)
 
     def restore(self, rows) -> None:
         """What the store refused (AuditChunks), or a worker's rows: held for the next flush
@@ -143,8 +156,7 @@ class AuditBuffer:
 
     def drain(self) -> AuditChunks:
         """Remove and return every held row, oldest first, as stored chunks."""
-        if self.parts:
-            self._seal(1)
+        self._seal()
         chunks = self.restored + self.sealed
         self.restored, self.sealed = [], []
         self.held = self.pending = 0
