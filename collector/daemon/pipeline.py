@@ -128,7 +128,8 @@ class Pipeline:
                 names.append(name)
         # one session (the usual batch): its code is 0, no gather over the flows
         exporters = np.zeros(len(inverse), np.uint32) if len(codes) == 1 else np.array(codes, np.uint32)[inverse]
-        violations = self.policy_table.violations(cls.service, cls.host["hi"], cls.host["lo"], cls.has_host)
+        violations = (self.policy_table.violations(cls.service, cls.host["hi"], cls.host["lo"], cls.has_host)
+                      if self.policy_table.blocks else None)  # None: no flow can be a violation
         now = self.clock()
         self.aggregator.add(batch, cls, exporters, names, now, violations)
         if self.audit is not None:

@@ -189,6 +189,9 @@ class PolicyTable:
                 bounds = (e.first >> 64, e.first & _U64, e.last >> 64, e.last & _U64)
                 self._entries.append((applies, *map(np.uint64, bounds),
                                       ACTIONS.index(e.exception.action)))
+        # whether any flow can be blocked: when none can, violations() is all False, and the
+        # pipeline skips it (three passes over every batch for the default policy)
+        self.blocks = bool((self.base == BLOCK).any()) or any(e[-1] == BLOCK for e in self._entries)
 
     def actions(self, service_idx: np.ndarray, host_hi: np.ndarray, host_lo: np.ndarray,
                 has_host: np.ndarray) -> np.ndarray:
