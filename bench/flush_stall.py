@@ -15,9 +15,10 @@ of the event loop's thread, the longest loop stall.
 The second row of each size does the same with NetFlow v5 datagrams arriving on the daemon's
 UDP socket during the flush: a sender process (paced `--rate` datagrams/s, from 0.3 s before the
 flush until 0.3 s after it) and a thread that samples the socket's kernel queue every 2 ms.
-Reported: datagrams sent, received by the decoder, dropped by the kernel, and the most that were
+Reported: datagrams received by the decoder, dropped by the kernel, the most that were
 waiting in the kernel queue at once, in KiB (the kernel's accounting: about 2.3 KiB per
-1,464-byte datagram of 30 v5 records).
+1,464-byte datagram of 30 v5 records), and the longest gap of the probe in the 0.3 s of the
+same traffic before the flush (what the loop's own work on the datagrams costs it, flush or not).
 
 Each size runs `--reps` times on a fresh database each (the first flush of every key: the worst
 case for the rollups' B-trees); the table shows every run. Bins are built before the clock
@@ -153,6 +154,7 @@ async def one_flush(app: App, traffic: tuple | None) -> dict:
             sys.executable, __file__, "--sender", str(app.intake_port), str(rate), "3600", path,
             stdout=subprocess.PIPE)
         await asyncio.sleep(before)
+        calm = probe.worst  # the same traffic before the flush: the loop's own longest gap
         probe.worst = 0.0
     wall, cpu, loop_cpu = time.perf_counter(), time.process_time(), time.thread_time()
     ok = await app.flush()
@@ -160,6 +162,7 @@ async def one_flush(app: App, traffic: tuple | None) -> dict:
     stall = probe.worst
     out = {"wall": wall, "cpu": cpu, "loop_cpu": loop_cpu, "stall": stall, "ok": ok}
     if sender is not None:
+        out["calm"] = calm
         await asyncio.sleep(before)
         sender.terminate()  # it prints nothing then: count from the decoder and the kernel
         await sender.wait()
@@ -217,13 +220,13 @@ def main() -> None:
             for d in build_v5(3000).datagrams:
                 fh.write(len(d).to_bytes(4, "little") + d)
         print(f"{'bins':>9} {'hosts':>7} {'traffic':>10} {'wall s':>7} {'CPU s':>6} {'loop CPU s':>10} "
-              f"{'stall ms':>8} {'recv':>6} {'dropped':>7} {'queue KiB':>9}")
+              f"{'stall ms':>8} {'recv':>6} {'dropped':>7} {'queue KiB':>9} {'no-flush stall ms':>17}")
         for n in sizes:
             for mode in ([None] if args.no_traffic else [None, (args.rate, path, 0.3)]):
                 for _ in range(args.reps):
                     r, hosts = run_loop(run_size(n, tmp, mode))
-                    extra = (f"{r['received']:>6} {r['dropped']:>7} {r['waiting'] // 1024:>9}"
-                             if mode else f"{'-':>6} {'-':>7} {'-':>9}")
+                    extra = (f"{r['received']:>6} {r['dropped']:>7} {r['waiting'] // 1024:>9} {r['calm'] * 1000:>17.1f}"
+                             if mode else f"{'-':>6} {'-':>7} {'-':>9} {'-':>17}")
                     print(f"{r['open']:>9,} {hosts:>7,} {('%g/s' % mode[0]) if mode else 'none':>10} "
                           f"{r['wall']:>7.2f} {r['cpu']:>6.2f} {r['loop_cpu']:>10.2f} {r['stall'] * 1000:>8.1f} "
                           f"{extra}{'' if r['ok'] else '  (write failed)'}", flush=True)
