@@ -373,6 +373,11 @@ class LearnedAddresses:
             self._by_id, self._index = by_id, {sid: s.index for sid, s in by_id.items()}
             self._pending.clear()
             self._view = self._build()
+        elif len(self._pending) > len(self.entries) // 2 + 1024:
+            # most of the table changed (a flood turning it over): one build from the table
+            # costs less than applying every change (and about what applying them would)
+            self._pending.clear()
+            self._view = self._build()
         elif self._pending:
             self._apply()
         return self._view

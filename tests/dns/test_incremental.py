@@ -172,3 +172,23 @@ def test_a_flood_stays_bounded():
         assert len(v.keys) <= 8 * 4 * cap and 3 * v.used <= len(v.keys)
         assert len(t._expiry) <= 2 * len(t) + 1024
     assert t.counters.evicted + t.counters.expired == 50_000 - len(t)
+
+
+@both_ways
+def test_a_table_turned_over_in_one_second(kernels_on):
+    """More changes than half the table in one second (the view is then built from the table
+    instead): the new addresses are found, the evicted ones not."""
+    cap = 10_000
+    t = LearnedAddresses(max_entries=cap, grace=0)
+    old = [(0, V4_MAPPED | (0x0A000000 + i)) for i in range(cap)]
+    new = [(0, V4_MAPPED | (0x0B000000 + i)) for i in range(cap)]
+    for a in old:
+        t.learn(*a, "whatsapp", 600, 0.0)
+    v1 = t.view(CAT.by_id, 0.0)
+    for a in new:
+        t.learn(*a, "signal", 600, 0.5)
+    v2 = t.view(CAT.by_id, 1.0)
+    assert v2 is not v1 and t.counters.evicted == cap
+    with kernels.use(kernels_on):
+        got = v2.lookup(as_addr(old + new), 1.0)
+    assert got.tolist() == [0] * cap + [CAT.by_id["signal"].index] * cap
