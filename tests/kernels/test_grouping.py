@@ -3,6 +3,8 @@ ways: a 32-bit packed sort, a 64-bit one (int64 and uint64), argsort, and lexsor
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -73,6 +75,23 @@ def test_unique_inverse_of_one_value(n, size, seed, odd):
     if odd != "same" and n > 1:
         col[{"first": 0, "middle": n // 2, "last": n - 1}[odd]] = (v + 1) % size
     values, inverse = unique_inverse(col, size)
+    want_values, want_inverse = np.unique(col, return_inverse=True)
+    assert values.dtype == col.dtype
+    assert values.tolist() == want_values.tolist()
+    assert inverse.tolist() == want_inverse.ravel().tolist()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 6000), st.integers(1, 30_000), st.sampled_from([np.int64, np.uint64, np.uint32]),
+       st.integers(0, 2**32))
+def test_unique_inverse_of_values_close_together(n, spread, dtype, seed):
+    """Values far from 0 but close together (a batch's (session, set id) pairs), up to the
+    top of the type, against NumPy."""
+    rng = np.random.default_rng(seed)
+    top = int(np.iinfo(dtype).max)
+    low = random.Random(seed).randrange(top - spread + 2)
+    col = dtype(low) + rng.integers(0, spread, n).astype(dtype)
+    values, inverse = unique_inverse(col, top)
     want_values, want_inverse = np.unique(col, return_inverse=True)
     assert values.dtype == col.dtype
     assert values.tolist() == want_values.tolist()
