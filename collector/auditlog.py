@@ -3,9 +3,9 @@ NumPy masks and held until the flush (docs/audit.md). Pure: no clock, no I/O.
 
 Only the selected rows are copied out of a batch, straight into the columns of the chunk being
 filled (one `take` each, nothing concatenated later). As soon as `CHUNK_ROWS` of them are held
-they are encoded into a stored chunk (about 30 octets a flow
-instead of 84 as columns), so what waits for the flush is mostly chunks, and the flush hands the
-store `AuditChunks` that SQLite inserts as they are (other backends read them as `AuditRow`s).
+they are encoded into a stored chunk (about 30 octets a flow instead of 84 as columns), so what
+waits for the flush is mostly chunks, and the flush hands the store `AuditChunks` that SQLite
+inserts as they are (other backends read them as `AuditRow`s).
 What is held is bounded by `max_rows` (also while the store refuses writes): rows past it are
 dropped and counted in `dropped` (the metric `imflow_evictions{table="audit-log"}`), never
 silently.
