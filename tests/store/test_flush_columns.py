@@ -166,8 +166,12 @@ def test_a_supervisor_absorbs_a_workers_columns_through_a_pipe(flows):
     supervisor._exporter("2001:db8::1")
     supervisor.absorb(sent, sent_ifs)
     want = expected(flows)
-    got = {(r.bin, r.exporter, r.service, r.host): (r.bytes, r.packets, r.flows) for r in supervisor.drain()}
-    assert got == {k: (v["bytes"], v["packets"], v["flows"]) for k, v in want["rollup_1m"].items()}
+    got: dict = {}
+    for r in supervisor.drain():  # a host's bins with and without a violation are two bins
+        c = got.setdefault((r.bin, r.exporter, r.service, r.host), Counter())
+        c.update(bytes=r.bytes, packets=r.packets, flows=r.flows)
+    assert {k: (c["bytes"], c["packets"], c["flows"]) for k, c in got.items()} == \
+        {k: (v.get("bytes", 0), v.get("packets", 0), v["flows"]) for k, v in want["rollup_1m"].items()}
     got_if = Counter()
     for r in supervisor.drain_interfaces(lambda e, i: f"{e}/{i}"):
         got_if[(r.bin, r.exporter, r.if_index, r.direction, r.service, r.if_name)] += r.bytes
