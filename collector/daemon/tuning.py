@@ -5,6 +5,13 @@ returns them at free(), so every batch-sized NumPy array is page-faulted in anew
 here, that doubled the cost of decoding NetFlow v5 (3.1M -> 6.5M flows/s with this tuning,
 bench/decode.py). Raising the mmap and trim thresholds keeps those pages in the heap for reuse;
 the price is that up to `trim` bytes of freed memory stay resident.
+
+One malloc arena for every thread (M_ARENA_MAX 1): by default glibc gives threads that allocate
+at once arenas of their own (a 64 MiB heap each), and the store thread's grew to 7-18 MiB while
+the main heap held that much freed and unused (start-up's temporaries, the last batch's); with
+one arena the threads reuse it: peak RSS 81 -> 75 MiB at 40,000 v9 datagrams/s, 86 -> 77 MiB at
+60,000 (bench/ingest/memory.py; docs/performance.md, "Memory"). The data path is one thread,
+so the shared arena's lock is rarely contended.
 """
 
 from __future__ import annotations
@@ -16,9 +23,11 @@ import gc
 M_TRIM_THRESHOLD = -1
 M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 
 
-def tune_malloc(mmap_threshold: int = 256 << 20, trim: int = 512 << 20, top_pad: int = 64 << 20) -> bool:
+def tune_malloc(mmap_threshold: int = 256 << 20, trim: int = 512 << 20, top_pad: int = 64 << 20,
+                arenas: int = 1) -> bool:
     """Returns True when glibc accepted the settings."""
     name = ctypes.util.find_library("c")
     if not name:
@@ -32,6 +41,7 @@ def tune_malloc(mmap_threshold: int = 256 << 20, trim: int = 512 << 20, top_pad:
     ok = mallopt(M_MMAP_THRESHOLD, mmap_threshold) == 1
     ok &= mallopt(M_TRIM_THRESHOLD, trim) == 1
     ok &= mallopt(M_TOP_PAD, top_pad) == 1
+    ok &= mallopt(M_ARENA_MAX, arenas) == 1
     return bool(ok)
 
 
