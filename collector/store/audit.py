@@ -459,7 +459,7 @@ def chunks_of(conn, flt: _Filter) -> Iterator[AuditBatch]:
     for (data,) in conn.execute(sql, params):
         try:
             yield AuditBatch.decode(data)
-        except (ValueError, struct.error, KeyError, TypeError) as exc:
+        except (ValueError, struct.error, KeyError, TypeError, IndexError, OverflowError, AttributeError) as exc:
             raise ValueError(f"audit log: a stored chunk cannot be read ({exc})") from None
 
 

@@ -11,6 +11,7 @@ import json
 import random
 import shutil
 import sqlite3
+import struct
 from collections import Counter
 from pathlib import Path
 
@@ -299,3 +300,73 @@ def test_a_database_written_in_format_1_still_answers_and_takes_new_rows(tmp_pat
     want = sorted((r for r in truth + new if ipaddress.ip_address(r.host) in ipaddress.ip_network("10.1.2.0/24")),
                   key=lambda r: -r.bytes)[:5]
     assert [as_tuple(r) for r in got] == [as_tuple(r) for r in want]
+
+
+@pytest.mark.parametrize("fmt", ["format1", "format2"])
+def test_any_damage_to_a_chunk_decodes_or_is_the_clear_error(fmt):
+    """Random octets overwritten, cut or inserted anywhere in a stored chunk (old format or new):
+    `imflow flows` either reads some rows or says the chunk cannot be read, never a traceback."""
+    if fmt == "format1":
+        with contextlib.closing(sqlite3.connect(FIXTURES / "audit-format1.db")) as conn:
+            (good,) = conn.execute("SELECT data FROM audit_chunk ORDER BY id LIMIT 1").fetchone()
+    else:
+        good = bytes(audit.AuditBatch.from_rows(make_rows(60, seed=4)).encode())
+    rnd = random.Random(18)
+    for _ in range(400):
+        data = bytearray(good)
+        for _ in range(rnd.randint(1, 4)):
+            at = rnd.randrange(len(data))
+            kind = rnd.randrange(3)
+            if kind == 0:
+                data[at] = rnd.randrange(256)
+            elif kind == 1:
+                del data[at:at + rnd.randint(1, 8)]
+            else:
+                data[at:at] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 8)))
+        try:
+            list(audit.chunks_of(_OneChunk(bytes(data)), audit._Filter(None, None, *[None] * 7)))
+        except ValueError as exc:
+            assert "audit log: a stored chunk cannot be read" in str(exc)
+
+
+class _OneChunk:
+    """A connection whose audit_chunk table holds one chunk."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def execute(self, sql, params=()):
+        return [(self.data,)]
+
+
+def _with_header(data: bytes, change) -> bytes:
+    (n,) = struct.unpack_from("<I", data, 4)
+    header = change(json.loads(data[8:8 + n]))
+    text = json.dumps(header).encode()
+    return data[:4] + struct.pack("<I", len(text)) + text + data[8 + n:]
+
+
+def _set_column(name, base=None, count=None):
+    def change(h):
+        for c in h["columns"]:
+            if c[0] == name:
+                c[1] = c[1] if base is None else base
+                c[3] = c[3] if count is None else count
+        return h
+    return change
+
+
+@pytest.mark.parametrize("change", [
+    _set_column("bytes", base=-1),  # a negative base for an unsigned column
+    _set_column("bytes", base=1 << 70),
+    _set_column("peer_x", count=1000),  # more values than rows
+    lambda h: [h],  # a header that is not an object
+    lambda h: {**h, "columns": 5},
+    lambda h: {**h, "columns": [["bytes", 0, 3, 1]]},  # a width that is none
+    lambda h: {**h, "rows": -1},
+], ids=["negative-base", "huge-base", "count", "list", "columns-number", "width", "rows"])
+def test_a_hostile_chunk_header_is_the_clear_error(change):
+    rows = make_rows(40, seed=8) + [make_rows(1, seed=9)[0]._replace(peer="2001:db8:1::5")]
+    data = _with_header(bytes(audit.AuditBatch.from_rows(rows).encode()), change)
+    with pytest.raises(ValueError, match="audit log: a stored chunk cannot be read"):
+        list(audit.chunks_of(_OneChunk(data), audit._Filter(None, None, *[None] * 7)))
