@@ -5,6 +5,9 @@ in one run of the ingest harness (run.py; its flags pass through). In the harnes
 
     python bench/ingest/audit_cost.py --versions v9
     python bench/ingest/audit_cost.py --quick
+
+On a machine shared with other work its rates are disturbed (the `others` column);
+bench/audit_cpu.py measures the same cost as CPU per flow in one process.
 """
 
 from __future__ import annotations
