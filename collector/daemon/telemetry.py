@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from itertools import compress
+from operator import add
 from typing import Protocol
 
 import numpy as np
 
-from collector.metrics import OTHER_HOST, Metrics, Snapshot
+from collector.metrics import OTHER_HOST, HostSeries, Metrics, Snapshot
 from collector.netflow.stats import DecodeStats
 from collector.store.columns import BinColumns
 
@@ -171,7 +173,11 @@ class Telemetry:
         key = es * nh + hidx
         nbytes = cols["bytes"]
 
+        names = (np.array(exporters, object), np.array(hosts, object), np.array(services, object),
+                 np.array(categories, object))
+
         def summed(mask: np.ndarray):
+            """Chunks of ([(exporter, host, service, category)], [bytes]), in key order."""
             k, b = key[mask], nbytes[mask]
             order = np.argsort(k)  # NumPy's quicksort lets go of the GIL; its stable sort does not
             k = k[order]
@@ -179,18 +185,20 @@ class Telemetry:
                 return
             starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
             keys, totals = k[starts], np.add.reduceat(b[order], starts)
-            for i in range(0, len(keys), 8192):  # tolist in chunks: one call on a million holds the GIL
-                for kk, total in zip(keys[i:i + 8192].tolist(), totals[i:i + 8192].tolist()):
-                    pair, h = divmod(kk, nh)
-                    e, s = divmod(pair, ns)
-                    yield exporters[e], hosts[h], services[s], categories[s], total
+            pair, h = np.divmod(keys, nh)
+            e, s = np.divmod(pair, ns)
+            for i in range(0, len(keys), 8192):  # in chunks: one call on a million holds the GIL
+                j = slice(i, i + 8192)
+                yield (list(zip(*(n[c[j]].tolist() for n, c in zip(names, (e, h, s, s))))),
+                       totals[j].tolist())
 
         has = hidx > 0
-        for e, h, s, c, total in summed(has):
-            self.metrics.hosts.add(e, h, s, c, total)
-        for e, h, s, c, total in summed((cols["flag"] & 2) != 0):
-            self.violations[(e, s, c)] = self.violations.get((e, s, c), 0) + total
-            self.metrics.violation_hosts.add(e, h, s, c, total)
+        for chunk, totals in summed(has):
+            _add_series(self.metrics.hosts, chunk, totals)
+        for chunk, totals in summed((cols["flag"] & 2) != 0):
+            for (e, _, s, c), total in zip(chunk, totals):
+                self.violations[(e, s, c)] = self.violations.get((e, s, c), 0) + total
+            _add_series(self.metrics.violation_hosts, chunk, totals)
         newest = has & (cols["minute"] == cols["minute"].max())
         pairs = np.sort(key[newest])
         pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))] // nh if len(pairs) else pairs
@@ -263,6 +271,21 @@ class Telemetry:
                 f"denied {denied} kernel-drops {sum(drops.values())} open-bins {aggregator.open_bins()} "
                 f"store-errors {self.health.store_errors} clamped-times {sum(counters.clamped().values())}"
                 + counters.status_suffix())
+
+
+def _add_series(series: HostSeries, keys: list[tuple], totals: list[int]) -> None:
+    """`series.add` of each (key, total) in order, with the dict work in C calls: adds into the
+    keys it has, new series while there is room, the rest into the exporter's "other" host."""
+    d = series.series
+    have = list(map(d.__contains__, keys))
+    known = list(compress(keys, have))
+    d.update(zip(known, map(add, map(d.__getitem__, known), compress(totals, have))))
+    new = [(k, t) for k, t, h in zip(keys, totals, have) if not h]
+    room = max(series.max_series - len(d), 0)
+    d.update(new[:room])
+    for (e, _, s, c), t in new[room:]:
+        other = (e, OTHER_HOST, s, c)
+        d[other] = d.get(other, 0) + t
 
 
 def exporter_addresses(stats: DecodeStats) -> set[str]:

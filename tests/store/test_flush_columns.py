@@ -244,3 +244,24 @@ def test_a_refused_write_keeps_every_bin_and_a_later_flush_writes_them(tmp_path)
         for v in rows.values():
             v["if_name"] = v["if_name"].rsplit("/", 1)[1]  # no SNMP and no options data: the index
     assert without_zero_violations(stored(path)) == without_zero_violations(want)
+
+
+def test_telemetry_at_the_host_series_ceiling_folds_the_rest_into_other():
+    """max_host_series 3: the series equal plain `HostSeries.add`s of the flush's per-key sums
+    in key order (exporter, service, host text), the rest in each exporter's "other" host."""
+    from collector.metrics import HostSeries
+
+    flows = [(svc, h, e, 10 * (i + 1), 1, 60 * (i % 3), 0, 0, 1, i % 4 == 0)
+             for i, (svc, h, e) in enumerate((svc, h, e) for svc in (1, 2) for h in HOSTS[:-1] for e in (0, 2))]
+    agg = _aggregator()
+    add(agg, flows)
+    t = Telemetry(Metrics(max_host_series=3), Health(), set())
+    t.count(agg.drain_columns(), [])
+    sums = Counter()
+    for svc, h, e, nbytes, *_ in flows:
+        sums[(e, svc, h)] += nbytes
+    reference = HostSeries(3)
+    for e, svc, h in sorted(sums):
+        reference.add(EXPORTERS[e], h, SERVICES[svc], CATEGORIES[svc], sums[(e, svc, h)])
+    assert t.metrics.hosts.series == reference.series
+    assert sum(t.metrics.hosts.series.values()) == sum(f[3] for f in flows)
