@@ -230,8 +230,9 @@ class Classifier:
         host_is_src = src_int & (~dst_int | client_is_src)
         has_host = src_int | dst_int
         host = np.where(host_is_src, src_addr, dst_addr)
-        host[~has_host] = 0
-        method[service == 0] = 0
+        if not has_host.all():
+            host[np.flatnonzero(~has_host)] = 0
+        method *= service != 0  # no method for other (a multiply: a boolean-mask store took 50x as long)
         return Classified(service, host, has_host, host_is_src, method)
 
     # ------------------------------------------------------------ internals
