@@ -3,8 +3,8 @@
 One flush is one transaction. The bins arrive as columns (store/columns.py); a thread, off the
 event loop, merges repeats of a rollup key and sorts them in key order with NumPy (host text
 made once per distinct host) and makes the parameters; they are bound once into a temporary
-table keyed like the rollups and added from there, in key order, into the minute, hour and day
-tables by three INSERT … SELECT upserts that add the counters. Key-ordered inserts are several
+table (in key order: its rowid order) and added from there into the minute, hour and day tables
+by three INSERT … SELECT upserts that add the counters. Key-ordered inserts are several
 times cheaper for the B-trees than the random order bins are held in. The method rollups, a
 few rows per (minute, exporter, service), are summed in the same thread.
 
@@ -34,17 +34,19 @@ log = logging.getLogger(__name__)
 _COLUMNS = ("(bin INTEGER NOT NULL, exporter TEXT NOT NULL, service TEXT NOT NULL, host TEXT NOT NULL,"
             " category TEXT NOT NULL, bytes INTEGER NOT NULL, packets INTEGER NOT NULL, flows INTEGER NOT NULL,"
             " violation INTEGER NOT NULL")
+# a plain table: the rows come merged and in key order (staging.staged), so its rowid order is
+# the rollups' key order, and a key (a B-tree insert per row) cost a third more than appending
 _TEMP_TABLES = (
-    (f"CREATE TEMP TABLE IF NOT EXISTS incoming {_COLUMNS},"
-     " PRIMARY KEY (bin, exporter, service, host)) WITHOUT ROWID"),
+    "DROP TABLE IF EXISTS temp.incoming",
+    f"CREATE TEMP TABLE incoming {_COLUMNS})",
 )
 _ADD = ("ON CONFLICT (bin, exporter, service, host) DO UPDATE SET bytes = bytes + excluded.bytes,"
         " packets = packets + excluded.packets, flows = flows + excluded.flows,"
         " category = excluded.category, violation = max(violation, excluded.violation)")
-# the flush's bins, merged per key and in key order (staging.staged): keys are unique, the
-# upsert only guards against a repeat
+# the flush's bins, merged per key and in key order (staging.staged); were a key repeated, the
+# rollups' upserts would add the two
 _STAGE = ("INSERT INTO temp.incoming (bin, exporter, service, host, category, bytes, packets, flows, violation)"
-          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) " + _ADD)
+          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 # per (bin, exporter, service, method), summed in staging.staged (schema.METHOD_TABLES)
 _METHOD_ROLLUP = ("INSERT INTO {table} (bin, exporter, service, method, category, bytes, packets, flows)"
                   " VALUES (?1 - ?1 % {width}, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
