@@ -29,13 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.ingest import datagrams as D  # noqa: E402
-from collector import config as C  # noqa: E402
-from collector.daemon.pipeline import Pipeline  # noqa: E402
-from collector.daemon.tuning import tune_malloc  # noqa: E402
-from collector.intake import mmsg  # noqa: E402
+from bench.ingest import datagrams as D
+from collector import config as C
+from collector.daemon.pipeline import Pipeline
+from collector.daemon.tuning import tune_malloc
+from collector.intake import mmsg
 
 LEARNED = 100_000
 RATE = 3.7e6  # flows/s: the receive times of the batches, so the flush falls as in the daemon

@@ -11,8 +11,8 @@ The frame codec is the `fstrm` package's; the socket server is ours, on asyncio.
 Each data frame is a `dnstap.Dnstap` protobuf (`dnstap-pb`); of its messages only
 CLIENT_RESPONSE (what a client was answered; Unbound's `dnstap-log-client-response-messages`)
 and FORWARDER_RESPONSE / RESOLVER_RESPONSE (the resolver's own upstream answers, which BIND and
-Knot log) are read. The DNS message is parsed by `dnspython`; first its question alone, and
-only when the question's name matches a service's domain pattern the whole answer: every A and
+Knot log) are read. The DNS message is read with `dnspython`'s wire parser; first the
+question's name alone, and only when the name matches a service's domain pattern the answer: every A and
 AAAA record of it then maps its address to the service for its TTL (+ grace). Names of no
 service are never kept; the client address is counted per service, bounded.
 
@@ -32,12 +32,12 @@ import stat
 import struct
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import fstrm
 
 from collector.classify.domains import DomainMatcher
 from collector.dns.table import LearnedAddresses
-from collector.netflow.batch import addr_from_str
 
 log = logging.getLogger(__name__)
 
@@ -222,40 +222,60 @@ class DnstapListener:
             return
         matcher = self.matcher()
         outcome = learn_answer(m.response_message, matcher, self.table, self.clock(),
-                               _client(m) if m.type == _CLIENT_RESPONSE else None)
+                               (lambda: _client(m)) if m.type == _CLIENT_RESPONSE else None)
         self.frames[outcome] += 1
 
 
 def learn_answer(wire: bytes, matcher: DomainMatcher, table: LearnedAddresses, now: float,
-                 client: str | None) -> str:
-    """A DNS response in wire format -> learned addresses; returns the outcome counted."""
+                 client: str | None | Callable[[], str | None]) -> str:
+    """A DNS response in wire format -> learned addresses; returns the outcome counted.
+    `client`: the address that asked, or a function giving it (called only for a matched name).
+
+    Read with dnspython's wire parser (`dns.wire.Parser`: names, compression pointers and
+    bounds are its), not into a `dns.message.Message`: first the question's name alone, since
+    most answers a resolver gives name no service; for a matched name then the answer
+    section's records, of which A and AAAA (class IN) are taken, each with its own TTL. With the
+    Message built, a frame cost twice as much CPU unmatched and 3.4 times matched."""
     import dns.exception
-    import dns.message
-    import dns.rdatatype
+    import dns.wire
 
     try:
-        q = dns.message.from_wire(wire, question_only=True)
-    except (dns.exception.DNSException, ValueError, IndexError, UnicodeError):
-        return "bad_dns"
-    if not q.question:
-        return "unmatched"
-    service = matcher.match(q.question[0].name.to_text(omit_final_dot=True))
-    if not service:
-        return "unmatched"
-    try:
-        full = dns.message.from_wire(wire)
-    except (dns.exception.DNSException, ValueError, IndexError, UnicodeError):
+        if len(wire) < 12:
+            return "bad_dns"
+        qdcount, ancount = struct.unpack_from("!HH", wire, 4)
+        if not qdcount:
+            return "unmatched"
+        parser = dns.wire.Parser(wire, 12)
+        name = parser.get_name(decompress=True)
+        parser.get_struct("!HH")  # its type and class
+        service = matcher.match(name.to_text(omit_final_dot=True))
+        if not service:
+            return "unmatched"
+        for _ in range(qdcount - 1):
+            parser.get_name(decompress=True)
+            parser.get_struct("!HH")
+        records = []
+        for _ in range(ancount):
+            parser.get_name(decompress=True)  # the owner: after CNAMEs, every A/AAAA of the answer counts
+            rdtype, rdclass, ttl, rdlength = parser.get_struct("!HHIH")
+            rdata = parser.get_bytes(rdlength)
+            if rdclass != 1 or rdtype not in (1, 28):
+                continue
+            if rdlength != (4 if rdtype == 1 else 16):
+                return "bad_dns"
+            records.append((rdata, ttl))
+    except (dns.exception.DNSException, ValueError, IndexError, UnicodeError, struct.error):
         return "bad_dns"
     sid = matcher.ids[service]
-    found = False
-    for rrset in full.answer:
-        if rrset.rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
-            continue
-        for rdata in rrset:
-            hi, lo = addr_from_str(rdata.address)
-            table.learn(hi, lo, sid, rrset.ttl, now, client)
-            found = True
-    return "matched" if found else "matched_no_address"
+    if callable(client):
+        client = client()
+    for rdata, ttl in records:
+        value = int.from_bytes(rdata, "big")
+        if len(rdata) == 4:
+            table.learn(0, value | 0xFFFF_0000_0000, sid, ttl, now, client)
+        else:
+            table.learn(value >> 64, value & 0xFFFF_FFFF_FFFF_FFFF, sid, ttl, now, client)
+    return "matched" if records else "matched_no_address"
 
 
 def _control(codec: fstrm.FstrmCodec, body: bytes):

@@ -121,7 +121,7 @@ def test_prefilter_never_hides_an_entry(kernels_on):
                       room=n)
     assert view.apply(base["hi"][half:].copy(), base["lo"][half:].copy(), service[half:], expires[half:])
     assert len(view) == n
-    fp, home, word, bits = dns_table._place(base["hi"], base["lo"], view.shift, view.fshift, len(view.filter))
+    _, _, word, bits = dns_table._place(base["hi"], base["lo"], view.shift, view.fshift, len(view.filter))
     assert ((view.filter[word] & bits) == bits).all()
     with kernels.use(kernels_on):
         assert np.array_equal(view.lookup(base, 1_000.0), service)
