@@ -752,10 +752,9 @@ static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         }
     }
     probe_learned(&c, keys, entries, mask, rounds, now, out);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        hits[k] = i;
-        k += (out[0][i] | out[1][i]) != 0;
-    }
+    for (Py_ssize_t i = 0; i < n; i++) /* a branch, not a store per row: hits' pages past k stay untouched */
+        if (out[0][i] | out[1][i])
+            hits[k++] = i;
     Py_END_ALLOW_THREADS
     result = PyLong_FromSsize_t(k);
 done:
