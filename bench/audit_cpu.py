@@ -66,7 +66,7 @@ async def one(built: D.Built, audit: bool, flows: int, flush: int, workdir: str)
         since += n
         if since >= flush or fed >= flows:
             if pipe.audit is not None:
-                held = max(held, pipe.audit.nbytes)
+                held = max(held, getattr(pipe.audit, "nbytes", 0))  # (older trees: 0)
             w0 = _cpu()
             rows, if_rows = pipe.drain(time.time(), lambda *_: "")
             await store.write(rows, if_rows, pipe.drain_audit())
