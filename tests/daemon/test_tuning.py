@@ -65,3 +65,28 @@ def test_the_probe_sees_a_thread_arena_without_it():
     in an arena of its own."""
     _, grown = _grown(0)
     assert grown >= 8 << 20, f"only {grown} octets in thread arenas"
+
+
+TRIM = r"""
+from collector.daemon.tuning import trim_heap, tune_malloc
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+
+tune_malloc()
+chunks = [bytearray(64 << 10) for _ in range(512)]  # 32 MiB in the heap (below the mmap threshold)
+full = rss()
+del chunks
+kept = rss()  # the raised trim threshold keeps freed pages resident
+trim_heap()
+print(full, kept, rss())
+"""
+
+
+def test_trim_heap_gives_freed_pages_back():
+    full, kept, trimmed = map(int, subprocess.run([sys.executable, "-c", TRIM], check=True, capture_output=True,
+                                                  text=True, timeout=60).stdout.split())
+    assert kept > full - (8 << 20), "the freed chunks were returned before the trim: the probe shows nothing"
+    assert trimmed < kept - (24 << 20), (full, kept, trimmed)
