@@ -287,12 +287,19 @@ class Aggregator:
         first, sums_b, sums_p, counts = _sums(batch, cols)
         gservice = service[first]
         glob = np.array([self._exporter(name) for name in exporter_names], np.uint32)
-        self._count(glob[exporters[first]], gservice, sums_b, sums_p, counts)
-        self._count_methods(gservice, flag[first] >> np.uint8(2), sums_b, sums_p, counts)
+        gexporter, gflag = glob[exporters[first]], flag[first]
+        # the totals by (exporter, service, method): a few dozen groups of the batch's thousands
+        # of bins, so the scattered adds into the totals (np.add.at, ~9 ns an item) stay few
+        gmethod = gflag >> np.uint8(2)
+        t_first, (t_b, t_p, t_f), _ = group_sums(
+            [(gexporter, len(self.exporter_names)), (gservice, ncard), (gmethod, 64)], [sums_b, sums_p, counts])
+        t_service = gservice[t_first]
+        self._count(gexporter[t_first], t_service, t_b, t_p, t_f)
+        self._count_methods(t_service, gmethod[t_first], t_b, t_p, t_f)
         host = cls.host[first]
-        self.bins.append({"minute": minute[first] * BIN, "exporter": glob[exporters[first]],
+        self.bins.append({"minute": minute[first] * BIN, "exporter": gexporter,
                           "service": gservice.astype(np.uint16), "hi": host["hi"], "lo": host["lo"],
-                          "flag": flag[first], "bytes": sums_b, "packets": sums_p, "flows": counts})
+                          "flag": gflag, "bytes": sums_b, "packets": sums_p, "flows": counts})
 
         # per interface and direction: the flow's bytes count "in" on in_if and "out" on out_if.
         # One grouping of the flows by (minute, exporter, service, in_if, out_if); its groups,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from collector import kernels
 from collector.aggregate import Aggregator
-from collector.classify.classifier import Classified
+from collector.classify.classifier import METHODS, Classified
 from collector.netflow.batch import ADDR, FlowBatch, addr_from_str, addr_to_str
 from tests.kernels import both_ways
 
@@ -92,6 +92,45 @@ def check_bins(batches):
             per_exporter[names[e], SERVICES[svc]] += nbytes
     got_totals = Counter({(e, s): b for (e, s, _), (b, _, _) in agg.service_totals().items()})
     assert +got_totals == +per_exporter
+
+
+def _method(nbytes: int) -> int:
+    return nbytes % len(METHODS)  # a method per flow, from its values (any will do)
+
+
+def _violation(pkts: int, host) -> bool:
+    return bool(host) and pkts % 2 == 1
+
+
+@both_ways
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(flow, min_size=1, max_size=60), min_size=1, max_size=4))
+def test_methods_violations_and_totals_equal_a_plain_reduction(kernels_on, batches):
+    """With the classifier's method and the policy's violations (what the daemon passes): each
+    bin's flags, the totals per (exporter, service) and per (service, method) against plain sums."""
+    with kernels.use(kernels_on):
+        agg = Aggregator(SERVICES, CATEGORIES, max_age=3600, max_skew=300)
+        names = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
+        totals: Counter = Counter()
+        methods: Counter = Counter()
+        flagged: Counter = Counter()
+        for flows in batches:
+            b, cls, exp = make(flows)
+            cls.method = np.array([_method(f[3]) for f in flows], np.uint8)
+            violations = np.array([_violation(f[4], f[1]) for f in flows], bool)
+            agg.add(b, cls, exp, names, NOW, violations)
+            for svc, h, e, nbytes, pkts, *_ in flows:
+                totals[names[e], SERVICES[svc]] += np.array([nbytes, pkts, 1], object)
+                methods[SERVICES[svc], METHODS[_method(nbytes)]] += nbytes
+                flagged[h or "", SERVICES[svc], METHODS[_method(nbytes)], _violation(pkts, h)] += nbytes
+        got_totals = {(e, s): v for (e, s, _), v in agg.service_totals().items()}
+        assert got_totals == {k: tuple(int(x) for x in v) for k, v in totals.items()}
+        figures = agg.method_figures()["imflow_classified_bytes"][3]
+        assert {(s, m): v for (s, _, m), v in figures.items() if v} == {k: v for k, v in methods.items() if v}
+        got: Counter = Counter()
+        for r in agg.drain():
+            got[r.host, r.service, r.method, r.violation] += r.bytes
+        assert +got == +flagged
 
 
 @both_ways
