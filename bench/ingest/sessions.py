@@ -6,7 +6,7 @@ Opens SESSIONS UDP sockets bound to 127.0.0.1 (each its own source port, so its 
 session), and gives each its own observation domain (v9 source ID / IPFIX observation domain ID
 65536 + i, apart from the measured senders' 0..255). Each session announces the benchmark's two
 flow templates (the same IPv4 and IPv6 templates as the measured traffic, a fleet of alike
-exporters) once, paced at ANNOUNCE_RATE datagrams/s (default 1,000: imflow parses new
+exporters) once, paced at ANNOUNCE_RATE datagrams/s (default 500: imflow parses new
 sessions' templates within a budget per batch and sheds past it, so a faster announcement
 leaves sessions unknown, see bench/ingest/README.md); then prints `ready announced=N seconds=S`
 and refreshes every session's templates once every REFRESH_SECONDS, spread evenly (SESSIONS /
@@ -35,7 +35,7 @@ import datagrams as D
 from collector.netflow import encode as E
 from collector.tools.simulate import V4_FIELDS, V6_FIELDS
 
-ANNOUNCE_RATE = 1_000.0  # datagrams/s of the first announcement of every session (default)
+ANNOUNCE_RATE = 500.0  # datagrams/s of the first announcement of every session (default)
 DOMAIN_BASE = 65_536  # observation domains of the sessions: DOMAIN_BASE + i
 MAX_SESSIONS = 60_000
 
