@@ -25,6 +25,13 @@ DIRECTIONS = ("in", "out")
 _U8 = np.uint64
 
 
+def _address(text: str) -> tuple[int, int]:
+    try:
+        return addr_from_str(text) if text else (0, 0)
+    except ValueError:
+        return 0, 0
+
+
 def _unicode(text: list[str]) -> np.ndarray:
     """A fixed-width NumPy string array of `text`, filled in chunks (one call on a million
     strings would hold the GIL for the whole copy)."""
@@ -97,12 +104,14 @@ class BinColumns(_Detached):
 
     @classmethod
     def from_rows(cls, rows) -> BinColumns:
-        """`BinRow`s (a caller that still builds rows) as columns: Python per row, so off the loop."""
+        """`BinRow`s (a caller that still builds rows) as columns: Python per row, so off the loop.
+        The host text is kept as given (the store takes any text: `hosts()` is made from it);
+        hi/lo hold the address when the text is one, else zeros."""
         rows = list(rows)
         exporters: dict[str, int] = {}
         services: dict[tuple[str, str], int] = {}
         method = {m: i for i, m in enumerate(METHODS)}
-        hosts = [addr_from_str(r.host) if r.host else (0, 0) for r in rows]
+        hosts = [_address(r.host) for r in rows]
         cols = {
             "minute": np.array([r.bin for r in rows], np.int64),
             "exporter": np.array([exporters.setdefault(r.exporter, len(exporters)) for r in rows], np.uint32),
@@ -113,7 +122,11 @@ class BinColumns(_Detached):
                               for r in rows], np.uint8),
             "bytes": np.array([r.bytes for r in rows], _U8), "packets": np.array([r.packets for r in rows], _U8),
             "flows": np.array([r.flows for r in rows], _U8)}
-        return cls(cols, exporters, [s for s, _ in services], [c for _, c in services])
+        out = cls(cols, exporters, [s for s, _ in services], [c for _, c in services])
+        names = sorted({r.host for r in rows} - {""})
+        rank = {h: i for i, h in enumerate(names, 1)}
+        out._hosts = (np.array([rank.get(r.host, 0) for r in rows], np.intp), [""] + names)
+        return out
 
     def hosts(self) -> tuple[np.ndarray, list[str]]:
         """(per row an index into the names, the names): each distinct host address made text
