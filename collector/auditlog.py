@@ -67,11 +67,12 @@ class AuditBuffer:
         """Indexes of the batch's flows of watched services."""
         if not len(self.watch):
             return np.zeros(0, np.intp)
-        return np.flatnonzero(self.watch[cls.service])
+        return np.take(self.watch, cls.service).nonzero()[0]  # take: half a fancy index's cost
 
-    def add(self, batch: FlowBatch, cls: Classified, idx: np.ndarray, exporters: np.ndarray, now: float) -> None:
+    def add(self, batch: FlowBatch, cls: Classified, idx: np.ndarray, exporters: np.ndarray | int,
+            now: float) -> None:
         """Keep flows `idx` of a classified batch; `exporters[i]` is `exporter()`'s index of
-        flow i's exporter address."""
+        flow i's exporter address, or `exporters` is that index for every flow (one exporter)."""
         n = self._room(len(idx))
         if not n:
             return
@@ -88,7 +89,8 @@ class AuditBuffer:
             if self.pending == len(self._buf["bytes"]):
                 self._seal()
 
-    def _fill(self, batch: FlowBatch, cls: Classified, idx: np.ndarray, exporters: np.ndarray, now: float) -> None:
+    def _fill(self, batch: FlowBatch, cls: Classified, idx: np.ndarray, exporters: np.ndarray | int,
+              now: float) -> None:
         """Write the rows `idx` into the chunk being filled, straight into its columns."""
         take = np.take
         span = slice(self.pending, self.pending + len(idx))
@@ -112,7 +114,11 @@ class AuditBuffer:
         sport, dport = take(batch.src_port, idx), take(batch.dst_port, idx)
         buf["host_port"][:] = np.where(fwd, sport, dport)
         buf["peer_port"][:] = np.where(fwd, dport, sport)
-        for name, column in (("exporter", exporters), ("proto", batch.proto), ("service", cls.service),
+        if isinstance(exporters, np.ndarray):
+            take(exporters.astype(np.uint32, copy=False), idx, out=buf["exporter"], mode="clip")
+        else:
+            buf["exporter"][:] = exporters
+        for name, column in (("proto", batch.proto), ("service", cls.service),
                              ("bytes", batch.bytes), ("packets", batch.packets), ("in_if", batch.in_if),
                              ("out_if", batch.out_if)):
             if column.dtype == buf[name].dtype:

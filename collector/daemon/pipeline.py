@@ -136,9 +136,10 @@ class Pipeline:
             keep = self.audit.select(cls)
             if len(keep):  # the exporter's address, not its bounded stats label
                 by_sid = self.decoder.by_sid
-                addrs = np.array([self.audit.exporter(by_sid[s].exporter if s in by_sid else "")
-                                  for s in sids.tolist()], np.uint32)
-                self.audit.add(batch, cls, keep, addrs[inverse], now)
+                addrs = [self.audit.exporter(by_sid[s].exporter if s in by_sid else "") for s in sids.tolist()]
+                # one session (the usual batch): its index for every flow, no gather over the flows
+                self.audit.add(batch, cls, keep, addrs[0] if len(addrs) == 1 else np.array(addrs, np.uint32)[inverse],
+                               now)
 
     # --- at each flush -------------------------------------------------------------------------
 

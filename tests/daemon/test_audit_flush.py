@@ -143,3 +143,37 @@ def test_a_workers_audit_drops_reach_the_supervisors_metric():
     pool.latest = {0: ({}, {"audit_dropped": 7}), 1: ({}, {"audit_dropped": 5})}
     pool.retired_extra = Counter(audit_dropped=3)
     assert pool.audit_dropped() == 15
+
+
+def test_each_flow_keeps_its_exporter_when_a_batch_mixes_two(tmp_path):
+    """Two exporters' datagrams interleaved in every batch (the pipeline's path for more than
+    one session); each simulator's own flows are the truth of its exporter's rows."""
+    sims = {"192.0.2.9": Simulator(CATALOGUE, hosts=40, seed=12, start=T0),
+            "198.51.100.7": Simulator(CATALOGUE, hosts=40, seed=13, start=T0)}
+    flows: dict[str, list] = {a: [] for a in sims}
+    batches = []
+    for k in range(10):
+        now = T0 + k + 1
+        per = {}
+        for addr, sim in sims.items():
+            fl = sim.tick(now, 1.0)
+            flows[addr] += fl
+            per[addr] = [(d, (addr, 2055), now) for d in sim.datagrams(fl, now)]
+        a, b = per.values()
+        batches.append([d for pair in zip(a, b) for d in pair] + a[len(b):] + b[len(a):])
+    app = _app(tmp_path)
+
+    async def feed(app):
+        for b in batches:
+            app.process(b)
+
+    async def flush(app):
+        assert await app.flush()
+    _run(app, [feed, flush])
+    stored: dict[str, Counter] = {a: Counter() for a in sims}
+    for r in query.flows(str(tmp_path / "imflow.db"), None, None, limit=None):
+        stored[r["exporter"]][(r["host"], r["peer"], r["host_port"], r["peer_port"], r["proto"], r["service"],
+                               r["bytes"], r["packets"], r["in_if"], r["out_if"])] += 1
+    for addr in sims:
+        truth = _truth(flows=flows[addr])
+        assert sum(truth.values()) > 50 and stored[addr] == truth
