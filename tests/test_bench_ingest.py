@@ -146,3 +146,25 @@ def test_senders_and_template_sessions_are_separate_sessions(tmp_path):
     # 300 announcements, then refreshes at 300/10 per second while the sender ran
     assert 300 <= trial["sessions_sent"] <= 300 + 30 * 10
     assert _sessions_at_stop(log) == 4 + 300, log[-600:]
+
+
+def test_extra_configuration_joins_a_variants_config(tmp_path):
+    """The harness's extra TOML (max_sessions for --template-sessions) is added to the config a
+    variant passes (audit_cost.py's imflow-noaudit), not put beside it where the last --config
+    would win; imflow accepts the result."""
+    sys.path.insert(0, str(HARNESS.parent))
+    try:
+        import audit_cost  # noqa: F401  (registers imflow-noaudit)
+        import procs as P
+    finally:
+        sys.path.remove(str(HARNESS.parent))
+    coll = P.COLLECTORS["imflow-noaudit"]()
+    coll.extra_toml = "[limits]\nmax_sessions = 10101\n"
+    cmd = coll.full_command(tmp_path, 9999)
+    assert cmd.count("--config") == 1
+    conf = cmd[cmd.index("--config") + 1]
+    text = Path(conf).read_text()
+    assert "categories = []" in text and "max_sessions = 10101" in text
+    check = subprocess.run([sys.executable, "-m", "collector", "check-config", conf], capture_output=True,
+                           text=True, timeout=60, cwd=ROOT)
+    assert check.returncode == 0, check.stdout + check.stderr
