@@ -85,7 +85,7 @@ class ImflowDns(P.Imflow):
                 time.sleep(0.5)
             else:
                 raise P.CollectorError("the learned-address table did not fill")
-        time.sleep(1.5)  # the classifier's view is rebuilt at most once a second
+        time.sleep(1.5)  # the listener brings the classifier's view up to date once a second
         return running
 
 

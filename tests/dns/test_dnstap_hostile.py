@@ -145,3 +145,24 @@ def test_connections_are_bounded(tmp_path):
             w.close()
     listener, _ = run(tmp_path, body)
     assert listener.refused == 3 and listener.connected_total == MAX_CONNECTIONS
+
+
+def test_the_view_takes_answers_in_between_batches(tmp_path):
+    """Answers change the classifier's view within a second of the table's rebuild_every without
+    any flow classified (the listener's own task): the first batch after them builds nothing."""
+    table = LearnedAddresses(rebuild_every=0.2)
+    listener = DnstapListener(f"unix:{tmp_path}/t.sock", table, lambda: CAT, clock=lambda: 1000.0)
+
+    async def main():
+        await listener.start()
+        try:
+            await session(str(tmp_path / "t.sock"), *(frame(answer("web.whatsapp.com.", f"192.0.2.{i}"))
+                                                      for i in range(1, 51)))
+            await asyncio.sleep(0.6)
+            assert len(table._view) == 50 and not table._pending
+            view = table._view
+            assert table.view(CAT.by_id, 1000.0) is view  # what the classifier gets: no work left
+        finally:
+            await listener.stop()
+        assert listener._updater is None
+    asyncio.run(main())
