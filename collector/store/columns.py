@@ -32,10 +32,12 @@ def _address(text: str) -> tuple[int, int]:
         return 0, 0
 
 
-def _unicode(text: list[str]) -> np.ndarray:
-    """A fixed-width NumPy string array of `text`, filled in chunks (one call on a million
-    strings would hold the GIL for the whole copy)."""
-    out = np.empty(len(text), f"U{max(map(len, text), default=1)}")
+def _ascii(text: list[str]) -> np.ndarray:
+    """Address texts (ASCII) as a fixed-width NumPy bytes array, filled in chunks: one call on a
+    million strings would hold the GIL for the whole copy (and "U" would take 4 octets a
+    character)."""
+    width = max((max(map(len, text[i:i + 8192])) for i in range(0, len(text), 8192)), default=1)
+    out = np.empty(len(text), f"S{width}")
     for i in range(0, len(text), 8192):
         out[i:i + 8192] = text[i:i + 8192]
     return out
@@ -143,7 +145,7 @@ class BinColumns(_Detached):
                 new[1:] = (hi[order][1:] != hi[order][:-1]) | (lo[order][1:] != lo[order][:-1])
                 first = order[new]
                 text = [addr_to_str(h, v) for h, v in zip(hi[first].tolist(), lo[first].tolist())]
-                by_text = np.argsort(_unicode(text))  # distinct: no ties; quicksort lets go of the GIL
+                by_text = np.argsort(_ascii(text))  # distinct: no ties; quicksort lets go of the GIL
                 rank = np.empty(len(text), np.intp)
                 rank[by_text] = np.arange(1, len(text) + 1)
                 group = np.empty(len(order), np.intp)
