@@ -8,8 +8,10 @@ its checkpointer included), per flow of all the traffic, best of --reps; a machi
 other work disturbs it far less than the loss-free rate. `held` is the largest memory the audit
 buffer held before a flush (its own accounting, `AuditBuffer.nbytes`), `peak RSS` the process's
 growth over the run of each mode (ru_maxrss only grows: run one mode per process to compare it).
+Each run writes a new database with the page size the daemon would give it (16 KiB with the
+audit log on, 4 KiB off: `collector/store/db.py`), or --page-size for both.
 
-    python bench/audit_cpu.py [--version v9] [--flows 2000000] [--flush 1000000] [--reps 3]
+    python bench/audit_cpu.py [--version v9] [--flows 2000000] [--flush 1000000] [--reps 3] [--page-size 4096]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import datagrams as D  # noqa: E402
 
 from collector import config as C  # noqa: E402
 from collector.daemon.pipeline import Pipeline  # noqa: E402
+from collector.store import db as store_db  # noqa: E402
 from collector.store.db import Store  # noqa: E402
 
 BATCH = 2048  # datagrams per pipeline batch (the intake hands on at most 2048 at once: full at these rates)
@@ -41,11 +44,18 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-async def one(built: D.Built, audit: bool, flows: int, flush: int, workdir: str) -> dict:
+def _page_kw(audit: bool, page_size: int | None) -> dict:
+    """The daemon's page size for a new database (collector/daemon/app.py); older trees: none."""
+    if not hasattr(store_db, "AUDIT_PAGE_SIZE"):
+        return {}
+    return {"page_size": page_size or (store_db.AUDIT_PAGE_SIZE if audit else store_db.PAGE_SIZE)}
+
+
+async def one(built: D.Built, audit: bool, flows: int, flush: int, workdir: str, page_size: int | None = None) -> dict:
     cfg = C.validate({} if audit else {"audit": {"categories": []}})
     pipe = Pipeline(cfg, clock=time.time)
     db = os.path.join(workdir, f"bench-{'on' if audit else 'off'}-{time.monotonic_ns()}.db")
-    store = Store(db)
+    store = Store(db, **_page_kw(audit, page_size))
     await store.start()
     dgrams = [(d, ("127.0.0.1", 9995), 0.0) for d in built.datagrams]
     recs = built.records
@@ -89,6 +99,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--modes", default="off,on", help="comma list of on, off (one mode per process for RSS)")
     ap.add_argument("--dir", default=None, help="where the databases go (default: a temp dir)")
+    ap.add_argument("--page-size", type=int, default=None, help="octets a page of the new databases, both modes"
+                    " (default: the daemon's choice)")
     a = ap.parse_args(argv)
     built = D.build(a.version, 200_000)
     modes = a.modes.split(",")
@@ -97,7 +109,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(dir=a.dir) as tmp:
         for rep in range(a.reps):
             for mode in modes:
-                r = asyncio.run(one(built, mode == "on", a.flows, a.flush, tmp))
+                r = asyncio.run(one(built, mode == "on", a.flows, a.flush, tmp, a.page_size))
                 print(f"rep {rep + 1} audit {mode:3}: {r['cpu_us']:.3f} us CPU/flow ({r['flush_us']:.3f} in flushes),"
                       f" {r['wall_us']:.3f} us wall/flow,"
                       f" held {r['held_mib']:.1f} MiB, db {r['db_mib']:.1f} MiB, kept {r['kept']}, dropped {r['dropped']}",

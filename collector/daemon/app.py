@@ -33,6 +33,7 @@ from collector.metrics import Metrics
 from collector.sflow.decode import figures as sflow_figures
 from collector.sflow.links import Links
 from collector.store import Store, StoreError
+from collector.store.db import AUDIT_PAGE_SIZE, PAGE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,9 @@ class App:
         self.store = store or Store(db, retention={"minute": cfg.get("store.retention_minute"),
                                                    "hour": cfg.get("store.retention_hour"),
                                                    "day": cfg.get("store.retention_day")}, clock=clock,
-                                    audit_max_age=cfg.get("audit.max_age"), audit_max_rows=cfg.get("audit.max_rows"))
+                                    audit_max_age=cfg.get("audit.max_age"), audit_max_rows=cfg.get("audit.max_rows"),
+                                    # a new database's pages: larger when it will hold the audit log's chunks
+                                    page_size=AUDIT_PAGE_SIZE if cfg.get("audit.categories") else PAGE_SIZE)
         if store is None and cfg.get("store.backend") == "clickhouse":
             self.store = build_store(cfg, clock)
         self.template_path = cfg.get("collector.template_state") or db + ".templates.json"

@@ -62,7 +62,13 @@ _IF_ROLLUP = ("INSERT INTO {table} (bin, exporter, if_index, direction, service,
               " SET bytes = bytes + excluded.bytes, packets = packets + excluded.packets,"
               " flows = flows + excluded.flows, category = excluded.category,"
               " if_name = CASE excluded.if_name WHEN '' THEN if_name ELSE excluded.if_name END")
-_AUTOCHECKPOINT_PAGES = 16384  # 64 MiB of WAL at 4 KiB pages, if the background checkpoints lag
+# octets a page of a new database (docs/stores.md). SQLite's cost of the audit log's chunks is
+# system calls per page (the WAL's frame, the checkpoint's copy): 16 KiB pages cut it by a third;
+# they cost the rollups at the first flush of an hour or day and host-range queries a little,
+# so a database made with the audit log off keeps SQLite's 4 KiB
+PAGE_SIZE = 4096
+AUDIT_PAGE_SIZE = 16384
+_AUTOCHECKPOINT_OCTETS = 64 << 20  # of WAL, if the background checkpoints lag
 
 
 def _probe(path: str) -> None:
@@ -77,12 +83,13 @@ class Store:
     """The rollup database of one collector. `retention`: seconds per resolution ("minute",
     "hour", "day"); `busy_timeout`: seconds a write waits for another writer's lock;
     `max_size`: optional cap on the database size in bytes (writes past it fail as "full");
-    `audit_max_age` (seconds) and `audit_max_rows`: the bounds of the flow audit log."""
+    `audit_max_age` (seconds) and `audit_max_rows`: the bounds of the flow audit log;
+    `page_size`: octets a page if the database is new (an existing one keeps its own)."""
 
     def __init__(self, path: str, retention: dict[str, float] | None = None,
                  clock: Callable[[], float] = time.time, busy_timeout: float = 5.0,
                  max_size: int | None = None, audit_max_age: float = schema.DEFAULT_AUDIT_MAX_AGE,
-                 audit_max_rows: int = schema.DEFAULT_AUDIT_MAX_ROWS):
+                 audit_max_rows: int = schema.DEFAULT_AUDIT_MAX_ROWS, page_size: int = PAGE_SIZE):
         self.path = path
         self.retention = schema.resolve_retention(retention)
         self.clock = clock
@@ -90,6 +97,7 @@ class Store:
         self.max_size = max_size
         self.audit_max_age = audit_max_age
         self.audit_max_rows = audit_max_rows
+        self.page_size = page_size
         self.audit_pruned = 0  # audit log rows the last prune deleted (past audit_max_age)
         self._conn: aiosqlite.Connection | None = None
         self._checkpointer: aiosqlite.Connection | None = None
@@ -116,6 +124,10 @@ class Store:
 
     async def _setup(self) -> None:
         conn = self._conn
+        if not await self._scalar("PRAGMA page_count"):
+            # a new database only: an existing one keeps its page size (in WAL only a VACUUM
+            # could change it, a rewrite of the whole file: not done at start)
+            await conn.execute(f"PRAGMA page_size = {int(self.page_size)}")
         mode = await self._scalar("PRAGMA journal_mode = WAL")
         if str(mode).lower() != "wal":
             log.warning("%s: journal mode is %s, not WAL; readers may block the collector", self.path, mode)
@@ -137,7 +149,8 @@ class Store:
                 await conn.execute("ROLLBACK")
         for stmt in _TEMP_TABLES:
             await conn.execute(stmt)
-        await conn.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_PAGES}")
+        page_size = await self._scalar("PRAGMA page_size")  # an existing database's own
+        await conn.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_OCTETS // page_size}")
         self._checkpointer = await aiosqlite.connect(self.path, timeout=0, isolation_level=None)
 
     async def _migrate(self) -> None:

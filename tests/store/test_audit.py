@@ -294,6 +294,7 @@ def test_a_database_written_in_format_1_still_answers_and_takes_new_rows(tmp_pat
     assert sorted(as_tuple(r) for r in query.flows(str(db), None, None, limit=None)) == sorted(map(as_tuple, truth))
     new = make_rows(50, seed=99)
     write(db, [([], new)])
+    assert open(db, "rb").read(18)[16:18] == (4096).to_bytes(2, "big")  # keeps its pages (docs/stores.md)
     assert sorted(as_tuple(r) for r in query.flows(str(db), None, None, limit=None)) == \
         sorted(map(as_tuple, truth + new))
     got = query.flows(str(db), None, None, host=["10.1.2.0/24"], sort="bytes", limit=5)
