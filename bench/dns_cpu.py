@@ -62,7 +62,7 @@ def batches(built: D.Built, size: int, t0: float) -> list[tuple[mmsg.Batch, int,
             rx.arena[j * mmsg.PITCH:j * mmsg.PITCH + len(d)] = d
         b = mmsg.Batch(rx, 1)
         now = t0 + sent / RATE
-        b._add(np.arange(len(part)), np.array([len(d) for d in part], np.uint32), [SOURCE] * len(part), now)
+        b._add(np.arange(len(part), dtype=np.int64) * mmsg.PITCH, np.array([len(d) for d in part], np.uint32), [SOURCE] * len(part), now)
         out.append((b, sum(recs[i:i + size]), now))
         sent += out[-1][1]
     return out
@@ -116,6 +116,9 @@ def one_pass(cfg: C.Config, variant: str, feed, servers: np.ndarray, flush_every
     p.drain(t_end, None)
     if p.internal_failures:  # a batch lost to a fault costs nothing: the figure would lie
         raise SystemExit(f"{variant}: {p.internal_failures} batches failed in Pipeline.process")
+    errors = sum(p.decoder.stats.errors.values())
+    if errors:  # nor does a datagram the decoder refused (a feed laid out wrongly, say)
+        raise SystemExit(f"{variant}: {errors} datagrams refused by the decoder: {dict(p.decoder.stats.errors)}")
     return cpu / flows
 
 
