@@ -252,7 +252,7 @@ class Bench:
         keeper = subprocess.Popen([sys.executable, str(HERE / "sessions.py"), str(run.port), version,
                                    str(args.template_sessions), f"{args.template_refresh:g}",
                                    f"{args.duration + 60 + args.template_sessions / args.template_announce_rate:.0f}",
-                                   f"{args.template_announce_rate:g}"],
+                                   f"{args.template_announce_rate:g}", str(args.template_sockets)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60 + args.template_sessions / args.template_announce_rate
         line = ""
@@ -466,6 +466,9 @@ def parse_args(argv=None):
     p.add_argument("--template-refresh", type=float, default=10.0, metavar="SECONDS",
                    help="--template-sessions: each session re-announces its templates this often "
                         "(default 10: N/10 datagrams/s)")
+    p.add_argument("--template-sockets", type=int, default=100, metavar="N",
+                   help="--template-sessions: sockets the sessions share, each session its own observation "
+                        "domain (default 100; a socket each puts N lines in /proc/net/udp)")
     p.add_argument("--template-announce-rate", type=float, default=500.0, metavar="PER_S",
                    help="--template-sessions: the sessions' first announcements, datagrams/s before each "
                         "trial (default 500: 20 s for 10,000 sessions; imflow takes new sessions' "
@@ -518,6 +521,8 @@ def parse_args(argv=None):
         p.error("--template-sessions: 0-50000")
     if not 0.1 <= args.template_refresh <= 3600:
         p.error("--template-refresh: 0.1-3600 seconds")
+    if not 1 <= args.template_sockets <= 50_000:
+        p.error("--template-sockets: 1-50000")
     if not 1 <= args.template_announce_rate <= 100_000:
         p.error("--template-announce-rate: 1-100000 datagrams/s")
     return args
