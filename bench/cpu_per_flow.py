@@ -76,14 +76,17 @@ def batches(built: D.Built, size: int, t0: float) -> list[tuple[mmsg.Batch, int,
     return out
 
 
-def one_pass(cfg: C.Config, feed, flush_every: float) -> tuple[float, int, float]:
+def one_pass(cfg: C.Config, feed, flush_every: float, prepare=None) -> tuple[float, int, float]:
     """-> (CPU seconds, flows, CPU seconds of the last drain) of one pass over the batches
-    with a fresh pipeline. The last drain (every bin still open) is timed apart: a pass is far
-    shorter than a second of traffic at `RATE`, so counting it would charge a whole second's
-    flush to a fraction of a second's flows."""
+    with a fresh pipeline (`prepare(pipeline)` first, untimed). The last drain (every bin still
+    open) is timed apart: a pass is far shorter than a second of traffic at `RATE`, so counting
+    it would charge a whole second's flush to a fraction of a second's flows. Stops the run when
+    a batch failed or the decoder refused a datagram: their flows would cost nothing."""
     t_end = feed[-1][2]
     p = Pipeline(cfg, clock=lambda: t_end)
     p.decoder.bulk = True
+    if prepare is not None:
+        prepare(p)
     p.process(feed[0][0])  # warm-up, not timed: sessions and templates are new in it (per-datagram path)
     flows = 0
     next_flush = feed[0][2] + flush_every if flush_every else float("inf")
@@ -98,6 +101,10 @@ def one_pass(cfg: C.Config, feed, flush_every: float) -> tuple[float, int, float
             next_flush += flush_every
     t1 = cpu()
     p.drain(t_end, None)
+    errors = sum(p.decoder.stats.errors.values())
+    if p.internal_failures or errors:
+        raise SystemExit(f"{p.internal_failures} batches failed in Pipeline.process, {errors} datagrams "
+                         f"refused by the decoder {dict(p.decoder.stats.errors)}: the figure would lie")
     return t1 - t0, flows, cpu() - t1
 
 

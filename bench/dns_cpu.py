@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import mmap
 import sys
 import tempfile
 import time
@@ -31,41 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
+from bench import cpu_per_flow
 from bench.ingest import datagrams as D
 from collector import config as C
 from collector.daemon.pipeline import Pipeline
 from collector.daemon.tuning import tune_malloc
-from collector.intake import mmsg
 
 LEARNED = 100_000
-RATE = 3.7e6  # flows/s: the receive times of the batches, so the flush falls as in the daemon
-SOURCE = ("127.0.0.1", 40000)
 
 
-class _Arena:
-    """What `mmsg.Batch` reads of a receiver: the arena and its generation."""
-
-    def __init__(self, capacity: int):
-        self.arena = mmap.mmap(-1, capacity * mmsg.PITCH)
-        self.generation = 1
-
-
-def batches(built: D.Built, size: int, t0: float) -> list[tuple[mmsg.Batch, int, float]]:
-    """The datagrams as the intake receives them, `size` to a batch: [(batch, flow records,
-    receive time)]."""
-    out, sent = [], 0
-    grams, recs = built.datagrams, built.records
-    for i in range(0, len(grams), size):
-        part = grams[i:i + size]
-        rx = _Arena(len(part))
-        for j, d in enumerate(part):
-            rx.arena[j * mmsg.PITCH:j * mmsg.PITCH + len(d)] = d
-        b = mmsg.Batch(rx, 1)
-        now = t0 + sent / RATE
-        b._add(np.arange(len(part), dtype=np.int64) * mmsg.PITCH, np.array([len(d) for d in part], np.uint32), [SOURCE] * len(part), now)
-        out.append((b, sum(recs[i:i + size]), now))
-        sent += out[-1][1]
-    return out
 VARIANTS = ("noasn", "asn", "dns100k", "dns100k-hit")
 
 
@@ -96,29 +69,10 @@ def fill(p: Pipeline, variant: str, servers: np.ndarray, now: float) -> None:
 
 
 def one_pass(cfg: C.Config, variant: str, feed, servers: np.ndarray, flush_every: float = 1.0) -> float:
-    """CPU seconds per flow of one pass with a fresh pipeline (its first batch untimed)."""
-    t_end = feed[-1][2]
-    p = Pipeline(cfg, clock=lambda: t_end)
-    p.decoder.bulk = True
-    fill(p, variant, servers, t_end)
-    p.process(feed[0][0])
-    flows = 0
-    next_flush = feed[0][2] + flush_every
-    gc.collect()
-    t0 = time.process_time()
-    for b, n, now in feed[1:]:
-        p.process(b)
-        flows += n
-        if now >= next_flush:
-            p.drain(now, None)
-            next_flush += flush_every
-    cpu = time.process_time() - t0
-    p.drain(t_end, None)
-    if p.internal_failures:  # a batch lost to a fault costs nothing: the figure would lie
-        raise SystemExit(f"{variant}: {p.internal_failures} batches failed in Pipeline.process")
-    errors = sum(p.decoder.stats.errors.values())
-    if errors:  # nor does a datagram the decoder refused (a feed laid out wrongly, say)
-        raise SystemExit(f"{variant}: {errors} datagrams refused by the decoder: {dict(p.decoder.stats.errors)}")
+    """CPU seconds per flow of one pass with a fresh pipeline, its table filled first (the
+    first batch untimed; bench/cpu_per_flow.py's pass, which stops on refused datagrams)."""
+    cpu, flows, _ = cpu_per_flow.one_pass(cfg, feed, flush_every,
+                                          prepare=lambda p: fill(p, variant, servers, feed[-1][2]))
     return cpu / flows
 
 
@@ -152,7 +106,7 @@ def main(argv=None) -> None:
         print("version | " + " | ".join(VARIANTS) + " | dns100k/noasn | dns100k-hit/noasn")
         for version in a.versions.split(","):
             built = D.build(version, a.flows)
-            feed = batches(built, a.batch, time.time() - 30)
+            feed = cpu_per_flow.batches(built, a.batch, time.time() - 30)
             servers = external_addresses(cfgs["asn"], feed)
             runs = {v: [] for v in VARIANTS}
             for _ in range(a.reps):
