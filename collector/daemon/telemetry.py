@@ -52,7 +52,7 @@ class LocalCounters:
         return self.decoder.stats
 
     def intake_counters(self) -> tuple[int, dict[str, int], int]:
-        return (self.intake.denied, {k: d for k, (_, d) in self.intake.queue_stats().items()},
+        return (self.intake.denied, self.intake.drops(),
                 len(self.decoder.sessions))
 
     def worker_counts(self) -> tuple[int, int]:

@@ -196,3 +196,24 @@ def test_datagrams_around_the_slot_size_whole_in_one_batch():
         rx.close()
         tx.close()
         receiver.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_MEMINFO and /proc/net/udp are Linux's")
+def test_drops_read_from_the_socket_match_proc_net_udp():
+    """The kernel's drop count read per socket (SO_MEMINFO) is the `drops` column of
+    /proc/net/udp for that socket (what `queue_stats` reads): a burst into a small receive
+    buffer, sent while the loop cannot read, drops datagrams; both say how many."""
+    async def run():
+        intake = Intake(["127.0.0.1:0"], lambda batch: None, rcvbuf=4096, batch_size=64, delay=0.01)
+        port = int((await intake.start())[0].rsplit(":", 1)[1])
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(400):  # no await: the loop reads nothing meanwhile
+            tx.sendto(b"x" * 1000, ("127.0.0.1", port))
+        tx.close()
+        drops, proc = intake.drops(), {k: d for k, (_, d) in intake.queue_stats().items()}
+        intake.close()
+        return drops, proc
+
+    drops, proc = asyncio.run(run())
+    assert drops == proc
+    assert sum(drops.values()) > 0
