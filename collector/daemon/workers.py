@@ -98,11 +98,16 @@ class LearnedFeed:
     """A worker's copy of the supervisor's learned addresses (docs/dns.md): what the pool sends
     down a pipe goes into the worker's table. It takes the dnstap listener's place in the App."""
 
-    def __init__(self, conn, table):
-        self.conn, self.table = conn, table
+    def __init__(self, conn, table, catalogue, clock):
+        self.conn, self.table, self.catalogue, self.clock = conn, table, catalogue, clock
+        self._updater: asyncio.Task | None = None
 
     async def start(self) -> None:
         asyncio.get_running_loop().add_reader(self.conn.fileno(), self._read)
+        from collector.dns.table import keep_view_current
+
+        # the view takes in what the supervisor sent between flow batches, not in the first one
+        self._updater = asyncio.create_task(keep_view_current(self.table, self.catalogue, self.clock))
 
     def _read(self) -> None:
         try:
@@ -114,6 +119,9 @@ class LearnedFeed:
         self.table.put(entries)
 
     async def stop(self) -> None:
+        if self._updater is not None:
+            self._updater.cancel()
+            self._updater = None
         with contextlib.suppress(OSError, ValueError):
             asyncio.get_running_loop().remove_reader(self.conn.fileno())
         self.conn.close()
@@ -139,7 +147,7 @@ def worker_app(cfg: C.Config, index: int, conn, learned_conn=None) -> App:
 
         table = build_learned(cfg)  # the supervisor's configuration: dnstap on
         app.pipeline.learned = app.pipeline.classifier.learned_addresses = table
-        app.dnstap = LearnedFeed(learned_conn, table)
+        app.dnstap = LearnedFeed(learned_conn, table, lambda: app.pipeline.catalogue, app.clock)
     return app
 
 

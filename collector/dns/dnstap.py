@@ -37,7 +37,7 @@ from collections.abc import Callable
 import fstrm
 
 from collector.classify.domains import DomainMatcher
-from collector.dns.table import LearnedAddresses
+from collector.dns.table import LearnedAddresses, keep_view_current
 
 log = logging.getLogger(__name__)
 
@@ -91,18 +91,7 @@ class DnstapListener:
             sock = self.server.sockets[0].getsockname()
             self.address = f"[{sock[0]}]:{sock[1]}" if ":" in sock[0] else f"{sock[0]}:{sock[1]}"
         log.info("dnstap: listening on %s", self.address)
-        self._updater = asyncio.create_task(self._update_view())
-
-    async def _update_view(self) -> None:
-        """Once per the table's `rebuild_every`: the classifier's view takes in what the answers
-        changed here, between flow batches, rather than in the first batch classified after
-        them (the first view of a table is built whole: 100k addresses, ~0.1 s)."""
-        while True:
-            await asyncio.sleep(self.table.rebuild_every)
-            try:
-                self.table.view(self.catalogue().by_id, self.clock())
-            except Exception:  # the classifier's own call would then retry it; never kill the task
-                log.exception("dnstap: updating the learned-address view")
+        self._updater = asyncio.create_task(keep_view_current(self.table, self.catalogue, self.clock))
 
     async def stop(self) -> None:
         if self._updater is not None:

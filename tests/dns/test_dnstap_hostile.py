@@ -166,3 +166,31 @@ def test_the_view_takes_answers_in_between_batches(tmp_path):
             await listener.stop()
         assert listener._updater is None
     asyncio.run(main())
+
+
+def test_a_workers_view_takes_the_supervisors_entries_in_between_batches():
+    """With --workers, what the supervisor sends down the pipe reaches the worker's view by the
+    feed's own task, as the listener's answers do: the worker's first batch builds nothing."""
+    import multiprocessing
+
+    from collector.daemon.workers import LearnedFeed
+    from collector.netflow.batch import addr_from_str
+
+    table = LearnedAddresses(rebuild_every=0.2)
+    theirs, ours = multiprocessing.Pipe()
+    feed = LearnedFeed(ours, table, lambda: CAT, clock=lambda: 1000.0)
+    sent = [(*addr_from_str(f"192.0.2.{i}"), "whatsapp", 2000.0) for i in range(1, 41)]
+
+    async def main():
+        await feed.start()
+        try:
+            theirs.send(sent)
+            await asyncio.sleep(0.7)
+            assert len(table._view) == len(sent) and not table._pending
+            view = table._view
+            assert table.view(CAT.by_id, 1000.0) is view
+            assert {table.entries[(hi, lo)][0] for hi, lo, _, _ in sent} == {"whatsapp"}
+        finally:
+            await feed.stop()
+        assert feed._updater is None
+    asyncio.run(main())
