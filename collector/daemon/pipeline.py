@@ -126,8 +126,9 @@ class Pipeline:
             codes.append(index.setdefault(name, len(names)))
             if len(names) < len(index):
                 names.append(name)
-        # one session (the usual batch): its code is 0, no gather over the flows
-        exporters = np.zeros(len(inverse), np.uint32) if len(codes) == 1 else np.array(codes, np.uint32)[inverse]
+        exporters = _per_flow(codes, inverse)
+        if not isinstance(exporters, np.ndarray):
+            exporters = np.full(len(inverse), exporters, np.uint32)
         violations = (self.policy_table.violations(cls.service, cls.host["hi"], cls.host["lo"], cls.has_host)
                       if self.policy_table.blocks else None)  # None: no flow can be a violation
         now = self.clock()
@@ -137,9 +138,7 @@ class Pipeline:
             if len(keep):  # the exporter's address, not its bounded stats label
                 by_sid = self.decoder.by_sid
                 addrs = [self.audit.exporter(by_sid[s].exporter if s in by_sid else "") for s in sids.tolist()]
-                # one session (the usual batch): its index for every flow, no gather over the flows
-                self.audit.add(batch, cls, keep, addrs[0] if len(addrs) == 1 else np.array(addrs, np.uint32)[inverse],
-                               now)
+                self.audit.add(batch, cls, keep, _per_flow(addrs, inverse), now)
 
     # --- at each flush -------------------------------------------------------------------------
 
@@ -164,6 +163,12 @@ class Pipeline:
             for k, v in sess.if_names.items():
                 out.setdefault((sess.exporter, k), v)
         return out
+
+
+def _per_flow(values: list[int], inverse: np.ndarray):
+    """A value per session of a batch -> a value per flow (`inverse`: each flow's session). One
+    session (the usual batch): its value as it is, with no gather over the flows."""
+    return values[0] if len(values) == 1 else np.array(values, np.uint32)[inverse]
 
 
 def _sources(datagrams) -> list:
