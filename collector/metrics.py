@@ -12,6 +12,12 @@ addresses, the rest counted as "other" (collector.netflow.stats). Per-host serie
 
 The HTTP endpoint is a small `http.server`: `/metrics` (the registry, in the format the scraper
 asks for), `/healthz` (200 or 503 from a health callback, JSON body), `/` (an index), 404 else.
+
+prometheus_client and `http.server` are imported only when the registry or the endpoint is first
+wanted: the daemon builds its `Metrics` (the host series, the flush histogram) whether or not
+`metrics.listen` is set, and the two imports (with the email, wsgiref and http.client modules
+they pull in) are 4.5 MiB of resident memory that a collector without the endpoint never uses
+(issue 21; docs/performance.md, "Memory").
 """
 
 from __future__ import annotations
@@ -20,19 +26,13 @@ import json
 import socket
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
-
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    InfoMetricFamily,
-)
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.process_collector import ProcessCollector
+from functools import cache
+from typing import TYPE_CHECKING
 
 from collector import __version__
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 OTHER_HOST = "other"
 
@@ -94,6 +94,8 @@ class _Collector:
         self.metrics = metrics
 
     def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+
         s = self.metrics.snapshot
         info = InfoMetricFamily("imflow_build", "imflow version", labels=["version"])
         info.add_metric([__version__], {})
@@ -172,9 +174,12 @@ class _Collector:
             for key, v in values.items():
                 f.add_metric([str(x) for x in key], v)
             yield f
+        yield self.metrics.flush_duration.family()
 
 
 def _snmp_families(s: Snapshot):
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+
     up = GaugeMetricFamily("imflow_snmp_up", "1 if the exporter's SNMP agent answered the last poll",
                            labels=["exporter"])
     duration = GaugeMetricFamily("imflow_snmp_poll_duration_seconds", "Duration of the last SNMP poll",
@@ -207,28 +212,77 @@ def _snmp_families(s: Snapshot):
     yield c
 
 
+FLUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class FlushDurations:
+    """`imflow_flush_duration_seconds`, a histogram kept as plain counts (what prometheus_client's
+    `Histogram` shows, less its `_created` sample) so that observing a flush needs no
+    prometheus_client. Observed on the event loop; a scrape may read counts one observation
+    apart from the sum, as with any unlocked read of a histogram."""
+
+    def __init__(self, buckets=FLUSH_BUCKETS):
+        self.bounds = tuple(float(b) for b in buckets) + (float("inf"),)
+        self.counts = [0] * len(self.bounds)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        for i, bound in enumerate(self.bounds):
+            if seconds <= bound:
+                self.counts[i] += 1
+                break
+        self.sum += seconds
+
+    def family(self):
+        from prometheus_client.core import HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
+
+        cumulative, total = [], 0
+        for bound, n in zip(self.bounds, self.counts):
+            total += n
+            cumulative.append((floatToGoString(bound), total))
+        return HistogramMetricFamily("imflow_flush_duration_seconds", "Time to write one flush to the store",
+                                     buckets=cumulative, sum_value=self.sum)
+
+
 class Metrics:
     """The registry, the host series and the HTTP endpoint. `health()` -> (ok, details) answers
-    `/healthz`; without one, `/healthz` answers 200 once the endpoint is up."""
+    `/healthz`; without one, `/healthz` answers 200 once the endpoint is up. The registry is
+    built (and prometheus_client imported) at its first use: `serve`, a scrape, a test."""
 
     def __init__(self, max_host_series: int = 5000, registry: CollectorRegistry | None = None, health=None):
-        self.registry = registry if registry is not None else CollectorRegistry()
         self.snapshot = Snapshot()
         self.hosts = HostSeries(max_host_series)
         self.violation_hosts = HostSeries(max_host_series)
         self.health = health or (lambda: (True, {}))
-        self.flush_duration = Histogram("imflow_flush_duration_seconds", "Time to write one flush to the store",
-                                        registry=self.registry,
-                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-        self.registry.register(_Collector(self))
-        ProcessCollector(registry=self.registry)
-        self._server: ThreadingHTTPServer | None = None
+        self.flush_duration = FlushDurations()
+        self._registry = None
+        self._server = None
+        if registry is not None:
+            self._register(registry)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            self._register(CollectorRegistry())
+        return self._registry
+
+    def _register(self, registry: CollectorRegistry) -> None:
+        from prometheus_client.process_collector import ProcessCollector
+
+        registry.register(_Collector(self))
+        ProcessCollector(registry=registry)
+        self._registry = registry
 
     def serve(self, host: str, port: int) -> tuple[str, int]:
         """Start the endpoint on a thread; an address in use is an OSError naming the address."""
-        family = _Server.address_family_of(host)
+        server_class, handler = _http()
+        family = server_class.address_family_of(host)
+        _ = self.registry  # built here, before the first scrape's thread wants it
         try:
-            server = _Server((host, port), _Handler, family, self)
+            server = server_class((host, port), handler, family, self)
         except OSError as exc:
             where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             raise OSError(exc.errno, f"metrics endpoint {where}: {exc.strerror or exc}") from None
@@ -246,51 +300,61 @@ class Metrics:
         self.snapshot = snapshot  # one reference assignment: atomic for the scrape thread
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address, handler, family, metrics: Metrics):
-        self.address_family = family
-        self.metrics = metrics
-        super().__init__(address, handler)
-
-    @staticmethod
-    def address_family_of(host: str) -> socket.AddressFamily:
-        return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
 INDEX = (b"imflow\n\n/metrics  Prometheus metrics\n"
          b"/healthz  200 when listening and the store is writable, else 503\n")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "imflow"
+@cache
+def _http():
+    """(server class, handler class) of the endpoint, made at the first `serve`: only a daemon
+    with an endpoint imports `http.server` and prometheus_client's exposition."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlsplit
 
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        if path == "/metrics":
-            encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
-            self._send(200, ctype, encoder(self.server.metrics.registry))
-        elif path == "/healthz":
-            ok, details = self.server.metrics.health()
-            body = json.dumps({"status": "ok" if ok else "unavailable", **details}, sort_keys=True) + "\n"
-            self._send(200 if ok else 503, "application/json", body.encode())
-        elif path == "/":
-            self._send(200, "text/plain; charset=utf-8", INDEX)
-        else:
-            self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n")
+    from prometheus_client.exposition import choose_encoder
 
-    def do_HEAD(self) -> None:
-        self.do_GET()
+    class _Server(ThreadingHTTPServer):
+        daemon_threads = True
 
-    def _send(self, status: int, ctype: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        def __init__(self, address, handler, family, metrics: Metrics):
+            self.address_family = family
+            self.metrics = metrics
+            super().__init__(address, handler)
 
-    def log_message(self, format, *args) -> None:  # scrapes are not log lines
-        pass
+        @staticmethod
+        def address_family_of(host: str) -> socket.AddressFamily:
+            return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    class _Handler(BaseHTTPRequestHandler):
+        server: _Server
+        server_version = "imflow"
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            if path == "/metrics":
+                encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+                self._send(200, ctype, encoder(self.server.metrics.registry))
+            elif path == "/healthz":
+                ok, details = self.server.metrics.health()
+                body = json.dumps({"status": "ok" if ok else "unavailable", **details}, sort_keys=True) + "\n"
+                self._send(200 if ok else 503, "application/json", body.encode())
+            elif path == "/":
+                self._send(200, "text/plain; charset=utf-8", INDEX)
+            else:
+                self._send(404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n")
+
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def _send(self, status: int, ctype: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def log_message(self, format, *args) -> None:  # scrapes are not log lines
+            pass
+
+    return _Server, _Handler
