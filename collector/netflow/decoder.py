@@ -15,15 +15,19 @@ times come with the datagrams).
 
 Under a template flood, sessions that have sent flows come first: template sets of sessions
 that have not are parsed up to a budget per call (`Limits.max_new_template_bytes_per_batch`);
-past it their datagrams wait in a bounded queue (`DEFER_DATAGRAMS`, `DEFER_OCTETS`, at most
-`Limits.pending_max_age`) and are decoded first in the next calls, within the budget; what the
-queue cannot take is shed, counted as "template-shed".
+past it their datagrams wait in a bounded queue (`deferred.Deferred`: `DEFER_DATAGRAMS`,
+`DEFER_OCTETS`, at most `Limits.pending_max_age`) and are decoded first in the next calls,
+within the budget; what the queue cannot take is shed, counted as "template-shed". Templates
+that held data waits for (the session's `pending`) have a budget of their own per call, the
+same size, and are served first: the moment the data is held when its template datagram was
+already waiting, so an exporter starting during a backlog does not wait behind it. A call with
+no datagrams works the queue off within the same budgets (the daemon makes one when its sockets
+are idle).
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from struct import unpack_from
 
@@ -32,6 +36,7 @@ from collector.netflow.batch import FlowBatch
 from collector.netflow.bulk import bulk
 from collector.netflow.chunks import V5, Located
 from collector.netflow.columns import Columns
+from collector.netflow.deferred import Deferred
 from collector.netflow.errors import BadLength, BadVersion, DecodeError, Faults, Shed, ShortHeader
 from collector.netflow.options import apply as apply_options
 from collector.netflow.session import Limits, Pending, Session
@@ -46,7 +51,7 @@ from collector.sflow.decode import SflowDecoder
 
 _V5_HEADER = v5.HEADER.unpack_from
 DEFER_DATAGRAMS = 4096  # new sessions' template datagrams waiting for a later call's budget
-DEFER_OCTETS = 4 << 20
+DEFER_OCTETS = 4 << 20  # (both queues of `Deferred` together)
 
 
 class Decoder:
@@ -68,8 +73,9 @@ class Decoder:
         self.columns = self._columns.keep  # the columns filled; the others are zeros
         self._dgram = 0  # datagrams seen, for capture order
         self._budget = 0  # template set octets still to parse this call for new sessions
-        self._deferred: deque = deque()  # (data, source, received, datagram number) past the budget
-        self._deferred_octets = 0
+        self._awaited_budget = 0  # the same for sessions holding data that waits for a template
+        self._deferred = Deferred(DEFER_DATAGRAMS, DEFER_OCTETS)  # datagrams past the budgets
+        self._promoted = False  # a waiting datagram became awaited during this datagram
 
     @property
     def sessions(self) -> dict[tuple, Session]:
@@ -122,7 +128,7 @@ class Decoder:
         # a list, or a received batch (`mmsg.Batch`: a sequence with a `layout` for the bulk path)
         items = datagrams if isinstance(datagrams, list) or hasattr(datagrams, "layout") else list(datagrams)
         base = self._dgram
-        self._budget = self.limits.max_new_template_bytes_per_batch
+        self._budget = self._awaited_budget = self.limits.max_new_template_bytes_per_batch
         try:
             rest = bulk(self, items, base) if items and self.bulk else range(len(items))
         except Exception as exc:  # a decoder bug: the batch is lost, counted, the daemon goes on
@@ -134,21 +140,18 @@ class Decoder:
             return self._columns.batch({})
         if self.bulk and len(rest) >= SFLOW_MIN_BATCH:
             rest = self._sflow_bulk(items, rest, base)
-        deferred = self._deferred
-        if deferred:  # waited for this call's budget: decoded before this call's datagrams
-            oldest = (items[-1][2] if items else deferred[-1][2]) - self.limits.pending_max_age
-            for _ in range(len(deferred)):
-                if self._budget <= 0:
-                    break
-                data, source, received, dgram = deferred.popleft()
-                self._deferred_octets -= len(data)
-                if received < oldest:
-                    self._shed(source[0], Shed("waited too long"))
-                    continue
-                self._one(data, source, received, dgram)
+        # what waited for this call's budgets: decoded before this call's datagrams, the
+        # templates data waits for first
+        oldest = (items[-1][2] if items else self._deferred.latest) - self.limits.pending_max_age
+        if self._deferred:
+            self._work_off(True, oldest)
+            self._work_off(False, oldest)
         for i in rest:
             data, source, received = items[i]
             self._one(data, source, received, base + i + 1)
+            if self._promoted:  # its data was held and its template datagram was waiting: now
+                self._promoted = False
+                self._work_off(True, oldest)
         self._dgram = base + len(items)
         self.table.settle()
         groups, touched = self.located.take()
@@ -207,12 +210,12 @@ class Decoder:
                 self._v5(data, exporter, source[1], received)
             else:
                 raise BadVersion(f"version {version}")
-        except Shed as exc:
-            if len(self._deferred) < DEFER_DATAGRAMS and self._deferred_octets + len(data) <= DEFER_OCTETS:
-                self._deferred.append((bytes(data), source, received, dgram))
-                self._deferred_octets += len(data)
-            else:
-                self._shed(exporter, exc)
+        except Shed as exc:  # waits for a later call's budget, if the queue has room
+            key = (exporter, source[1], exc.version, exc.domain)
+            sess = self.table.sessions.get(key)
+            awaited = sess is not None and bool(sess.pending)
+            for entry in self._deferred.put((bytes(data), source, received, dgram, key), awaited):
+                self._shed(entry[1][0], exc)
         except DecodeError as exc:
             stats.errors[stats.label(exporter), exc.reason] += 1
             self.faults.note(exc.reason, exporter, exc)
@@ -225,8 +228,42 @@ class Decoder:
         self.faults.note(exc.reason, exporter, exc)
 
     def deferred_count(self) -> int:
-        """New sessions' template datagrams waiting for a later call's budget."""
+        """New sessions' template datagrams waiting for a later call's budget (a call with no
+        datagrams works them off)."""
         return len(self._deferred)
+
+    def _work_off(self, awaited: bool, oldest: float) -> None:
+        """Waiting datagrams of one queue, oldest first, while its budget lasts (with those it
+        promotes on the way); those received before `oldest` are shed. Bounded by what waits:
+        a datagram that waits again (its session's state changed meanwhile) goes to the back
+        of the other queue."""
+        deferred = self._deferred
+        for _ in range(len(deferred)):
+            if (self._awaited_budget if awaited else self._budget) <= 0:
+                break
+            entry = deferred.take(awaited)
+            if entry is None:
+                break
+            data, source, received, dgram, _ = entry
+            if received < oldest:
+                self._shed(source[0], Shed("waited too long"))
+                continue
+            self._one(data, source, received, dgram)
+        self._promoted = False
+
+    def _charge(self, sess: Session | None, octets: int, first: bool) -> None:
+        """Template set octets of a session that has sent no flow, against this call's budget
+        for templates held data waits for, or else for announcements. A datagram passes whole
+        or waits whole: only its first charged set is checked, so a call overdraws its budget
+        by one datagram at most and a datagram taken from the queue is never put back."""
+        if sess is not None and sess.pending:
+            if first and self._awaited_budget <= 0:
+                raise Shed("template sets that held data waits for, past the batch's budget for them")
+            self._awaited_budget -= octets
+        else:
+            if first and self._budget <= 0:
+                raise Shed("template sets of a session that has sent no flow, past the batch's budget")
+            self._budget -= octets
 
     # --- NetFlow v5 ----------------------------------------------------------------------
 
@@ -282,6 +319,7 @@ class Decoder:
         chunks, held, options = [], [], []
         names: dict[int, str] = {}  # server names the records carry (templates.server_name_id)
         records = skipped = 0
+        charged = False
         try:
             for sid, start, stop in split_sets(data, hl, end):
                 if sid >= 256:
@@ -308,9 +346,8 @@ class Decoder:
                         records += n
                 elif sid == dialect.template_set or sid == dialect.options_set:
                     if (sess is None or not sess.established) and not self._refresh(sess, data, start, stop, sid):
-                        if self._budget <= 0:  # a new session: within the budget
-                            raise Shed("template sets of a session that has sent no flow, past the batch's budget")
-                        self._budget -= stop - start
+                        self._charge(sess, stop - start, not charged)  # a new session: within a budget
+                        charged = True
                     if new is None:
                         new = {}
                     for tid, t in self.memo.parse(data, start, stop, ipfix, sid == dialect.options_set):
@@ -356,6 +393,8 @@ class Decoder:
         for tid, start, stop in held:
             self.table.hold(sess, Pending(tid, data[start:stop], (export, uptime, self._dgram, records), received))
             records += 1  # held sets of one datagram keep their order
+        if held and self._deferred and self._deferred.promote(key):
+            self._promoted = True  # its template datagram was waiting: served after this one
         if new and sess.pending:
             self._replay(sess, [tid for tid, t in new.items() if type(t) is Template])
 

@@ -365,8 +365,8 @@ def test_the_template_budget_defers_new_sessions_then_sheds_and_counts(monkeypat
     # the next batch serves the ones that waited first; past the queue's ceiling they are shed
     dec.decode(_flood(300, 2.0, seq=1))
     assert sum(len(s.templates) for s in dec.sessions.values()) > parsed
+    monkeypatch.setattr("collector.netflow.decoder.DEFER_DATAGRAMS", 50)  # read when a decoder is made
     small = Decoder(limits=Limits(max_new_template_bytes_per_batch=4_000))
-    monkeypatch.setattr("collector.netflow.decoder.DEFER_DATAGRAMS", 50)
     small.decode(flood)
     assert small.deferred_count() == 50
     assert small.stats.by_second("errors")["template-shed"] == 300 - 50 - len(small.sessions)
