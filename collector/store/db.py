@@ -69,6 +69,15 @@ _IF_ROLLUP = ("INSERT INTO {table} (bin, exporter, if_index, direction, service,
 PAGE_SIZE = 4096
 AUDIT_PAGE_SIZE = 16384
 _AUTOCHECKPOINT_OCTETS = 64 << 20  # of WAL, if the background checkpoints lag
+# The writer's page cache, in KiB (PRAGMA cache_size = -N). It was 64 MiB, and with the audit log
+# on it fills: every flush appends a second of chunks (about 30 MiB at 1 M flows/s), whose pages
+# are never read again by the writer, and the cache keeps them until it is full, so a collector's
+# RSS grew by up to 64 MiB over its first minutes (issue 21). A transaction larger than the
+# cache spills its dirty pages to the WAL, where the commit would write them anyway; the rollups'
+# upserts touch the current minute's, hour's and day's keys, a few MiB at 100,000 bins, and the
+# operating system's page cache holds the rest of the file. 1M-bin flushes took the same time
+# with 8 and 64 MiB (bench/flush_stall.py; bench/RESULTS.md, "Memory, again").
+WRITER_CACHE_KIB = 8192
 
 
 def _probe(path: str) -> None:
@@ -131,7 +140,7 @@ class Store:
         mode = await self._scalar("PRAGMA journal_mode = WAL")
         if str(mode).lower() != "wal":
             log.warning("%s: journal mode is %s, not WAL; readers may block the collector", self.path, mode)
-        for pragma in ("synchronous = NORMAL", "temp_store = MEMORY", "cache_size = -65536"):
+        for pragma in ("synchronous = NORMAL", "temp_store = MEMORY", f"cache_size = -{WRITER_CACHE_KIB}"):
             await conn.execute(f"PRAGMA {pragma}")
         if self.max_size is not None:
             page_size = await self._scalar("PRAGMA page_size")
