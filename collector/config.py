@@ -562,8 +562,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                   "seen sessions that have sent no flow go first", shown="16777216 (16 MiB)"),
         "max_new_template_bytes_per_batch": Key(integer(0), 16 << 10,
                                                 "octets of template sets parsed per batch for sessions that have "
-                                                "sent no flow yet (a template flood); the rest waits for the next "
-                                                "batches in a bounded queue, then is shed and counted",
+                                                "sent no flow yet (a template flood), and as many again for those "
+                                                "whose data is held waiting for them; the rest waits in a bounded "
+                                                "queue for the next batches (or an idle moment), then is shed and "
+                                                "counted",
                                                 shown="16384 (16 KiB)"),
         "max_open_bins": Key(integer(1000), 2_000_000,
                              "aggregation bins in memory (also while the store refuses writes); "

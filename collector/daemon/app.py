@@ -46,6 +46,7 @@ RESTART_WARNED = ("store.path", "store.backend", "store.clickhouse", "collector.
 PRUNE_EVERY = 3600.0  # seconds between deletions of rows past their retention
 FINAL_ATTEMPTS = 3  # store writes tried at shutdown before the rows are given up
 FLUSH_SWITCH_INTERVAL = 0.0005  # seconds: sys.setswitchinterval while a flush runs (App.flush)
+WORK_OFF_EVERY = 0.005  # seconds with no batch after which template datagrams waiting for the decoder's budget are decoded
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class App:
         if store is None and cfg.get("store.backend") == "clickhouse":
             self.store = build_store(cfg, clock)
         self.template_path = cfg.get("collector.template_state") or db + ".templates.json"
-        self.intake = Intake(cfg.get("collector.listen"), self.pipeline.process, cfg.get("exporters.allow") or None,
+        self.intake = Intake(cfg.get("collector.listen"), self.process, cfg.get("exporters.allow") or None,
                              rcvbuf=cfg.get("collector.rcvbuf"), batch_size=cfg.get("collector.batch_size"),
                              delay=cfg.get("collector.batch_delay"), reuse_port=role.reuse_port)
         self.health = Health()
@@ -100,6 +101,8 @@ class App:
         self.bound: list[str] = []
         self._last_prune = 0.0
         self._if_names: dict | None = None  # (exporter, if_index) -> name from options data
+        self._batches = 0  # batches processed, for the idle timer (_work_off)
+        self._work_off_timer: asyncio.TimerHandle | None = None
 
     def attach(self, component, counters: Counters | None = None) -> None:
         """Add a component with `start()`/`stop()` (and, if it receives instead of us, the
@@ -117,6 +120,34 @@ class App:
 
     def process(self, datagrams) -> None:
         self.pipeline.process(datagrams)
+        self._batches += 1
+        if self._work_off_timer is None and self.decoder.deferred_count() and self.intake.loop is not None:
+            self._work_off_timer = self.intake.loop.call_later(WORK_OFF_EVERY, self._work_off, self._batches)
+
+    def _work_off(self, batches: int) -> None:
+        """The idle timer: new sessions' template datagrams past the decoder's budget wait for a
+        later decode call (docs/design.md, the decoder's rules); when no batch came in the last
+        WORK_OFF_EVERY, a call with no datagrams decodes the next budget's worth of them, until
+        none waits. Each call stays within the budget, so between calls the loop receives."""
+        self._work_off_timer = None
+        if self._batches == batches:  # the sockets were idle
+            self.pipeline.process([])
+        if self.decoder.deferred_count() and not self.stopping.is_set():
+            self._work_off_timer = self.intake.loop.call_later(WORK_OFF_EVERY, self._work_off, self._batches)
+
+    def _work_off_all(self) -> None:
+        """At shutdown, after the sockets' last batch: every waiting datagram decoded, a budget
+        at a time while the queue shrinks (bounded by its ceilings)."""
+        if self._work_off_timer is not None:
+            self._work_off_timer.cancel()
+            self._work_off_timer = None
+        waiting = self.decoder.deferred_count()
+        while waiting:
+            self.pipeline.process([])
+            waiting, before = self.decoder.deferred_count(), waiting
+            if waiting >= before:
+                break
+
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -224,6 +255,7 @@ class App:
                 await self.web.stop()
             await self.intake.drain()
             self.intake.close()
+            self._work_off_all()
             ok = await self.flush(final=True)
             try:
                 self.decoder.save_state(self.template_path)

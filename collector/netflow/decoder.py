@@ -142,8 +142,9 @@ class Decoder:
             rest = self._sflow_bulk(items, rest, base)
         # what waited for this call's budgets: decoded before this call's datagrams, the
         # templates data waits for first
-        oldest = (items[-1][2] if items else self._deferred.latest) - self.limits.pending_max_age
+        oldest = float("-inf")  # what is deferred in this call is never too old in it
         if self._deferred:
+            oldest = (items[-1][2] if items else self._deferred.latest) - self.limits.pending_max_age
             self._work_off(True, oldest)
             self._work_off(False, oldest)
         for i in rest:
