@@ -722,33 +722,45 @@ static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs
      * misses overlap instead of coming one after another. Then the rows either side matched. */
     Candidates c;
     c.n = 0;
+    static const uint8_t none[1] = {0};
+    const uint8_t *sk0 = skip[0] ? skip[0] : none, *sk1 = skip[1] ? skip[1] : none;
+    size_t st0 = skip[0] ? 1 : 0, st1 = skip[1] ? 1 : 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         out[0][i] = out[1][i] = 0;
-        for (int side = 0; side < 2; side++) {
-            if (skip[side] && skip[side][i])
-                continue;
-            uint64_t hi = a[side][2 * i], lo = a[side][2 * i + 1];
-            uint64_t key = (hi ^ seed) * mixc;
-            key ^= key >> 32;
-            key = key * spread ^ lo;
-            uint32_t fp = (uint32_t)key;
-            fp = fp ? fp : 1;
-            uint64_t g = key * spread;
-            uint64_t bits = (1ULL << (fp & 63)) | (1ULL << ((fp >> 6) & 63));
-            if ((filter[(size_t)(g >> fshift) & fmask] & bits) != bits)
-                continue;
-            int b = c.n++;
-            c.row[b] = i;
-            c.side[b] = side;
-            c.hi[b] = hi;
-            c.lo[b] = lo;
-            c.fp[b] = fp;
-            c.home[b] = (size_t)(g >> shift) & mask;
-            __builtin_prefetch(&keys[c.home[b]]);
-        }
-        if (c.n > LEARNED_BLOCK - 2) {
-            probe_learned(&c, keys, entries, mask, rounds, now, out);
-            c.n = 0;
+        /* Both sides through the prefilter with no branch on the skip masks: which side of a
+         * flow is internal follows no pattern, and a mispredicted branch a flow cost more than
+         * hashing the skipped side too. Only an address past the filter branches (rarely). */
+        uint64_t hi0 = a[0][2 * i], lo0 = a[0][2 * i + 1], hi1 = a[1][2 * i], lo1 = a[1][2 * i + 1];
+        uint64_t k0 = (hi0 ^ seed) * mixc, k1 = (hi1 ^ seed) * mixc;
+        k0 ^= k0 >> 32;
+        k1 ^= k1 >> 32;
+        k0 = k0 * spread ^ lo0;
+        k1 = k1 * spread ^ lo1;
+        uint32_t f0 = (uint32_t)k0, f1 = (uint32_t)k1;
+        f0 += !f0;
+        f1 += !f1;
+        uint64_t g0 = k0 * spread, g1 = k1 * spread;
+        uint64_t b0 = (1ULL << (f0 & 63)) | (1ULL << ((f0 >> 6) & 63));
+        uint64_t b1 = (1ULL << (f1 & 63)) | (1ULL << ((f1 >> 6) & 63));
+        int p0 = ((filter[(size_t)(g0 >> fshift) & fmask] & b0) == b0) & !sk0[(size_t)i * st0];
+        int p1 = ((filter[(size_t)(g1 >> fshift) & fmask] & b1) == b1) & !sk1[(size_t)i * st1];
+        if (__builtin_expect(p0 | p1, 0)) {
+            for (int side = 0; side < 2; side++) {
+                if (!(side ? p1 : p0))
+                    continue;
+                int b = c.n++;
+                c.row[b] = i;
+                c.side[b] = side;
+                c.hi[b] = side ? hi1 : hi0;
+                c.lo[b] = side ? lo1 : lo0;
+                c.fp[b] = side ? f1 : f0;
+                c.home[b] = (size_t)((side ? g1 : g0) >> shift) & mask;
+                __builtin_prefetch(&keys[c.home[b]]);
+            }
+            if (c.n > LEARNED_BLOCK - 2) {
+                probe_learned(&c, keys, entries, mask, rounds, now, out);
+                c.n = 0;
+            }
         }
     }
     probe_learned(&c, keys, entries, mask, rounds, now, out);

@@ -90,6 +90,30 @@ def test_rows_empty_unsorted_and_repeated(kernels_on):
         assert view.lookup(q, NOW, rows32).tolist() == expected(model, q, rows)
 
 
+@both_ways
+@pytest.mark.parametrize("masks", ["both", "none", "src only", "dst only"])
+def test_pair_sides_and_masks_apart(kernels_on, masks):
+    """lookup_pair on two different columns, each with its own skip mask (the classifier's
+    internal masks, in no pattern: the kernel reads both sides of a row without branching on
+    them): each side answers for its own address where its mask does not skip it, and `hits`
+    are the rows where either side answered, in order."""
+    rng = np.random.default_rng(len(masks))
+    addr = random_addrs(rng, 3_000)
+    view, model = table_of(addr, rng, 0.2)
+    src, dst = queries(rng, addr, 8_000), queries(rng, addr, 8_000)
+    n = min(len(src), len(dst))
+    src, dst = src[:n], dst[:n]
+    src_skip = rng.random(n) < 0.5 if masks in ("both", "src only") else None
+    dst_skip = rng.random(n) < 0.5 if masks in ("both", "dst only") else None
+    want_s = [0 if src_skip is not None and src_skip[i] else v for i, v in enumerate(expected(model, src, None))]
+    want_d = [0 if dst_skip is not None and dst_skip[i] else v for i, v in enumerate(expected(model, dst, None))]
+    with kernels.use(kernels_on):
+        s, d, hits = view.lookup_pair(src, dst, NOW, src_skip, dst_skip)
+    assert s.tolist() == want_s and d.tolist() == want_d
+    assert hits.tolist() == [i for i in range(n) if want_s[i] or want_d[i]]
+    assert 0 < len(hits) < n
+
+
 def colliding(addr: np.ndarray) -> np.ndarray:
     """For every address, two others: one with the same fingerprint (the mixed key's low 32 bits
     equal, its high bits not), one with the same mixed key altogether (so the same home slot):
