@@ -21,7 +21,6 @@ logs or saves goes through one of these:
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import json
@@ -67,6 +66,8 @@ def csv_cell(value: Any) -> Any:
 
 def csv_text(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
     """A header line, then one line per row, every cell through `csv_cell`; "\\n" line ends."""
+    import csv  # here: the daemon imports this module for its log lines, not for CSV
+
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([csv_cell(c) for c in header])

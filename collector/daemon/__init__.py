@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from collector import config as C
 from collector.daemon.app import App, run_loop
-from collector.daemon.workers import supervisor
 
 
 def run(cfg: C.Config, workers: int = 1) -> int:
-    """Run the daemon until SIGTERM/SIGINT; the exit status."""
-    return run_loop((supervisor(cfg, workers) if workers > 1 else App(cfg)).run())
+    """Run the daemon until SIGTERM/SIGINT; the exit status. `workers` (and with it
+    multiprocessing) is imported only for --workers N: one process has no use for it."""
+    if workers > 1:
+        from collector.daemon.workers import supervisor
+
+        return run_loop(supervisor(cfg, workers).run())
+    return run_loop(App(cfg).run())

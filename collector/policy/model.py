@@ -34,7 +34,6 @@ agree by construction.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -255,6 +254,8 @@ def _mapped_prefixlen(net: Network) -> int:
 
 
 def _suggest(word: str, choices) -> str:
+    import difflib  # only for a configuration error: not a module the running daemon keeps
+
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
 

@@ -32,6 +32,7 @@ HEAVY = {
     "google.protobuf": "dnstap",
     "maxminddb": "catalogue services with asns",
     "pysnmp": "SNMP polling",
+    "multiprocessing": "--workers N",
 }
 
 PROBE = r"""
