@@ -20,13 +20,15 @@ and every mapping's resident size summed by kind:
 | code and data of files | libpython, NumPy's and uvloop's extension modules, libcrypto (asyncio imports ssl), ... |
 
 Peak RSS is VmHWM (the kernel's high-water mark of the whole process); the kinds are read at the
-end, so they add up to the RSS then, not to the peak. Every flow sent is counted against what
+end, so they add up to the RSS then, not to the peak. `CPU s` is the process's user and system time at the
+end (start-up included): what a setting that trades memory for time costs. Every flow sent is counted against what
 imflow stored, and kernel drops are shown: a lossy run is not "at the loss-free rate".
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -75,6 +77,14 @@ def smaps(pid: int) -> Counter:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of `pid` so far (its threads included), from /proc/PID/stat:
+    what the memory costs in time, for settings that trade one for the other."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(args, version: str, workdir: Path, sender: Path) -> dict:
     built = D.build(version, args.records)
     path = workdir / f"{version}.bin"
@@ -100,13 +110,14 @@ def measure(args, version: str, workdir: Path, sender: Path) -> dict:
         time.sleep(1.5)  # a flush (every second here) has run since
         kinds = smaps(run.pid)
         peak, end = P.peak_rss(run.pid), P.rss(run.pid)
+        cpu = cpu_seconds(run.pid)
         drops = (P.udp_socket(port) or (0, 0))[1]
         coll.stop(run)
         counted = coll.count(run)
     finally:
         coll.kill(run)
     return {"version": version, "start": start, "peak": peak, "end": end, "kinds": kinds, "drops": drops,
-            "sent": int(stats["records"]), "counted": counted, "rate": int(stats["records"]) / float(stats["seconds"])}
+            "sent": int(stats["records"]), "counted": counted, "cpu": cpu, "rate": int(stats["records"]) / float(stats["seconds"])}
 
 
 def main(argv=None) -> int:
@@ -130,12 +141,12 @@ def main(argv=None) -> int:
         mib = 1 / 2**20
         print(f"# imflow {'with' if args.audit else 'without'} the audit log, {args.rate:,.0f} datagrams/s for "
               f"{args.duration:g} s{', ' + args.toml if args.toml else ''}")
-        print(f"{'version':7} {'flows/s':>10} {'stored':>7} {'drops':>6} {'start':>6} {'peak':>6} {'end':>6}  "
+        print(f"{'version':7} {'flows/s':>10} {'stored':>7} {'drops':>6} {'CPU s':>6} {'start':>6} {'peak':>6} {'end':>6}  "
               + "  ".join(f"{k:>{max(len(k), 6)}}" for k in KINDS) + "   (MiB)")
         for v in versions:
             r = measure(args, v, workdir, sender)
             stored = "all" if r["counted"] == r["sent"] else f"{r['counted'] / max(r['sent'], 1):.0%}"
-            print(f"{v:7} {r['rate']:>10,.0f} {stored:>7} {r['drops']:>6} {r['start'] * mib:>6.1f} "
+            print(f"{v:7} {r['rate']:>10,.0f} {stored:>7} {r['drops']:>6} {r['cpu']:>6.2f} {r['start'] * mib:>6.1f} "
                   f"{r['peak'] * mib:>6.1f} {r['end'] * mib:>6.1f}  "
                   + "  ".join(f"{r['kinds'][k] * mib:>{max(len(k), 6)}.1f}" for k in KINDS), flush=True)
     finally:
