@@ -131,7 +131,10 @@ class App:
         none waits. Each call stays within the budget, so between calls the loop receives."""
         self._work_off_timer = None
         if self._batches == batches:  # the sockets were idle
+            waiting = self.decoder.deferred_count()
             self.pipeline.process([])
+            if self.decoder.deferred_count() >= waiting:
+                return  # it cannot move (no budget configured): the next batch sets the timer again
         if self.decoder.deferred_count() and not self.stopping.is_set():
             self._work_off_timer = self.intake.loop.call_later(WORK_OFF_EVERY, self._work_off, self._batches)
 

@@ -6,6 +6,7 @@ shed. Truth is what the test sent."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
 import time
@@ -91,3 +92,36 @@ def test_exporters_starting_behind_a_template_backlog_lose_nothing(tmp_path, wor
     assert (stored(db, 1), stored(db, 2)) == (truth_a, truth_b)
     last = d.stopped_line()
     assert f"datagrams {SESSIONS + len(a) + len(b)} " in last and " errors 0 " in last and " expired 0 " in last, last
+
+
+@pytest.mark.parametrize("budget", [16 << 10, 0])
+def test_the_idle_timer_works_the_queue_off_and_stops_when_it_cannot_move(tmp_path, budget):
+    """In process: a batch of announcements past the budget sets the timer; with no further
+    batch it empties the queue; with no budget at all (nothing can move) it stops instead of
+    waking every few milliseconds for ever."""
+    from collector import config as C
+    from collector.daemon.app import App
+
+    cfg = C.validate({"store": {"path": str(tmp_path / "imflow.db")}, "collector": {"listen": ["127.0.0.1:0"]},
+                      "limits": {"max_new_template_bytes_per_batch": budget}})
+    app = App(cfg)
+    grams = [(ipfix(ANNOUNCE, domain=65_536 + i), ("198.51.100.50", 2055), time.time()) for i in range(500)]
+
+    async def main():
+        await app.start()
+        try:
+            app.process(grams)
+            waiting = app.decoder.deferred_count()
+            assert waiting > 0 and app._work_off_timer is not None
+            for _ in range(400):  # 2 s at most
+                await asyncio.sleep(0.005)
+                if app._work_off_timer is None:
+                    break
+            assert app._work_off_timer is None
+            assert app.decoder.deferred_count() == (0 if budget else waiting)
+        finally:
+            await app.stop()
+
+    asyncio.run(main())
+    parsed = sum(1 for s in app.decoder.sessions.values() if s.templates)
+    assert parsed == (500 if budget else 0)
