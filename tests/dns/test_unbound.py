@@ -119,7 +119,10 @@ def test_answers_classify_flows_until_their_ttl(tmp_path, workers):
         matched = sum(1 for r in RECORDS if r[0].split(".", 1)[1] in ("whatsapp.com", "whatsapp.net",
                                                                          "signal.org", "discord.gg", "wechat.com"))
         m = wait_for(mport, 'imflow_dns_table_events_total{event="learned"}', matched)
-        assert m["imflow_dns_learned_addresses"] == matched  # example.org names are not kept
+        # example.org names are not kept; short.wechat.com (TTL 1 + grace 1) may already have
+        # expired on a slow machine: what the table holds plus what expired is what was learned
+        expired = m.get('imflow_dns_table_events_total{event="expired"}', 0)
+        assert expired <= 1 and m["imflow_dns_learned_addresses"] + expired == matched
         assert m['imflow_dns_frames_total{outcome="unmatched"}'] == 2
         # who resolved which service: the test's queries come from 127.0.0.1, one answer per record
         asked = {"whatsapp": 2, "signal": 1, "discord": 1, "wechat": 1}  # RECORDS' names of services
