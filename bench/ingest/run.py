@@ -471,8 +471,8 @@ def parse_args(argv=None):
                         "domain (default 100; a socket each puts N lines in /proc/net/udp)")
     p.add_argument("--template-announce-rate", type=float, default=500.0, metavar="PER_S",
                    help="--template-sessions: the sessions' first announcements, datagrams/s before each "
-                        "trial (default 500: 20 s for 10,000 sessions; imflow takes new sessions' "
-                        "templates at about 1,100 datagrams/s at most, see bench/ingest/README.md)")
+                        "trial (default 500: 20 s for 10,000 sessions; imflow sheds new sessions' "
+                        "templates past a queue of 4,096 datagrams, see bench/ingest/README.md)")
     p.add_argument("--imflow-refresh", type=float, default=1.0, metavar="SECONDS",
                    help="imflow's --refresh-time (default 1: a flush to SQLite every second of the trial; "
                         "imflow's own default is 60, which leaves only the final flush in a trial)")
