@@ -7,8 +7,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from itertools import compress
-from operator import add
 from typing import Protocol
 
 import numpy as np
@@ -135,12 +133,12 @@ class Telemetry:
         (the poller changes them there) and handed to `count` in its thread."""
         return {e: self.walked(e) for e in self.snmp_exporters}
 
-    def count(self, rows, if_rows, walks: dict | None = None) -> None:
+    def count(self, rows, if_rows, walks: dict | None = None, pause=None) -> None:
         """Per-host series, violations and active hosts of the newest bin, from one flush: its
         `BinColumns` (summed per key with NumPy first; the flush runs this in a thread, off the
-        event loop) or rows."""
+        event loop, `pause()` giving the loop its turns: collector/turns.py) or rows."""
         if isinstance(rows, BinColumns):
-            self._count_columns(rows)
+            self._count_columns(rows, pause)
         elif rows:
             newest = max(r.bin for r in rows)
             active: dict[tuple[str, str, str], set] = {}
@@ -159,46 +157,37 @@ class Telemetry:
         if self.snmp_exporters:
             self._count_interfaces(if_rows, self.walks() if walks is None else walks)
 
-    def _count_columns(self, bins: BinColumns) -> None:
-        """`count` on columns: the series get one add per distinct (exporter, service, host) of
-        the flush, in that key order (at `max_host_series`, which keys still get a series of
-        their own follows that order), not one per bin."""
+    def _count_columns(self, bins: BinColumns, pause=None) -> None:
+        """`count` on columns: the series get the flush's sums per distinct (exporter, service,
+        host), in that key order (at `max_host_series`, which keys still get a series of their
+        own follows that order), as plain `HostSeries.add`s of them would. No Python work per
+        key: per series the flush already has, per new series and per (exporter, service)
+        (the violations, the "other" hosts), so the flush's thread seldom wants the GIL
+        (collector/turns.py; `pause()` between the steps)."""
         if bins.empty or not len(bins):
             return
+        pause = pause or _never
         cols = bins.columns()
         hidx, hosts = bins.hosts()
         exporters, services, categories = bins.exporters, bins.services, bins.categories
+        # codes of equal names made one (a supervisor's columns may name two codes alike)
+        ecode, scode = _first_codes(exporters), _first_codes(list(zip(services, categories)))
         ns, nh = max(len(services), 1), len(hosts)
-        es = cols["exporter"].astype(np.int64) * ns + cols["service"].astype(np.int64)
-        key = es * nh + hidx
+        key = ((ecode[cols["exporter"]] * ns + scode[cols["service"]]) * nh) + hidx
         nbytes = cols["bytes"]
-
-        names = (np.array(exporters, object), np.array(hosts, object), np.array(services, object),
-                 np.array(categories, object))
-
-        def summed(mask: np.ndarray):
-            """Chunks of ([(exporter, host, service, category)], [bytes]), in key order."""
-            k, b = key[mask], nbytes[mask]
-            order = np.argsort(k)  # NumPy's quicksort lets go of the GIL; its stable sort does not
-            k = k[order]
-            if not len(k):
-                return
-            starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
-            keys, totals = k[starts], np.add.reduceat(b[order], starts)
-            pair, h = np.divmod(keys, nh)
-            e, s = np.divmod(pair, ns)
-            for i in range(0, len(keys), 8192):  # in chunks: one call on a million holds the GIL
-                j = slice(i, i + 8192)
-                yield (list(zip(*(n[c[j]].tolist() for n, c in zip(names, (e, h, s, s))))),
-                       totals[j].tolist())
+        keys = _Keys(exporters, services, categories, hosts, ns, nh)
 
         has = hidx > 0
-        for chunk, totals in summed(has):
-            _add_series(self.metrics.hosts, chunk, totals)
-        for chunk, totals in summed((cols["flag"] & 2) != 0):
-            for (e, _, s, c), total in zip(chunk, totals):
-                self.violations[(e, s, c)] = self.violations.get((e, s, c), 0) + total
-            _add_series(self.metrics.violation_hosts, chunk, totals)
+        pause()
+        k, totals = _summed(key, nbytes, has)
+        _add_columns(self.metrics.hosts, keys, k, totals, pause)
+        pause()
+        k, totals = _summed(key, nbytes, (cols["flag"] & 2) != 0)
+        for (e, s), total in keys.per_pair(k, totals):
+            v = (e, services[s], categories[s])
+            self.violations[v] = self.violations.get(v, 0) + total
+        _add_columns(self.metrics.violation_hosts, keys, k, totals, pause)
+        pause()
         newest = has & (cols["minute"] == cols["minute"].max())
         pairs = np.sort(key[newest])
         pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))] // nh if len(pairs) else pairs
@@ -273,18 +262,95 @@ class Telemetry:
                 + counters.status_suffix())
 
 
-def _add_series(series: HostSeries, keys: list[tuple], totals: list[int]) -> None:
-    """`series.add` of each (key, total) in order, with the dict work in C calls: adds into the
-    keys it has, new series while there is room, the rest into the exporter's "other" host."""
+def _never() -> None:
+    pass
+
+
+def _first_codes(names: list) -> np.ndarray:
+    """Per code, the first code with its name (int64)."""
+    first: dict = {}
+    return np.array([first.setdefault(n, i) for i, n in enumerate(names)] or [0], np.int64)
+
+
+def _summed(key: np.ndarray, nbytes: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct keys of the rows in `mask`, ascending; their summed bytes)."""
+    k, b = key[mask], nbytes[mask]
+    order = np.argsort(k)  # NumPy's quicksort lets go of the GIL; its stable sort does not
+    k = k[order]
+    if not len(k):
+        return k, b
+    starts = np.flatnonzero(np.concatenate(([True], k[1:] != k[:-1])))
+    return k[starts], np.add.reduceat(b[order], starts)
+
+
+class _Keys:
+    """A flush's series keys as codes ((exporter * ns + service) * nh + host) and back."""
+
+    def __init__(self, exporters, services, categories, hosts, ns: int, nh: int):
+        self.exporters, self.services, self.categories, self.hosts = exporters, services, categories, hosts
+        self.ns, self.nh = ns, nh
+        self._host_text = None
+
+    def names(self, codes: np.ndarray) -> list[tuple]:
+        """(exporter, host, service, category) of each code."""
+        pair, h = np.divmod(codes, self.nh)
+        e, s = np.divmod(pair, self.ns)
+        ex, sv, ca, ho = self.exporters, self.services, self.categories, self.hosts
+        return [(ex[a], ho[c], sv[b], ca[b]) for a, b, c in zip(e.tolist(), s.tolist(), h.tolist())]
+
+    def codes(self, series: list[tuple]) -> np.ndarray:
+        """The codes of the series keys (exporter, host, service, category) that this flush's
+        names have (ascending, distinct); a key naming something it has not is left out."""
+        ecode = {n: i for i, n in reversed(list(enumerate(self.exporters)))}
+        scode = {n: i for i, n in reversed(list(enumerate(zip(self.services, self.categories))))}
+        if self._host_text is None:  # in text order (BinColumns.hosts' contract): bisected
+            self._host_text = np.array(self.hosts, object)
+        wanted = [(ecode.get(e), h, scode.get((s, c))) for e, h, s, c in series]
+        wanted = [w for w in wanted if w[0] is not None and w[2] is not None]
+        if not wanted:
+            return np.zeros(0, np.int64)
+        e, h, s = zip(*wanted)
+        text = np.array(h, object)
+        at = np.minimum(np.searchsorted(self._host_text, text), len(self._host_text) - 1)
+        found = self._host_text[at] == text
+        out = (np.array(e, np.int64) * self.ns + np.array(s, np.int64)) * self.nh + at
+        return np.unique(out[found.astype(bool)])
+
+    def per_pair(self, codes: np.ndarray, totals: np.ndarray):
+        """((exporter name, service code), summed total) per (exporter, service) of `codes`
+        (ascending)."""
+        if not len(codes):
+            return
+        pair = codes // self.nh
+        starts = np.flatnonzero(np.concatenate(([True], pair[1:] != pair[:-1])))
+        sums = np.add.reduceat(totals, starts)
+        e, s = np.divmod(pair[starts], self.ns)
+        for a, b, t in zip(e.tolist(), s.tolist(), sums.tolist()):
+            yield (self.exporters[a], b), t
+
+
+def _add_columns(series: HostSeries, keys: _Keys, codes: np.ndarray, totals: np.ndarray, pause) -> None:
+    """`series.add` of each (code, total) in ascending code order: adds into the keys it has,
+    new series while there is room, the rest into their exporter's "other" host. Python work
+    per series key, not per code."""
+    if not len(codes):
+        return
     d = series.series
-    have = list(map(d.__contains__, keys))
-    known = list(compress(keys, have))
-    d.update(zip(known, map(add, map(d.__getitem__, known), compress(totals, have))))
-    new = [(k, t) for k, t, h in zip(keys, totals, have) if not h]
+    have = np.zeros(len(codes), bool)
+    if d:
+        known = keys.codes(list(d))
+        if len(known):
+            have = np.isin(codes, known)
+    idx = np.flatnonzero(have)
+    for k, t in zip(keys.names(codes[idx]), totals[idx].tolist()):
+        d[k] += t
+    pause()
+    new = np.flatnonzero(~have)
     room = max(series.max_series - len(d), 0)
-    d.update(new[:room])
-    for (e, _, s, c), t in new[room:]:
-        other = (e, OTHER_HOST, s, c)
+    d.update(zip(keys.names(codes[new[:room]]), totals[new[:room]].tolist()))
+    rest = new[room:]
+    for (e, s), t in keys.per_pair(codes[rest], totals[rest]):
+        other = (e, OTHER_HOST, keys.services[s], keys.categories[s])
         d[other] = d.get(other, 0) + t
 
 

@@ -265,3 +265,34 @@ def test_telemetry_at_the_host_series_ceiling_folds_the_rest_into_other():
         reference.add(EXPORTERS[e], h, SERVICES[svc], CATEGORIES[svc], sums[(e, svc, h)])
     assert t.metrics.hosts.series == reference.series
     assert sum(t.metrics.hosts.series.values()) == sum(f[3] for f in flows)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(flow, min_size=0, max_size=40), min_size=1, max_size=3), st.integers(0, 8))
+def test_telemetry_series_over_several_flushes_equal_plain_adds_in_key_order(flushes, ceiling):
+    """Flush after flush (series the flush has and has not, hosts that left, the ceiling met
+    or not), the host and violation series equal plain `HostSeries.add`s of each flush's
+    per-key sums in key order (exporter, service, host text), and the violations the flows'
+    sums: the columns' vectorised adds against the one-key-at-a-time reference."""
+    from collector.metrics import HostSeries
+
+    t = Telemetry(Metrics(max_host_series=ceiling), Health(), set())
+    hosts, violation_hosts, violations = HostSeries(ceiling), HostSeries(ceiling), Counter()
+    for flows in flushes:
+        agg = _aggregator()
+        if flows:
+            add(agg, flows)
+        t.count(agg.drain_columns(), [])
+        sums, vsums = Counter(), Counter()
+        for svc, h, e, nbytes, *_, v in flows:
+            if h:
+                sums[(e, svc, h)] += nbytes
+            if v:
+                vsums[(e, svc, h or "")] += nbytes
+                violations[(EXPORTERS[e], SERVICES[svc], CATEGORIES[svc])] += nbytes
+        for reference, per_key in ((hosts, sums), (violation_hosts, vsums)):
+            for e, svc, h in sorted(per_key):
+                reference.add(EXPORTERS[e], h, SERVICES[svc], CATEGORIES[svc], per_key[(e, svc, h)])
+        assert t.metrics.hosts.series == hosts.series
+        assert t.metrics.violation_hosts.series == violation_hosts.series
+        assert t.violations == {k: v for k, v in violations.items()}
