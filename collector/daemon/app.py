@@ -34,6 +34,7 @@ from collector.sflow.decode import figures as sflow_figures
 from collector.sflow.links import Links
 from collector.store import Store, StoreError
 from collector.store.db import AUDIT_PAGE_SIZE, PAGE_SIZE
+from collector.turns import LoopTurns, in_background
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ class App:
                              rcvbuf=cfg.get("collector.rcvbuf"), batch_size=cfg.get("collector.batch_size"),
                              delay=cfg.get("collector.batch_delay"), reuse_port=role.reuse_port)
         self.health = Health()
+        self.turns = LoopTurns()  # the event loop's turn at the GIL while a flush's threads work
+        if isinstance(self.store, Store):
+            self.store.pause = self.turns.wait
         self.metrics = Metrics(cfg.get("metrics.max_host_series"),
                                health=lambda: self.health.check(listening=bool(self.bound)))
         # interface state for link share: SNMP polls, else sFlow counter samples (docs/sflow.md)
@@ -119,7 +123,11 @@ class App:
     policy = property(lambda self: self.pipeline.policy)
 
     def process(self, datagrams) -> None:
-        self.pipeline.process(datagrams)
+        self.turns.busy()  # a flush's threads wait for the batch's end (collector/turns.py)
+        try:
+            self.pipeline.process(datagrams)
+        finally:
+            self.turns.idle()
         self._batches += 1
         if self._work_off_timer is None and self.decoder.deferred_count() and self.intake.loop is not None:
             self._work_off_timer = self.intake.loop.call_later(WORK_OFF_EVERY, self._work_off, self._batches)
@@ -150,7 +158,6 @@ class App:
             waiting, before = self.decoder.deferred_count(), waiting
             if waiting >= before:
                 break
-
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -317,7 +324,7 @@ class App:
         self.links.refresh()
         if if_rows:  # interface_name in the thread must not walk the decoder's sessions: built here
             self._if_names = self.pipeline.exporter_if_names()
-        await asyncio.to_thread(self._prepare, rows, if_rows, self.telemetry.walks())
+        await in_background(self._prepare, rows, if_rows, self.telemetry.walks())
         self.aggregator.drained_dropped += getattr(rows, "dropped", 0) + getattr(if_rows, "dropped", 0)
         self.refresh_snapshot()
         queued = getattr(getattr(self.store, "stats", None), "buffered_rows", 0)  # a store's own queue
@@ -368,8 +375,8 @@ class App:
         (into new bins: these are detached)."""
         for part in (rows, if_rows):
             if hasattr(part, "prepare"):
-                part.prepare()
-        self.telemetry.count(rows, if_rows, walks)
+                part.prepare(self.turns.wait)
+        self.telemetry.count(rows, if_rows, walks, self.turns.wait)
 
     def _store_queue(self) -> None:
         """What a store that queues failed writes itself holds and dropped, for the metrics."""

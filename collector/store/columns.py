@@ -22,6 +22,7 @@ from collector.store.rows import BinRow, IfRow
 NO_METHOD = 7  # a method code (flag bits 2-4) past METHODS: a row handed in without a method
 _METHOD_NAMES = np.array(METHODS + ("",) * (8 - len(METHODS)), object)
 DIRECTIONS = ("in", "out")
+_TEXT_CHUNK = 4096  # host addresses made text between two of the event loop's turns (BinColumns.hosts)
 _U8 = np.uint64
 
 
@@ -88,7 +89,7 @@ class _Detached:
         state["_source"] = None
         return state
 
-    def prepare(self) -> None:
+    def prepare(self, pause=None) -> None:
         self.columns()
 
     def _names(self, table, codes: np.ndarray) -> np.ndarray:
@@ -130,9 +131,10 @@ class BinColumns(_Detached):
         out._hosts = (np.array([rank.get(r.host, 0) for r in rows], np.intp), [""] + names)
         return out
 
-    def hosts(self) -> tuple[np.ndarray, list[str]]:
+    def hosts(self, pause=None) -> tuple[np.ndarray, list[str]]:
         """(per row an index into the names, the names): each distinct host address made text
-        once, the names in text order, index 0 = "" (no host)."""
+        once, the names in text order, index 0 = "" (no host). `pause()`, if given, before each
+        chunk of host text (the daemon's event loop's turn: collector/turns.py)."""
         if self._hosts is None:
             cols = self.columns()
             has = (cols["flag"] & 1).astype(bool)
@@ -144,7 +146,11 @@ class BinColumns(_Detached):
                 new = np.ones(len(order), bool)
                 new[1:] = (hi[order][1:] != hi[order][:-1]) | (lo[order][1:] != lo[order][:-1])
                 first = order[new]
-                text = [addr_to_str(h, v) for h, v in zip(hi[first].tolist(), lo[first].tolist())]
+                his, los, text = hi[first].tolist(), lo[first].tolist(), []
+                for i in range(0, len(his), _TEXT_CHUNK):
+                    if pause is not None:
+                        pause()
+                    text += map(addr_to_str, his[i:i + _TEXT_CHUNK], los[i:i + _TEXT_CHUNK])
                 by_text = np.argsort(_ascii(text))  # distinct: no ties; quicksort lets go of the GIL
                 rank = np.empty(len(text), np.intp)
                 rank[by_text] = np.arange(1, len(text) + 1)
@@ -155,8 +161,8 @@ class BinColumns(_Detached):
             self._hosts = (out, names)
         return self._hosts
 
-    def prepare(self) -> None:
-        self.hosts()
+    def prepare(self, pause=None) -> None:
+        self.hosts(pause)
 
     def rows(self) -> list[BinRow]:
         cols = self.columns()
@@ -196,7 +202,7 @@ class IfColumns(_Detached):
             self.name_of = None  # a bound method of the daemon: not kept, never pickled
         return self._if_names
 
-    def prepare(self) -> None:
+    def prepare(self, pause=None) -> None:
         self.if_names()
 
     def rows(self) -> list[IfRow]:

@@ -11,7 +11,7 @@ key order; the method rollups' rows are summed per (minute, exporter, service, m
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,9 +38,16 @@ class Staged:
     n_methods: int = 0
 
 
-def _tuples(columns: list[tuple[np.ndarray, np.ndarray | None]], n: int) -> Iterator[tuple]:
-    """Rows of `columns` (values, or (names, codes): the names of the codes), CHUNK at a time."""
+def _never() -> None:
+    pass
+
+
+def _tuples(columns: list[tuple[np.ndarray, np.ndarray | None]], n: int,
+            pause: Callable[[], None] = _never) -> Iterator[tuple]:
+    """Rows of `columns` (values, or (names, codes): the names of the codes), CHUNK at a time;
+    `pause()` before each chunk (the event loop's turn: collector/turns.py)."""
     for i in range(0, n, CHUNK):
+        pause()
         parts = [(v[c[i:i + CHUNK]] if c is not None else v[i:i + CHUNK]).tolist() for v, c in columns]
         yield from zip(*parts)
 
@@ -65,9 +72,10 @@ def _minutes(minute: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return b, rel.reshape(-1), top
 
 
-def staged(rows, if_rows) -> Staged:
+def staged(rows, if_rows, pause: Callable[[], None] = _never) -> Staged:
     """The parameters of one flush (run in a thread): `rows` a `BinColumns` or `BinRow`s,
-    `if_rows` an `IfColumns` or `IfRow`s."""
+    `if_rows` an `IfColumns` or `IfRow`s. `pause()` is called before each step of Python work
+    (each chunk of tuples, also while the store binds them): the daemon's event loop's turn."""
     out = Staged()
     bins = as_bins(rows)
     if not bins.empty and len(bins):
@@ -85,7 +93,7 @@ def staged(rows, if_rows) -> Staged:
         violation = np.maximum.reduceat(((cols["flag"] >> np.uint8(1)) & np.uint8(1))[order], starts)
         out.n_rows = len(first)
         out.rows = _tuples([(b[first], None), (exporters, e[first]), (services, s[first]), (host_names, hidx[first]),
-                            (categories, cols["service"][first]), *sums, (violation, None)], len(first))
+                            (categories, cols["service"][first]), *sums, (violation, None)], len(first), pause)
         method = (cols["flag"] >> np.uint8(2)).astype(np.intp)
         known = np.flatnonzero(method < len(METHODS))  # rows handed in without a method have none
         if len(known):
@@ -96,7 +104,7 @@ def staged(rows, if_rows) -> Staged:
             # few rows (per minute, exporter, service and method): made now, bound three times
             out.methods = list(_tuples([(b[first], None), (exporters, e[first]), (services, s[first]),
                                         (np.array(METHODS, object), method[first]),
-                                        (categories, cols["service"][first]), *sums], len(first)))
+                                        (categories, cols["service"][first]), *sums], len(first), pause))
             out.n_methods = len(out.methods)
     ifs = as_if_bins(if_rows)
     if not ifs.empty and len(ifs):
