@@ -19,6 +19,11 @@ Reported: datagrams received by the decoder, dropped by the kernel, the most tha
 waiting in the kernel queue at once, in KiB (the kernel's accounting: about 2.3 KiB per
 1,464-byte datagram of 30 v5 records).
 
+`batch`, `GIL`, `runq` (with traffic, Linux): over the loop's batches during the flush, the
+longest one (ms, wall), the longest one of them waited for the GIL (wall - its thread's CPU -
+its run-queue time, from /proc/thread-self/schedstat) and for a core (run queue). A stall is one
+batch: GIL is what the flush's threads cost it, runq mostly the machine's load.
+
 `no-flush` is the probe's longest gap in the 0.3 s before the flush (with the same traffic in
 the second row): what the loop waits without a flush, for its own work on the datagrams and
 for the CPU on a busy machine. On a machine shared with other work the stalls follow its load;
@@ -105,6 +110,41 @@ class Probe:
             last = now
 
 
+def _schedstat() -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds waiting in the run queue) of the calling thread (Linux)."""
+    try:
+        with open("/proc/thread-self/schedstat") as fh:
+            ran, queued, _ = fh.read().split()
+    except OSError:
+        return None
+    return int(ran) / 1e9, int(queued) / 1e9
+
+
+class Batches:
+    """The loop's batches during the flush: the longest one (wall), and the longest time one
+    waited for the GIL (wall - CPU - run queue) and in the run queue (for a core: the machine's
+    load, and our own threads). The stall is one batch; this says what it waited for."""
+
+    def __init__(self, pipeline):
+        self.on, self.worst = False, (0.0, 0.0, 0.0)
+        process = pipeline.process
+
+        def timed(datagrams):
+            if not self.on:
+                return process(datagrams)
+            t, a = time.perf_counter(), _schedstat()
+            try:
+                return process(datagrams)
+            finally:
+                wall, b = time.perf_counter() - t, _schedstat()
+                if a is not None and b is not None:
+                    ran, queued = b[0] - a[0], b[1] - a[1]
+                    gil = max(wall - ran - queued, 0.0)
+                    self.worst = (max(self.worst[0], wall), max(self.worst[1], gil), max(self.worst[2], queued))
+
+        pipeline.process = timed
+
+
 class QueueSampler(threading.Thread):
     """Samples the daemon's socket queue (bytes waiting in the kernel) every 2 ms."""
 
@@ -162,11 +202,15 @@ async def one_flush(app: App, traffic: tuple | None) -> dict:
     await asyncio.sleep(0.3)
     calm = probe.worst  # 0.3 s before the flush (with its traffic): the loop's longest gap without it
     probe.worst = 0.0
+    batches = Batches(app.pipeline)
+    batches.on = True
     wall, cpu, loop_cpu = time.perf_counter(), time.process_time(), time.thread_time()
     ok = await app.flush()
     wall, cpu, loop_cpu = time.perf_counter() - wall, time.process_time() - cpu, time.thread_time() - loop_cpu
+    batches.on = False
     stall = probe.worst
-    out = {"wall": wall, "cpu": cpu, "loop_cpu": loop_cpu, "stall": stall, "ok": ok, "calm": calm}
+    out = {"wall": wall, "cpu": cpu, "loop_cpu": loop_cpu, "stall": stall, "ok": ok, "calm": calm,
+           "batch": batches.worst}
     if sender is not None:
         await asyncio.sleep(0.3)
         sender.terminate()  # it prints nothing then: count from the decoder and the kernel
@@ -208,6 +252,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2, help="flushes per size and mode (fresh database each)")
     ap.add_argument("--rate", type=float, default=5000.0, help="datagrams/s arriving during the flush (30 flows each)")
     ap.add_argument("--no-traffic", action="store_true", help="only the flushes without datagrams arriving")
+    ap.add_argument("--traffic-only", action="store_true", help="only the flushes with datagrams arriving")
     ap.add_argument("--dir", default=None, help="where the databases go (default: a temporary directory)")
     ap.add_argument("--sender", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -224,13 +269,16 @@ def main() -> None:
         with open(path, "wb") as fh:
             fh.writelines(len(d).to_bytes(4, "little") + d for d in build_v5(3000).datagrams)
         print(f"{'bins':>9} {'hosts':>7} {'traffic':>10} {'wall s':>7} {'CPU s':>6} {'loop CPU s':>10} "
-              f"{'stall ms':>8} {'no-flush':>8} {'recv':>6} {'dropped':>7} {'queue KiB':>9}")
+              f"{'stall ms':>8} {'no-flush':>8} {'recv':>6} {'dropped':>7} {'queue KiB':>9} "
+              f"{'batch':>7} {'GIL':>7} {'runq':>7}")
         for n in sizes:
-            for mode in ([None] if args.no_traffic else [None, (args.rate, path)]):
+            modes = [None] if args.no_traffic else [(args.rate, path)] if args.traffic_only else [None, (args.rate, path)]
+            for mode in modes:
                 for _ in range(args.reps):
                     r, hosts = run_loop(run_size(n, tmp, mode))
-                    extra = (f"{r['received']:>6} {r['dropped']:>7} {r['waiting'] // 1024:>9}"
-                             if mode else f"{'-':>6} {'-':>7} {'-':>9}")
+                    extra = (f"{r['received']:>6} {r['dropped']:>7} {r['waiting'] // 1024:>9} "
+                             + " ".join(f"{v * 1000:>7.1f}" for v in r["batch"])
+                             if mode else f"{'-':>6} {'-':>7} {'-':>9} {'-':>7} {'-':>7} {'-':>7}")
                     print(f"{r['open']:>9,} {hosts:>7,} {f'{mode[0]:g}/s' if mode else 'none':>10} "
                           f"{r['wall']:>7.2f} {r['cpu']:>6.2f} {r['loop_cpu']:>10.2f} {r['stall'] * 1000:>8.1f} {r['calm'] * 1000:>8.1f} "
                           f"{extra}{'' if r['ok'] else '  (write failed)'}", flush=True)
