@@ -291,3 +291,19 @@ def test_prometheus_scrapes_exact_totals_and_every_panel_query_works(tmp_path, s
         prom.stop()
         d.stop()
     assert re.search(r"metrics on http://127\.0\.0\.1:\d+/metrics", d.text())
+
+
+def test_flush_durations_are_the_histogram_prometheus_reads():
+    """The flush histogram is kept as plain counts (no prometheus_client until a scrape): its
+    samples are those of a Prometheus histogram, counted here by hand."""
+    m = Metrics()
+    for seconds in (0.003, 0.005, 0.05, 0.3, 20.0):
+        m.flush_duration.observe(seconds)
+    get = m.registry.get_sample_value
+    name = "imflow_flush_duration_seconds"
+    # le is inclusive: 0.005 falls in the 0.005 bucket
+    expected = {"0.005": 2, "0.01": 2, "0.025": 2, "0.05": 3, "0.1": 3, "0.25": 3, "0.5": 4, "1.0": 4,
+                "2.5": 4, "5.0": 4, "10.0": 4, "+Inf": 5}
+    assert {le: get(f"{name}_bucket", {"le": le}) for le in expected} == expected
+    assert get(f"{name}_count") == 5
+    assert get(f"{name}_sum") == pytest.approx(20.358)
