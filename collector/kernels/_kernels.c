@@ -645,6 +645,42 @@ static void probe_learned(Candidates *c, const uint32_t *keys, const Learned *en
     }
 }
 
+/* The hash and the prefilter of learned(), for one address. */
+typedef struct {
+    uint64_t seed, mix, spread;
+    const uint64_t *filter;
+    long fshift;
+    size_t fmask;
+} LearnedHash;
+
+/* Whether the address passes the prefilter (both its bits set in its word); its fingerprint
+ * and g = key * spread (the home slot's top bits) for the probes. */
+static inline int learned_filter(uint64_t hi, uint64_t lo, const LearnedHash *h, uint32_t *fp, uint64_t *g)
+{
+    uint64_t key = (hi ^ h->seed) * h->mix;
+    key ^= key >> 32;
+    key = key * h->spread ^ lo;
+    uint32_t f = (uint32_t)key;
+    f += !f; /* 0 marks an empty slot: taken as 1 */
+    *fp = f;
+    *g = key * h->spread;
+    uint64_t bits = (1ULL << (f & 63)) | (1ULL << ((f >> 6) & 63));
+    return (h->filter[(size_t)(*g >> h->fshift) & h->fmask] & bits) == bits;
+}
+
+static inline void learned_candidate(Candidates *c, Py_ssize_t row, int side, uint64_t hi, uint64_t lo,
+                                     uint32_t fp, uint64_t g, long shift, size_t mask, const uint32_t *keys)
+{
+    int b = c->n++;
+    c->row[b] = row;
+    c->side[b] = side;
+    c->hi[b] = hi;
+    c->lo[b] = lo;
+    c->fp[b] = fp;
+    c->home[b] = (size_t)(g >> shift) & mask;
+    __builtin_prefetch(&keys[c->home[b]]);
+}
+
 static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
@@ -715,6 +751,7 @@ static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     uint16_t *out[2] = {ob[0]->buf, ob[1]->buf};
     int64_t *hits = hb->buf;
     size_t mask = (size_t)size - 1, fmask = (size_t)words - 1;
+    const LearnedHash h = {seed, mixc, spread, filter, fshift, fmask};
     /* One pass of both addresses through the prefilter (in cache); the few that pass are
      * hashed to their home slots, prefetched, and gathered LEARNED_BLOCK at a time for three
      * passes: their fingerprints probed and the entry prefetched where a slot holds one's own;
@@ -725,37 +762,31 @@ static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     static const uint8_t none[1] = {0};
     const uint8_t *sk0 = skip[0] ? skip[0] : none, *sk1 = skip[1] ? skip[1] : none;
     size_t st0 = skip[0] ? 1 : 0, st1 = skip[1] ? 1 : 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        out[0][i] = out[1][i] = 0;
-        /* Both sides through the prefilter with no branch on the skip masks: which side of a
-         * flow is internal follows no pattern, and a mispredicted branch a flow cost more than
-         * hashing the skipped side too. Only an address past the filter branches (rarely). */
-        uint64_t hi0 = a[0][2 * i], lo0 = a[0][2 * i + 1], hi1 = a[1][2 * i], lo1 = a[1][2 * i + 1];
-        uint64_t k0 = (hi0 ^ seed) * mixc, k1 = (hi1 ^ seed) * mixc;
-        k0 ^= k0 >> 32;
-        k1 ^= k1 >> 32;
-        k0 = k0 * spread ^ lo0;
-        k1 = k1 * spread ^ lo1;
-        uint32_t f0 = (uint32_t)k0, f1 = (uint32_t)k1;
-        f0 += !f0;
-        f1 += !f1;
-        uint64_t g0 = k0 * spread, g1 = k1 * spread;
-        uint64_t b0 = (1ULL << (f0 & 63)) | (1ULL << ((f0 >> 6) & 63));
-        uint64_t b1 = (1ULL << (f1 & 63)) | (1ULL << ((f1 >> 6) & 63));
-        int p0 = ((filter[(size_t)(g0 >> fshift) & fmask] & b0) == b0) & !sk0[(size_t)i * st0];
-        int p1 = ((filter[(size_t)(g1 >> fshift) & fmask] & b1) == b1) & !sk1[(size_t)i * st1];
-        if (__builtin_expect(p0 | p1, 0)) {
+    memset(out[0], 0, (size_t)n * sizeof(uint16_t));
+    memset(out[1], 0, (size_t)n * sizeof(uint16_t));
+    for (Py_ssize_t i = 0; i < n; i++, sk0 += st0, sk1 += st1) {
+        int s0 = *sk0 != 0, s1 = *sk1 != 0;
+        uint32_t fp;
+        uint64_t g;
+        if (s0 | s1) {
+            /* The usual flow, one internal host: one side to look up at most. Which side
+             * follows no pattern in real traffic, so it is picked by indexing, not by a branch
+             * (a mispredicted branch cost more than the rest of the row); a row with both
+             * sides skipped is hashed all the same and its verdict dropped. */
+            int side = s0;
+            const uint64_t *at = a[side] + 2 * i;
+            if (__builtin_expect(learned_filter(at[0], at[1], &h, &fp, &g) & !(s0 & s1), 0)) {
+                learned_candidate(&c, i, side, at[0], at[1], fp, g, shift, mask, keys);
+                if (c.n > LEARNED_BLOCK - 2) {
+                    probe_learned(&c, keys, entries, mask, rounds, now, out);
+                    c.n = 0;
+                }
+            }
+        } else { /* both sides external (or no masks): both looked up */
             for (int side = 0; side < 2; side++) {
-                if (!(side ? p1 : p0))
-                    continue;
-                int b = c.n++;
-                c.row[b] = i;
-                c.side[b] = side;
-                c.hi[b] = side ? hi1 : hi0;
-                c.lo[b] = side ? lo1 : lo0;
-                c.fp[b] = side ? f1 : f0;
-                c.home[b] = (size_t)((side ? g1 : g0) >> shift) & mask;
-                __builtin_prefetch(&keys[c.home[b]]);
+                const uint64_t *at = a[side] + 2 * i;
+                if (__builtin_expect(learned_filter(at[0], at[1], &h, &fp, &g), 0))
+                    learned_candidate(&c, i, side, at[0], at[1], fp, g, shift, mask, keys);
             }
             if (c.n > LEARNED_BLOCK - 2) {
                 probe_learned(&c, keys, entries, mask, rounds, now, out);

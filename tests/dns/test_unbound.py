@@ -123,7 +123,9 @@ def test_answers_classify_flows_until_their_ttl(tmp_path, workers):
         # expired on a slow machine: what the table holds plus what expired is what was learned
         expired = m.get('imflow_dns_table_events_total{event="expired"}', 0)
         assert expired <= 1 and m["imflow_dns_learned_addresses"] + expired == matched
-        assert m['imflow_dns_frames_total{outcome="unmatched"}'] == 2
+        # Unbound's dnstap frames are not in query order: the two unmatched ones may come after the
+        # last learned one (seen on a loaded machine with --workers 2), so wait for them as well
+        wait_for(mport, 'imflow_dns_frames_total{outcome="unmatched"}', 2)
         # who resolved which service: the test's queries come from 127.0.0.1, one answer per record
         asked = {"whatsapp": 2, "signal": 1, "discord": 1, "wechat": 1}  # RECORDS' names of services
         for service, n in asked.items():
