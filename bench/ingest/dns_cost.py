@@ -5,12 +5,23 @@ many answers for *.whatsapp.net names to its socket and waits until the table ho
 by side in one run of the ingest harness (run.py; its flags pass through).
 
     python bench/ingest/dns_cost.py --versions v9 --quick
+    python bench/ingest/dns_cost.py --versions v9 --cpu-at 40000 --rounds 6
+
+`--cpu-at RATE`: no search; the CPU per flow of each collector at one fixed rate (datagrams/s,
+below every collector's loss-free rate), the collectors in turn for `--rounds` rounds (the
+order reversed every other round), and per round noasn's CPU over dns100k's. The loss-free
+rate moves with what the confirmations meet; CPU per flow at a rate all of them sustain is the
+steadier figure of what the learned table costs (the same trials as run.py --rate: a lossy
+trial is reported and left out).
 """
 
 from __future__ import annotations
 
+import shutil
 import socket
+import statistics
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -92,5 +103,54 @@ class ImflowDns(P.Imflow):
 P.COLLECTORS["imflow-noasn"] = ImflowNoAsn
 P.COLLECTORS["imflow-dns100k"] = ImflowDns
 
+COLLECTORS = "imflow-noasn,imflow,imflow-dns100k"
+
+
+def cpu_at(rate: float, rounds: int, rest: list[str]) -> int:
+    """The --cpu-at mode: alternating fixed-rate trials, CPU per flow record (µs) of each."""
+    args = run.parse_args(["--collectors", COLLECTORS, "--rate", f"{rate:g}", *rest])
+    P.Imflow.refresh = args.imflow_refresh
+    rmem = P.RmemMax(P.RCVBUF)
+    rmem.raise_()
+    workdir = Path(tempfile.mkdtemp(prefix="imflow-dns-cpu-"))
+    try:
+        bench = run.Bench(args, workdir, run.build_sender(workdir))
+        colls = [P.COLLECTORS[name]() for name in args.collectors]
+        print(f"# CPU per flow at {rate:,.0f} datagrams/s, trials of {args.duration:g} s, {rounds} rounds; "
+              f"{rmem.note}", flush=True)
+        for version in args.versions:
+            bench.datagram_file(version)
+            cpu: dict[str, list] = {c.name: [] for c in colls}  # per round: µs per flow, or None
+            for r in range(rounds):
+                for c in colls if r % 2 == 0 else colls[::-1]:
+                    t = bench.trial(c, version, rate)
+                    cpu[c.name].append(t.cpu / t.records * 1e6 if t.ok else None)
+            print(f"\n{version}: CPU µs per flow record, median (min-max) of the passed trials")
+            for name, v in cpu.items():
+                good = [x for x in v if x is not None]
+                print(f"  {name:15} " + (f"{statistics.median(good):.3f} ({min(good):.3f}-{max(good):.3f})"
+                                         if good else "no trial passed") + f"  {len(good)}/{rounds} passed")
+            pairs = [a / b for a, b in zip(cpu["imflow-noasn"], cpu["imflow-dns100k"], strict=True)
+                     if a is not None and b is not None]
+            if pairs:
+                print(f"  noasn CPU / dns100k CPU per round: {' '.join(f'{x:.3f}' for x in pairs)}; "
+                      f"median {statistics.median(pairs):.3f}", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if "--cpu-at" not in argv:
+        return run.main(["--collectors", COLLECTORS, *argv])
+    i = argv.index("--cpu-at")
+    rate, rest = float(argv[i + 1]), argv[:i] + argv[i + 2:]
+    rounds = 6
+    if "--rounds" in rest:
+        j = rest.index("--rounds")
+        rounds, rest = int(rest[j + 1]), rest[:j] + rest[j + 2:]
+    return cpu_at(rate, rounds, rest)
+
+
 if __name__ == "__main__":
-    sys.exit(run.main(["--collectors", "imflow-noasn,imflow,imflow-dns100k", *sys.argv[1:]]))
+    sys.exit(main(sys.argv[1:]))
