@@ -125,9 +125,9 @@ class Batches:
     waited for the GIL (wall - CPU - run queue) and in the run queue (for a core: the machine's
     load, and our own threads). The stall is one batch; this says what it waited for."""
 
-    def __init__(self, pipeline):
+    def __init__(self, intake):
         self.on, self.worst = False, (0.0, 0.0, 0.0)
-        process = pipeline.process
+        process = intake.on_batch
 
         def timed(datagrams):
             if not self.on:
@@ -142,7 +142,7 @@ class Batches:
                     gil = max(wall - ran - queued, 0.0)
                     self.worst = (max(self.worst[0], wall), max(self.worst[1], gil), max(self.worst[2], queued))
 
-        pipeline.process = timed
+        intake.on_batch = timed
 
 
 class QueueSampler(threading.Thread):
@@ -202,7 +202,7 @@ async def one_flush(app: App, traffic: tuple | None) -> dict:
     await asyncio.sleep(0.3)
     calm = probe.worst  # 0.3 s before the flush (with its traffic): the loop's longest gap without it
     probe.worst = 0.0
-    batches = Batches(app.pipeline)
+    batches = Batches(app.intake)
     batches.on = True
     wall, cpu, loop_cpu = time.perf_counter(), time.process_time(), time.thread_time()
     ok = await app.flush()
