@@ -594,7 +594,7 @@ typedef struct {
 } Candidates;
 
 static void probe_learned(Candidates *c, const uint32_t *keys, const Learned *entries, size_t mask,
-                          Py_ssize_t rounds, double now, uint16_t *const out[2])
+                          Py_ssize_t rounds, double now, uint16_t *const out[2], int64_t *hits, Py_ssize_t *k)
 {
     int later[LEARNED_BLOCK], nl = 0;
     for (int b = 0; b < c->n; b++) {
@@ -640,8 +640,13 @@ static void probe_learned(Candidates *c, const uint32_t *keys, const Learned *en
             if (!e)
                 continue;
         }
-        if (e->expires > now)
+        if (e->expires > now && e->service) {
             out[c->side[b]][c->row[b]] = e->service;
+            /* candidates come in row order (a row's sides one after the other): the rows
+             * matched, in order, with no pass over every row */
+            if (!*k || hits[*k - 1] != c->row[b])
+                hits[(*k)++] = c->row[b];
+        }
     }
 }
 
@@ -778,7 +783,7 @@ static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             if (__builtin_expect(learned_filter(at[0], at[1], &h, &fp, &g) & !(s0 & s1), 0)) {
                 learned_candidate(&c, i, side, at[0], at[1], fp, g, shift, mask, keys);
                 if (c.n > LEARNED_BLOCK - 2) {
-                    probe_learned(&c, keys, entries, mask, rounds, now, out);
+                    probe_learned(&c, keys, entries, mask, rounds, now, out, hits, &k);
                     c.n = 0;
                 }
             }
@@ -789,15 +794,12 @@ static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                     learned_candidate(&c, i, side, at[0], at[1], fp, g, shift, mask, keys);
             }
             if (c.n > LEARNED_BLOCK - 2) {
-                probe_learned(&c, keys, entries, mask, rounds, now, out);
+                probe_learned(&c, keys, entries, mask, rounds, now, out, hits, &k);
                 c.n = 0;
             }
         }
     }
-    probe_learned(&c, keys, entries, mask, rounds, now, out);
-    for (Py_ssize_t i = 0; i < n; i++) /* a branch, not a store per row: hits' pages past k stay untouched */
-        if (out[0][i] | out[1][i])
-            hits[k++] = i;
+    probe_learned(&c, keys, entries, mask, rounds, now, out, hits, &k);
     Py_END_ALLOW_THREADS
     result = PyLong_FromSsize_t(k);
 done:
