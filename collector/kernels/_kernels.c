@@ -757,11 +757,12 @@ static PyObject *learned(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     int64_t *hits = hb->buf;
     size_t mask = (size_t)size - 1, fmask = (size_t)words - 1;
     const LearnedHash h = {seed, mixc, spread, filter, fshift, fmask};
-    /* One pass of both addresses through the prefilter (in cache); the few that pass are
-     * hashed to their home slots, prefetched, and gathered LEARNED_BLOCK at a time for three
-     * passes: their fingerprints probed and the entry prefetched where a slot holds one's own;
-     * those compared. The table is megabytes read at random: a block at a time, its cache
-     * misses overlap instead of coming one after another. Then the rows either side matched. */
+    /* One pass of the addresses to look up through the prefilter (in cache); the few that
+     * pass are hashed to their home slots, prefetched, and gathered LEARNED_BLOCK at a time for
+     * three passes: their fingerprints probed and the entry prefetched where a slot holds one's
+     * own; those compared, and the rows matched noted as they are found (in row order). The
+     * table is megabytes read at random: a block at a time, its cache misses overlap instead of
+     * coming one after another. */
     Candidates c;
     c.n = 0;
     static const uint8_t none[1] = {0};
