@@ -34,7 +34,7 @@ from collector.sflow.decode import figures as sflow_figures
 from collector.sflow.links import Links
 from collector.store import Store, StoreError
 from collector.store.db import AUDIT_PAGE_SIZE, PAGE_SIZE
-from collector.turns import LoopTurns, in_background
+from collector.turns import LoopTurns
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,7 @@ class App:
         self.links.refresh()
         if if_rows:  # interface_name in the thread must not walk the decoder's sessions: built here
             self._if_names = self.pipeline.exporter_if_names()
-        await in_background(self._prepare, rows, if_rows, self.telemetry.walks())
+        await asyncio.to_thread(self._prepare, rows, if_rows, self.telemetry.walks())
         self.aggregator.drained_dropped += getattr(rows, "dropped", 0) + getattr(if_rows, "dropped", 0)
         self.refresh_snapshot()
         queued = getattr(getattr(self.store, "stats", None), "buffered_rows", 0)  # a store's own queue

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable
 import aiosqlite
 
 from collector.store import audit, schema, staging
-from collector.turns import background, in_background
 from collector.store.errors import from_sqlite
 from collector.store.rows import AuditRow, BinRow, IfRow
 
@@ -85,14 +84,6 @@ def _probe(path: str) -> None:
     sqlite3.connect(path).close()
 
 
-def _nicer(conn: aiosqlite.Connection) -> None:
-    """The connection's thread below the event loop's priority (collector/turns.py: with two
-    cores, SQLite's thread adding a flush's rows kept the loop's wakeups in the run queue)."""
-    thread = getattr(conn, "_thread", conn)  # aiosqlite < 0.21: the connection is the thread
-    if getattr(thread, "native_id", None) is not None:
-        background(thread.native_id)
-
-
 def _utc(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds")
 
@@ -133,7 +124,6 @@ class Store:
             await asyncio.to_thread(_probe, self.path)
             self._conn = await aiosqlite.connect(self.path, timeout=self.busy_timeout,
                                                  isolation_level=None)
-            _nicer(self._conn)
         except sqlite3.Error as exc:
             raise from_sqlite(exc, self.path, "open") from None
         try:
@@ -174,7 +164,6 @@ class Store:
         page_size = await self._scalar("PRAGMA page_size")  # an existing database's own
         await conn.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_OCTETS // page_size}")
         self._checkpointer = await aiosqlite.connect(self.path, timeout=0, isolation_level=None)
-        _nicer(self._checkpointer)
 
     async def _migrate(self) -> None:
         version = await self._scalar("PRAGMA user_version")
@@ -201,10 +190,10 @@ class Store:
         conn = self._require()
         # rows and interface rows (BinColumns / IfColumns, or lists of BinRow / IfRow) become
         # parameters in a thread: no pass over them on the event loop
-        staged = await in_background(staging.staged, rows, if_rows, self.pause)
+        staged = await asyncio.to_thread(staging.staged, rows, if_rows, self.pause)
         # one BLOB per chunk of columns, encoded off the event loop (NumPy passes over every
         # held flow: a million of them would stall the intake)
-        audit_params = await in_background(audit.params, audit_rows) if audit_rows else []
+        audit_params = await asyncio.to_thread(audit.params, audit_rows) if audit_rows else []
         if not staged.n_rows and not staged.if_rows and not audit_params:
             return
         try:

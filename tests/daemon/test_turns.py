@@ -83,33 +83,3 @@ def test_the_daemon_marks_its_batches_and_its_flush_waits_for_them(tmp_path):
     assert idle == 0
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT count(*) FROM rollup_1m").fetchone()[0] > 0
-
-
-def test_the_flush_and_store_threads_are_nicer_than_the_loop(tmp_path):
-    """The thread that prepares a flush and SQLite's writer thread run below the loop's
-    priority (Linux), so the loop's wakeups do not queue behind them for a core."""
-    import os
-    import sys
-
-    import pytest
-
-    from collector.store import Store
-    from collector.turns import NICE, in_background
-
-    if not sys.platform.startswith("linux"):
-        pytest.skip("thread priorities: Linux")
-
-    def mine():
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    async def main():
-        store = Store(str(tmp_path / "imflow.db"))
-        await store.start()
-        try:
-            writer = store._conn._thread if hasattr(store._conn, "_thread") else store._conn
-            return mine(), await in_background(mine), os.getpriority(os.PRIO_PROCESS, writer.native_id)
-        finally:
-            await store.stop()
-
-    loop, flush, writer = asyncio.run(main())
-    assert flush == min(loop + NICE, 19) and writer == min(loop + NICE, 19)
