@@ -140,7 +140,7 @@ class App:
         self._work_off_timer = None
         if self._batches == batches:  # the sockets were idle
             waiting = self.decoder.deferred_count()
-            self.pipeline.process([])
+            self._decode_waiting()
             if self.decoder.deferred_count() >= waiting:
                 return  # it cannot move (no budget configured): the next batch sets the timer again
         if self.decoder.deferred_count() and not self.stopping.is_set():
@@ -154,10 +154,19 @@ class App:
             self._work_off_timer = None
         waiting = self.decoder.deferred_count()
         while waiting:
-            self.pipeline.process([])
+            self._decode_waiting()
             waiting, before = self.decoder.deferred_count(), waiting
             if waiting >= before:
                 break
+
+    def _decode_waiting(self) -> None:
+        """A decode call with no datagrams (the waiting ones' next budget): the loop's turn
+        at the GIL held as for a batch, so a flush's threads wait for it too."""
+        self.turns.busy()
+        try:
+            self.pipeline.process([])
+        finally:
+            self.turns.idle()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
