@@ -21,6 +21,11 @@ import time
 MOST = 0.02  # seconds a flush's step waits at most for the loop's batch to end
 
 
+def no_turns() -> None:
+    """The `pause` of work that runs with no event loop to give turns to (tests, tools): the
+    default wherever a flush's steps take one."""
+
+
 class LoopTurns:
     """`busy()` / `idle()` around each batch on the event loop; `wait()` in the flush's threads."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,6 +15,7 @@ import numpy as np
 from collector.metrics import OTHER_HOST, HostSeries, Metrics, Snapshot
 from collector.netflow.stats import DecodeStats
 from collector.store.columns import BinColumns
+from collector.turns import no_turns
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +135,7 @@ class Telemetry:
         (the poller changes them there) and handed to `count` in its thread."""
         return {e: self.walked(e) for e in self.snmp_exporters}
 
-    def count(self, rows, if_rows, walks: dict | None = None, pause=None) -> None:
+    def count(self, rows, if_rows, walks: dict | None = None, pause: Callable[[], None] = no_turns) -> None:
         """Per-host series, violations and active hosts of the newest bin, from one flush: its
         `BinColumns` (summed per key with NumPy first; the flush runs this in a thread, off the
         event loop, `pause()` giving the loop its turns: collector/turns.py) or rows."""
@@ -157,7 +159,7 @@ class Telemetry:
         if self.snmp_exporters:
             self._count_interfaces(if_rows, self.walks() if walks is None else walks)
 
-    def _count_columns(self, bins: BinColumns, pause=None) -> None:
+    def _count_columns(self, bins: BinColumns, pause: Callable[[], None]) -> None:
         """`count` on columns: the series get the flush's sums per distinct (exporter, service,
         host), in that key order (at `max_host_series`, which keys still get a series of their
         own follows that order), as plain `HostSeries.add`s of them would. No Python work per
@@ -166,7 +168,6 @@ class Telemetry:
         (collector/turns.py; `pause()` between the steps)."""
         if bins.empty or not len(bins):
             return
-        pause = pause or _never
         cols = bins.columns()
         hidx, hosts = bins.hosts()
         exporters, services, categories = bins.exporters, bins.services, bins.categories
@@ -260,10 +261,6 @@ class Telemetry:
                 f"denied {denied} kernel-drops {sum(drops.values())} open-bins {aggregator.open_bins()} "
                 f"store-errors {self.health.store_errors} clamped-times {sum(counters.clamped().values())}"
                 + counters.status_suffix())
-
-
-def _never() -> None:
-    pass
 
 
 def _first_codes(names: list) -> np.ndarray:

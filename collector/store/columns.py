@@ -13,11 +13,14 @@ other), and nothing changes it once detached.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from collector.classify.classifier import METHODS
 from collector.netflow.batch import addr_from_str, addr_to_str
 from collector.store.rows import BinRow, IfRow
+from collector.turns import no_turns
 
 NO_METHOD = 7  # a method code (flag bits 2-4) past METHODS: a row handed in without a method
 _METHOD_NAMES = np.array(METHODS + ("",) * (8 - len(METHODS)), object)
@@ -89,7 +92,7 @@ class _Detached:
         state["_source"] = None
         return state
 
-    def prepare(self, pause=None) -> None:
+    def prepare(self, pause: Callable[[], None] = no_turns) -> None:
         self.columns()
 
     def _names(self, table, codes: np.ndarray) -> np.ndarray:
@@ -131,7 +134,7 @@ class BinColumns(_Detached):
         out._hosts = (np.array([rank.get(r.host, 0) for r in rows], np.intp), [""] + names)
         return out
 
-    def hosts(self, pause=None) -> tuple[np.ndarray, list[str]]:
+    def hosts(self, pause: Callable[[], None] = no_turns) -> tuple[np.ndarray, list[str]]:
         """(per row an index into the names, the names): each distinct host address made text
         once, the names in text order, index 0 = "" (no host). `pause()`, if given, before each
         chunk of host text (the daemon's event loop's turn: collector/turns.py)."""
@@ -148,8 +151,7 @@ class BinColumns(_Detached):
                 first = order[new]
                 his, los, text = hi[first].tolist(), lo[first].tolist(), []
                 for i in range(0, len(his), _TEXT_CHUNK):
-                    if pause is not None:
-                        pause()
+                    pause()
                     text += map(addr_to_str, his[i:i + _TEXT_CHUNK], los[i:i + _TEXT_CHUNK])
                 by_text = np.argsort(_ascii(text))  # distinct: no ties; quicksort lets go of the GIL
                 rank = np.empty(len(text), np.intp)
@@ -161,7 +163,7 @@ class BinColumns(_Detached):
             self._hosts = (out, names)
         return self._hosts
 
-    def prepare(self, pause=None) -> None:
+    def prepare(self, pause: Callable[[], None] = no_turns) -> None:
         self.hosts(pause)
 
     def rows(self) -> list[BinRow]:
@@ -202,7 +204,7 @@ class IfColumns(_Detached):
             self.name_of = None  # a bound method of the daemon: not kept, never pickled
         return self._if_names
 
-    def prepare(self, pause=None) -> None:
+    def prepare(self, pause: Callable[[], None] = no_turns) -> None:
         self.if_names()
 
     def rows(self) -> list[IfRow]:

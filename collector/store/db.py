@@ -28,6 +28,7 @@ import aiosqlite
 from collector.store import audit, schema, staging
 from collector.store.errors import from_sqlite
 from collector.store.rows import AuditRow, BinRow, IfRow
+from collector.turns import no_turns
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class Store:
         self._checkpoint_task: asyncio.Task | None = None
         # called by the write's threads before each step of Python work (each chunk of
         # parameter tuples): the daemon sets its event loop's turn here (collector/turns.py)
-        self.pause: Callable[[], None] = staging._never
+        self.pause: Callable[[], None] = no_turns
 
     async def start(self) -> None:
         """Open (create if missing), switch to WAL, migrate to the current schema."""

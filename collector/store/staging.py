@@ -19,6 +19,7 @@ import numpy as np
 from collector.classify.classifier import METHODS
 from collector.kernels.grouping import group_rows
 from collector.store.columns import as_bins, as_if_bins
+from collector.turns import no_turns
 
 _SUMS = ("bytes", "packets", "flows")
 
@@ -38,12 +39,8 @@ class Staged:
     n_methods: int = 0
 
 
-def _never() -> None:
-    pass
-
-
 def _tuples(columns: list[tuple[np.ndarray, np.ndarray | None]], n: int,
-            pause: Callable[[], None] = _never) -> Iterator[tuple]:
+            pause: Callable[[], None] = no_turns) -> Iterator[tuple]:
     """Rows of `columns` (values, or (names, codes): the names of the codes), CHUNK at a time;
     `pause()` before each chunk (the event loop's turn: collector/turns.py)."""
     for i in range(0, n, CHUNK):
@@ -72,7 +69,7 @@ def _minutes(minute: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return b, rel.reshape(-1), top
 
 
-def staged(rows, if_rows, pause: Callable[[], None] = _never) -> Staged:
+def staged(rows, if_rows, pause: Callable[[], None] = no_turns) -> Staged:
     """The parameters of one flush (run in a thread): `rows` a `BinColumns` or `BinRow`s,
     `if_rows` an `IfColumns` or `IfRow`s. `pause()` is called before each step of Python work
     (each chunk of tuples, also while the store binds them): the daemon's event loop's turn."""
