@@ -26,7 +26,7 @@ class Block:
     """Records of one template from many datagrams: the bulk path's form of decode chunks."""
 
     buf: bytes | np.ndarray  # the records back to back (any contiguous buffer), or the batch's
-    # datagrams with the records where `offsets` says (read in place, not gathered first)
+    # datagrams with each chunk's records where `starts` says (read in place, not gathered first)
     counts: np.ndarray  # records per chunk
     sids: np.ndarray  # session id per chunk
     rates: np.ndarray  # sampling rate per chunk
@@ -34,7 +34,7 @@ class Block:
     uptimes: np.ndarray  # header sysUpTime (ms) per chunk, 0 for IPFIX
     dgrams: np.ndarray  # datagram number per chunk (capture order)
     bases: np.ndarray  # records before the chunk in its datagram
-    offsets: np.ndarray | None = None  # int64: where each record starts in `buf`
+    starts: np.ndarray | None = None  # int64: where each chunk's first record lies in `buf`
 
 
 class Located:
@@ -63,12 +63,13 @@ def at_every_octet(buf, dtype: np.dtype) -> np.ndarray:
     return np.ndarray((len(buf) - dtype.itemsize + 1,), dtype, buf, 0, (1,))
 
 
-def records_at(buf, offsets: np.ndarray | None, size: int):
-    """The `size`-octet records that start at `offsets` in `buf`, back to back (one gather);
-    `buf` itself when offsets is None (they are back to back already)."""
-    if offsets is None:
+def records_at(buf, starts: np.ndarray | None, counts: np.ndarray, size: int):
+    """The `size`-octet records of runs (run i: `counts[i]` records back to back from
+    `starts[i]` in `buf`) back to back (one gather); `buf` itself when starts is None (they are
+    back to back already)."""
+    if starts is None:
         return buf
-    return at_every_octet(buf, np.dtype((np.void, size)))[offsets]
+    return at_every_octet(buf, np.dtype((np.void, size)))[spread(starts, counts, size)]
 
 
 def spread(starts: np.ndarray, counts: np.ndarray, step: int = 1) -> np.ndarray:
@@ -80,8 +81,8 @@ def spread(starts: np.ndarray, counts: np.ndarray, step: int = 1) -> np.ndarray:
 def gather(chunks: list, size: int) -> tuple:
     """A group's chunks (tuples and `Block`s) of `size`-octet records -> the records and
     per-chunk columns: counts, session ids, rates, export times, uptimes, datagram numbers,
-    record bases. The records are one buffer, or (buffer, offsets) when they are one block's,
-    still in its datagrams."""
+    record bases. The records are (buffer, starts): one buffer with the chunks back to back
+    (starts None), or one block's datagrams with its chunks where `starts` says."""
     tuples = [c for c in chunks if type(c) is tuple]
     blocks = [c for c in chunks if type(c) is Block]
     if tuples:
@@ -92,13 +93,13 @@ def gather(chunks: list, size: int) -> tuple:
                                np.array(bases, np.uint64)))
     if len(blocks) == 1:
         b = blocks[0]
-        return (b.buf if b.offsets is None else (b.buf, b.offsets),
+        return ((b.buf, b.starts),
                 b.counts.astype(np.int64, copy=False), b.sids.astype(np.uint32, copy=False),
                 b.rates.astype(np.uint32, copy=False), b.exports.astype(np.float64, copy=False),
                 b.uptimes.astype(np.int64, copy=False), b.dgrams.astype(np.uint64, copy=False),
                 b.bases.astype(np.uint64, copy=False))
     cat = np.concatenate
-    return (b"".join(records_at(b.buf, b.offsets, size) for b in blocks),
+    return ((b"".join(records_at(b.buf, b.starts, b.counts, size) for b in blocks), None),
             cat([b.counts for b in blocks]).astype(np.int64),
             cat([b.sids for b in blocks]).astype(np.uint32), cat([b.rates for b in blocks]).astype(np.uint32),
             cat([b.exports for b in blocks]).astype(np.float64), cat([b.uptimes for b in blocks]).astype(np.int64),

@@ -98,39 +98,35 @@ class Columns:
         reverse halves of biflow records, rows of the group to drop)."""
         raw, counts, sids, rates, exports, uptimes, dgrams, bases = g
         keep = self.keep
-        rep = np.repeat
 
         def put(col: str, value) -> None:  # convert and copy in one pass
             if col in keep:
                 np.copyto(dst[col], value, casting="unsafe")
 
-        put("session", rep(sids, counts))
+        c = None if t is V5 else t.compiled()
+        rd = Reads(raw, counts, v5.RECORD_LEN if c is None else c.dtype.itemsize, c)
+        # what comes from the chunks and the fields that need nothing else, in one pass (`Reads`)
+        rd.repeat(sids, dst["session"])
         if "seq" in keep:  # datagram << 20 | record index in it
             put("seq", spread(((dgrams << _U8(20)) | bases).astype(np.int64), counts))
-        base_rate = rep(rates, counts)
-        export = rep(exports, counts)
         ctx = _Chunks(counts, sids.tolist(), uptimes, self.table.by_sid)
 
-        if t is V5:
-            rd = Reads(raw, n, v5.RECORD_LEN)
+        if c is None:  # NetFlow v5: the layout is fixed, the rate is the chunk's
             for col, (offset, width) in v5.READS.items():
-                if col in keep:
+                if col in ("bytes", "packets"):
+                    rd.scaled(offset, width, dst[col], rates)
+                elif col in keep:
                     rd.read(offset, width, dst[col])
-            first = rd.column(*v5.FIRST) if "start" in keep else None
-            last = rd.column(*v5.LAST)
+            if "start" in keep:
+                rd.since_uptime(*v5.FIRST, dst["start"], exports, uptimes)
+            rd.since_uptime(*v5.LAST, dst["end"], exports, uptimes)
+            if "sampling_rate" in keep:
+                rd.repeat(rates, dst["sampling_rate"])
             rd.run()
             put("version", 5)
-            _counters(dst, dst["bytes"], dst["packets"], base_rate)
-            put("sampling_rate", base_rate)
-            uptime = ctx.uptime()
-            if first is not None:
-                np.add(export, _uptime_delta(first, uptime), out=dst["start"])
-            np.add(export, _uptime_delta(last, uptime), out=dst["end"])
             put("app_id", 0)
             return [], None
 
-        c = t.compiled()
-        rd = Reads(raw, n, c.dtype.itemsize, c)
         put("version", ctx.first_session().version)
         rd.addr(F.sourceIPv4Address, F.sourceIPv6Address, dst["src_addr"])
         rd.addr(F.destinationIPv4Address, F.destinationIPv6Address, dst["dst_addr"])
@@ -140,31 +136,41 @@ class Columns:
             if col in keep and not rd.into(k, dst[col]):
                 v = c.raw(rd.arr, k) if k in c.name else None
                 put(col, v if v is not None else 0)
-        octets = rd.first_into((F.octetDeltaCount, F.postOctetDeltaCount, F.initiatorOctets), dst["bytes"])
-        packets = rd.first_into((F.packetDeltaCount, F.postPacketDeltaCount, F.initiatorPackets), dst["packets"])
-        present = [k for k in c.time_fields if k in c.name]  # (start, end), either may be missing
-        if "start" not in keep and len(present) == 2:
-            present = present[1:]
-        times = {k: rd.native(k) for k in present}
+        # the chunk's rate, unless the records carry their own (interval or sampler fields):
+        # then the counters are scaled after the rates are known
+        chunk_rate = c.interval_field is None and c.sampler_field is None
+        scale = rates if chunk_rate else None
+        octets = rd.first_into((F.octetDeltaCount, F.postOctetDeltaCount, F.initiatorOctets), dst["bytes"], scale)
+        packets = rd.first_into((F.packetDeltaCount, F.postPacketDeltaCount, F.initiatorPackets), dst["packets"],
+                                scale)
+        if chunk_rate and "sampling_rate" in keep:
+            rd.repeat(rates, dst["sampling_rate"])
+        want_start = "start" in keep
+        times = self._read_times(c, rd, dst, exports, uptimes, ctx, want_start)
         rd.run()  # everything below reads the columns it filled
         app = c.app_ids(rd.arr) if F.applicationId in c.name else None
         put("app_id", app if app is not None else 0)
+        export = None if times is None else np.repeat(exports, counts)
 
         drop = None
         if c.section is not None:
             octets, packets, drop = self._section(c, rd.arr, dst, octets, packets, ctx)
-        rate = self._rates(c, rd, ctx, base_rate)
-        put("sampling_rate", rate)
-        _counters(dst, octets, packets, rate)
-        start, end = self._times(c, times.get, ctx, export, "start" in keep)
-        put("start", start)
-        put("end", end)
+        if scale is None:
+            rate = self._rates(c, rd, ctx, np.repeat(rates, counts))
+            put("sampling_rate", rate)
+        else:  # the chunks' rates, repeated only where a counter still needs them
+            rate = (rates, counts)
+        _counters(dst, octets, packets, rate, scale is not None)
+        if times is not None:
+            start, end = self._times(c, times.get, ctx, export, want_start)
+            put("start", start)
+            put("end", end)
         if not c.has_reverse:
             return [], drop
 
         # RFC 5103 biflow (or initiator/responder counters): the reverse direction is a flow
         # of its own, where the record says it carried anything.
-        r64 = rate.astype(_U8)
+        r64 = (np.repeat(*rate) if type(rate) is tuple else rate).astype(_U8)
         rb = c.first(rd.arr, (F.reverse(F.octetDeltaCount), F.responderOctets))
         rp = c.first(rd.arr, (F.reverse(F.packetDeltaCount), F.responderPackets))
         rb = rb if rb is not None else np.zeros(n, _U8)
@@ -237,6 +243,27 @@ class Columns:
             sess = ctx.session(sid)
             self.stats.notices[sess.stat_label if sess else "other", "section-not-ip"] += count
         return octets, packets, ~ok
+
+    def _read_times(self, c, rd: Reads, dst: dict, exports, uptimes, ctx: _Chunks, want_start: bool) -> dict | None:
+        """The template's time fields: straight into the start and end columns where the kernel
+        converts them (milliseconds, seconds, a v9 header's sysUpTime) -> None; else {field: its
+        values once `rd` has run}, for `_times`."""
+        present = [k for k in c.time_fields if k in c.name]  # (start, end), either may be missing
+        if not want_start and len(present) == 2:
+            present = present[1:]
+        kind = c.time_kind
+        direct = kind in ("ms", "s") or (kind == "uptime" and ctx.first_session().version == 9)
+        if not (direct and present and all(rd.offset(k) is not None for k in present)):
+            return {k: rd.native(k) for k in present}
+        first_f, last_f = (k if k in c.name else None for k in c.time_fields)
+        first_f, last_f = first_f or last_f, last_f or first_f
+        for col, k in (("start", first_f), ("end", last_f))[0 if want_start else 1:]:
+            offset, width = rd.offset(k), c.width[k]
+            if kind == "uptime":
+                rd.since_uptime(offset, width, dst[col], exports, uptimes)
+            else:
+                rd.divided(offset, width, dst[col], 1e3 if kind == "ms" else 1.0)
+        return None
 
     def _rates(self, c, rd: Reads, ctx: _Chunks, base_rate: np.ndarray) -> np.ndarray:
         """Sampling rate per record: a per-record interval, else the record's sampler id in
@@ -321,15 +348,24 @@ class _Chunks:
         return np.repeat(np.asarray(self.uptimes).astype(np.uint32), self.counts)
 
 
-def _counters(dst: dict, octets, packets, rate: np.ndarray) -> None:
-    """Bytes and packets (either may be missing: 0) times the sampling rate, into `dst`.
-    A counter may already be in its column (the kernel read it there): scaled in place."""
-    ones = bool((rate == 1).all())
-    r64 = None if ones else rate.astype(_U8)
+def _counters(dst: dict, octets, packets, rate: np.ndarray | tuple, scaled: bool) -> None:
+    """Bytes and packets (either may be missing: 0) times the sampling rate (per record, or
+    (per chunk, records per chunk)), into `dst`. A counter may already be in its column (the
+    kernel read it there): scaled in place, unless `scaled` says the read scaled it already."""
+    todo = []
     for col, v in (("bytes", octets), ("packets", packets)):
         if v is None:
             dst[col][...] = 0
-        elif ones:
+        elif not (scaled and v is dst[col]):
+            todo.append((col, v))
+    if not todo:
+        return
+    if type(rate) is tuple:
+        rate = np.repeat(*rate)
+    ones = bool((rate == 1).all())
+    r64 = None if ones else rate.astype(_U8)
+    for col, v in todo:
+        if ones:
             if v is not dst[col]:
                 np.copyto(dst[col], v, casting="unsafe")
         else:

@@ -10,29 +10,39 @@ from collector.netflow.batch import ADDR, V4_MAPPED
 from collector.netflow.chunks import records_at
 
 _U8 = np.uint64
+_I8 = np.int64
+# what the kernel writes (`fields` in collector/kernels/_kernels.c): the kinds of spec
+READ, SCALED, REPEAT, UPTIME, DIVIDED = range(5)
 
 
 class Reads:
-    """Fixed-size fields of a group's records (integers of 1, 2, 4 or 8 octets, addresses of 4
-    or 16) read into columns all at once by `run`: by the compiled kernel when the kernels are on
-    (`kernels.compiled.fields`: a tight loop per field, from wherever the records lie), else by
-    NumPy (a strided, byte-swapping copy per field of the gathered records). Columns handed
-    out hold their values once `run` has returned. Fields of other sizes are read through the
-    template's dtype (`arr`, the records gathered on first use)."""
+    """What a group's columns take from its records and chunks, written all at once by `run`:
+    fields (integers of 1, 2, 4 or 8 octets, addresses of 4 or 16), counters times the chunk's
+    sampling rate, a chunk's values repeated for its records, and times in UNIX seconds. By the
+    compiled kernel when the kernels are on (`kernels.compiled.fields`: one pass over the
+    records where they lie, a tile at a time), else by NumPy (a strided, byte-swapping copy per
+    field of the gathered records). Columns handed out hold their values once `run` has
+    returned. Fields of other sizes are read through the template's dtype (`arr`, the records
+    gathered on first use).
 
-    __slots__ = ("raw", "n", "size", "c", "specs", "_records", "_arr")
+    `raw` is (buffer, starts): chunk i's `counts[i]` records lie back to back from starts[i]
+    in the buffer, or the chunks are back to back from its start (starts None)."""
 
-    def __init__(self, raw, n: int, size: int, c=None):
-        self.raw, self.n, self.size, self.c = raw, n, size, c  # raw: records, or (buffer, offsets)
+    __slots__ = ("buf", "starts", "counts", "n", "size", "c", "specs", "per_run", "_records", "_arr")
+
+    def __init__(self, raw: tuple, counts: np.ndarray, size: int, c=None):
+        self.buf, self.starts = raw
+        self.counts = counts.astype(_I8, copy=False)
+        self.n, self.size, self.c = int(self.counts.sum()), size, c
         self.specs: list[tuple] = []
+        self.per_run: list[np.ndarray] = []  # columns with an item per chunk, as the specs name them
         self._records = self._arr = None
 
     @property
     def records(self):
         """The records back to back."""
         if self._records is None:
-            raw = self.raw
-            self._records = records_at(*raw, self.size) if type(raw) is tuple else raw
+            self._records = records_at(self.buf, self.starts, self.counts, self.size)
         return self._records
 
     @property
@@ -45,37 +55,61 @@ class Reads:
     def read(self, offset: int, width: int, out: np.ndarray) -> None:
         """The big-endian field at `offset` of every record into `out` (modulo its item size;
         ADDR items take a 4-octet field as IPv4)."""
-        self.specs.append((offset, width, out))
+        self.specs.append((READ, offset, width, out))
+
+    def scaled(self, offset: int, width: int, out: np.ndarray, rates: np.ndarray) -> None:
+        """The field times its chunk's rate (`rates`, one per chunk) into uint64 `out`."""
+        self.specs.append((SCALED, offset, width, out, self._per(rates, np.uint32)))
+
+    def repeat(self, values: np.ndarray, out: np.ndarray) -> None:
+        """Each chunk's item of `values` for each of its records, into `out` (of the same dtype)."""
+        self.specs.append((REPEAT, self._per(values, out.dtype), out))
+
+    def since_uptime(self, offset: int, width: int, out: np.ndarray, exports: np.ndarray,
+                     uptimes: np.ndarray) -> None:
+        """A sysUpTime-relative time field (ms) as UNIX seconds into float64 `out`: the chunk's
+        export time plus the signed 32-bit difference from its header's uptime (wrap-safe)."""
+        self.specs.append((UPTIME, offset, width, out, self._per(exports, np.float64),
+                           self._per(uptimes, np.uint32)))
+
+    def divided(self, offset: int, width: int, out: np.ndarray, divisor: float) -> None:
+        """The field / divisor into float64 `out` (ms -> s; 1.0: the value as a float)."""
+        self.specs.append((DIVIDED, offset, width, out, float(divisor)))
 
     def column(self, offset: int, width: int) -> np.ndarray:
         out = np.empty(self.n, _U8)
         self.read(offset, width, out)
         return out
 
-    def _offset(self, k: int) -> int | None:
+    def offset(self, k: int) -> int | None:
+        """Where template field k lies in a record, when it has 1, 2, 4 or 8 octets (else None)."""
         nm = self.c.name.get(k)
         if nm is None or self.c.width[k] not in (1, 2, 4, 8):
             return None
         return self.c.dtype.fields[nm][1]
 
-    def into(self, k: int, out: np.ndarray) -> bool:
-        """Template field k into `out`; False when it has no such field of 1-8 octets."""
-        offset = self._offset(k)
+    def into(self, k: int, out: np.ndarray, rates: np.ndarray | None = None) -> bool:
+        """Template field k into `out` (times `rates`, per chunk, when given); False when it
+        has no such field of 1-8 octets."""
+        offset = self.offset(k)
         if offset is not None:
-            self.read(offset, self.c.width[k], out)
+            if rates is None:
+                self.read(offset, self.c.width[k], out)
+            else:
+                self.scaled(offset, self.c.width[k], out, rates)
         return offset is not None
 
-    def first_into(self, keys: tuple[int, ...], out: np.ndarray):
-        """The first of `keys` the template has: `out` when read there, else its values
-        through the dtype, or None."""
+    def first_into(self, keys: tuple[int, ...], out: np.ndarray, rates: np.ndarray | None = None):
+        """The first of `keys` the template has: `out` when read there (times `rates` when
+        given), else its values through the dtype (unscaled), or None."""
         for k in keys:
             if k in self.c.name:
-                return out if self.into(k, out) else self.c.raw(self.arr, k)
+                return out if self.into(k, out, rates) else self.c.raw(self.arr, k)
         return None
 
     def native(self, k: int) -> np.ndarray:
         """Template field k as unsigned integers (a uint64 column when it has 1-8 octets)."""
-        offset = self._offset(k)
+        offset = self.offset(k)
         return self.c.raw(self.arr, k) if offset is None else self.column(offset, self.c.width[k])
 
     def addr(self, v4: int, v6: int, out: np.ndarray) -> None:
@@ -88,17 +122,26 @@ class Reads:
         else:
             c.addr(self.arr, v4, v6, out)
 
+    def _per(self, values: np.ndarray, dtype) -> int:
+        self.per_run.append(np.ascontiguousarray(values, dtype))
+        return len(self.per_run) - 1
+
     def run(self) -> None:
-        specs, self.specs = self.specs, []
+        specs, per, self.specs, self.per_run = self.specs, self.per_run, [], []
         if not specs or not self.n:
             return
         kernel = kernels.compiled
         if kernel is not None:
-            buf, offsets = self.raw if type(self.raw) is tuple else (self.raw, None)
-            kernel.fields(buf, offsets, self.n, self.size, tuple(specs))
+            kernel.fields(self.buf, None if self.starts is None else self.starts.astype(_I8, copy=False),
+                          self.counts, self.size, tuple(per), tuple(specs))
             return
-        records = self.records
-        for offset, width, out in specs:
+        records, counts = self.records, self.counts
+        for kind, *spec in specs:
+            if kind == REPEAT:
+                j, out = spec
+                np.copyto(out, np.repeat(per[j], counts))
+                continue
+            offset, width, out, *more = spec
             if out.dtype == ADDR:
                 if width == 4:
                     out["hi"] = 0
@@ -106,8 +149,18 @@ class Reads:
                 else:
                     np.copyto(out["hi"], self._view(records, offset, 8), casting="unsafe")
                     np.copyto(out["lo"], self._view(records, offset + 8, 8), casting="unsafe")
+                continue
+            v = self._view(records, offset, width)
+            if kind == READ:
+                np.copyto(out, v, casting="unsafe")
+            elif kind == SCALED:
+                np.multiply(v.astype(_U8), np.repeat(per[more[0]].astype(_U8), counts), out=out)
+            elif kind == UPTIME:
+                e, u = (np.repeat(per[j], counts) for j in more)
+                d = (v.astype(np.uint32) - u).view(np.int32)  # wraps mod 2^32, signed
+                np.add(e, d / 1e3, out=out)
             else:
-                np.copyto(out, self._view(records, offset, width), casting="unsafe")
+                np.divide(v.astype(_U8), more[0], out=out)
 
     def _view(self, records, offset: int, width: int) -> np.ndarray:
         return np.ndarray((self.n,), _BIG[width], records, offset, (self.size,))
