@@ -3,4 +3,5 @@ still succeeds and imflow runs the same NumPy code paths (`imflow --version` say
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("collector.kernels._kernels", ["collector/kernels/_kernels.c"], optional=True)])
+setup(ext_modules=[Extension("collector.kernels._kernels",
+                             ["collector/kernels/_kernels.c", "collector/kernels/_classify.c"], optional=True)])

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from collector import kernels
 from collector.classify import asn as asn_data
 from collector.classify.catalogue import Catalogue, CatalogueError, Network, Service
 from collector.classify.ranges import RangeTable, elementary
@@ -90,12 +91,16 @@ class Classifier:
         self._proto_offset = np.full(256, 3 * _PORTS, np.intp)
         for proto, row in _PROTO_ROW.items():
             self._proto_offset[proto] = row * _PORTS
+        self._proto_offset64 = self._proto_offset.astype(np.int64)  # as the kernel takes it
         self._owned = _owned_table(catalogue.services)
         self._portset, self._member = _membership(catalogue.services)
         self._groups: dict[tuple[int, ...], int] = {}
         self._asn_groups: dict[tuple[int, ...], int] = {}
         self.asn = asn if asn is not None else asn_data.shipped()
         self._v4, self._v6 = self._range_tables(catalogue.services, self.internal, self.asn)
+        v4, v6 = self._v4, self._v6  # as collector/kernels/_classify.c takes them
+        self._kernel_tables = ((v4.level1, v4.level2, v4.starts, v4.values, v4.s1, v4.s2),
+                               (v6.level1, v6.level2, v6.starts_hi, v6.starts_lo, v6.values, v6.s1, v6.s2))
         # Prefix groups >= n are sets of services listing the same most-specific prefix.
         width = max((len(m) for m in self._groups), default=1)
         self._group_members = np.zeros((max(len(self._groups), 1), width), np.uint16)
@@ -159,7 +164,60 @@ class Classifier:
         needed only when `learned_addresses` is set."""
         src_port = np.asarray(src_port, np.uint16)
         dst_port = np.asarray(dst_port, np.uint16)
-        src_key = self._proto_offset[np.asarray(proto, np.uint8)]  # flat port-table index
+        proto = np.asarray(proto, np.uint8)
+        kernel = getattr(kernels.compiled, "classify", None)  # None too from a build that predates it
+        if kernel is not None:
+            state, host, has_host, host_is_src, fix = self._decide_compiled(kernel, src_addr, dst_addr, src_port,
+                                                                            dst_port, proto)
+        else:
+            state, fix = self._decide(src_addr, dst_addr, src_port, dst_port, proto), None
+        service, service_is_src, side_known, method, src_int, dst_int = state
+        table = self.learned_addresses
+        if table is not None and len(table):
+            if now is None:
+                now = self.clock() if self.clock is not None else 0.0
+            view = table.view(self.catalogue.by_id, now)
+            if len(view):
+                # learned addresses are servers outside: internal addresses are not looked up;
+                # both sides in one pass, which also gives the rows either side matched
+                s, d, hits = view.lookup_pair(src_addr, dst_addr, now, src_int, dst_int)
+                if hits.size:
+                    _patch_rows(hits, s[hits], d[hits], src_int, dst_int, service, service_is_src, side_known,
+                                method, M_DNS)
+                    if fix is not None:
+                        fix.append(hits)
+
+        if app_id is not None and (self._app_keys.size or self._learned):
+            app_id = np.asarray(app_id, np.uint64)
+            rows = np.flatnonzero(app_id)
+            if rows.size:
+                before = service[rows]
+                if self._learned and session is not None:
+                    self._apply_learned(app_id, np.asarray(session), rows, service)
+                _apply(self._app_keys, self._app_values, app_id[rows], rows, service)
+                changed = rows[service[rows] != before]
+                # engine 0: a server name the exporter sent (netflow.fields.NAME_ENGINE), else an id
+                method[changed] = np.where((app_id[changed] >> np.uint64(56)) == 0, M_NAME, M_APP)
+                if fix is not None:
+                    fix.append(changed)
+
+        if fix is None:
+            host, has_host, host_is_src = _hosts(src_addr, dst_addr, src_port, dst_port, src_int, dst_int,
+                                                 service_is_src, side_known)
+            method *= service != 0  # no method for other (a multiply: a boolean-mask store took 50x as long)
+        elif fix:  # the kernel's hosts hold where no later step changed a row; redo the others
+            rows = np.unique(np.concatenate(fix)) if len(fix) > 1 else fix[0]
+            if rows.size:
+                h, hh, hs = _hosts(src_addr[rows], dst_addr[rows], src_port[rows], dst_port[rows], src_int[rows],
+                                   dst_int[rows], service_is_src[rows], side_known[rows])
+                host[rows], has_host[rows], host_is_src[rows] = h, hh, hs
+                method[rows] *= service[rows] != 0
+        return Classified(service, host, has_host, host_is_src, method)
+
+    def _decide(self, src_addr, dst_addr, src_port, dst_port, proto) -> tuple:
+        """Steps 3-5 (prefix, ASN, owned port) in NumPy: -> (service, service_is_src,
+        side_known, method, src_int, dst_int), before learned addresses and application ids."""
+        src_key = self._proto_offset[proto]  # flat port-table index
         dst_key = src_key + dst_port
         src_key += src_port
         src_val = self._lookup(src_addr)
@@ -200,40 +258,33 @@ class Classifier:
             service_is_src[pfx] = on_src
             side_known[pfx] = True
             method[pfx] = M_PREFIX
-        table = self.learned_addresses
-        if table is not None and len(table):
-            if now is None:
-                now = self.clock() if self.clock is not None else 0.0
-            view = table.view(self.catalogue.by_id, now)
-            if len(view):
-                # learned addresses are servers outside: internal addresses are not looked up;
-                # both sides in one pass, which also gives the rows either side matched
-                s, d, hits = view.lookup_pair(src_addr, dst_addr, now, src_int, dst_int)
-                if hits.size:
-                    _patch_rows(hits, s[hits], d[hits], src_int, dst_int, service, service_is_src, side_known,
-                                method, M_DNS)
+        return service, service_is_src, side_known, method, src_int, dst_int
 
-        if app_id is not None and (self._app_keys.size or self._learned):
-            app_id = np.asarray(app_id, np.uint64)
-            rows = np.flatnonzero(app_id)
-            if rows.size:
-                before = service[rows]
-                if self._learned and session is not None:
-                    self._apply_learned(app_id, np.asarray(session), rows, service)
-                _apply(self._app_keys, self._app_values, app_id[rows], rows, service)
-                changed = rows[service[rows] != before]
-                # engine 0: a server name the exporter sent (netflow.fields.NAME_ENGINE), else an id
-                method[changed] = np.where((app_id[changed] >> np.uint64(56)) == 0, M_NAME, M_APP)
-
-        # Host: the internal side; if both are, the client side.
-        client_is_src = np.where(side_known, ~service_is_src, src_port >= dst_port)
-        host_is_src = src_int & (~dst_int | client_is_src)
-        has_host = src_int | dst_int
-        host = np.where(host_is_src, src_addr, dst_addr)
-        if not has_host.all():
-            host[np.flatnonzero(~has_host)] = 0
-        method *= service != 0  # no method for other (a multiply: a boolean-mask store took 50x as long)
-        return Classified(service, host, has_host, host_is_src, method)
+    def _decide_compiled(self, classify, src_addr, dst_addr, src_port, dst_port, proto) -> tuple:
+        """`_decide` and the hosts by the kernel (collector/kernels/_classify.c) in one pass;
+        the rows it leaves (several services or an ASN on a side, prefixes on both)
+        by `_decide` on those rows only. -> (the state, host, has_host, host_is_src, [rows whose
+        hosts are still to be made])."""
+        n = len(src_port)
+        src_addr, dst_addr = np.ascontiguousarray(src_addr), np.ascontiguousarray(dst_addr)
+        service = np.empty(n, np.uint16)
+        method = np.empty(n, np.uint8)
+        flags = [np.empty(n, bool) for _ in range(6)]  # src_int, dst_int, service_is_src, side_known, host ...
+        host = np.empty(n, src_addr.dtype)
+        rare = np.empty(n, np.int64)
+        k = classify(src_addr, dst_addr, np.ascontiguousarray(src_port), np.ascontiguousarray(dst_port),
+                     np.ascontiguousarray(proto), *self._kernel_tables, self._proto_offset64, self._owned, self._n,
+                     service, method, *flags[:4], host, *flags[4:], rare)
+        src_int, dst_int, service_is_src, side_known, has_host, host_is_src = flags
+        fix = []
+        if k:
+            rows = rare[:k]
+            s, si, sk, m, s_int, d_int = self._decide(src_addr[rows], dst_addr[rows], src_port[rows], dst_port[rows],
+                                                      proto[rows])
+            service[rows], service_is_src[rows], side_known[rows], method[rows] = s, si, sk, m
+            src_int[rows], dst_int[rows] = s_int, d_int
+            fix.append(rows)
+        return (service, service_is_src, side_known, method, src_int, dst_int), host, has_host, host_is_src, fix
 
     # ------------------------------------------------------------ internals
 
@@ -358,6 +409,19 @@ class Classifier:
                 if group >= INTERNAL_BIT:
                     raise CatalogueError("prefixes", "too many distinct overlapping prefix groups")
         return group | (INTERNAL_BIT if internal else 0)
+
+
+def _hosts(src_addr, dst_addr, src_port, dst_port, src_int, dst_int, service_is_src, side_known) -> tuple:
+    """The internal side's address; if both sides are internal, the client side's (the one that
+    is not the service side; if no side is known, the higher port, src on equal ports); zeros
+    where no side is internal. -> (host, has_host, host_is_src)."""
+    client_is_src = np.where(side_known, ~service_is_src, src_port >= dst_port)
+    host_is_src = src_int & (~dst_int | client_is_src)
+    has_host = src_int | dst_int
+    host = np.where(host_is_src, src_addr, dst_addr)
+    if not has_host.all():
+        host[np.flatnonzero(~has_host)] = 0
+    return host, has_host, host_is_src
 
 
 def _patch(src_s: np.ndarray, dst_s: np.ndarray, src_int, dst_int, service, service_is_src, side_known,

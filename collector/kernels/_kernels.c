@@ -1022,7 +1022,14 @@ done:
     return result;
 }
 
+/* _classify.c */
+PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+
 static PyMethodDef methods[] = {
+    {"classify", (PyCFunction)(void (*)(void))imflow_classify, METH_FASTCALL,
+     "classify(src, dst, sport, dport, proto, table4, table6, proto_offset, owned, n_services, service, method, "
+     "src_int, dst_int, service_is_src, side_known, host, has_host, host_is_src, rare) -> rows left to the caller "
+     "(see _classify.c)"},
     {"learned", (PyCFunction)(void (*)(void))learned, METH_FASTCALL,
      "learned(src, dst, src_skip, dst_skip, keys, entries, filter, now, seed, mix, spread, shift, fshift, rounds, "
      "out_src, out_dst, hits) -> hit rows (see the module source)"},
