@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from collector import kernels
 from collector.classify.classifier import Classified
-from collector.netflow.batch import FlowBatch
+from collector.netflow.batch import ADDR, FlowBatch
 from collector.store import audit
 from collector.store.audit import COLUMNS, AuditBatch, AuditChunks
 
@@ -91,10 +92,25 @@ class AuditBuffer:
 
     def _fill(self, batch: FlowBatch, cls: Classified, idx: np.ndarray, exporters: np.ndarray | int,
               now: float) -> None:
-        """Write the rows `idx` into the chunk being filled, straight into its columns."""
+        """Write the rows `idx` into the chunk being filled, straight into its columns: in one
+        pass by the compiled kernel (`audit_fill`) when the kernels are on, else in NumPy."""
         take = np.take
         span = slice(self.pending, self.pending + len(idx))
         buf = {c: v[span] for c, v in self._buf.items()}
+        kernel = kernels.compiled
+        many = isinstance(exporters, np.ndarray)
+        cols = (batch.end, batch.start, batch.src_addr, batch.dst_addr, batch.src_port, batch.dst_port, batch.proto,
+                cls.service, batch.bytes, batch.packets, batch.in_if, batch.out_if, cls.has_host, cls.host_is_src,
+                exporters.astype(np.uint32, copy=False) if many else None)
+        # the kernel takes contiguous columns of the usual types (a column the decoder did not
+        # fill is a broadcast zero: NumPy's way then)
+        if kernel is not None and all(c is None or (c.dtype == t and c.flags.c_contiguous)
+                                      for c, t in zip(cols, _KERNEL_IN)):
+            kernel.audit_fill(idx.astype(np.int64, copy=False), float(now), float(self.max_age),
+                              float(self.max_skew), 0 if many else int(exporters), cols,
+                              tuple(buf[c] for c in _KERNEL_OUT))
+            self.pending += len(idx)
+            return
         end = take(batch.end, idx)
         ok = (end >= now - self.max_age) & (end <= now + self.max_skew)  # NaN: not ok
         if not ok.all():
@@ -167,3 +183,11 @@ class AuditBuffer:
         self.restored, self.sealed = [], []
         self.held = self.pending = 0
         return AuditChunks(chunks)
+
+
+# the types of `audit_fill`'s inputs and the order of its outputs (collector/kernels/_kernels.c)
+_KERNEL_IN = (np.dtype("<f8"), np.dtype("<f8"), ADDR, ADDR, np.dtype("<u2"), np.dtype("<u2"), np.dtype("u1"),
+              np.dtype("<u2"), np.dtype("<u8"), np.dtype("<u8"), np.dtype("<u4"), np.dtype("<u4"), np.dtype(bool),
+              np.dtype(bool), np.dtype("<u4"))
+_KERNEL_OUT = ("start_ms", "end_ms", "host_hi", "host_lo", "peer_hi", "peer_lo", "host_port", "peer_port", "exporter",
+               "proto", "service", "bytes", "packets", "in_if", "out_if", "direction")
