@@ -32,6 +32,7 @@ MAX_SETS = 16  # set positions walked per datagram; datagrams with more go the o
 _PAD = bytes(24)
 _HEADER = np.dtype([("v", ">u2"), ("f2", ">u2"), ("f4", ">u4"), ("f8", ">u4"), ("f12", ">u4"), ("f16", ">u4"),
                     ("f20", ">u2"), ("f22", ">u2")])  # a message header's words, by offset
+_HEADER_OCTETS = np.dtype((np.void, _HEADER.itemsize))
 _SET_HEADER = np.dtype([("id", ">u2"), ("len", ">u2")])
 _I8 = np.int64
 
@@ -106,8 +107,10 @@ def bulk(dec, items: list, base: int) -> list[int]:
         received = lambda i: items[i][2]  # noqa: E731
     # header fields; v9: uptime 4, secs 8, seq 12, source id 16; IPFIX: length 2, export 4,
     # seq 8, domain 12; v5: count 2, uptime 4, secs 8, nsecs 12, seq 16, engine 20-21, sampling 22.
-    # One gather of 24 octets per datagram (a view of the buffer with an item at every octet).
-    h = at_every_octet(joined, _HEADER)[off]
+    # One gather of 24 octets per datagram (a view of the buffer with an item at every octet),
+    # as opaque items then viewed as the header: NumPy gathers structured items field by
+    # field, 12x slower (94 against 8 us for 2,048 headers)
+    h = at_every_octet(joined, _HEADER_OCTETS)[off].view(_HEADER)
     version, f2, f4, f8, f12, f16 = (h[f].astype(_I8) for f in ("v", "f2", "f4", "f8", "f12", "f16"))
     ipfix = version == 10
     is5 = version == 5
@@ -249,13 +252,13 @@ def _walk_all(kernel, b: Batch, f: Found, alive: np.ndarray, pos: np.ndarray) ->
 def _walk_by_position(b: Batch, f: Found, alive: np.ndarray, pos: np.ndarray) -> None:
     """The set walk, one step per set position for every candidate datagram at once (NumPy)."""
     ok, end, nrec = b.ok, b.end, f.nrec
-    set_headers = at_every_octet(b.joined, _SET_HEADER)
+    set_headers = at_every_octet(b.joined, np.dtype((np.void, _SET_HEADER.itemsize)))
     for _ in range(MAX_SETS):
         more = end[alive] - pos >= 4
         alive, pos = alive[more], pos[more]
         if not alive.size:
             break
-        sh = set_headers[pos]
+        sh = set_headers[pos].view(_SET_HEADER)
         sid, size = sh["id"].astype(_I8), sh["len"].astype(_I8)
         pinv, reclen, tcode, special = _pairs(b, f, alive, sid)
         fits = (size >= 4) & (pos + size <= end[alive])
