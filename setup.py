@@ -4,4 +4,5 @@ still succeeds and imflow runs the same NumPy code paths (`imflow --version` say
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("collector.kernels._kernels",
-                             ["collector/kernels/_kernels.c", "collector/kernels/_classify.c"], optional=True)])
+                             ["collector/kernels/_kernels.c", "collector/kernels/_classify.c",
+                              "collector/kernels/_aggregate.c"], optional=True)])

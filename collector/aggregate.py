@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from collector import kernels
 from collector.classify.classifier import METHODS, Classified
 from collector.kernels.grouping import codes, dense, fits, group_rows, group_sums
 from collector.netflow.batch import FlowBatch, addr_from_str, is_v4
@@ -254,33 +255,26 @@ class Aggregator:
         n = len(batch)
         if not n:
             return
-        end = batch.end
-        bad = (end >= now - self.max_age) & (end <= now + self.max_skew)  # NaN fails both
-        np.logical_not(bad, out=bad)
-        if bad.any():
-            end = np.where(bad, now, end)
-            self.totals.clamped += int(bad.sum())
-            for i, n in enumerate(np.bincount(exporters[bad], minlength=len(exporter_names)).tolist()):
-                if n:
-                    by = self.totals.clamped_by
-                    by[exporter_names[i]] = by.get(exporter_names[i], 0) + n
-        minute = np.floor(end).astype(np.int64) // BIN  # 3x faster than float floor division
         service = cls.service
-        # bit 0: has a host; 1: a violation; 2-4: how the flow was classified (classifier.METHODS).
-        # Bools read as uint8 in place: one pass a bit, no converted copies
-        if cls.method is not None:
-            flag = np.left_shift(np.asarray(cls.method, np.uint8), np.uint8(2))
-            flag |= np.asarray(cls.has_host, bool).view(np.uint8)
+        kernel = getattr(kernels.compiled, "bin_columns", None)  # None too from a build that predates it
+        if kernel is not None and batch.end.dtype == np.float64:
+            mrel, flag, hosts = np.empty(n, np.int64), np.empty(n, np.uint8), np.empty(n, _U8)
+            clamped, m0, mcard, all_v4 = kernel(
+                np.ascontiguousarray(batch.end), now - self.max_age, now + self.max_skew, float(now),
+                None if cls.method is None else np.ascontiguousarray(cls.method, np.uint8),
+                np.ascontiguousarray(cls.has_host, bool).view(np.uint8),
+                None if violations is None else np.ascontiguousarray(violations, bool).view(np.uint8),
+                np.ascontiguousarray(cls.host), mrel, flag, hosts)
+            if clamped:
+                self._clamped(batch.end, now, exporters, exporter_names)
+            hcard = 1 << 32
+            if not all_v4:
+                hosts, hcard = host_codes(cls.host["hi"], cls.host["lo"], cls.has_host)
         else:
-            flag = cls.has_host.astype(np.uint8)
-        if violations is not None:
-            flag |= np.left_shift(np.asarray(violations, bool).view(np.uint8), np.uint8(1))
-        m0 = int(minute.min())
-        mrel = minute - m0
-        mcard = int(mrel.max()) + 1
+            mrel, m0, mcard, flag = self._bin_columns(batch, cls, exporters, exporter_names, now, violations)
+            hosts, hcard = host_codes(cls.host["hi"], cls.host["lo"], cls.has_host)
         ecard = len(exporter_names)
         ncard = len(self.services)
-        hosts, hcard = host_codes(cls.host["hi"], cls.host["lo"], cls.has_host)
         cols = [(mrel, mcard), (exporters, ecard), (service, ncard), (flag, 32), (hosts, hcard)]
         if not fits(cols):
             cols[-1] = dense(hosts, hcard)
@@ -297,7 +291,7 @@ class Aggregator:
         self._count(gexporter[t_first], t_service, t_b, t_p, t_f)
         self._count_methods(t_service, gmethod[t_first], t_b, t_p, t_f)
         host = cls.host[first]
-        self.bins.append({"minute": minute[first] * BIN, "exporter": gexporter,
+        self.bins.append({"minute": (mrel[first] + m0) * BIN, "exporter": gexporter,
                           "service": gservice.astype(np.uint16), "hi": host["hi"], "lo": host["lo"],
                           "flag": gflag, "bytes": sums_b, "packets": sums_p, "flows": counts})
 
@@ -309,13 +303,46 @@ class Aggregator:
             return
         first, sums_b, sums_p, counts = _sums(
             batch, [(mrel, mcard), (exporters, ecard), (service, ncard), _small(in_if), _small(out_if)])
-        g_m, g_e, g_s = minute[first] * BIN, glob[exporters[first]], service[first].astype(np.uint16)
+        g_m, g_e, g_s = (mrel[first] + m0) * BIN, glob[exporters[first]], service[first].astype(np.uint16)
         for ifs, direction in ((in_if[first], 0), (out_if[first], 1)):
             known = np.flatnonzero(ifs)  # interface 0: not given
             if known.size:
                 self.if_bins.append({"minute": g_m[known], "exporter": g_e[known], "service": g_s[known],
                                      "ifindex": ifs[known], "direction": np.full(known.size, direction, np.uint8),
                                      "bytes": sums_b[known], "packets": sums_p[known], "flows": counts[known]})
+
+    def _bin_columns(self, batch: FlowBatch, cls: Classified, exporters, exporter_names, now: float, violations):
+        """What the compiled `bin_columns` (collector/kernels/_aggregate.c) makes, in NumPy: ->
+        (minutes from the first, the first, how many, flags)."""
+        end = batch.end
+        bad = (end >= now - self.max_age) & (end <= now + self.max_skew)  # NaN fails both
+        np.logical_not(bad, out=bad)
+        if bad.any():
+            end = np.where(bad, now, end)
+            self._clamped(batch.end, now, exporters, exporter_names, bad)
+        minute = np.floor(end).astype(np.int64) // BIN  # 3x faster than float floor division
+        # bit 0: has a host; 1: a violation; 2-4: how the flow was classified (classifier.METHODS).
+        # Bools read as uint8 in place: one pass a bit, no converted copies
+        if cls.method is not None:
+            flag = np.left_shift(np.asarray(cls.method, np.uint8), np.uint8(2))
+            flag |= np.asarray(cls.has_host, bool).view(np.uint8)
+        else:
+            flag = cls.has_host.astype(np.uint8)
+        if violations is not None:
+            flag |= np.left_shift(np.asarray(violations, bool).view(np.uint8), np.uint8(1))
+        m0 = int(minute.min())
+        mrel = minute - m0
+        return mrel, m0, int(mrel.max()) + 1, flag
+
+    def _clamped(self, end: np.ndarray, now: float, exporters, exporter_names, bad=None) -> None:
+        """Count the flows whose end times were replaced by `now`, per exporter."""
+        if bad is None:
+            bad = ~((end >= now - self.max_age) & (end <= now + self.max_skew))
+        self.totals.clamped += int(bad.sum())
+        for i, n in enumerate(np.bincount(exporters[bad], minlength=len(exporter_names)).tolist()):
+            if n:
+                by = self.totals.clamped_by
+                by[exporter_names[i]] = by.get(exporter_names[i], 0) + n
 
     def _exporter(self, name: str) -> int:
         i = self._exporter_index.get(name)

@@ -1,0 +1,124 @@
+/* The aggregator's per-flow columns in one pass (collector/aggregate.py, Aggregator.add): the
+ * minute of each flow's end time, its flag byte and its host's code, which the NumPy way makes
+ * in some fifteen passes (a clamp, a floor, a division, shifts and ors, the IPv4 test of every
+ * host) over the batch.
+ *
+ * bin_columns(end, lo, hi, now, method, has_host, violations, host, mrel, flag, code)
+ *     -> (clamped, first minute, minutes, every host IPv4)
+ *
+ *   end          n float64: the flows' end times (UNIX seconds)
+ *   lo, hi, now  floats: an end time outside [lo, hi] (or NaN) is replaced by `now`
+ *   method       None or n uint8: classifier.METHODS of each flow
+ *   has_host     n uint8 (0 or 1); violations None or n uint8 (0 or 1)
+ *   host         n addresses as collector.netflow.batch.ADDR holds them (16-octet items)
+ *   mrel         out, n int64: floor(end) // 60 (floor division, as NumPy's) minus the least
+ *   flag         out, n uint8: has_host | violation << 1 | method << 2 (modulo 2^8)
+ *   code         out, n uint64: the low 32 bits of the host, for a host IPv4 or none
+ *
+ * `clamped` is how many end times were replaced; `minutes` is the largest mrel + 1. When a
+ * host is neither IPv4 nor absent, `code` is unspecified and the last item False: the caller
+ * codes the hosts its own way (aggregate.host_codes). Each output equals what
+ * Aggregator.add computes in NumPy.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+
+#define BIN 60
+#define N_BUFS 9
+
+/* A C-contiguous buffer of n items of `size` octets, kept in bufs[*k]; None gives NULL with
+ * no error when `optional`. */
+static int want(Py_buffer *bufs, int *k, PyObject *obj, int writable, Py_ssize_t size, Py_ssize_t n,
+                const char *name, int optional, void **out)
+{
+    *out = NULL;
+    if (optional && obj == Py_None)
+        return 0;
+    if (*k >= N_BUFS) {
+        PyErr_SetString(PyExc_SystemError, "bin_columns: more buffers than N_BUFS");
+        return -1;
+    }
+    Py_buffer *b = &bufs[*k];
+    if (PyObject_GetBuffer(obj, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    (*k)++;
+    if (b->itemsize != size || b->len != n * size) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd items of %zd octets expected", name, n, size);
+        return -1;
+    }
+    *out = b->buf;
+    return 0;
+}
+
+PyObject *imflow_bin_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "bin_columns takes 11 arguments (see collector/kernels/_aggregate.c)");
+        return NULL;
+    }
+    double lo = PyFloat_AsDouble(args[1]), hi = PyFloat_AsDouble(args[2]), now = PyFloat_AsDouble(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_buffer bufs[N_BUFS];
+    int k = 0;
+    PyObject *result = NULL;
+    Py_buffer probe;
+    if (PyObject_GetBuffer(args[0], &probe, PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    Py_ssize_t n = probe.len / 8;
+    PyBuffer_Release(&probe);
+    void *p[8];
+    if (want(bufs, &k, args[0], 0, 8, n, "end", 0, &p[0]) < 0 || want(bufs, &k, args[4], 0, 1, n, "method", 1, &p[1]) < 0
+        || want(bufs, &k, args[5], 0, 1, n, "has_host", 0, &p[2]) < 0
+        || want(bufs, &k, args[6], 0, 1, n, "violations", 1, &p[3]) < 0
+        || want(bufs, &k, args[7], 0, 16, n, "host", 0, &p[4]) < 0 || want(bufs, &k, args[8], 1, 8, n, "mrel", 0, &p[5]) < 0
+        || want(bufs, &k, args[9], 1, 1, n, "flag", 0, &p[6]) < 0 || want(bufs, &k, args[10], 1, 8, n, "code", 0, &p[7]) < 0)
+        goto done;
+    const double *end = p[0];
+    const uint8_t *method = p[1], *has_host = p[2], *violations = p[3];
+    const uint64_t *host = p[4];
+    int64_t *mrel = p[5];
+    uint8_t *flag = p[6];
+    uint64_t *code = p[7];
+    Py_ssize_t clamped = 0;
+    int64_t least = INT64_MAX, most = INT64_MIN;
+    int all_v4 = 1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double e = end[i];
+        int bad = !(e >= lo && e <= hi); /* NaN fails both */
+        clamped += bad;
+        e = bad ? now : e;
+        /* NumPy: np.floor(end).astype(np.int64) // 60, a floor division */
+        int64_t s = (int64_t)floor(e), m = s / BIN;
+        m -= (s % BIN != 0) & (s < 0);
+        mrel[i] = m;
+        least = m < least ? m : least;
+        most = m > most ? m : most;
+        uint8_t has = has_host[i];
+        uint8_t f = has;
+        if (violations)
+            f |= (uint8_t)(violations[i] << 1);
+        if (method)
+            f |= (uint8_t)(method[i] << 2);
+        flag[i] = f;
+        uint64_t ahi = host[2 * i], alo = host[2 * i + 1];
+        all_v4 &= (ahi == 0 && (alo >> 32) == 0xFFFF) || !has;
+        code[i] = alo & 0xFFFFFFFFu;
+    }
+    if (n) /* minutes from the first one: a narrower grouping key */
+        for (Py_ssize_t i = 0; i < n; i++)
+            mrel[i] -= least;
+    Py_END_ALLOW_THREADS
+    if (!n)
+        least = most = 0;
+    result = Py_BuildValue("nLLO", clamped, (long long)least, (long long)(most - least + 1),
+                           all_v4 ? Py_True : Py_False);
+done:
+    for (int j = 0; j < k; j++)
+        PyBuffer_Release(&bufs[j]);
+    return result;
+}
