@@ -217,3 +217,45 @@ def test_drops_read_from_the_socket_match_proc_net_udp():
     drops, proc = asyncio.run(run())
     assert drops == proc
     assert sum(drops.values()) > 0
+
+
+@pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg")
+def test_a_socket_read_dry_rests_and_loses_nothing(monkeypatch):
+    """A socket read dry is left alone for `REST` (its wakeups then find more datagrams each);
+    every datagram still arrives, whole and once, with bursts and pauses around the rests, and
+    closing while a socket rests leaves no reader behind."""
+    from collector.intake import listener
+
+    monkeypatch.setattr(listener, "REST_MIN_BUFFER", 0)  # whatever this machine's rmem_max grants
+    monkeypatch.setattr(listener, "REST", 0.005)
+    rests = []
+
+    async def run():
+        got: list = []
+        intake = Intake(["127.0.0.1:0"], got.extend, batch_size=64, delay=0.01, use_mmsg=True)
+        port = int((await intake.start())[0].rsplit(":", 1)[1])
+        fd = intake.readers[0]
+        assert fd in intake.restful
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sent = []
+        for burst in range(40):
+            for i in range(1 + burst % 7):
+                payload = f"{burst}:{i}".encode() * 20
+                sender.sendto(payload, ("127.0.0.1", port))
+                sent.append(payload)
+            await asyncio.sleep(0.001 * (burst % 4))
+            rests.append(fd in intake._resting)
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if len(got) >= len(sent):
+                break
+        sender.sendto(b"last", ("127.0.0.1", port))
+        await asyncio.sleep(0)  # read at once, or rests: either way close must clean up
+        intake.close()
+        sender.close()
+        assert not intake._resting and not intake.readers
+        return sorted(d for d, _, _ in got), sorted(sent)
+
+    got, sent = asyncio.run(run())
+    assert got == sent
+    assert any(rests)  # the rests did happen
