@@ -66,10 +66,15 @@ def host_codes(hi: np.ndarray, lo: np.ndarray, has_host: np.ndarray | None = Non
     if v4.all():
         return lo & _U8(0xFFFF_FFFF), 1 << 32
     out = np.where(v4, lo & _U8(0xFFFF_FFFF), _U8(0))
-    six = np.flatnonzero(~v4)
-    order, starts = group_rows([(hi[six], 1 << 64), (lo[six], 1 << 64)])
-    out[six] = codes(order, starts).astype(_U8) + _U8(1 << 32)
-    return out, (1 << 32) + len(starts)
+    return out, _code_other(hi, lo, np.flatnonzero(~v4), out)
+
+
+def _code_other(hi: np.ndarray, lo: np.ndarray, rows: np.ndarray, out: np.ndarray) -> int:
+    """`host_codes` for `rows`, the hosts neither IPv4 nor absent: their dense codes above 2^32
+    into `out`; -> the cardinality of all codes."""
+    order, starts = group_rows([(hi[rows], 1 << 64), (lo[rows], 1 << 64)])
+    out[rows] = codes(order, starts).astype(_U8) + _U8(1 << 32)
+    return (1 << 32) + len(starts)
 
 
 _SUMS = ("bytes", "packets", "flows")
@@ -259,17 +264,16 @@ class Aggregator:
         kernel = getattr(kernels.compiled, "bin_columns", None)  # None too from a build that predates it
         if kernel is not None and batch.end.dtype == np.float64:
             mrel, flag, hosts = np.empty(n, np.int64), np.empty(n, np.uint8), np.empty(n, _U8)
-            clamped, m0, mcard, all_v4 = kernel(
+            other = np.empty(n, np.int64)
+            clamped, m0, mcard, k = kernel(
                 np.ascontiguousarray(batch.end), now - self.max_age, now + self.max_skew, float(now),
                 None if cls.method is None else np.ascontiguousarray(cls.method, np.uint8),
                 np.ascontiguousarray(cls.has_host, bool).view(np.uint8),
                 None if violations is None else np.ascontiguousarray(violations, bool).view(np.uint8),
-                np.ascontiguousarray(cls.host), mrel, flag, hosts)
+                np.ascontiguousarray(cls.host), mrel, flag, hosts, other)
             if clamped:
                 self._clamped(batch.end, now, exporters, exporter_names)
-            hcard = 1 << 32
-            if not all_v4:
-                hosts, hcard = host_codes(cls.host["hi"], cls.host["lo"], cls.has_host)
+            hcard = _code_other(cls.host["hi"], cls.host["lo"], other[:k], hosts) if k else 1 << 32
         else:
             mrel, m0, mcard, flag = self._bin_columns(batch, cls, exporters, exporter_names, now, violations)
             hosts, hcard = host_codes(cls.host["hi"], cls.host["lo"], cls.has_host)

@@ -90,27 +90,29 @@ def test_kernel_outputs_equal_the_numpy_formulas(n):
     vio = rng.random(n) < 0.5
     host = np.zeros(n, ADDR)
     host["lo"][has] = np.uint64(0xFFFF_0000_0000) | rng.integers(0, 2**32, has.sum(), np.uint64)
-    mrel, flag, code = np.empty(n, np.int64), np.empty(n, np.uint8), np.empty(n, np.uint64)
+    mrel, flag, code, other = (np.empty(n, np.int64), np.empty(n, np.uint8), np.empty(n, np.uint64),
+                               np.empty(n, np.int64))
     got = kernels.built.bin_columns(end, now - 5000.0, now + 300.0, now, method, has.view(np.uint8),
-                                    vio.view(np.uint8), host, mrel, flag, code)
+                                    vio.view(np.uint8), host, mrel, flag, code, other)
     clamped, m0, rel, want_flag, codes, v4 = _numpy(end, now - 5000.0, now + 300.0, now, method, has, vio, host)
-    assert got[0] == clamped and got[3] is v4 is True
+    assert got[0] == clamped and got[3] == 0 and v4
     if n:
         assert got[1] == m0 and got[2] == int(rel.max()) + 1
     assert np.array_equal(mrel, rel) and np.array_equal(flag, want_flag) and np.array_equal(code, codes)
-    if n:  # an IPv6 host: the caller codes the hosts itself
-        host["hi"][0], has[0] = 1, True
-        assert kernels.built.bin_columns(end, 0.0, 1.0, 0.5, None, has.view(np.uint8), None, host, mrel, flag,
-                                         code)[3] is False
+    if n > 1:  # IPv6 hosts (and one that is, but has no host): their rows, for the caller to code
+        host["hi"][:2], has[:2] = 1, [True, False]
+        k = kernels.built.bin_columns(end, 0.0, 1.0, 0.5, None, has.view(np.uint8), None, host, mrel, flag, code,
+                                      other)[3]
+        assert other[:k].tolist() == [0]
 
 
 def test_kernel_refuses_what_does_not_fit():
     n = 4
     args = [np.zeros(n), 0.0, 1.0, 0.5, None, np.zeros(n, np.uint8), None, np.zeros(n, ADDR), np.empty(n, np.int64),
-            np.empty(n, np.uint8), np.empty(n, np.uint64)]
+            np.empty(n, np.uint8), np.empty(n, np.uint64), np.empty(n, np.int64)]
     assert kernels.built.bin_columns(*args)[0] == 0
     for i, bad in ((5, np.zeros(n - 1, np.uint8)), (8, np.empty(n, np.int32)), (7, np.zeros(n, np.uint64)),
-                   (4, np.zeros(n + 1, np.uint8))):
+                   (4, np.zeros(n + 1, np.uint8)), (11, np.empty(n, np.uint64)[:2])):
         wrong = list(args)
         wrong[i] = bad
         with pytest.raises(ValueError):

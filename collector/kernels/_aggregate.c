@@ -3,8 +3,8 @@
  * in some fifteen passes (a clamp, a floor, a division, shifts and ors, the IPv4 test of every
  * host) over the batch.
  *
- * bin_columns(end, lo, hi, now, method, has_host, violations, host, mrel, flag, code)
- *     -> (clamped, first minute, minutes, every host IPv4)
+ * bin_columns(end, lo, hi, now, method, has_host, violations, host, mrel, flag, code, other)
+ *     -> (clamped, first minute, minutes, k)
  *
  *   end          n float64: the flows' end times (UNIX seconds)
  *   lo, hi, now  floats: an end time outside [lo, hi] (or NaN) is replaced by `now`
@@ -13,12 +13,13 @@
  *   host         n addresses as collector.netflow.batch.ADDR holds them (16-octet items)
  *   mrel         out, n int64: floor(end) // 60 (floor division, as NumPy's) minus the least
  *   flag         out, n uint8: has_host | violation << 1 | method << 2 (modulo 2^8)
- *   code         out, n uint64: the low 32 bits of the host, for a host IPv4 or none
+ *   code         out, n uint64: the low 32 bits of the host (aggregate.host_codes' code for a
+ *                host IPv4 or none)
+ *   other        out, n int64: the first k items are the rows whose host is neither IPv4 nor
+ *                none, in row order (the caller codes those above 2^32, as host_codes does)
  *
- * `clamped` is how many end times were replaced; `minutes` is the largest mrel + 1. When a
- * host is neither IPv4 nor absent, `code` is unspecified and the last item False: the caller
- * codes the hosts its own way (aggregate.host_codes). Each output equals what
- * Aggregator.add computes in NumPy.
+ * `clamped` is how many end times were replaced; `minutes` is the largest mrel + 1. Each
+ * output equals what Aggregator.add computes in NumPy.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -26,7 +27,7 @@
 #include <stdint.h>
 
 #define BIN 60
-#define N_BUFS 9
+#define N_BUFS 10
 
 /* A C-contiguous buffer of n items of `size` octets, kept in bufs[*k]; None gives NULL with
  * no error when `optional`. */
@@ -55,8 +56,8 @@ static int want(Py_buffer *bufs, int *k, PyObject *obj, int writable, Py_ssize_t
 PyObject *imflow_bin_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "bin_columns takes 11 arguments (see collector/kernels/_aggregate.c)");
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "bin_columns takes 12 arguments (see collector/kernels/_aggregate.c)");
         return NULL;
     }
     double lo = PyFloat_AsDouble(args[1]), hi = PyFloat_AsDouble(args[2]), now = PyFloat_AsDouble(args[3]);
@@ -70,12 +71,13 @@ PyObject *imflow_bin_columns(PyObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     Py_ssize_t n = probe.len / 8;
     PyBuffer_Release(&probe);
-    void *p[8];
+    void *p[9];
     if (want(bufs, &k, args[0], 0, 8, n, "end", 0, &p[0]) < 0 || want(bufs, &k, args[4], 0, 1, n, "method", 1, &p[1]) < 0
         || want(bufs, &k, args[5], 0, 1, n, "has_host", 0, &p[2]) < 0
         || want(bufs, &k, args[6], 0, 1, n, "violations", 1, &p[3]) < 0
         || want(bufs, &k, args[7], 0, 16, n, "host", 0, &p[4]) < 0 || want(bufs, &k, args[8], 1, 8, n, "mrel", 0, &p[5]) < 0
-        || want(bufs, &k, args[9], 1, 1, n, "flag", 0, &p[6]) < 0 || want(bufs, &k, args[10], 1, 8, n, "code", 0, &p[7]) < 0)
+        || want(bufs, &k, args[9], 1, 1, n, "flag", 0, &p[6]) < 0 || want(bufs, &k, args[10], 1, 8, n, "code", 0, &p[7]) < 0
+        || want(bufs, &k, args[11], 1, 8, n, "other", 0, &p[8]) < 0)
         goto done;
     const double *end = p[0];
     const uint8_t *method = p[1], *has_host = p[2], *violations = p[3];
@@ -83,9 +85,10 @@ PyObject *imflow_bin_columns(PyObject *self, PyObject *const *args, Py_ssize_t n
     int64_t *mrel = p[5];
     uint8_t *flag = p[6];
     uint64_t *code = p[7];
+    int64_t *other = p[8];
     Py_ssize_t clamped = 0;
     int64_t least = INT64_MAX, most = INT64_MIN;
-    int all_v4 = 1;
+    Py_ssize_t others = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
         double e = end[i];
@@ -106,7 +109,8 @@ PyObject *imflow_bin_columns(PyObject *self, PyObject *const *args, Py_ssize_t n
             f |= (uint8_t)(method[i] << 2);
         flag[i] = f;
         uint64_t ahi = host[2 * i], alo = host[2 * i + 1];
-        all_v4 &= (ahi == 0 && (alo >> 32) == 0xFFFF) || !has;
+        if ((ahi != 0 || (alo >> 32) != 0xFFFF) && has)
+            other[others++] = i;
         code[i] = alo & 0xFFFFFFFFu;
     }
     if (n) /* minutes from the first one: a narrower grouping key */
@@ -115,8 +119,7 @@ PyObject *imflow_bin_columns(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_END_ALLOW_THREADS
     if (!n)
         least = most = 0;
-    result = Py_BuildValue("nLLO", clamped, (long long)least, (long long)(most - least + 1),
-                           all_v4 ? Py_True : Py_False);
+    result = Py_BuildValue("nLLn", clamped, (long long)least, (long long)(most - least + 1), others);
 done:
     for (int j = 0; j < k; j++)
         PyBuffer_Release(&bufs[j]);

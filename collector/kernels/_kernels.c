@@ -1223,8 +1223,8 @@ static PyMethodDef methods[] = {
      "src_int, dst_int, service_is_src, side_known, host, has_host, host_is_src, rare) -> rows left to the caller "
      "(see _classify.c)"},
     {"bin_columns", (PyCFunction)(void (*)(void))imflow_bin_columns, METH_FASTCALL,
-     "bin_columns(end, lo, hi, now, method, has_host, violations, host, mrel, flag, code) -> (clamped, first "
-     "minute, minutes, every host IPv4) (see _aggregate.c)"},
+     "bin_columns(end, lo, hi, now, method, has_host, violations, host, mrel, flag, code, other) -> (clamped, "
+     "first minute, minutes, rows of other hosts) (see _aggregate.c)"},
     {"learned", (PyCFunction)(void (*)(void))learned, METH_FASTCALL,
      "learned(src, dst, src_skip, dst_skip, keys, entries, filter, now, seed, mix, spread, shift, fshift, rounds, "
      "out_src, out_dst, hits) -> hit rows (see the module source)"},
