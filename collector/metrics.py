@@ -64,6 +64,7 @@ class Snapshot:
     sessions: int = 0  # exporter sessions (address, port, domain) with state
     evicted: dict = field(default_factory=dict)  # table -> entries a ceiling dropped
     workers: int = 1  # receiving processes alive
+    backlog: tuple = (0, 0)  # (template datagrams waiting for a batch's budget, data sets held for templates)
     worker_restarts: int = 0
     snmp: tuple = ()  # collector.snmp.AgentState of each target (replaced, never changed, per poll)
     interface_service: dict = field(default_factory=dict)  # (exporter, if_name, direction, category) -> bytes
@@ -163,6 +164,10 @@ class _Collector:
                 (GaugeMetricFamily, "imflow_exporter_sessions", "Exporter sessions (address, port, observation "
                  "domain) with state", s.sessions),
                 (GaugeMetricFamily, "imflow_workers", "Receiving processes alive (imflow run --workers)", s.workers),
+                (GaugeMetricFamily, "imflow_template_waiting_datagrams", "New exporter sessions' template "
+                 "datagrams waiting for a later batch's budget", s.backlog[0]),
+                (GaugeMetricFamily, "imflow_template_held_sets", "Data sets held until their template arrives",
+                 s.backlog[1]),
                 (CounterMetricFamily, "imflow_worker_restarts", "Worker processes that died and were restarted",
                  s.worker_restarts)):
             f = family(name, doc)

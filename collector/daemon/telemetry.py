@@ -32,6 +32,10 @@ class Counters(Protocol):
     def worker_counts(self) -> tuple[int, int]:
         """(receiving processes alive, restarts)."""
 
+    def backlog(self) -> tuple[int, int]:
+        """(new sessions' template datagrams waiting for a later batch's budget, data sets held
+        for templates not seen yet), now."""
+
     def status_suffix(self) -> str:
         """What the status line adds (the workers' figures)."""
 
@@ -57,6 +61,9 @@ class LocalCounters:
 
     def worker_counts(self) -> tuple[int, int]:
         return 1, 0
+
+    def backlog(self) -> tuple[int, int]:
+        return self.decoder.deferred_count(), self.decoder.pending_count()
 
     def status_suffix(self) -> str:
         return ""
@@ -235,7 +242,7 @@ class Telemetry:
             store_buffered_rows=self.health.store_buffered_rows, store_dropped_rows=self.health.store_dropped_rows,
             store_recreated=self.health.store_recreated,
             exporters=len(exporter_addresses(s)), sessions=exporters,
-            workers=alive, worker_restarts=restarts,
+            workers=alive, worker_restarts=restarts, backlog=counters.backlog(),
             evicted=dict(s.evicted) | {"open-bins": aggregator.dropped_bins}
             | ({"audit-log": aggregator.audit.dropped + getattr(counters, "audit_dropped", lambda: 0)()}
                if getattr(aggregator, "audit", None) is not None else {}),

@@ -79,7 +79,7 @@ class PipeSink:
             # by the supervisor without a Python object per bin on either side
             self.conn.send(("delta", rows, if_rows, counters,
                             {"denied": denied, "drops": drops, "exporters": exporters,
-                             "clamped": self.counters.clamped(),
+                             "clamped": self.counters.clamped(), "backlog": self.counters.backlog(),
                              "audit_dropped": self.audit.dropped if self.audit is not None else 0,
                              "sflow_ifs": sflow_interfaces(self.counters.decoder)},  # link share: sflow/links.py
                             audit_rows))  # an AuditBatch: columns
@@ -301,6 +301,11 @@ class WorkerPool:
 
     def worker_counts(self) -> tuple[int, int]:
         return sum(p.is_alive() for p in self.procs.values()), self.restarts
+
+    def backlog(self) -> tuple[int, int]:
+        """The workers' backlogs as each last reported them, added up (a worker gone has none)."""
+        waiting = [e.get("backlog", (0, 0)) for _, e in self.latest.values()]
+        return sum(w for w, _ in waiting), sum(h for _, h in waiting)
 
     def audit_dropped(self) -> int:
         """Flows the workers' audit buffers dropped at their max_pending ceiling."""

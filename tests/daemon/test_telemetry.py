@@ -75,6 +75,9 @@ class FakeCounters:
     def worker_counts(self):
         return 1, 0
 
+    def backlog(self):
+        return 0, 0
+
     def status_suffix(self):
         return ""
 
@@ -224,3 +227,37 @@ def test_healthz_of_a_running_daemon_fails_while_the_store_cannot_be_written(tmp
             code = d.stop()
         assert code == 0, d.text()
         assert "store:" in d.text()  # the failed write was logged
+
+
+def test_the_backlog_gauges_say_what_the_decoder_holds_now():
+    """Template datagrams of new sessions waiting past the batch's budget, and data sets held
+    for a template not seen yet, reach the two gauges through the daemon's counters; worked off
+    and given their template, both are 0 again."""
+    from collector.daemon.telemetry import LocalCounters
+    from collector.netflow.decoder import Decoder
+    from collector.netflow.session import Limits
+    from tests.netflow.test_deferred import BUDGET, backlog, exporter
+
+    class NoSockets:
+        denied = 0
+
+        def drops(self):
+            return {}
+
+    dec = Decoder(limits=Limits(max_new_template_bytes_per_batch=BUDGET))
+    agg = _aggregator()
+    counters = LocalCounters(dec, NoSockets(), agg)
+    t = Telemetry(Metrics(), Health(), set())
+    get = t.metrics.registry.get_sample_value
+    dec.decode(backlog(300, 1.0))
+    grams, _, _ = exporter(3, 10, 2.0, src=("192.0.2.201", 4739))
+    dec.decode([grams[1], grams[2]])  # data before its template: held
+    waiting, held = dec.deferred_count(), dec.pending_count()
+    assert waiting > 250 and held == 2
+    t.snapshot(counters, agg, None)
+    assert (get("imflow_template_waiting_datagrams"), get("imflow_template_held_sets")) == (waiting, held)
+    dec.decode([grams[0]])
+    while dec.deferred_count():
+        dec.decode([])
+    t.snapshot(counters, agg, None)
+    assert (get("imflow_template_waiting_datagrams"), get("imflow_template_held_sets")) == (0, 0)
