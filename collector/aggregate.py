@@ -1,8 +1,10 @@
 """Aggregation: classified flow batches -> 1-minute bins keyed (bin, exporter, service, host).
 
 Pure (docs/design.md §1): no clock, no I/O. Within a batch the flows are reduced in NumPy (one
-sort of a composite integer key, `np.add.reduceat` for exact sums); only the distinct keys of
-a batch reach the Python dict of open bins. `drain(before)` hands closed bins to the flush.
+sort of a composite integer key, `np.add.reduceat` for exact sums), or with the compiled kernels
+in two passes (collector/kernels/: each flow's minute, flags and host code, then the grouped
+sums through a hash table), with the same results; only the distinct keys of a batch reach the
+open bins. `drain(before)` hands closed bins to the flush.
 
 A flow belongs to the minute of its end time. Times an exporter gets badly wrong (more than
 `max_age` in the past or `max_skew` in the future of the receive time) are replaced by the

@@ -32,7 +32,9 @@ service side; if no side is known, the higher port, src on equal ports); if none
 
 Everything is NumPy over the batch: two uint16 gathers per address (ranges.RangeTable), two per
 port, and a dozen element-wise operations. Rare cases (prefixes longer than /24, both sides
-matching, identical prefixes) run on the affected rows only.
+matching, identical prefixes) run on the affected rows only. With the compiled kernels, one pass
+(collector/kernels/_classify.c) does steps 3 and 5 and the host for every flow but those rare
+cases, which take the NumPy steps on their rows; the results are the same.
 """
 
 from __future__ import annotations
