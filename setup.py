@@ -1,5 +1,6 @@
-"""The one compiled part: collector/kernels/_kernels.c, optional. Without a C compiler the install
-still succeeds and imflow runs the same NumPy code paths (`imflow --version` says which)."""
+"""The one compiled part: collector/kernels/ (_kernels.c and the two C files beside it, one
+extension module), optional. Without a C compiler the install still succeeds and imflow runs
+the same NumPy code paths (`imflow --version` says which)."""
 
 from setuptools import Extension, setup
 

@@ -1,7 +1,9 @@
 /* Compiled kernels of the hot path: grouped sums (the aggregator), the set walk and field
- * reads (the decoder), IPv4 range-table lookups and learned-address lookups (the classifier).
- * Optional: without them the same work is done in NumPy, with the same results
- * (collector/kernels/__init__.py is the switch).
+ * reads (the decoder), IPv4 range-table lookups and learned-address lookups (the classifier),
+ * the audit log's rows; _classify.c (the classifier's common case in one pass) and
+ * _aggregate.c (the aggregator's per-flow columns) are built into the same module and listed
+ * in its method table below. Optional: without them the same work is done in NumPy, with the
+ * same results (collector/kernels/__init__.py is the switch).
  *
  * Grouped sums by hashing: the aggregator's per-batch reduction in one pass, no sort.
  *
