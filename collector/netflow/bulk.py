@@ -24,7 +24,6 @@ import numpy as np
 
 from collector import kernels
 from collector.kernels.grouping import unique_inverse
-from collector.netflow import v5
 from collector.netflow.chunks import V5, Block, Located, at_every_octet
 from collector.netflow.sets import TemplateMemo
 
