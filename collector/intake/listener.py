@@ -154,16 +154,41 @@ class Intake:
         return bound
 
     def _readable(self, fd: int) -> None:
-        """A socket has datagrams: take them (bounded per wakeup, so timers still run)."""
+        """A socket has datagrams: take them (bounded per wakeup, so timers still run). Read
+        dry, a socket with the buffer for it rests (REST): it is no longer watched, and read
+        again when the rest is over."""
+        dry, _ = self._take(fd)
+        if dry and fd in self.restful and fd not in self._resting:
+            self.loop.remove_reader(fd)
+            self._resting[fd] = self.loop.call_later(REST, self._poll, fd)
+
+    def _poll(self, fd: int) -> None:
+        """The end of a socket's rest: read it. While every rest brings datagrams the socket
+        stays unwatched and rests again (watching it anew every 2 ms cost more than the read:
+        uvloop makes and frees a poll handle each time); a rest that brought none hands it
+        back to the event loop's watch."""
+        if self._resting.pop(fd, None) is None or fd not in self.readers:
+            return
+        dry, got = self._take(fd)
+        if not got:
+            self.loop.add_reader(fd, self._readable, fd)
+        else:  # read dry: rest again; still more waiting: go on after other callbacks
+            self._resting[fd] = self.loop.call_later(REST, self._poll, fd) if dry else \
+                self.loop.call_soon(self._poll, fd)
+
+    def _take(self, fd: int) -> tuple[bool, int]:
+        """Receive what `fd` holds, up to READS_PER_WAKEUP calls; -> (read dry, datagrams)."""
         receiver = self.receiver
         now = time.time()
-        dry = False
+        dry, total = False, 0
         for _ in range(READS_PER_WAKEUP):
             try:
                 got, refused = receiver.receive(fd, now, self.batch, self.allow, self.refused)
             except OSError:
                 self.socket_errors += 1
+                dry = True
                 break
+            total += got
             self.denied += refused
             if self.batch.used >= self.batch_size:
                 self.hand_on()
@@ -173,14 +198,7 @@ class Intake:
                 break
         if self.batch and self.timer is None:
             self.timer = self.loop.call_later(self.delay, self.hand_on)
-        if dry and fd in self.restful and fd not in self._resting:  # let it fill a while (REST)
-            self.loop.remove_reader(fd)
-            self._resting[fd] = self.loop.call_later(REST, self._watch, fd)
-
-    def _watch(self, fd: int) -> None:
-        """The end of a socket's rest: watched again (read at once if datagrams came)."""
-        if self._resting.pop(fd, None) is not None and fd in self.readers:
-            self.loop.add_reader(fd, self._readable, fd)
+        return dry, total
 
     def refused(self, address: str, n: int) -> None:
         """`n` datagrams from `address` refused: logged now or in the next summary."""

@@ -221,9 +221,10 @@ def test_drops_read_from_the_socket_match_proc_net_udp():
 
 @pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg")
 def test_a_socket_read_dry_rests_and_loses_nothing(monkeypatch):
-    """A socket read dry is left alone for `REST` (its wakeups then find more datagrams each);
-    every datagram still arrives, whole and once, with bursts and pauses around the rests, and
-    closing while a socket rests leaves no reader behind."""
+    """A socket read dry is left alone for `REST` and read when it is over, again and again
+    while datagrams keep coming (each read then finds more of them), and watched again once a
+    rest brought none; every datagram still arrives, whole and once, with bursts and pauses
+    around the rests, and closing while a socket rests leaves no reader behind."""
     from collector.intake import listener
 
     monkeypatch.setattr(listener, "REST_MIN_BUFFER", 0)  # whatever this machine's rmem_max grants
@@ -249,13 +250,16 @@ def test_a_socket_read_dry_rests_and_loses_nothing(monkeypatch):
             await asyncio.sleep(0.01)
             if len(got) >= len(sent):
                 break
+        await asyncio.sleep(0.05)
+        idle = fd not in intake._resting  # with nothing arriving it is watched, not polled
         sender.sendto(b"last", ("127.0.0.1", port))
         await asyncio.sleep(0)  # read at once, or rests: either way close must clean up
         intake.close()
         sender.close()
         assert not intake._resting and not intake.readers
-        return sorted(d for d, _, _ in got), sorted(sent)
+        return sorted(d for d, _, _ in got), sorted(sent), idle
 
-    got, sent = asyncio.run(run())
+    got, sent, idle = asyncio.run(run())
     assert got == sent
     assert any(rests)  # the rests did happen
+    assert idle
