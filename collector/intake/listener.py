@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 
 READS_PER_WAKEUP = 64  # recvmmsg calls per readable event at most
-# A socket read dry is left to fill this long before it is watched again (`Intake._readable`):
+# A socket read dry is left to fill this long before it is read again (`Intake._readable`,
+# `Intake._poll`):
 # at 80,000 datagrams/s a wakeup otherwise found 37 datagrams on average, and each wakeup's
 # fixed cost (the loop's callback, recvmmsg, a dozen small NumPy steps) came to about a tenth
 # of the main thread's CPU. Only where the kernel granted REST_MIN_BUFFER or more of receive
