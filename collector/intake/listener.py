@@ -37,7 +37,7 @@ READS_PER_WAKEUP = 64  # recvmmsg calls per readable event at most
 # fixed cost (the loop's callback, recvmmsg, a dozen small NumPy steps) came to about a tenth
 # of the main thread's CPU. Only where the kernel granted REST_MIN_BUFFER or more of receive
 # buffer, so a rest's arrivals fit with room to spare: 16 MiB hold 2 ms of 1.8 M datagrams/s
-# at 4.5 KiB of kernel memory each (a 1,400-octet datagram's skb), some eight times imflow's
+# at 4.5 KiB of kernel memory each (a 1,400-octet datagram's skb), some six times imflow's
 # loss-free rate on one core; at its own rate a read finds a full call's worth and never rests.
 REST = 0.002
 REST_MIN_BUFFER = 16 << 20
