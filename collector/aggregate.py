@@ -263,11 +263,11 @@ class Aggregator:
         if not n:
             return
         service = cls.service
-        kernel = getattr(kernels.compiled, "bin_columns", None)  # None too from a build that predates it
+        kernel = kernels.compiled
         if kernel is not None and batch.end.dtype == np.float64:
             mrel, flag, hosts = np.empty(n, np.int64), np.empty(n, np.uint8), np.empty(n, _U8)
             other = np.empty(n, np.int64)
-            clamped, m0, mcard, k = kernel(
+            clamped, m0, mcard, k = kernel.bin_columns(
                 np.ascontiguousarray(batch.end), now - self.max_age, now + self.max_skew, float(now),
                 None if cls.method is None else np.ascontiguousarray(cls.method, np.uint8),
                 np.ascontiguousarray(cls.has_host, bool).view(np.uint8),

@@ -167,10 +167,10 @@ class Classifier:
         src_port = np.asarray(src_port, np.uint16)
         dst_port = np.asarray(dst_port, np.uint16)
         proto = np.asarray(proto, np.uint8)
-        kernel = getattr(kernels.compiled, "classify", None)  # None too from a build that predates it
+        kernel = kernels.compiled
         if kernel is not None:
-            state, host, has_host, host_is_src, fix = self._decide_compiled(kernel, src_addr, dst_addr, src_port,
-                                                                            dst_port, proto)
+            state, host, has_host, host_is_src, fix = self._decide_compiled(kernel.classify, src_addr, dst_addr,
+                                                                            src_port, dst_port, proto)
         else:
             state, fix = self._decide(src_addr, dst_addr, src_port, dst_port, proto), None
         service, service_is_src, side_known, method, src_int, dst_int = state

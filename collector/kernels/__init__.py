@@ -13,9 +13,16 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+# what the hot path calls; a module without one of them (built from an older tree and left in
+# place) counts as not built, so no caller needs to check for each function itself
+FUNCTIONS = ("audit_fill", "bin_columns", "classify", "fields", "group_sums", "learned", "lookup4", "walk")
+
 try:
     from collector.kernels import _kernels as built
 except ImportError:  # installed without a C compiler
+    built = None
+_STALE = built is not None and not all(hasattr(built, f) for f in FUNCTIONS)
+if _STALE:
     built = None
 
 _OFF = os.environ.get("IMFLOW_KERNELS", "1") == "0"
@@ -47,4 +54,6 @@ def status() -> str:
         return "NumPy only: IMFLOW_KERNELS=0"
     if built is not None:
         return "NumPy only: kernels switched off"
+    if _STALE:
+        return "NumPy only: the built kernels are older than this tree (reinstall to rebuild them)"
     return "NumPy only: kernels not built, no C compiler at install time?"

@@ -41,3 +41,10 @@ def test_the_switch_turns_them_off():
     out = subprocess.run([sys.executable, "-m", "collector", "--version"], capture_output=True, text=True,
                          env={**os.environ, "IMFLOW_KERNELS": "0"}, check=True).stdout
     assert "NumPy only: IMFLOW_KERNELS=0" in out
+
+
+@pytest.mark.skipif(not kernels.available(), reason="kernels not built")
+def test_the_switch_knows_every_function_the_module_has():
+    """`kernels.FUNCTIONS` is what makes a module built from an older tree count as not built;
+    a kernel added to the method table and not listed there would slip past that check."""
+    assert set(kernels.FUNCTIONS) == {n for n in dir(kernels.built) if not n.startswith("_")}
