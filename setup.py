@@ -6,4 +6,5 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("collector.kernels._kernels",
                              ["collector/kernels/_kernels.c", "collector/kernels/_classify.c",
-                              "collector/kernels/_aggregate.c"], optional=True)])
+                              "collector/kernels/_aggregate.c"],
+                             depends=["collector/kernels/_kernels.h"], optional=True)])

@@ -26,32 +26,10 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "_kernels.h"
+
 #define BIN 60
 #define N_BUFS 10
-
-/* A C-contiguous buffer of n items of `size` octets, kept in bufs[*k]; None gives NULL with
- * no error when `optional`. */
-static int want(Py_buffer *bufs, int *k, PyObject *obj, int writable, Py_ssize_t size, Py_ssize_t n,
-                const char *name, int optional, void **out)
-{
-    *out = NULL;
-    if (optional && obj == Py_None)
-        return 0;
-    if (*k >= N_BUFS) {
-        PyErr_SetString(PyExc_SystemError, "bin_columns: more buffers than N_BUFS");
-        return -1;
-    }
-    Py_buffer *b = &bufs[*k];
-    if (PyObject_GetBuffer(obj, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
-        return -1;
-    (*k)++;
-    if (b->itemsize != size || b->len != n * size) {
-        PyErr_Format(PyExc_ValueError, "%s: %zd items of %zd octets expected", name, n, size);
-        return -1;
-    }
-    *out = b->buf;
-    return 0;
-}
 
 PyObject *imflow_bin_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -64,21 +42,24 @@ PyObject *imflow_bin_columns(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (PyErr_Occurred())
         return NULL;
     Py_buffer bufs[N_BUFS];
-    int k = 0;
+    Held h = {bufs, 0, N_BUFS, "bin_columns"};
     PyObject *result = NULL;
-    Py_buffer probe;
-    if (PyObject_GetBuffer(args[0], &probe, PyBUF_C_CONTIGUOUS) < 0)
+    Py_ssize_t n = buffer_items(args[0], 8);
+    if (n < 0)
         return NULL;
-    Py_ssize_t n = probe.len / 8;
-    PyBuffer_Release(&probe);
+    /* each argument: (index, writable, item size, name); method and violations may be None */
+    static const struct { int arg, writable, size; const char *name; } spec[9] = {
+        {0, 0, 8, "end"}, {4, 0, 1, "method"}, {5, 0, 1, "has_host"}, {6, 0, 1, "violations"}, {7, 0, 16, "host"},
+        {8, 1, 8, "mrel"}, {9, 1, 1, "flag"}, {10, 1, 8, "code"}, {11, 1, 8, "other"}};
     void *p[9];
-    if (want(bufs, &k, args[0], 0, 8, n, "end", 0, &p[0]) < 0 || want(bufs, &k, args[4], 0, 1, n, "method", 1, &p[1]) < 0
-        || want(bufs, &k, args[5], 0, 1, n, "has_host", 0, &p[2]) < 0
-        || want(bufs, &k, args[6], 0, 1, n, "violations", 1, &p[3]) < 0
-        || want(bufs, &k, args[7], 0, 16, n, "host", 0, &p[4]) < 0 || want(bufs, &k, args[8], 1, 8, n, "mrel", 0, &p[5]) < 0
-        || want(bufs, &k, args[9], 1, 1, n, "flag", 0, &p[6]) < 0 || want(bufs, &k, args[10], 1, 8, n, "code", 0, &p[7]) < 0
-        || want(bufs, &k, args[11], 1, 8, n, "other", 0, &p[8]) < 0)
-        goto done;
+    for (int j = 0; j < 9; j++) {
+        PyObject *o = args[spec[j].arg];
+        p[j] = NULL;
+        if ((spec[j].arg == 4 || spec[j].arg == 6) && o == Py_None)
+            continue;
+        if (!(p[j] = held_buffer(&h, o, spec[j].writable, spec[j].size, n, spec[j].name)))
+            goto done;
+    }
     const double *end = p[0];
     const uint8_t *method = p[1], *has_host = p[2], *violations = p[3];
     const uint64_t *host = p[4];
@@ -121,7 +102,6 @@ PyObject *imflow_bin_columns(PyObject *self, PyObject *const *args, Py_ssize_t n
         least = most = 0;
     result = Py_BuildValue("nLLn", clamped, (long long)least, (long long)(most - least + 1), others);
 done:
-    for (int j = 0; j < k; j++)
-        PyBuffer_Release(&bufs[j]);
+    held_release(&h);
     return result;
 }

@@ -36,7 +36,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#define C_POINTER 0x8000
+#include "_kernels.h"
+
+#define C_POINTER RANGE_POINTER
 #define INTERNAL_BIT 0x4000
 #define GROUP_MASK (INTERNAL_BIT - 1)
 #define EPHEMERAL_MIN 32768
@@ -44,48 +46,6 @@
 #define M_PORT 1
 #define M_PREFIX 2
 #define N_BUFS 26 /* the buffers of a call: 5 columns, 4 + 5 table arrays, 2 port tables, 10 outputs */
-
-/* One range table: level1 by the top s1 bits of a key, level2 rows by the next s2 bits. */
-typedef struct {
-    const uint16_t *level1, *level2, *values;
-    const uint32_t *starts4;            /* IPv4 */
-    const uint64_t *starts_hi, *starts_lo; /* IPv6 */
-    Py_ssize_t rows2, ns;
-    int s2, shift1, shift2;
-    uint64_t mask2;
-} Table;
-
-/* The cell value of a key (the top 32 bits of an IPv4 address, `hi` of an IPv6 one), or
- * C_POINTER for a cell split by a boundary; `bad` set when a level-1 pointer leaves level2
- * (the tables are built in Python: checked where used, not by a pass over level1 per call). */
-static inline uint16_t cell(const Table *t, uint64_t key, int *bad)
-{
-    uint16_t v = t->level1[key >> t->shift1];
-    if (!(v & C_POINTER))
-        return v;
-    Py_ssize_t row = v & (C_POINTER - 1);
-    if (row >= t->rows2) {
-        *bad = 1;
-        return 0;
-    }
-    return t->level2[((size_t)row << t->s2) + ((key >> t->shift2) & t->mask2)];
-}
-
-static inline uint16_t range4(const Table *t, uint32_t a, int *bad)
-{
-    uint16_t v = cell(t, a, bad);
-    if (!(v & C_POINTER))
-        return v;
-    Py_ssize_t lo = 0, hi = t->ns; /* the last start <= a (starts[0] is 0) */
-    while (hi - lo > 1) {
-        Py_ssize_t mid = (lo + hi) / 2;
-        if (t->starts4[mid] <= a)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return t->values[lo];
-}
 
 static inline uint16_t range6(const Table *t, uint64_t ahi, uint64_t alo, int *bad)
 {
@@ -111,28 +71,8 @@ static inline uint16_t range(const Table *t4, const Table *t6, uint64_t hi, uint
     return range6(t6, hi, lo, bad);
 }
 
-/* A C-contiguous buffer of `n` items of `size` octets (n < 0: any count), kept in bufs[*k]. */
-static void *need(Py_buffer *bufs, int *k, PyObject *obj, int writable, Py_ssize_t size, Py_ssize_t n,
-                  const char *name)
-{
-    if (*k >= N_BUFS) {
-        PyErr_SetString(PyExc_SystemError, "classify: more buffers than N_BUFS");
-        return NULL;
-    }
-    Py_buffer *b = &bufs[*k];
-    if (PyObject_GetBuffer(obj, b, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
-        return NULL;
-    (*k)++;
-    if (b->itemsize != size || b->len % size || (n >= 0 && b->len / size != n)) {
-        PyErr_Format(PyExc_ValueError, "%s: %zd items of %zd octets expected, got %zd octets in items of %zd",
-                     name, n, size, b->len, b->itemsize);
-        return NULL;
-    }
-    return b->buf;
-}
-
 /* A range table from its tuple (see the top of the file): 0, or -1 with an exception set. */
-static int table(Table *t, Py_buffer *bufs, int *k, PyObject *spec, int width)
+static int table(Table *t, Held *h, PyObject *spec, int width)
 {
     Py_ssize_t want = width == 32 ? 6 : 7;
     if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != want) {
@@ -149,22 +89,22 @@ static int table(Table *t, Py_buffer *bufs, int *k, PyObject *spec, int width)
         return -1;
     }
     memset(t, 0, sizeof *t);
-    if (!(t->level1 = need(bufs, k, PyTuple_GET_ITEM(spec, 0), 0, 2, (Py_ssize_t)1 << s1, "level1"))
-        || !(t->level2 = need(bufs, k, PyTuple_GET_ITEM(spec, 1), 0, 2, -1, "level2")))
+    if (!(t->level1 = held_buffer(h, PyTuple_GET_ITEM(spec, 0), 0, 2, (Py_ssize_t)1 << s1, "level1"))
+        || !(t->level2 = held_buffer(h, PyTuple_GET_ITEM(spec, 1), 0, 2, -1, "level2")))
         return -1;
-    t->rows2 = (bufs[*k - 1].len / 2) >> s2;
+    t->rows2 = (h->b[h->taken - 1].len / 2) >> s2;
     if (width == 32) {
-        if (!(t->starts4 = need(bufs, k, PyTuple_GET_ITEM(spec, 2), 0, 4, -1, "starts")))
+        if (!(t->starts4 = held_buffer(h, PyTuple_GET_ITEM(spec, 2), 0, 4, -1, "starts")))
             return -1;
-        t->ns = bufs[*k - 1].len / 4;
+        t->ns = h->b[h->taken - 1].len / 4;
     } else {
-        if (!(t->starts_hi = need(bufs, k, PyTuple_GET_ITEM(spec, 2), 0, 8, -1, "starts_hi")))
+        if (!(t->starts_hi = held_buffer(h, PyTuple_GET_ITEM(spec, 2), 0, 8, -1, "starts_hi")))
             return -1;
-        t->ns = bufs[*k - 1].len / 8;
-        if (!(t->starts_lo = need(bufs, k, PyTuple_GET_ITEM(spec, 3), 0, 8, t->ns, "starts_lo")))
+        t->ns = h->b[h->taken - 1].len / 8;
+        if (!(t->starts_lo = held_buffer(h, PyTuple_GET_ITEM(spec, 3), 0, 8, t->ns, "starts_lo")))
             return -1;
     }
-    if (!(t->values = need(bufs, k, PyTuple_GET_ITEM(spec, want - 3), 0, 2, t->ns, "values")))
+    if (!(t->values = held_buffer(h, PyTuple_GET_ITEM(spec, want - 3), 0, 2, t->ns, "values")))
         return -1;
     if (t->ns < 1) {
         PyErr_SetString(PyExc_ValueError, "starts: at least one interval expected");
@@ -188,15 +128,13 @@ PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t narg
     if (PyErr_Occurred())
         return NULL;
     Py_buffer bufs[N_BUFS];
-    int k = 0;
+    Held h = {bufs, 0, N_BUFS, "classify"};
     PyObject *result = NULL;
-    Py_buffer probe;
-    if (PyObject_GetBuffer(args[0], &probe, PyBUF_C_CONTIGUOUS) < 0)
+    Py_ssize_t n = buffer_items(args[0], 16);
+    if (n < 0)
         return NULL;
-    Py_ssize_t n = probe.len / 16;
-    PyBuffer_Release(&probe);
     Table t4, t6;
-    const uint64_t *src = need(bufs, &k, args[0], 0, 16, n, "src"), *dst;
+    const uint64_t *src = held_buffer(&h, args[0], 0, 16, n, "src"), *dst;
     const uint16_t *sport, *dport, *owned;
     const uint8_t *proto;
     const int64_t *offset;
@@ -204,21 +142,21 @@ PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t narg
     uint8_t *method, *src_int, *dst_int, *is_src, *known, *has_host, *host_is_src;
     uint64_t *host;
     int64_t *rare;
-    if (!src || !(dst = need(bufs, &k, args[1], 0, 16, n, "dst")) || !(sport = need(bufs, &k, args[2], 0, 2, n, "sport"))
-        || !(dport = need(bufs, &k, args[3], 0, 2, n, "dport")) || !(proto = need(bufs, &k, args[4], 0, 1, n, "proto"))
-        || table(&t4, bufs, &k, args[5], 32) < 0 || table(&t6, bufs, &k, args[6], 128) < 0
-        || !(offset = need(bufs, &k, args[7], 0, 8, 256, "proto_offset"))
-        || !(owned = need(bufs, &k, args[8], 0, 2, 4 * PORTS, "owned"))
-        || !(service = need(bufs, &k, args[10], 1, 2, n, "service"))
-        || !(method = need(bufs, &k, args[11], 1, 1, n, "method"))
-        || !(src_int = need(bufs, &k, args[12], 1, 1, n, "src_int"))
-        || !(dst_int = need(bufs, &k, args[13], 1, 1, n, "dst_int"))
-        || !(is_src = need(bufs, &k, args[14], 1, 1, n, "service_is_src"))
-        || !(known = need(bufs, &k, args[15], 1, 1, n, "side_known"))
-        || !(host = need(bufs, &k, args[16], 1, 16, n, "host"))
-        || !(has_host = need(bufs, &k, args[17], 1, 1, n, "has_host"))
-        || !(host_is_src = need(bufs, &k, args[18], 1, 1, n, "host_is_src"))
-        || !(rare = need(bufs, &k, args[19], 1, 8, n, "rare")))
+    if (!src || !(dst = held_buffer(&h, args[1], 0, 16, n, "dst")) || !(sport = held_buffer(&h, args[2], 0, 2, n, "sport"))
+        || !(dport = held_buffer(&h, args[3], 0, 2, n, "dport")) || !(proto = held_buffer(&h, args[4], 0, 1, n, "proto"))
+        || table(&t4, &h, args[5], 32) < 0 || table(&t6, &h, args[6], 128) < 0
+        || !(offset = held_buffer(&h, args[7], 0, 8, 256, "proto_offset"))
+        || !(owned = held_buffer(&h, args[8], 0, 2, 4 * PORTS, "owned"))
+        || !(service = held_buffer(&h, args[10], 1, 2, n, "service"))
+        || !(method = held_buffer(&h, args[11], 1, 1, n, "method"))
+        || !(src_int = held_buffer(&h, args[12], 1, 1, n, "src_int"))
+        || !(dst_int = held_buffer(&h, args[13], 1, 1, n, "dst_int"))
+        || !(is_src = held_buffer(&h, args[14], 1, 1, n, "service_is_src"))
+        || !(known = held_buffer(&h, args[15], 1, 1, n, "side_known"))
+        || !(host = held_buffer(&h, args[16], 1, 16, n, "host"))
+        || !(has_host = held_buffer(&h, args[17], 1, 1, n, "has_host"))
+        || !(host_is_src = held_buffer(&h, args[18], 1, 1, n, "host_is_src"))
+        || !(rare = held_buffer(&h, args[19], 1, 8, n, "rare")))
         goto done;
     for (int p = 0; p < 256; p++)
         if (offset[p] < 0 || offset[p] > 3 * PORTS) {
@@ -273,7 +211,6 @@ PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t narg
     else
         result = PyLong_FromSsize_t(m);
 done:
-    for (int j = 0; j < k; j++)
-        PyBuffer_Release(&bufs[j]);
+    held_release(&h);
     return result;
 }

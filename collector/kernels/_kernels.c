@@ -36,6 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_kernels.h"
+
 #define MAX_KEYS 8
 #define MAX_VALUES 4
 #define MAX_PROBE 64
@@ -765,9 +767,9 @@ done:
  *
  *   addr     n addresses as collector.netflow.batch.ADDR holds them (16-octet items: two
  *            native 64-bit halves, IPv4 mapped into ::ffff:0:0/96)
- *   level1   uint16 entries for the top s1 bits of an IPv4 address; POINTER (0x8000) set:
+ *   level1   uint16 entries for the top s1 bits of an IPv4 address; RANGE_POINTER (0x8000) set:
  *            the low 15 bits pick a row of level2
- *   level2   uint16 rows of 2^s2 entries for the next s2 bits; POINTER set: the cell is split
+ *   level2   uint16 rows of 2^s2 entries for the next s2 bits; RANGE_POINTER set: the cell is split
  *            by an interval boundary, and the value is the one of the last interval start
  *            (`starts`, uint32, sorted) at or below the address (`values`, uint16)
  *   out      uint16, n items: each IPv4 address's value (0 for the others)
@@ -777,7 +779,6 @@ done:
  * collector.classify.ranges.RangeTable.lookup does the same in NumPy (a gather per level, a
  * searchsorted for split cells); here one pass, without first copying the address words out.
  */
-#define POINTER 0x8000
 #define LEARNED_BLOCK 64
 
 static PyObject *lookup4(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -825,46 +826,25 @@ static PyObject *lookup4(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_ValueError, "table or output sizes do not match");
         goto done;
     }
-    /* every pointer must land inside level2 (the tables are built in Python: checked once here) */
-    Py_ssize_t rows = n2 >> s2;
-    for (Py_ssize_t i = 0; i < n1; i++)
-        if ((level1[i] & POINTER) && (Py_ssize_t)(level1[i] & (POINTER - 1)) >= rows) {
-            PyErr_SetString(PyExc_ValueError, "level1 points past level2");
-            goto done;
-        }
+    Table t = {.level1 = level1, .level2 = level2, .values = values, .starts4 = starts, .rows2 = n2 >> s2,
+               .ns = ns, .s2 = s2, .shift1 = 32 - s1, .shift2 = 32 - s1 - s2,
+               .mask2 = ((uint64_t)1 << s2) - 1};
     Py_ssize_t others = 0;
+    int bad = 0;
     Py_BEGIN_ALLOW_THREADS
     const uint64_t *a = b[0]->buf;
-    int shift1 = 32 - s1, shift2 = 32 - s1 - s2;
-    uint32_t mask2 = ((uint32_t)1 << s2) - 1;
     for (Py_ssize_t i = 0; i < n; i++) {
         uint64_t hi = a[2 * i], lo = a[2 * i + 1];
-        if (hi != 0 || (lo >> 32) != 0xFFFF) {
-            out[i] = 0;
-            other[i] = 1;
-            others++;
-            continue;
-        }
-        other[i] = 0;
-        uint32_t v4 = (uint32_t)lo;
-        uint16_t v = level1[v4 >> shift1];
-        if (v & POINTER) {
-            v = level2[((size_t)(v & (POINTER - 1)) << s2) + ((v4 >> shift2) & mask2)];
-            if (v & POINTER) { /* last start <= v4 (starts[0] is 0) */
-                Py_ssize_t lo_i = 0, hi_i = ns;
-                while (hi_i - lo_i > 1) {
-                    Py_ssize_t mid = (lo_i + hi_i) / 2;
-                    if (starts[mid] <= v4)
-                        lo_i = mid;
-                    else
-                        hi_i = mid;
-                }
-                v = values[lo_i];
-            }
-        }
-        out[i] = v;
+        int v6 = hi != 0 || (lo >> 32) != 0xFFFF;
+        other[i] = (uint8_t)v6;
+        others += v6;
+        out[i] = v6 ? 0 : range4(&t, (uint32_t)lo, &bad);
     }
     Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "level1 points past level2");
+        goto done;
+    }
     result = PyLong_FromSsize_t(others);
 done:
     release(&v);

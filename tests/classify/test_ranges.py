@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,3 +87,21 @@ def test_ipv6_table(items, keys):
 def test_elementary_merges_equal_neighbours():
     starts, values = elementary([(0, 9, (28, 1)), (10, 19, (28, 1)), (20, 29, (28, 2))], 32, combine)
     assert (starts, values) == ([0, 20, 30], [1, 2, 0])
+
+
+def test_lookup4_refuses_a_level1_pointer_past_level2():
+    """The compiled lookup (the range lookup it shares with the classify kernel, _kernels.h)
+    says so instead of reading past level2, and the same table with the pointer mended reads."""
+    if not kernels.available():
+        pytest.skip("kernels not built")
+    t = RangeTable([0, 0x0A00_0000, 0x0A00_0080], [0, 5, 0], 32, (16, 8))
+    addr = np.zeros(2, ADDR)
+    addr["lo"] = np.array([0x0A00_0001, 0x0B00_0001], np.uint64) | V4_MAPPED
+    out, other = np.empty(2, np.uint16), np.empty(2, np.uint8)
+    args = (t.starts, t.values, t.s1, t.s2, out, other)
+    assert kernels.built.lookup4(addr, t.level1, t.level2, *args) == 0
+    assert out.tolist() == [5, 0]
+    bad = t.level1.copy()
+    bad[0x0A00] = 0x8000 | 0x7FFF  # the row of 10.0.0.0/16 points past level2
+    with pytest.raises(ValueError, match="past level2"):
+        kernels.built.lookup4(addr, bad, t.level2, *args)
