@@ -32,13 +32,13 @@ log = logging.getLogger(__name__)
 
 READS_PER_WAKEUP = 64  # recvmmsg calls per readable event at most
 # A socket read dry is left to fill this long before it is read again (`Intake._readable`,
-# `Intake._poll`):
-# at 80,000 datagrams/s a wakeup otherwise found 37 datagrams on average, and each wakeup's
-# fixed cost (the loop's callback, recvmmsg, a dozen small NumPy steps) came to about a tenth
-# of the main thread's CPU. Only where the kernel granted REST_MIN_BUFFER or more of receive
-# buffer, so a rest's arrivals fit with room to spare: 16 MiB hold 2 ms of 1.8 M datagrams/s
-# at 4.5 KiB of kernel memory each (a 1,400-octet datagram's skb), some six times imflow's
-# loss-free rate on one core; at its own rate a read finds a full call's worth and never rests.
+# `Intake._poll`): at 80,000 datagrams/s a wakeup otherwise found 37 datagrams on average, and
+# each wakeup's fixed cost (the loop's callback, the recvmmsg call, a dozen small NumPy steps)
+# was over a third of the receive's samples even at 122 a call (py-spy). Only where the kernel
+# granted REST_MIN_BUFFER or more of receive buffer, so a rest's arrivals fit with room to spare: a
+# queued 1,400-octet datagram takes 2,304 octets of it on loopback (SO_MEMINFO), so 16 MiB hold
+# 2 ms of 3.6 M datagrams/s, some eleven times imflow's loss-free rate on one core; at its own
+# rate a read finds a full call's worth and never rests.
 REST = 0.002
 REST_MIN_BUFFER = 16 << 20
 SO_MEMINFO, MEMINFO_VARS, MEMINFO_DROPS = 55, 9, 8  # Linux: getsockopt(SOL_SOCKET, SO_MEMINFO), u32 each
