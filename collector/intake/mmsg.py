@@ -8,9 +8,10 @@ a sequence of `(payload, (address, port), receive time)` like a list of them (a 
 copied out when asked for), whose `layout()` gives the decoder's bulk path the arena itself
 with every datagram's offset and length, so the usual datagrams are never copied in Python.
 
-The arena is dense: a slot is PITCH (2,112) octets, room for a datagram of a 1,500-octet MTU
-and then some: the daemon's 2,304 slots (a 2,048-datagram batch and one call more) keep 4.6
-MiB resident at most, where 64 KiB slots (a page or two touched per datagram) kept 11.5 MiB. Nothing is ever truncated: each message
+The arena is dense: a slot is PITCH (1,472) octets, the largest UDP payload of a 1,500-octet
+MTU over IPv4 (1,452 over IPv6): the daemon's 2,304 slots (a 2,048-datagram batch and one call
+more) keep 3.2 MiB resident at most, where 64 KiB slots (a page or two touched per datagram)
+kept 11.5 MiB and slots of 2,112 octets 4.6. Nothing is ever truncated: each message
 is received into two pieces, its slot and then a 64 KiB overflow area of its own (one per
 message of a call, reused by the next call); a datagram longer than its slot (rare: jumbo
 frames, IPv6 fragments) is copied whole, at once, into the arena's large region (dense too,
@@ -31,11 +32,11 @@ import sys
 import numpy as np
 
 SLOT = 1 << 16  # a whole UDP payload (65,507 octets over IPv4) always fits slot + overflow
-# Slots start PITCH octets apart: enough for the usual export datagram (a 1,500-octet MTU), and
-# not a power of two: at a power-of-two stride every datagram's header (and its records at equal
+# Slots start PITCH octets apart: enough for the usual export datagram (1,472 octets: a
+# 1,500-octet MTU less the IPv4 and UDP headers), and not a power of two: at a power-of-two stride every datagram's header (and its records at equal
 # offsets) would fall in the same cache sets, and the decoder's gathers across a batch would
 # miss the cache each time. Longer datagrams go to the large region (see the module's text).
-PITCH = 33 * 64
+PITCH = 23 * 64
 ALIGN = 64  # large datagrams start at multiples of this in the large region
 TAIL = 1 << 12  # slack after the last octet the arena can hold: reads past a datagram's end stay inside
 NAME = 32  # room for a sockaddr_in6 (28 octets)
