@@ -478,6 +478,8 @@ def parse_args(argv=None):
                         "imflow's own default is 60, which leaves only the final flush in a trial)")
     p.add_argument("--imflow-workers", type=int, default=1, metavar="N",
                    help="run imflow with --workers N (default 1); CPU and RSS cover all its processes")
+    p.add_argument("--imflow-toml", default="", metavar="TOML",
+                   help="more imflow configuration, e.g. '[collector]\\nbatch_size = 1024' (\\n for newlines)")
     p.add_argument("--keep", action="store_true", help="keep the temporary folders")
     p.add_argument("--quiet-wait", type=float, default=3.0, metavar="SECONDS",
                    help="before each trial wait up to this long for other programs to calm down (default 3)")
@@ -535,6 +537,8 @@ def main(argv=None) -> int:
     sessions = args.template_sessions + args.senders
     if sessions > default("limits.max_sessions"):  # room for every session: "alive", not evicted and re-learnt
         P.Imflow.extra_toml = f"[limits]\nmax_sessions = {sessions + 100}\n"
+    if args.imflow_toml:
+        P.Imflow.extra_toml += args.imflow_toml.replace("\\n", "\n") + "\n"
     rmem = P.RmemMax(P.RCVBUF)
     workdir = Path(tempfile.mkdtemp(prefix="imflow-ingest-"))
     try:
