@@ -69,7 +69,7 @@ def batches(built: D.Built, size: int, t0: float) -> list[tuple[mmsg.Batch, int,
             rx.arena[at:at + len(d)] = d
         b = mmsg.Batch(rx, 1)
         now = t0 + sent / RATE
-        b._add(offsets, np.array([len(d) for d in part], np.uint32), [SOURCE] * len(part), now)
+        b._add(offsets, np.array([len(d) for d in part], np.uint32), [SOURCE] * len(part), now, SOURCE)
         n = sum(recs[i:i + size])
         sent += n
         out.append((b, n, now))

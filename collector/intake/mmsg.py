@@ -83,7 +83,7 @@ class Batch:
     Valid until the receiver starts its next batch (the intake hands a batch on and has it
     decoded before it receives again); reading a stale one raises RuntimeError."""
 
-    __slots__ = ("receiver", "generation", "used", "_offsets", "_lens", "sources", "_runs", "_layout")
+    __slots__ = ("receiver", "generation", "used", "_offsets", "_lens", "sources", "_runs", "_layout", "_distinct")
 
     def __init__(self, receiver: Receiver, generation: int):
         self.receiver = receiver
@@ -94,16 +94,27 @@ class Batch:
         self.sources: list[tuple] = []
         self._runs: list[tuple[int, float]] = []  # (datagrams, receive time) per receive call
         self._layout = None
+        self._distinct: dict | None = {}  # the sources met, while every call said its own; else None
 
     def __len__(self) -> int:
         return len(self.sources)
 
-    def _add(self, offsets: np.ndarray, lens: np.ndarray, sources: list, now: float) -> None:
+    def _add(self, offsets: np.ndarray, lens: np.ndarray, sources: list, now: float, one=None) -> None:
+        """One receive call's datagrams; `one`: the source of them all, when the caller knows."""
         self._offsets.append(offsets)
         self._lens.append(lens)
         self.sources += sources
         self._runs.append((len(sources), now))
         self._layout = None
+        if one is None:
+            self._distinct = None
+        elif self._distinct is not None:
+            self._distinct[one] = None
+
+    def distinct_sources(self) -> list:
+        """The batch's sources, each once, in order of first arrival (without a pass over the
+        datagrams when every receive call came from one source, the usual batch)."""
+        return list(self._distinct if self._distinct is not None else dict.fromkeys(self.sources))
 
     def layout(self) -> tuple:
         """-> (arena, offsets, lengths, sources, receive times), the arrays int64/float64."""
@@ -218,7 +229,7 @@ class Receiver:
                 if refused is not None:
                     refused(source[0], k)
                 return k, k
-            batch._add(offsets, lens, [source] * k, now)
+            batch._add(offsets, lens, [source] * k, now, source)
             return k, 0
         keep, sources, refusals = [], [], {}
         for i, nl in enumerate(namelens):

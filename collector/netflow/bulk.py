@@ -124,7 +124,8 @@ def bulk(dec, items: list, base: int) -> list[int]:
     ok &= ~is5 | (24 + 48 * f2 <= lens)
 
     # sessions: (exporter, port, version, domain), looked up once per distinct key
-    sources = list(dict.fromkeys(srcs))
+    distinct = getattr(items, "distinct_sources", None)
+    sources = distinct() if distinct is not None else list(dict.fromkeys(srcs))
     if len(sources) == 1:
         src = np.zeros(n, _I8)
     else:
@@ -336,9 +337,12 @@ def _sequences(located: Located, received, b: Batch, nrec: np.ndarray, opt_recor
     (the per-datagram rule, `Session.track_sequence`, wherever a number is not the expected one)."""
     sidx, seq, rate5 = b.sidx, b.seq, b.rate5
     good = np.flatnonzero(b.ok)
-    order = good[np.argsort(sidx[good], kind="stable")]
-    s = sidx[order]
-    bounds = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1], [True])))
+    if len(b.sessions) == 1:  # the usual batch, from one exporter: already in order, one run
+        order, s, bounds = good, sidx[good], np.array([0, len(good)]) if len(good) else np.zeros(1, np.intp)
+    else:
+        order = good[np.argsort(sidx[good], kind="stable")]
+        s = sidx[order]
+        bounds = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1], [True])))
     allrec = nrec + opt_records  # what the per-datagram path counts as the message's records
     step = np.where(b.ipfix | b.is5, allrec, 1)
     expect = (seq + step) & 0xFFFF_FFFF
@@ -411,8 +415,11 @@ def _emit(located: Located, b: Batch, f: Found, base: int) -> None:
     count = np.concatenate(f.n)[keep]
     tcode = np.concatenate(f.g)[keep]
     rbase = np.concatenate(f.base)[keep]
-    order = np.lexsort((d, tcode))  # by decode group, then capture order
-    d, start, count, tcode, rbase = d[order], start[order], count[order], tcode[order], rbase[order]
+    # by decode group, then capture order: the sets were found in capture order, so a batch of
+    # one decode group (v5, or one template) is in order as it is
+    if len(f.groups) > 1 or (d.size > 1 and not bool((d[1:] >= d[:-1]).all())):
+        order = np.lexsort((d, tcode))
+        d, start, count, tcode, rbase = d[order], start[order], count[order], tcode[order], rbase[order]
     sessions, sidx = b.sessions, b.sidx
     sess_sid = np.array([s.sid if s is not None else 0 for s in sessions], np.uint32)
     sess_rate = np.array([(s.override or s.sampling_rate) if s is not None else 1 for s in sessions], np.uint32)

@@ -153,6 +153,25 @@ def test_received_batches_decode_as_copies_of_them_do():
 
 
 @pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg")
+def test_a_batch_lists_its_sources_once_in_order_of_arrival():
+    """The sources the decoder looks sessions up by: from the calls' own word while every call
+    came from one source, else from the datagrams; the same list either way."""
+    import numpy as np
+
+    receiver = mmsg.Receiver(slots=4, capacity=16)
+    a, b, c = ("192.0.2.1", 2055), ("192.0.2.2", 2055), ("192.0.2.1", 9995)
+    calls = [[b, b], [a], [b, b, b], [c, a]]
+    for told in (True, False):
+        batch = receiver.new_batch()
+        for srcs in calls:
+            one = srcs[0] if told and len(set(srcs)) == 1 else None
+            batch._add(np.zeros(len(srcs), np.int64), np.ones(len(srcs), np.uint32), list(srcs), 0.0, one)
+            assert batch.distinct_sources() == list(dict.fromkeys(batch.sources))
+        assert batch.distinct_sources() == [b, a, c]
+    receiver.close()
+
+
+@pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg")
 def test_a_batch_cannot_be_read_once_its_arena_moved_on():
     receiver = mmsg.Receiver(slots=4, capacity=8)
     old = receiver.new_batch()
