@@ -5,7 +5,7 @@ bins drained as the daemon's one-second flush does (rows built, not stored; the 
 a pass is reported apart).
 
     python bench/cpu_per_flow.py [--versions v5,v9,ipfix] [--reps 5] [--flows 600000]
-                                 [--batch 2048] [--flush-every 1.0] [--audit]
+                                 [--batch 2048] [--flush-every 1.0] [--audit] [--pace 0.02]
 
 CPU time (`time.process_time`) per flow record, best of `--reps` passes over the datagrams
 (each pass a fresh `Pipeline`, its first batch untimed: there the sessions and templates are
@@ -15,6 +15,9 @@ it off. `--audit` keeps the flow audit log on (its default categories); by defau
 (`[audit] categories = []`), the base path issue 21 is about. `--stages` adds the time of
 decode, classification and the rest of `_process` on their own, in ns a flow: five batches
 each passed at least 15 times, the fastest pass of each batch by the wall clock (`stages`).
+`--pace S` sleeps S seconds before each batch, as the daemon's batches come apart at a fixed
+rate (a 2,048-datagram batch every 25 ms at 80,000 datagrams/s): what a batch costs when its
+working set has left the caches since the last one (docs/performance.md, "What limits it").
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ def batches(built: D.Built, size: int, t0: float) -> list[tuple[mmsg.Batch, int,
     return out
 
 
-def one_pass(cfg: C.Config, feed, flush_every: float, prepare=None) -> tuple[float, int, float]:
+def one_pass(cfg: C.Config, feed, flush_every: float, prepare=None, pace: float = 0.0) -> tuple[float, int, float]:
     """-> (CPU seconds, flows, CPU seconds of the last drain) of one pass over the batches
     with a fresh pipeline (`prepare(pipeline)` first, untimed). The last drain (every bin still
     open) is timed apart: a pass is far shorter than a second of traffic at `RATE`, so counting
@@ -94,6 +97,8 @@ def one_pass(cfg: C.Config, feed, flush_every: float, prepare=None) -> tuple[flo
     cpu = time.process_time
     t0 = cpu()
     for b, n, now in feed[1:]:
+        if pace:
+            time.sleep(pace)  # not CPU time: process_time leaves it out
         p.process(b)
         flows += n
         if now >= next_flush:
@@ -150,18 +155,21 @@ def main(argv=None) -> None:
     ap.add_argument("--flush-every", type=float, default=1.0)
     ap.add_argument("--audit", action="store_true")
     ap.add_argument("--stages", action="store_true")
+    ap.add_argument("--pace", type=float, default=0.0, metavar="S",
+                    help="sleep S seconds before each batch (batches apart, as at a fixed rate)")
     a = ap.parse_args(argv)
     tune_malloc()
     gc.freeze()
     cfg = C.validate({} if a.audit else {"audit": {"categories": []}})
     print(f"batch {a.batch} datagrams, flush every {a.flush_every} s of traffic at {RATE / 1e6} M flows/s, "
-          f"audit {'on' if a.audit else 'off'}, best of {a.reps}")
+          f"audit {'on' if a.audit else 'off'}, best of {a.reps}"
+          + (f", {a.pace * 1e3:g} ms apart" if a.pace else ""))
     print("version | flows | datagrams | CPU us/flow (best) | median | last drain ms"
           + (" | decode ns | classify ns | rest ns" if a.stages else ""))
     for v in a.versions.split(","):
         built = D.build(v, a.flows)
         feed = batches(built, a.batch, time.time() - 30)
-        runs = [one_pass(cfg, feed, a.flush_every) for _ in range(a.reps)]
+        runs = [one_pass(cfg, feed, a.flush_every, pace=a.pace) for _ in range(a.reps)]
         per = sorted(c / f * 1e6 for c, f, _ in runs)
         drain = min(d for _, _, d in runs)
         line = (f"{v} | {runs[0][1]} | {len(built.datagrams)} | {per[0]:.3f} | {per[len(per) // 2]:.3f} | "
