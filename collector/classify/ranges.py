@@ -15,6 +15,7 @@ A plain `searchsorted` costs ~45 ns per random key on a few hundred intervals; a
 
 from __future__ import annotations
 
+import mmap
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
@@ -85,16 +86,19 @@ class RangeTable:
         w1 = self.width - self.s1
         w2 = w1 - self.s2
         level1, mixed = _cells(starts, self.values, w1, 1 << self.s1)
-        blocks = []
+        level2 = _zeros((max(len(mixed), 1), 1 << self.s2))
         for n, cell in enumerate(mixed):
             base = int(cell) << w1
             a, b = bisect_left(starts, base), bisect_left(starts, base + (1 << w1))
             row, sub_mixed = _cells([s - base for s in starts[a:b]], self.values[a:b],
                                     w2, 1 << self.s2, at_base=int(level1[cell]))
             row[sub_mixed] = POINTER
-            blocks.append(row)
+            if level1[cell]:
+                level2[n] = row
+            else:  # the cell's value is 0 (no prefix, not internal): write only the rest
+                nz = np.flatnonzero(row)
+                level2[n, nz] = row[nz]
             level1[cell] = POINTER | n
-        level2 = np.stack(blocks) if blocks else np.zeros((1, 1 << self.s2), np.uint16)
         return level1, level2
 
     def lookup(self, top: np.ndarray, lo: np.ndarray | None = None) -> np.ndarray:
@@ -144,6 +148,17 @@ class RangeTable:
                 break
             i[back] -= 1
         return self.values[i]
+
+
+def _zeros(shape: tuple[int, int]) -> np.ndarray:
+    """A uint16 table of zeros whose pages take no memory until written. IPv6 level-2 rows are
+    65,536 entries (128 KiB) for a /16 that a few /32s or longer split, nearly all of them 0:
+    held in an anonymous mapping, the pages never written stay the kernel's shared zero page
+    (the built-in catalogue's 16 rows: 2 MiB allocated, a few pages resident)."""
+    octets = shape[0] * shape[1] * 2
+    if octets < 1 << 16:
+        return np.zeros(shape, np.uint16)
+    return np.frombuffer(mmap.mmap(-1, octets), np.uint16).reshape(shape)
 
 
 def _cells(starts: list[int], values: np.ndarray, cell_bits: int, n_cells: int,
