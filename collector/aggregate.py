@@ -90,11 +90,21 @@ class Bins:
     """Open bins as columns: key columns (`HOST_KEYS`: (minute, exporter, service, host,
     flags); `IF_KEYS`: (minute, exporter, service, interface, direction)) and sums.
 
-    Each batch appends its own reduction; the parts are merged in bulk (one `group_rows` sort
-    of the packed key, `_key_columns`) when they outgrow the merged table, and before anything
-    reads the bins. No Python work per key on the hot path. At the ceiling, keys already open
-    keep their place and new ones are dropped (counted), as a dict that refuses new keys would.
+    Each batch appends its own reduction; the parts are merged in bulk (one `group_sums` of
+    the packed key, `_key_columns`: the compiled hash table, or NumPy's sort) when `settle` is
+    called with `PENDING` rows pending or as many as the merged table (the pipeline calls it
+    after each batch, once the batch's own arrays are freed, so a merge's temporaries do not
+    add to theirs), at four times that on `append` itself, and before anything reads the bins.
+    No Python work per key on the hot path. At the ceiling, keys already open keep their place
+    and new ones are dropped (counted), as a dict that refuses new keys would.
+
+    The parts are what grows with the flow rate (a batch's reduction is a few thousand rows
+    of 55 octets, whatever its flows): merged only at 200,000 rows, they took 15-20 MiB more
+    at 5.8 M flows/s than at 1 M; at `PENDING` the merges are more frequent but, by hashing,
+    no dearer (docs/performance.md, "Memory").
     """
+
+    PENDING = 50_000
 
     def __init__(self, ceiling: int, keys: dict[str, type]):
         self.ceiling = ceiling
@@ -111,7 +121,12 @@ class Bins:
     def append(self, cols: dict[str, np.ndarray]) -> None:
         self.parts.append(cols)
         self.pending += len(cols["bytes"])
-        if self.pending >= max(200_000, len(self.merged["bytes"])):
+        if self.pending >= 4 * max(self.PENDING, len(self.merged["bytes"])):
+            self.merge()
+
+    def settle(self) -> None:
+        """Merge when enough rows are pending (see the class text)."""
+        if self.pending >= max(self.PENDING, len(self.merged["bytes"])):
             self.merge()
 
     def merge(self) -> dict[str, np.ndarray]:
@@ -121,13 +136,16 @@ class Bins:
         cols = {c: np.concatenate([self.merged[c]] + [p[c] for p in self.parts]).astype(t, copy=False)
                 for c, t in self.dtypes.items()}
         self.parts, self.pending = [], 0
-        order, starts = group_rows(self._key_columns(cols))
-        out = {c: cols[c][order[starts]] for c in self.keys}
-        for c in _SUMS:
-            out[c] = np.add.reduceat(cols[c][order], starts) if len(order) else cols[c]
-        if len(starts) > self.ceiling:
-            # a group is "old" when one of its rows came from the merged table
-            was_open = np.logical_or.reduceat(order < old, starts)
+        if not len(cols["bytes"]):
+            self.merged = cols
+            return cols
+        # a group's first row: the merged table's rows come first, so a group was open before
+        # exactly when its first row is one of them
+        first, sums, _ = group_sums(self._key_columns(cols), [cols[c] for c in _SUMS])
+        out = {c: cols[c][first] for c in self.keys}
+        out.update(zip(_SUMS, sums))
+        if len(first) > self.ceiling:
+            was_open = first < old
             room = max(self.ceiling - int(was_open.sum()), 0)
             keep = was_open | (np.cumsum(~was_open) <= room)
             self.dropped += int((~keep).sum())
@@ -356,6 +374,11 @@ class Aggregator:
             i = self._exporter_index[name] = len(self.exporter_names)
             self.exporter_names.append(name)
         return i
+
+    def settle(self) -> None:
+        """Between batches: merge the open bins' pending parts when they are many (`Bins`)."""
+        self.bins.settle()
+        self.if_bins.settle()
 
     def open_bins(self) -> int:
         return len(self.bins) + len(self.if_bins)  # merges, so `dropped_bins` is current after it

@@ -48,7 +48,47 @@ def test_bins_equal_a_plain_reduction(kernels_on, batches):
         check_bins(batches)
 
 
-def check_bins(batches):
+@both_ways
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(flow, min_size=1, max_size=60), min_size=2, max_size=8))
+def test_bins_merged_between_batches_equal_a_plain_reduction(kernels_on, batches):
+    """The open bins merged as they go (a few rows pending at most), not only when read."""
+    with kernels.use(kernels_on), _pending(5):
+        check_bins(batches, settle=True)
+
+
+def test_at_the_ceiling_the_keys_met_first_are_kept_across_merges():
+    """Merged as they come, bins at the ceiling keep the keys that arrived first, as a dict
+    refusing new keys would (the compiled grouping numbers groups by their first row)."""
+    hosts = [f"10.0.0.{i}" for i in range(20, 0, -1)]  # arrive in falling address order
+    with kernels.use(True), _pending(1):
+        agg = Aggregator(SERVICES, CATEGORIES, max_open_bins=5)
+        for h in hosts:
+            b, cls, exp = make([(1, h, 0, 10, 1, 0, 0, 0)])
+            agg.add(b, cls, exp, ["192.0.2.1"], NOW)
+            agg.settle()
+        b, cls, exp = make([(1, h, 0, 1, 1, 0, 0, 0) for h in hosts])
+        agg.add(b, cls, exp, ["192.0.2.1"], NOW)
+        assert sorted((r.host, r.bytes) for r in agg.drain()) == sorted((h, 11) for h in hosts[:5])
+        assert agg.dropped_bins >= 15  # each merge counts the keys it refuses
+
+
+class _pending:
+    """Bins merge once `n` rows are pending (and at least as many as they hold)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        from collector.aggregate import Bins
+        self.old, Bins.PENDING = Bins.PENDING, self.n
+
+    def __exit__(self, *exc):
+        from collector.aggregate import Bins
+        Bins.PENDING = self.old
+
+
+def check_bins(batches, settle=False):
     agg = Aggregator(SERVICES, CATEGORIES, max_age=3600, max_skew=300)
     names = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
     expect: Counter = Counter()
@@ -56,6 +96,8 @@ def check_bins(batches):
     for flows in batches:
         b, cls, exp = make(flows)
         agg.add(b, cls, exp, names, NOW)
+        if settle:
+            agg.settle()
         for svc, h, e, nbytes, pkts, dt, in_if, out_if in flows:
             t = NOW + dt if -3600 <= dt <= 300 else NOW
             key = (int(t // 60) * 60, names[e], SERVICES[svc], CATEGORIES[svc], h or "")

@@ -96,6 +96,7 @@ class Pipeline:
         minute at most)."""
         try:
             self._process(datagrams)
+            self.aggregator.settle()  # the batch's arrays are freed by now
         except Exception:  # never let one batch stop the intake or the shutdown
             lost = Counter(self.decoder.stats.label(src[0]) for src in _sources(datagrams))
             for label, n in lost.items():
