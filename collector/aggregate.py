@@ -99,12 +99,14 @@ class Bins:
     and new ones are dropped (counted), as a dict that refuses new keys would.
 
     The parts are what grows with the flow rate (a batch's reduction is a few thousand rows
-    of 55 octets, whatever its flows): merged only at 200,000 rows, they took 15-20 MiB more
-    at 5.8 M flows/s than at 1 M; at `PENDING` the merges are more frequent but, by hashing,
-    no dearer (docs/performance.md, "Memory").
+    of 55 octets, whatever its flows): merged only at 200,000 rows, they took 20-25 MiB more
+    at 5.8 M flows/s than at 1 M. At 20,000 the merges are more frequent: in process, 2-4 %
+    more CPU a v5 flow (where they ran in the store thread at the flush before); in the daemon
+    at 80,000 datagrams/s no difference beyond the machine's spread (docs/performance.md,
+    "Memory").
     """
 
-    PENDING = 50_000
+    PENDING = 20_000
 
     def __init__(self, ceiling: int, keys: dict[str, type]):
         self.ceiling = ceiling
