@@ -33,9 +33,10 @@ import numpy as np
 
 SLOT = 1 << 16  # a whole UDP payload (65,507 octets over IPv4) always fits slot + overflow
 # Slots start PITCH octets apart: enough for the usual export datagram (1,472 octets: a
-# 1,500-octet MTU less the IPv4 and UDP headers), and not a power of two: at a power-of-two stride every datagram's header (and its records at equal
-# offsets) would fall in the same cache sets, and the decoder's gathers across a batch would
-# miss the cache each time. Longer datagrams go to the large region (see the module's text).
+# 1,500-octet MTU less the IPv4 and UDP headers), and not a power of two: at a power-of-two
+# stride every datagram's header (and its records at equal offsets) would fall in the same
+# cache sets, and the decoder's gathers across a batch would miss the cache each time. Longer
+# datagrams go to the large region (see the module's text).
 PITCH = 23 * 64
 ALIGN = 64  # large datagrams start at multiples of this in the large region
 TAIL = 1 << 12  # slack after the last octet the arena can hold: reads past a datagram's end stay inside
