@@ -538,7 +538,11 @@ def main(argv=None) -> int:
     if sessions > default("limits.max_sessions"):  # room for every session: "alive", not evicted and re-learnt
         P.Imflow.extra_toml = f"[limits]\nmax_sessions = {sessions + 100}\n"
     if args.imflow_toml:
-        P.Imflow.extra_toml += args.imflow_toml.replace("\\n", "\n") + "\n"
+        extra = args.imflow_toml.replace("\\n", "\n") + "\n"
+        if P.Imflow.extra_toml and "[limits]" in extra:  # one TOML document defines a table once
+            raise SystemExit(f"--imflow-toml: its [limits] table would repeat the harness's "
+                             f"({P.Imflow.extra_toml.strip()!r} for the sessions): put that key in yours")
+        P.Imflow.extra_toml += extra
     rmem = P.RmemMax(P.RCVBUF)
     workdir = Path(tempfile.mkdtemp(prefix="imflow-ingest-"))
     try:
