@@ -52,8 +52,9 @@ def _small(col: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _sums(batch: FlowBatch, cols: list[tuple[np.ndarray, int]]) -> tuple:
-    """Per group of the key columns: (a row of it, bytes, packets, flows)."""
-    first, (b, p), flows = group_sums(cols, [batch.bytes, batch.packets])
+    """Per group of the key columns: (a row of it, bytes, packets, flows). Room for a group
+    per four flows (a batch's bins are far fewer than its flows; more are grouped again)."""
+    first, (b, p), flows = group_sums(cols, [batch.bytes, batch.packets], room=max(len(batch) // 4, 8192))
     return first, b, p, flows
 
 

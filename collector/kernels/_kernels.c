@@ -15,14 +15,17 @@
  *           cardinality needs (the `width` collector.kernels.grouping.group_rows sums), the
  *           fields 64 bits at most together (else ValueError)
  *   values  a tuple of 0-4 C-contiguous buffers of n unsigned 64-bit integers to sum per group
- *   first   a writable buffer of >= n signed 64-bit integers: the first row of each group
- *   sums    a tuple of writable buffers of >= n unsigned 64-bit integers, one per values
- *   counts  a writable buffer of >= n unsigned 64-bit integers: the rows of each group
+ *   first   a writable buffer of signed 64-bit integers: the first row of each group
+ *   sums    a tuple of writable buffers of unsigned 64-bit integers, one per values
+ *   counts  a writable buffer of unsigned 64-bit integers: the rows of each group
+ *           (the outputs' room, the fewest items of any of them, bounds the groups: n holds
+ *           every batch, fewer keep a batch of few groups from allocating n of each)
  *   seed    an integer mixed into the hash (the caller picks it at random once)
  *
  * Groups are numbered 0..k-1 in the order of their first rows; sums wrap modulo 2^64, as
  * NumPy's uint64 additions do. -1 means a probe sequence grew past MAX_PROBE (keys made to
- * collide): nothing useful was written, and the caller groups the batch another way.
+ * collide): nothing useful was written, and the caller groups the batch another way; -3 that
+ * there were more groups than the outputs' room (nothing useful written either).
  *
  * Why a table and not a sort: a batch of 53k flows holds a few thousand groups, so a table
  * sized to the groups (grown as they come, never to the rows) stays in the CPU's caches, and
@@ -135,13 +138,13 @@ static void pack(uint64_t *key, const Py_buffer *c, int bits, Py_ssize_t n, int 
 #undef PACK
 }
 
-/* The grouping proper; -1 on a too long probe, -2 when out of memory.
+/* The grouping proper; -1 on a too long probe, -2 when out of memory, -3 past `room` groups.
  *
  * A group's key, row count and sums lie together in one record (rec[g * stride]: key, count,
  * then the nv sums), so a row touches the slot table and one record, not the key, the counts
  * and each sum apart, each at random; the k records are copied out at the end. */
 static Py_ssize_t group(const uint64_t *key, Py_ssize_t n, const uint64_t *const *vals, int nv,
-                        int64_t *first, uint64_t *const *sums, uint64_t *counts, uint64_t seed)
+                        int64_t *first, uint64_t *const *sums, uint64_t *counts, Py_ssize_t room, uint64_t seed)
 {
     int bits = FIRST_BITS;
     size_t cap = (size_t)1 << bits, stride = (size_t)nv + 2;
@@ -173,6 +176,11 @@ static Py_ssize_t group(const uint64_t *key, Py_ssize_t n, const uint64_t *const
         for (;;) {
             int32_t g = slot[h];
             if (g < 0) {
+                if (k >= room) {
+                    free(slot);
+                    free(rec);
+                    return -3;
+                }
                 g = (int32_t)k++;
                 slot[h] = g;
                 r = rec + (size_t)g * stride;
@@ -276,18 +284,21 @@ static PyObject *group_sums(PyObject *self, PyObject *const *args, Py_ssize_t na
             goto done;
         }
     }
+    Py_buffer *fb = take(&v, args[2], 1, 0, 8), *cb = fb ? take(&v, args[4], 1, 0, 8) : NULL;
+    if (!cb)
+        goto done;
+    Py_ssize_t room = fb->shape[0] < cb->shape[0] ? fb->shape[0] : cb->shape[0]; /* groups the outputs hold */
     for (Py_ssize_t c = 0; c < nv; c++) {
         Py_buffer *b = take(&v, PyTuple_GET_ITEM(args[1], c), 0, n, 8);
         if (!b)
             goto done;
         vals[c] = b->buf;
-        if (!(b = take(&v, PyTuple_GET_ITEM(args[3], c), 1, n, 8)))
+        if (!(b = take(&v, PyTuple_GET_ITEM(args[3], c), 1, 0, 8)))
             goto done;
         sums[c] = b->buf;
+        if (b->shape[0] < room)
+            room = b->shape[0];
     }
-    Py_buffer *fb = take(&v, args[2], 1, n, 8), *cb = fb ? take(&v, args[4], 1, n, 8) : NULL;
-    if (!cb)
-        goto done;
     Py_ssize_t k;
     Py_BEGIN_ALLOW_THREADS
     uint64_t *key = malloc((size_t)(n ? n : 1) * sizeof *key);
@@ -300,7 +311,7 @@ static PyObject *group_sums(PyObject *self, PyObject *const *args, Py_ssize_t na
                 pack(key, keys[c], bits[c], n, !packed++);
         if (!packed)
             memset(key, 0, (size_t)n * sizeof *key);
-        k = group(key, n, vals, (int)nv, fb->buf, sums, cb->buf, seed);
+        k = group(key, n, vals, (int)nv, fb->buf, sums, cb->buf, room, seed);
         free(key);
     }
     Py_END_ALLOW_THREADS

@@ -69,21 +69,26 @@ def group_rows(cols: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarr
     return order, np.flatnonzero(np.concatenate(([True], skey[1:] != skey[:-1])))
 
 
-def group_sums(cols: list[tuple[np.ndarray, int]], values: list[np.ndarray]
+def group_sums(cols: list[tuple[np.ndarray, int]], values: list[np.ndarray], room: int | None = None
                ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """Group rows as `group_rows` does and sum each of `values` (uint64, wrapping) per group:
     -> (a row of each group, the sums, the rows per group). Groups come in no set order.
-    The compiled kernel when it is switched on (`kernels.use`), else NumPy."""
+    The compiled kernel when it is switched on (`kernels.use`), else NumPy. `room`: the groups
+    expected at most; the kernel's outputs are made that long (a batch's few thousand groups
+    need not take 32 octets a row), and a batch of more is grouped again with room for all."""
     n = len(cols[0][0])
     width = sum(max(size - 1, 0).bit_length() for _, size in cols)
     kernel = kernels.compiled
     if kernel is not None and width <= 64 and n:
-        first = np.empty(n, np.int64)
-        sums = [np.empty(n, _U8) for _ in values]
-        counts = np.empty(n, _U8)
-        k = kernel.group_sums(tuple((np.ascontiguousarray(c), size) for c, size in cols),
-                              tuple(np.ascontiguousarray(v, _U8) for v in values),
-                              first, tuple(sums), counts, _SEED)
+        keys = tuple((np.ascontiguousarray(c), size) for c, size in cols)
+        vals = tuple(np.ascontiguousarray(v, _U8) for v in values)
+        for m in dict.fromkeys((n if room is None else max(min(room, n), 1), n)):
+            first = np.empty(m, np.int64)
+            sums = [np.empty(m, _U8) for _ in values]
+            counts = np.empty(m, _U8)
+            k = kernel.group_sums(keys, vals, first, tuple(sums), counts, _SEED)
+            if k != -3:  # -3: more groups than room
+                break
         if k >= 0:  # copies: the groups are few, the buffers batch-sized
             return first[:k].astype(np.intp), [s[:k].copy() for s in sums], counts[:k].copy()
     order, starts = group_rows(cols)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from collector import kernels
 from collector.kernels import grouping
-from collector.kernels.grouping import codes, dense, group_rows, unique_inverse
+from collector.kernels.grouping import codes, dense, group_rows, group_sums, unique_inverse
 from tests.kernels import both_ways
 
 # cardinalities per column: small ones pack into 32 bits, 2^40 and 2^62 into 64, two of 2^62 overflow
@@ -203,9 +203,27 @@ def test_kernel_refuses_wrong_buffers():
     ok = np.zeros(4, np.uint64)
     with pytest.raises(TypeError):
         k.group_sums(((np.zeros(4, np.float64), 2),), (), ok, (), ok, 0)
-    with pytest.raises(ValueError):
-        k.group_sums(((np.zeros(4, np.uint8), 2),), (), np.zeros(2, np.int64), (), ok, 0)
+    # outputs shorter than the rows are room for that many groups: more groups give -3
+    assert k.group_sums(((np.zeros(4, np.uint8), 2),), (), np.zeros(2, np.int64), (), ok, 0) == 1
+    assert k.group_sums(((np.arange(4, dtype=np.uint8), 4),), (), np.zeros(2, np.int64), (), ok, 0) == -3
     with pytest.raises(TypeError):
         k.group_sums(((np.zeros(4, np.uint8), 2),), (np.zeros(4, np.uint32),), ok, (ok,), ok, 0)
     with pytest.raises(ValueError):
         k.group_sums(((np.zeros(4, np.uint8), 2), (np.zeros(3, np.uint8), 2)), (), ok, (), ok, 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 400), st.integers(1, 50), st.integers(1, 300), st.integers(0, 2**32 - 1))
+def test_group_sums_with_little_room_equals_numpy(n, card, room, seed):
+    """Room for fewer groups than the batch holds: grouped again with room for all, the same
+    groups and sums as NumPy's way."""
+    rng = np.random.default_rng(seed)
+    cols = [(rng.integers(0, card, n).astype(np.uint16), card), (rng.integers(0, 3, n).astype(np.uint8), 3)]
+    vals = [rng.integers(0, 2**40, n, dtype=np.uint64)]
+    with kernels.use(True):
+        first, (sums,), counts = group_sums(cols, vals, room=room)
+    with kernels.use(False):
+        ref_first, (ref_sums,), ref_counts = group_sums(cols, vals)
+    got = sorted(zip((tuple(int(c[f]) for c, _ in cols) for f in first), sums.tolist(), counts.tolist()))
+    ref = sorted(zip((tuple(int(c[f]) for c, _ in cols) for f in ref_first), ref_sums.tolist(), ref_counts.tolist()))
+    assert got == ref
