@@ -276,13 +276,15 @@ class Aggregator:
             out[(self.exporter_names[e], self.services[s], self.categories[s])] = (b, p, f)
         return out
 
-    def add(self, batch: FlowBatch, cls: Classified, exporters: np.ndarray, exporter_names: list[str],
+    def add(self, batch: FlowBatch, cls: Classified, exporters: np.ndarray | int, exporter_names: list[str],
             now: float, violations: np.ndarray | None = None) -> None:
-        """Add one classified batch. `exporters[i]` indexes `exporter_names` for flow i;
+        """Add one classified batch. `exporters[i]` indexes `exporter_names` for flow i, or
+        `exporters` is that index for every flow (a batch from one exporter: no column of it);
         `violations[i]` marks flows of blocked services from internal hosts."""
         n = len(batch)
         if not n:
             return
+        one = not isinstance(exporters, np.ndarray)
         service = cls.service
         kernel = kernels.compiled
         if kernel is not None and batch.end.dtype == np.float64:
@@ -302,13 +304,17 @@ class Aggregator:
             hosts, hcard = host_codes(cls.host["hi"], cls.host["lo"], cls.has_host)
         ecard = len(exporter_names)
         ncard = len(self.services)
-        cols = [(mrel, mcard), (exporters, ecard), (service, ncard), (flag, 32), (hosts, hcard)]
+        by_exporter = [] if one else [(exporters, ecard)]  # a key column only when it varies
+        cols = [(mrel, mcard), *by_exporter, (service, ncard), (flag, 32), (hosts, hcard)]
         if not fits(cols):
             cols[-1] = dense(hosts, hcard)
         first, sums_b, sums_p, counts = _sums(batch, cols)
         gservice = service[first]
         glob = np.array([self._exporter(name) for name in exporter_names], np.uint32)
-        gexporter, gflag = glob[exporters[first]], flag[first]
+
+        def exporter_of(rows: np.ndarray) -> np.ndarray:
+            return np.full(len(rows), glob[exporters], np.uint32) if one else glob[exporters[rows]]
+        gexporter, gflag = exporter_of(first), flag[first]
         # the totals by (exporter, service, method): a few dozen groups of the batch's thousands
         # of bins, so the scattered adds into the totals (np.add.at, ~9 ns an item) stay few
         gmethod = gflag >> np.uint8(2)
@@ -329,8 +335,8 @@ class Aggregator:
         if not (in_if.any() or out_if.any()):
             return
         first, sums_b, sums_p, counts = _sums(
-            batch, [(mrel, mcard), (exporters, ecard), (service, ncard), _small(in_if), _small(out_if)])
-        g_m, g_e, g_s = (mrel[first] + m0) * BIN, glob[exporters[first]], service[first].astype(np.uint16)
+            batch, [(mrel, mcard), *by_exporter, (service, ncard), _small(in_if), _small(out_if)])
+        g_m, g_e, g_s = (mrel[first] + m0) * BIN, exporter_of(first), service[first].astype(np.uint16)
         for ifs, direction in ((in_if[first], 0), (out_if[first], 1)):
             known = np.flatnonzero(ifs)  # interface 0: not given
             if known.size:
@@ -366,7 +372,11 @@ class Aggregator:
         if bad is None:
             bad = ~((end >= now - self.max_age) & (end <= now + self.max_skew))
         self.totals.clamped += int(bad.sum())
-        for i, n in enumerate(np.bincount(exporters[bad], minlength=len(exporter_names)).tolist()):
+        if isinstance(exporters, np.ndarray):
+            per = np.bincount(exporters[bad], minlength=len(exporter_names)).tolist()
+        else:  # one exporter for every flow
+            per = [int(bad.sum()) if i == exporters else 0 for i in range(len(exporter_names))]
+        for i, n in enumerate(per):
             if n:
                 by = self.totals.clamped_by
                 by[exporter_names[i]] = by.get(exporter_names[i], 0) + n

@@ -57,6 +57,24 @@ def test_bins_merged_between_batches_equal_a_plain_reduction(kernels_on, batches
         check_bins(batches, settle=True)
 
 
+@both_ways
+@settings(max_examples=60, deadline=None)
+@given(st.lists(flow, min_size=1, max_size=60), st.integers(0, 2))
+def test_one_exporter_index_for_every_flow_equals_a_column_of_it(kernels_on, flows, e):
+    """A batch from one exporter passes its index once: the same bins, interface bins, totals
+    and clamped counts as a column holding it for every flow."""
+    names = ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
+    b, cls, _ = make(flows)
+    out = []
+    with kernels.use(kernels_on):
+        for exporters in (np.full(len(flows), e, np.uint32), e):
+            agg = Aggregator(SERVICES, CATEGORIES, max_age=3600, max_skew=300)
+            agg.add(b, cls, exporters, names, NOW)
+            out.append((sorted(agg.drain()), sorted(agg.drain_interfaces()), agg.service_totals(),
+                        agg.totals.clamped, agg.totals.clamped_by))
+    assert out[0] == out[1]
+
+
 def test_at_the_ceiling_the_keys_met_first_are_kept_across_merges():
     """Merged as they come, bins at the ceiling keep the keys that arrived first, as a dict
     refusing new keys would (the compiled grouping numbers groups by their first row)."""

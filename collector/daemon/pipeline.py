@@ -117,7 +117,11 @@ class Pipeline:
         if not len(batch):
             return
         cls = self.classifier.classify_batch(batch)
-        sids, inverse = unique_inverse(batch.session, int(batch.session.max()) + 1)
+        session = batch.session
+        if session[0] == session[-1] and (session == session[0]).all():  # one session: no per-flow codes
+            sids, inverse = session[:1], None
+        else:
+            sids, inverse = unique_inverse(session, int(session.max()) + 1)
         names: list[str] = []
         index: dict[str, int] = {}
         codes = []
@@ -127,9 +131,7 @@ class Pipeline:
             codes.append(index.setdefault(name, len(names)))
             if len(names) < len(index):
                 names.append(name)
-        exporters = _per_flow(codes, inverse)
-        if not isinstance(exporters, np.ndarray):
-            exporters = np.full(len(inverse), exporters, np.uint32)
+        exporters = _per_flow(codes, inverse)  # an index for every flow, or one for them all
         violations = (self.policy_table.violations(cls.service, cls.host["hi"], cls.host["lo"], cls.has_host)
                       if self.policy_table.blocks else None)  # None: no flow can be a violation
         now = self.clock()
@@ -166,9 +168,10 @@ class Pipeline:
         return out
 
 
-def _per_flow(values: list[int], inverse: np.ndarray):
-    """A value per session of a batch -> a value per flow (`inverse`: each flow's session). One
-    session (the usual batch): its value as it is, with no gather over the flows."""
+def _per_flow(values: list[int], inverse: np.ndarray | None):
+    """A value per session of a batch -> a value per flow (`inverse`: each flow's session; None
+    when there is one). One session (the usual batch): its value as it is, with no gather over
+    the flows."""
     return values[0] if len(values) == 1 else np.array(values, np.uint32)[inverse]
 
 
