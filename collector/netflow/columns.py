@@ -58,6 +58,8 @@ class Columns:
             gathered.append((t, chunks, g, int(g[1].sum())))
         total = sum(n for *_, n in gathered)
         keep = self.keep
+        if "app_id" in keep and not any(t is not V5 and F.applicationId in t.compiled().name for t, *_ in gathered):
+            keep = keep - {"app_id"}  # no template of the batch carries one: a zero view, no column of zeros
         cols = {c: np.empty(total, d) if c in keep else np.broadcast_to(np.zeros((), d), (total,))
                 for c, d in COLUMNS.items()}
         extra: list[FlowBatch] = []
@@ -66,7 +68,7 @@ class Columns:
         for t, chunks, g, n in gathered:
             dst = {c: v[pos:pos + n] for c, v in cols.items()}
             try:
-                more, drop = self._group(t, g, n, dst)
+                more, drop = self._group(t, g, n, dst, keep)
                 extra.extend(more)
                 if drop is not None:
                     cut.append((pos, drop))
@@ -93,11 +95,11 @@ class Columns:
                 self.stats.errors[label, "internal"] += 1
         self.faults.note("internal", label, exc, internal=True)
 
-    def _group(self, t, g: tuple, n: int, dst: dict) -> tuple[list[FlowBatch], np.ndarray | None]:
-        """One group's records into `dst` (its rows of every column). -> (extra batches: the
-        reverse halves of biflow records, rows of the group to drop)."""
+    def _group(self, t, g: tuple, n: int, dst: dict, keep: frozenset) -> tuple[list[FlowBatch], np.ndarray | None]:
+        """One group's records into `dst` (its rows of every column; those in `keep` are
+        written). -> (extra batches: the reverse halves of biflow records, rows of the group to
+        drop)."""
         raw, counts, sids, rates, exports, uptimes, dgrams, bases = g
-        keep = self.keep
 
         def put(col: str, value) -> None:  # convert and copy in one pass
             if col in keep:
