@@ -150,7 +150,9 @@ class Bins:
         if len(first) > self.ceiling:
             was_open = first < old
             room = max(self.ceiling - int(was_open.sum()), 0)
-            keep = was_open | (np.cumsum(~was_open) <= room)
+            new = np.flatnonzero(~was_open)  # in the order they arrived (groups come in no set order)
+            keep = was_open.copy()
+            keep[new[np.argsort(first[new], kind="stable")[:room]]] = True
             self.dropped += int((~keep).sum())
             out = {c: v[keep] for c, v in out.items()}
         self.merged = out
@@ -372,11 +374,8 @@ class Aggregator:
         if bad is None:
             bad = ~((end >= now - self.max_age) & (end <= now + self.max_skew))
         self.totals.clamped += int(bad.sum())
-        if isinstance(exporters, np.ndarray):
-            per = np.bincount(exporters[bad], minlength=len(exporter_names)).tolist()
-        else:  # one exporter for every flow
-            per = [int(bad.sum()) if i == exporters else 0 for i in range(len(exporter_names))]
-        for i, n in enumerate(per):
+        exporters = np.broadcast_to(exporters, bad.shape)  # one index for every flow, or a column
+        for i, n in enumerate(np.bincount(exporters[bad], minlength=len(exporter_names)).tolist()):
             if n:
                 by = self.totals.clamped_by
                 by[exporter_names[i]] = by.get(exporter_names[i], 0) + n

@@ -75,11 +75,13 @@ def test_one_exporter_index_for_every_flow_equals_a_column_of_it(kernels_on, flo
     assert out[0] == out[1]
 
 
-def test_at_the_ceiling_the_keys_met_first_are_kept_across_merges():
+@both_ways
+def test_at_the_ceiling_the_keys_met_first_are_kept_across_merges(kernels_on):
     """Merged as they come, bins at the ceiling keep the keys that arrived first, as a dict
-    refusing new keys would (the compiled grouping numbers groups by their first row)."""
+    refusing new keys would, whichever way the groups were found (the hash kernel numbers them
+    by their first row, NumPy's sort by their key)."""
     hosts = [f"10.0.0.{i}" for i in range(20, 0, -1)]  # arrive in falling address order
-    with kernels.use(True), _pending(1):
+    with kernels.use(kernels_on), _pending(1):
         agg = Aggregator(SERVICES, CATEGORIES, max_open_bins=5)
         for h in hosts:
             b, cls, exp = make([(1, h, 0, 10, 1, 0, 0, 0)])
