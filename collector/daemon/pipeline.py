@@ -18,7 +18,7 @@ from collector.auditlog import AuditBuffer
 from collector.classify.catalogue import Catalogue
 from collector.classify.classifier import Classifier
 from collector.daemon.wiring import app_id_table, build_asn, build_catalogue, build_learned, build_policy, limits_of
-from collector.kernels.grouping import unique_inverse
+from collector.kernels.grouping import sole, unique_inverse
 from collector.netflow.decoder import Decoder
 from collector.policy import Policy
 
@@ -118,7 +118,7 @@ class Pipeline:
             return
         cls = self.classifier.classify_batch(batch)
         session = batch.session
-        if session[0] == session[-1] and (session == session[0]).all():  # one session: no per-flow codes
+        if sole(session):  # one session: no per-flow codes
             sids, inverse = session[:1], None
         else:
             sids, inverse = unique_inverse(session, int(session.max()) + 1)

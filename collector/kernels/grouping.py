@@ -82,13 +82,13 @@ def group_sums(cols: list[tuple[np.ndarray, int]], values: list[np.ndarray], roo
     if kernel is not None and width <= 64 and n:
         keys = tuple((np.ascontiguousarray(c), size) for c, size in cols)
         vals = tuple(np.ascontiguousarray(v, _U8) for v in values)
-        for m in dict.fromkeys((n if room is None else max(min(room, n), 1), n)):
-            first = np.empty(m, np.int64)
-            sums = [np.empty(m, _U8) for _ in values]
-            counts = np.empty(m, _U8)
-            k = kernel.group_sums(keys, vals, first, tuple(sums), counts, _SEED)
-            if k != -3:  # -3: more groups than room
-                break
+
+        def grouped(m: int) -> tuple:  # outputs with room for m groups; -3 from the kernel: more
+            first, sums, counts = np.empty(m, np.int64), [np.empty(m, _U8) for _ in values], np.empty(m, _U8)
+            return kernel.group_sums(keys, vals, first, tuple(sums), counts, _SEED), first, sums, counts
+        k, first, sums, counts = grouped(n if room is None else max(min(room, n), 1))
+        if k == -3:
+            k, first, sums, counts = grouped(n)
         if k >= 0:  # copies: the groups are few, the buffers batch-sized
             return first[:k].astype(np.intp), [s[:k].copy() for s in sums], counts[:k].copy()
     order, starts = group_rows(cols)
@@ -117,6 +117,12 @@ def _codes(order: np.ndarray, new: np.ndarray) -> np.ndarray:
     return out
 
 
+def sole(col: np.ndarray) -> bool:
+    """Whether a non-empty column holds one value only (one comparison pass, none when its
+    ends differ)."""
+    return bool(len(col) and col[0] == col[-1] and (col == col[0]).all())
+
+
 def unique_inverse(col: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """`np.unique(col, return_inverse=True)` for non-negative integers below `size`, through
     a table when `size` is small beside the column (measured here: 12 us against 22 us for
@@ -125,7 +131,7 @@ def unique_inverse(col: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     values) and `group_rows`' sort for long ones (1.2-1.8 ms against 0.9-2.3 ms on 27k). A
     column of one value (the datagrams of a batch from one exporter) takes one comparison pass;
     values close together (max - min small beside the column) take the table from the least."""
-    if len(col) and col[0] == col[-1] and (col == col[0]).all():  # one value (one exporter's batch)
+    if sole(col):  # one value (one exporter's batch)
         return col[:1].copy(), np.zeros(len(col), np.intp)
     room = min(TABLE_MAX, 4 * len(col) + 4096)  # the table costs O(its size)
     if size <= room:
