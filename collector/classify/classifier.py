@@ -273,7 +273,7 @@ class Classifier:
         method = np.empty(n, np.uint8)
         flags = [np.empty(n, bool) for _ in range(6)]  # src_int, dst_int, service_is_src, side_known, host ...
         host = np.empty(n, src_addr.dtype)
-        rare = np.empty(n, np.int64)
+        rare = np.empty(n, np.int32)  # rows listed: 4 octets a flow at the batch's peak of memory
         k = classify(src_addr, dst_addr, np.ascontiguousarray(src_port), np.ascontiguousarray(dst_port),
                      np.ascontiguousarray(proto), *self._kernel_tables, self._proto_offset64, self._owned, self._n,
                      service, method, *flags[:4], host, *flags[4:], rare)

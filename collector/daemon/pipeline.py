@@ -135,6 +135,8 @@ class Pipeline:
         violations = (self.policy_table.violations(cls.service, cls.host["hi"], cls.host["lo"], cls.has_host)
                       if self.policy_table.blocks else None)  # None: no flow can be a violation
         now = self.clock()
+        if self.audit is None:  # from here only the aggregator reads the batch: the addresses and
+            batch = batch.only(Aggregator.COLUMNS)  # ports are freed before its arrays are made
         self.aggregator.add(batch, cls, exporters, names, now, violations)
         if self.audit is not None:
             keep = self.audit.select(cls)

@@ -24,7 +24,7 @@
  *   src_int .. side_known  out, n uint8 each (0 or 1): the state the later steps (learned
  *                addresses, application ids) patch, and the host is derived from
  *   host         out, n 16-octet items; has_host, host_is_src out, n uint8 each
- *   rare         out, n int64: the first k items are the rows left to the caller (a group of
+ *   rare         out, n int32: the first k items are the rows left to the caller (a group of
  *                several services or an ASN on a side, a prefix on both sides), in row order;
  *                their other outputs are unspecified
  *
@@ -133,6 +133,10 @@ PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t narg
     Py_ssize_t n = buffer_items(args[0], 16);
     if (n < 0)
         return NULL;
+    if (n > INT32_MAX) { /* rows are listed as int32 */
+        PyErr_SetString(PyExc_ValueError, "classify: at most 2^31 - 1 rows a call");
+        return NULL;
+    }
     Table t4, t6;
     const uint64_t *src = held_buffer(&h, args[0], 0, 16, n, "src"), *dst;
     const uint16_t *sport, *dport, *owned;
@@ -141,7 +145,7 @@ PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t narg
     uint16_t *service;
     uint8_t *method, *src_int, *dst_int, *is_src, *known, *has_host, *host_is_src;
     uint64_t *host;
-    int64_t *rare;
+    int32_t *rare;
     if (!src || !(dst = held_buffer(&h, args[1], 0, 16, n, "dst")) || !(sport = held_buffer(&h, args[2], 0, 2, n, "sport"))
         || !(dport = held_buffer(&h, args[3], 0, 2, n, "dport")) || !(proto = held_buffer(&h, args[4], 0, 1, n, "proto"))
         || table(&t4, &h, args[5], 32) < 0 || table(&t6, &h, args[6], 128) < 0
@@ -156,7 +160,7 @@ PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t narg
         || !(host = held_buffer(&h, args[16], 1, 16, n, "host"))
         || !(has_host = held_buffer(&h, args[17], 1, 1, n, "has_host"))
         || !(host_is_src = held_buffer(&h, args[18], 1, 1, n, "host_is_src"))
-        || !(rare = held_buffer(&h, args[19], 1, 8, n, "rare")))
+        || !(rare = held_buffer(&h, args[19], 1, 4, n, "rare")))
         goto done;
     for (int p = 0; p < 256; p++)
         if (offset[p] < 0 || offset[p] > 3 * PORTS) {
@@ -174,7 +178,7 @@ PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t narg
         /* one branch, taken for a few rows at most; the choices below are made without
          * branches (a row's sides are data the CPU cannot predict) */
         if ((sg >= ns_groups) | (dg >= ns_groups) | ((sg != 0) & (dg != 0))) {
-            rare[m++] = i; /* several services or an ASN on a side, or a prefix on both */
+            rare[m++] = (int32_t)i; /* several services or an ASN on a side, or a prefix on both */
             continue;
         }
         int si = (sv >> 14) & 1, di = (dv >> 14) & 1;

@@ -76,6 +76,14 @@ class FlowBatch:
     def take(self, index: np.ndarray) -> FlowBatch:
         return FlowBatch(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    def only(self, names: frozenset[str]) -> FlowBatch:
+        """The same rows with only the columns in `names`; every other is a zero view of no
+        memory. What the steps after the caller read, so that the rest is freed before they
+        allocate their own arrays."""
+        n = len(self)
+        return FlowBatch(**{c: getattr(self, c) if c in names else np.broadcast_to(np.zeros((), d), (n,))
+                            for c, d in COLUMNS.items()})
+
 
 def is_v4(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """Which ADDR values (given as their halves) are IPv4, i.e. IPv4-mapped (::ffff:a.b.c.d)."""

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from collector.kernels.grouping import sole
 from collector.netflow import fields as F
 from collector.netflow import v5
 from collector.netflow.batch import COLUMNS, FlowBatch
@@ -60,8 +61,14 @@ class Columns:
         keep = self.keep
         if "app_id" in keep and not any(t is not V5 and F.applicationId in t.compiled().name for t, *_ in gathered):
             keep = keep - {"app_id"}  # no template of the batch carries one: a zero view, no column of zeros
+        sids = np.concatenate([g[2] for _, _, g, _ in gathered]) if gathered else np.zeros(0, np.uint32)
+        one = sole(sids)  # one session (the usual batch, from one exporter): its id as a view
+        if one:
+            keep = keep - {"session"}
         cols = {c: np.empty(total, d) if c in keep else np.broadcast_to(np.zeros((), d), (total,))
                 for c, d in COLUMNS.items()}
+        if one:
+            cols["session"] = np.broadcast_to(np.array(sids[0], COLUMNS["session"]), (total,))
         extra: list[FlowBatch] = []
         cut: list[tuple[int, np.ndarray]] = []  # (first row, rows of the group to drop)
         pos = 0
@@ -108,7 +115,8 @@ class Columns:
         c = None if t is V5 else t.compiled()
         rd = Reads(raw, counts, v5.RECORD_LEN if c is None else c.dtype.itemsize, c)
         # what comes from the chunks and the fields that need nothing else, in one pass (`Reads`)
-        rd.repeat(sids, dst["session"])
+        if "session" in keep:
+            rd.repeat(sids, dst["session"])
         if "seq" in keep:  # datagram << 20 | record index in it
             put("seq", spread(((dgrams << _U8(20)) | bases).astype(np.int64), counts))
         ctx = _Chunks(counts, sids.tolist(), uptimes, self.table.by_sid)

@@ -134,7 +134,7 @@ def test_kernel_refuses_tables_that_do_not_fit():
     a = np.zeros(n, ADDR)
     a["lo"] = np.uint64(0xFFFF_0000_0000)  # 0.0.0.0
     outs = [np.empty(n, np.uint16), np.empty(n, np.uint8), *(np.empty(n, bool) for _ in range(4)),
-            np.empty(n, ADDR), np.empty(n, bool), np.empty(n, bool), np.empty(n, np.int64)]
+            np.empty(n, ADDR), np.empty(n, bool), np.empty(n, bool), np.empty(n, np.int32)]
     args = [a, a, np.zeros(n, np.uint16), np.zeros(n, np.uint16), np.zeros(n, np.uint8), *classifier._kernel_tables,
             classifier._proto_offset64, classifier._owned, classifier._n, *outs]
     assert kernels.built.classify(*args) == 0
