@@ -53,8 +53,8 @@ def _small(col: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _sums(batch: FlowBatch, cols: list[tuple[np.ndarray, int]]) -> tuple:
     """Per group of the key columns: (a row of it, bytes, packets, flows). Room for a group
-    per four flows (a batch's bins are far fewer than its flows; more are grouped again)."""
-    first, (b, p), flows = group_sums(cols, [batch.bytes, batch.packets], room=max(len(batch) // 4, 8192))
+    per eight flows (a batch's bins are far fewer than its flows; more are grouped again)."""
+    first, (b, p), flows = group_sums(cols, [batch.bytes, batch.packets], room=max(len(batch) // 8, 8192))
     return first, b, p, flows
 
 
@@ -138,14 +138,18 @@ class Bins:
         old = len(self.merged["bytes"])
         cols = {c: np.concatenate([self.merged[c]] + [p[c] for p in self.parts]).astype(t, copy=False)
                 for c, t in self.dtypes.items()}
-        self.parts, self.pending = [], 0
+        self.merged, self.parts, self.pending = self._empty(), [], 0  # freed before the grouping's arrays
         if not len(cols["bytes"]):
             self.merged = cols
             return cols
         # a group's first row: the merged table's rows come first, so a group was open before
         # exactly when its first row is one of them
-        first, sums, _ = group_sums(self._key_columns(cols), [cols[c] for c in _SUMS])
-        out = {c: cols[c][first] for c in self.keys}
+        # room for the groups open before and half the pending rows' (most are the same keys
+        # again); more are grouped again with room for all
+        first, sums, _ = group_sums(self._key_columns(cols), [cols[c] for c in _SUMS],
+                                    room=old + (len(cols["bytes"]) - old) // 2 + 1024)
+        del cols["bytes"], cols["packets"], cols["flows"]
+        out = {c: cols.pop(c)[first] for c in self.keys}  # each input column freed once taken from
         out.update(zip(_SUMS, sums))
         if len(first) > self.ceiling:
             was_open = first < old
@@ -290,8 +294,9 @@ class Aggregator:
         service = cls.service
         kernel = kernels.compiled
         if kernel is not None and batch.end.dtype == np.float64:
-            mrel, flag, hosts = np.empty(n, np.int64), np.empty(n, np.uint8), np.empty(n, _U8)
-            other = np.empty(n, np.int64)
+            # minutes from the first and rows as int32: 8 octets a flow less at the batch's peak
+            mrel, flag, hosts = np.empty(n, np.int32), np.empty(n, np.uint8), np.empty(n, _U8)
+            other = np.empty(n, np.int32)
             clamped, m0, mcard, k = kernel.bin_columns(
                 np.ascontiguousarray(batch.end), now - self.max_age, now + self.max_skew, float(now),
                 None if cls.method is None else np.ascontiguousarray(cls.method, np.uint8),
@@ -326,7 +331,7 @@ class Aggregator:
         self._count(gexporter[t_first], t_service, t_b, t_p, t_f)
         self._count_methods(t_service, gmethod[t_first], t_b, t_p, t_f)
         host = cls.host[first]
-        self.bins.append({"minute": (mrel[first] + m0) * BIN, "exporter": gexporter,
+        self.bins.append({"minute": (mrel[first].astype(np.int64) + m0) * BIN, "exporter": gexporter,
                           "service": gservice.astype(np.uint16), "hi": host["hi"], "lo": host["lo"],
                           "flag": gflag, "bytes": sums_b, "packets": sums_p, "flows": counts})
 
@@ -338,7 +343,7 @@ class Aggregator:
             return
         first, sums_b, sums_p, counts = _sums(
             batch, [(mrel, mcard), *by_exporter, (service, ncard), _small(in_if), _small(out_if)])
-        g_m, g_e, g_s = (mrel[first] + m0) * BIN, exporter_of(first), service[first].astype(np.uint16)
+        g_m, g_e, g_s = (mrel[first].astype(np.int64) + m0) * BIN, exporter_of(first), service[first].astype(np.uint16)
         for ifs, direction in ((in_if[first], 0), (out_if[first], 1)):
             known = np.flatnonzero(ifs)  # interface 0: not given
             if known.size:

@@ -208,6 +208,21 @@ def test_hosts_alike_in_their_low_32_bits_stay_apart(kernels_on):
     assert sorted((r.host, r.bytes) for r in agg.drain()) == [("10.0.0.1", 110), ("::a00:1", 40), ("fd00::a00:1", 20)]
 
 
+@both_ways
+def test_minutes_after_2038_start_at_their_own_second(kernels_on):
+    """The kernel gives minutes as int32 (minutes from the first); a bin's start in seconds
+    passes 2^31 on 2038-01-19 and must not wrap, in the host bins nor the interface bins."""
+    later = 2_300_000_000.0  # 2042-11
+    b, cls, exp = make([(1, "10.0.0.1", 0, 10, 1, 0, 3, 0), (1, "10.0.0.2", 0, 20, 1, -61, 0, 4)])
+    b.end[:] += later - NOW
+    agg = Aggregator(SERVICES, CATEGORIES)
+    with kernels.use(kernels_on):
+        agg.add(b, cls, exp, ["192.0.2.1"], later)
+    want = sorted(int(e) // 60 * 60 for e in b.end)
+    assert want[0] > 2**31 and sorted(r.bin for r in agg.drain()) == want
+    assert sorted(r.bin for r in agg.drain_interfaces()) == want
+
+
 def test_drain_before_keeps_open_bins_and_restore_puts_rows_back():
     agg = Aggregator(SERVICES, CATEGORIES)
     b, cls, exp = make([(1, "10.0.0.1", 0, 100, 1, -120, 3, 0), (1, "10.0.0.1", 0, 50, 1, 0, 3, 0)])

@@ -90,8 +90,8 @@ def test_kernel_outputs_equal_the_numpy_formulas(n):
     vio = rng.random(n) < 0.5
     host = np.zeros(n, ADDR)
     host["lo"][has] = np.uint64(0xFFFF_0000_0000) | rng.integers(0, 2**32, has.sum(), np.uint64)
-    mrel, flag, code, other = (np.empty(n, np.int64), np.empty(n, np.uint8), np.empty(n, np.uint64),
-                               np.empty(n, np.int64))
+    mrel, flag, code, other = (np.empty(n, np.int32), np.empty(n, np.uint8), np.empty(n, np.uint64),
+                               np.empty(n, np.int32))
     got = kernels.built.bin_columns(end, now - 5000.0, now + 300.0, now, method, has.view(np.uint8),
                                     vio.view(np.uint8), host, mrel, flag, code, other)
     clamped, m0, rel, want_flag, codes, v4 = _numpy(end, now - 5000.0, now + 300.0, now, method, has, vio, host)
@@ -108,10 +108,11 @@ def test_kernel_outputs_equal_the_numpy_formulas(n):
 
 def test_kernel_refuses_what_does_not_fit():
     n = 4
-    args = [np.zeros(n), 0.0, 1.0, 0.5, None, np.zeros(n, np.uint8), None, np.zeros(n, ADDR), np.empty(n, np.int64),
-            np.empty(n, np.uint8), np.empty(n, np.uint64), np.empty(n, np.int64)]
+    args = [np.zeros(n), 0.0, 1.0, 0.5, None, np.zeros(n, np.uint8), None, np.zeros(n, ADDR), np.empty(n, np.int32),
+            np.empty(n, np.uint8), np.empty(n, np.uint64), np.empty(n, np.int32)]
     assert kernels.built.bin_columns(*args)[0] == 0
-    for i, bad in ((5, np.zeros(n - 1, np.uint8)), (8, np.empty(n, np.int32)), (7, np.zeros(n, np.uint64)),
+    for i, bad in ((5, np.zeros(n - 1, np.uint8)), (8, np.empty(n, np.int64)), (7, np.zeros(n, np.uint64)),
+                   (1, -2e11), (2, float("nan")), (3, 1e12),  # minutes past int32
                    (4, np.zeros(n + 1, np.uint8)), (11, np.empty(n, np.uint64)[:2])):
         wrong = list(args)
         wrong[i] = bad

@@ -149,7 +149,8 @@ static Py_ssize_t group(const uint64_t *key, Py_ssize_t n, const uint64_t *const
     int bits = FIRST_BITS;
     size_t cap = (size_t)1 << bits, stride = (size_t)nv + 2;
     int32_t *slot = malloc(cap * sizeof *slot);
-    uint64_t *rec = malloc((size_t)(n ? n : 1) * stride * sizeof *rec);
+    Py_ssize_t most = n < room ? n : room; /* groups there can be: records for those only */
+    uint64_t *rec = malloc((size_t)(most > 0 ? most : 1) * stride * sizeof *rec);
     if (!slot || !rec) {
         free(slot);
         free(rec);
