@@ -76,6 +76,31 @@ def test_one_exporter_index_for_every_flow_equals_a_column_of_it(kernels_on, flo
 
 
 @both_ways
+@settings(max_examples=60, deadline=None)
+@given(st.lists(flow, min_size=1, max_size=60), st.integers(0, 2**32))
+def test_what_the_aggregator_reads_is_in_its_columns(kernels_on, flows, seed):
+    """The pipeline hands the aggregator `batch.only(Aggregator.COLUMNS)` (the rest freed
+    first): the same bins, interface bins and totals as the whole batch, whose other columns
+    hold values of their own here."""
+    b, cls, exp = make(flows)
+    rng = np.random.default_rng(seed)
+    for name in ("session", "src_port", "dst_port", "proto", "sampling_rate", "app_id", "seq"):
+        col = getattr(b, name)
+        col[:] = rng.integers(1, np.iinfo(col.dtype).max, len(col), dtype=col.dtype, endpoint=True)
+    for name in ("src_addr", "dst_addr"):
+        getattr(b, name)["lo"] = rng.integers(1, 2**63, len(b), np.uint64)
+    b.start[:] = b.end - rng.uniform(0, 100, len(b))
+    out = []
+    with kernels.use(kernels_on):
+        for batch in (b, b.only(Aggregator.COLUMNS)):
+            agg = Aggregator(SERVICES, CATEGORIES, max_age=3600, max_skew=300)
+            agg.add(batch, cls, exp, ["192.0.2.1", "192.0.2.2", "2001:db8::1"], NOW)
+            out.append((sorted(agg.drain()), sorted(agg.drain_interfaces()), agg.service_totals(),
+                        agg.totals.clamped, agg.totals.clamped_by))
+    assert out[0] == out[1]
+
+
+@both_ways
 def test_at_the_ceiling_the_keys_met_first_are_kept_across_merges(kernels_on):
     """Merged as they come, bins at the ceiling keep the keys that arrived first, as a dict
     refusing new keys would, whichever way the groups were found (the hash kernel numbers them

@@ -156,6 +156,28 @@ def test_bulk_path_equals_per_datagram_path(kernels_on, events, cuts):
     assert bulk_state["sessions"] == ref_state["sessions"]
 
 
+@both_ways
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(event, min_size=1, max_size=30), st.booleans())
+def test_each_flow_s_session_is_its_datagram_s_exporter(kernels_on, events, one_exporter):
+    """The session column against the datagrams themselves: each flow's session (its capture
+    order names the datagram) is the (address, port, version) that datagram came from. A batch
+    from one session holds the id once, as a view of no memory (memory at a batch's peak)."""
+    if one_exporter:
+        events = [(0, 9, 0, *e[3:]) for e in events]
+    datagrams = stream(events)
+    dec = Decoder()
+    with kernels.use(kernels_on):
+        batches = [dec.decode(datagrams[:1]), dec.decode(datagrams[1:])]
+    for batch in batches:
+        for sid, seq in zip(batch.session.tolist(), batch.seq.tolist()):
+            n = (seq >> 20) - 1  # the datagram's number in capture order, from 1
+            sess = dec.by_sid[sid]
+            assert (sess.exporter, sess.port, sess.version) == (*datagrams[n][1], events[n][1])
+        sids = set(batch.session.tolist())
+        assert (batch.session.strides == (0,)) == (len(sids) == 1 and len(batch) > 1) or len(batch) <= 1
+
+
 LEAN = ("src_addr", "dst_addr", "src_port", "dst_port", "proto", "bytes", "packets", "end", "in_if")
 
 
