@@ -524,7 +524,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                             "flush cadence: bins to the store, figures to the metrics (`--refresh-time`)"),
         "status_interval": Key(duration(), 60.0, "how often the status line is logged"),
         "batch_size": Key(integer(1, 1_000_000), 2048, "datagrams handed to the decoder at once; `1024` keeps "
-                          "5-6 MiB less at its peak for 5-8 % more CPU a flow "
+                          "4-5 MiB less at its peak for 5-8 % more CPU a flow "
                           "(docs/performance.md, Memory)"),
         "batch_delay": Key(duration(0, inclusive=True), 0.1,
                            "or after this long since the first datagram of a batch"),
