@@ -32,7 +32,9 @@ ALWAYS = frozenset(("session", "src_addr", "dst_addr", "bytes", "packets", "end"
 
 class Columns:
     """Converts a decode call's groups into one batch, filling the columns in `keep` (with
-    `ALWAYS`); the others are zeros (the daemon needs neither seq nor start, ...)."""
+    `ALWAYS`); the others are zeros (the daemon needs neither seq nor start, ...). Columns of
+    one value are read-only views of it: the others' zeros, `app_id` when no template carries
+    one, the session when one exporter session sent every record."""
 
     def __init__(self, columns: Iterable[str] | None, table: SessionTable, stats: DecodeStats, faults: Faults):
         self.keep = frozenset(COLUMNS if columns is None else columns) | ALWAYS
