@@ -142,10 +142,9 @@ class Bins:
         if not len(cols["bytes"]):
             self.merged = cols
             return cols
-        # a group's first row: the merged table's rows come first, so a group was open before
-        # exactly when its first row is one of them
         # room for the groups open before and half the pending rows' (most are the same keys
-        # again); more are grouped again with room for all
+        # again; more are grouped again with room for all). A group's first row tells whether
+        # it was open before: the merged table's rows come first.
         first, sums, _ = group_sums(self._key_columns(cols), [cols[c] for c in _SUMS],
                                     room=old + (len(cols["bytes"]) - old) // 2 + 1024)
         del cols["bytes"], cols["packets"], cols["flows"]

@@ -119,8 +119,11 @@ def _codes(order: np.ndarray, new: np.ndarray) -> np.ndarray:
 
 def sole(col: np.ndarray) -> bool:
     """Whether a non-empty column holds one value only (one comparison pass, none when its
-    ends differ)."""
-    return bool(len(col) and col[0] == col[-1] and (col == col[0]).all())
+    ends differ or it is a view of one value: the decoder's session column of a one-exporter
+    batch)."""
+    if not len(col):
+        return False
+    return col.strides == (0,) or bool(col[0] == col[-1] and (col == col[0]).all())
 
 
 def unique_inverse(col: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

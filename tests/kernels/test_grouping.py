@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from collector import kernels
 from collector.kernels import grouping
-from collector.kernels.grouping import codes, dense, group_rows, group_sums, unique_inverse
+from collector.kernels.grouping import codes, dense, group_rows, group_sums, sole, unique_inverse
 from tests.kernels import both_ways
 
 # cardinalities per column: small ones pack into 32 bits, 2^40 and 2^62 into 64, two of 2^62 overflow
@@ -227,3 +227,12 @@ def test_group_sums_with_little_room_equals_numpy(n, card, room, seed):
     got = sorted(zip((tuple(int(c[f]) for c, _ in cols) for f in first), sums.tolist(), counts.tolist()))
     ref = sorted(zip((tuple(int(c[f]) for c, _ in cols) for f in ref_first), ref_sums.tolist(), ref_counts.tolist()))
     assert got == ref
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 3), max_size=40), st.integers(1, 3))
+def test_sole_is_one_distinct_value(values, step):
+    """`sole` against a set of the values, on columns, strided views and views of one value."""
+    col = np.array(values, np.uint32)
+    for c in (col, col[::step], np.broadcast_to(col[:1], (len(values),)) if values else col):
+        assert sole(c) == (len(set(c.tolist())) == 1)

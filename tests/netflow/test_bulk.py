@@ -174,8 +174,8 @@ def test_each_flow_s_session_is_its_datagram_s_exporter(kernels_on, events, one_
             n = (seq >> 20) - 1  # the datagram's number in capture order, from 1
             sess = dec.by_sid[sid]
             assert (sess.exporter, sess.port, sess.version) == (*datagrams[n][1], events[n][1])
-        sids = set(batch.session.tolist())
-        assert (batch.session.strides == (0,)) == (len(sids) == 1 and len(batch) > 1) or len(batch) <= 1
+        if len(batch) > 1:  # one row is a view whatever made it
+            assert (batch.session.strides == (0,)) == (len(set(batch.session.tolist())) == 1)
 
 
 LEAN = ("src_addr", "dst_addr", "src_port", "dst_port", "proto", "bytes", "packets", "end", "in_if")
