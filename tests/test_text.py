@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.text import UNSAFE, csv_cell, csv_text, json_text, printable, text_problem
+from collector.text import UNSAFE, csv_cell, csv_text, html_text, json_text, printable, text_problem
 
 
 @pytest.mark.parametrize("raw, shown", [
@@ -116,3 +117,15 @@ def test_tracebacks_keep_their_lines():
         record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
     text = LogFormatter("%(message)s").format(record)
     assert text.startswith("failed\nTraceback") and "ValueError: boom" in text
+
+
+@given(st.text())
+def test_html_text_is_printable_then_the_standard_library_s_escape(text):
+    # the module's own table against html.escape, which it replaces to keep html.entities out of the daemon
+    assert html_text(text) == html.escape(printable(text), quote=True)
+    assert html_text(42) == "42"
+
+
+def test_html_text_escapes_markup_and_both_quotes():
+    assert html_text("<a href=\"x\" title='y'>&amp;</a>") == \
+        "&lt;a href=&quot;x&quot; title=&#x27;y&#x27;&gt;&amp;amp;&lt;/a&gt;"

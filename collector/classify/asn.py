@@ -22,12 +22,10 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import resources
 
-from collector.classify.catalogue import CatalogueError, Network
+from collector.classify.catalogue import DATA, CatalogueError, Network
 
 MAX_LINES = 1_000_000  # a snapshot is a few thousand lines; this is the ceiling
 MAX_LINE = 200
@@ -53,7 +51,7 @@ def shipped() -> AsnSnapshot:
     """The snapshot in the package (read once per process)."""
     global _SHIPPED
     if _SHIPPED is None:
-        text = resources.files(__package__).joinpath("data/asn-prefixes.txt").read_text("ascii")
+        text = (DATA / "asn-prefixes.txt").read_text("ascii")
         _SHIPPED = parse_snapshot(text, "asn-prefixes.txt")
     return _SHIPPED
 
@@ -119,6 +117,7 @@ def format_snapshot(date: str, source: str, prefixes: dict[int, Iterable[Network
 
 def write_snapshot(path: str, text: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
+    import tempfile  # here: it brings shutil, random, bz2 and lzma, 0.6 MiB a daemon would hold for good
     fd, tmp = tempfile.mkstemp(prefix=".asn-", suffix=".txt", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as f:

@@ -27,7 +27,7 @@ import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ import numpy as np
 from collector.netflow.fields import NAME_ENGINE
 from collector.text import text_problem
 
+DATA = Path(__file__).resolve().parent / "data"  # the shipped files, installed beside the code
 CATEGORIES = ("other", "im", "p2p", "voip", "collab")
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}
 PROTO_NAMES = {v: k for k, v in PROTOCOLS.items()}
@@ -164,7 +165,7 @@ class Catalogue:
 def load_catalogue(path: str | None = None, extra: dict | None = None) -> Catalogue:
     """Load the shipped catalogue (or the file at `path`), apply the user's `extra`, validate."""
     if path is None:
-        raw = resources.files(__package__).joinpath("data/services.toml").read_bytes()
+        raw = (DATA / "services.toml").read_bytes()
     else:
         with open(path, "rb") as f:
             raw = f.read()

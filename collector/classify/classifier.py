@@ -49,6 +49,7 @@ from collector import kernels
 from collector.classify import asn as asn_data
 from collector.classify.catalogue import Catalogue, CatalogueError, Network, Service
 from collector.classify.ranges import RangeTable, elementary
+from collector.kernels.grouping import distinct
 from collector.netflow.batch import FlowBatch
 
 DEFAULT_INTERNAL: tuple[str, ...] = (
@@ -208,7 +209,7 @@ class Classifier:
                                                  service_is_src, side_known)
             method *= service != 0  # no method for other (a multiply: a boolean-mask store took 50x as long)
         elif fix:  # the kernel's hosts hold where no later step changed a row; redo the others
-            rows = np.unique(np.concatenate(fix)) if len(fix) > 1 else fix[0]
+            rows = distinct(np.concatenate(fix)) if len(fix) > 1 else fix[0]
             if rows.size:
                 h, hh, hs = _hosts(src_addr[rows], dst_addr[rows], src_port[rows], dst_port[rows], src_int[rows],
                                    dst_int[rows], service_is_src[rows], side_known[rows])
@@ -349,7 +350,7 @@ class Classifier:
         """src_asn, dst_asn: (rows, _asn_members rows) or None, from _resolve."""
         empty = (np.zeros(0, np.intp), np.zeros(0, np.uint16))
         (s_rows, s_mem), (d_rows, d_mem) = src_asn or empty, dst_asn or empty
-        rows = np.union1d(s_rows, d_rows)
+        rows = distinct(np.concatenate((s_rows, d_rows)))  # np.union1d, without numpy.ma
         s_full = np.zeros(len(rows), np.uint16)
         d_full = np.zeros(len(rows), np.uint16)
         if s_rows.size:
@@ -368,7 +369,7 @@ class Classifier:
     def _apply_learned(self, app_id: np.ndarray, session: np.ndarray, rows: np.ndarray,
                        service: np.ndarray) -> None:
         sessions = session[rows]
-        for sid in np.unique(sessions).tolist():
+        for sid in distinct(sessions).tolist():
             table = self._learned.get(sid)
             if table is not None:
                 mine = rows[sessions == sid]

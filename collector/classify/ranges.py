@@ -23,6 +23,7 @@ from collections.abc import Callable, Hashable, Iterable
 import numpy as np
 
 from collector import kernels
+from collector.kernels.grouping import distinct
 from collector.netflow.batch import is_v4
 
 POINTER = 0x8000  # entry bit: the low 15 bits index the next level (level 1) / go to leaf (level 2)
@@ -176,5 +177,5 @@ def _cells(starts: list[int], values: np.ndarray, cell_bits: int, n_cells: int,
     keys_a = np.asarray(keys, np.int64)
     idx = np.searchsorted(keys_a, 2 * np.arange(n_cells, dtype=np.int64), side="right") - 1
     table = np.asarray(vals, np.uint16)[idx]
-    mixed = np.unique(keys_a[(keys_a & 1) == 1] >> 1)
+    mixed = distinct(keys_a[(keys_a & 1) == 1] >> 1)
     return table, mixed

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from collector.kernels.grouping import distinct
 from collector.metrics import OTHER_HOST, HostSeries, Metrics, Snapshot
 from collector.netflow.stats import DecodeStats
 from collector.store.columns import BinColumns
@@ -318,7 +319,7 @@ class _Keys:
         at = np.minimum(np.searchsorted(self._host_text, text), len(self._host_text) - 1)
         found = self._host_text[at] == text
         out = (np.array(e, np.int64) * self.ns + np.array(s, np.int64)) * self.nh + at
-        return np.unique(out[found.astype(bool)])
+        return distinct(out[found.astype(bool)])
 
     def per_pair(self, codes: np.ndarray, totals: np.ndarray):
         """((exporter name, service code), summed total) per (exporter, service) of `codes`

@@ -17,7 +17,6 @@ so the shared arena's lock is rarely contended.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 
 M_TRIM_THRESHOLD = -1
@@ -26,15 +25,18 @@ M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
 
+def _libc() -> ctypes.CDLL:
+    """The C library the interpreter runs on, by the symbols already loaded (dlopen of no
+    file): `ctypes.util.find_library` would run `ldconfig -p` and import tempfile, shutil and
+    random for it. Where the library has no mallopt the caller's AttributeError says so."""
+    return ctypes.CDLL(None)
+
+
 def tune_malloc(mmap_threshold: int = 256 << 20, trim: int = 512 << 20, top_pad: int = 64 << 20,
                 arenas: int = 1) -> bool:
     """Returns True when glibc accepted the settings."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = _libc().mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -64,11 +66,8 @@ def trim_heap() -> bool:
     temporaries that the raised trim threshold would keep resident for good; 7 MiB of them are
     whole free pages (RSS at start 60 -> 53 MiB; under load the batches take pages back as they
     need them). Returns True when glibc released any."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        trim = _libc().malloc_trim
     except (OSError, AttributeError):
         return False
     trim.argtypes = [ctypes.c_size_t]

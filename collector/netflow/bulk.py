@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collector import kernels
-from collector.kernels.grouping import unique_inverse
+from collector.kernels.grouping import distinct, unique_inverse
 from collector.netflow.chunks import V5, Block, Located, at_every_octet
 from collector.netflow.sets import TemplateMemo
 
@@ -303,7 +303,7 @@ def _special_sets(memo: TemplateMemo, b: Batch, rows: np.ndarray, pos: np.ndarra
     ref = first[inv]  # the row each set is compared with
     body = size - 4
     same = body == 0
-    for z in np.unique(body[body > 0]).tolist():  # a few lengths: bodies compared as whole items
+    for z in distinct(body[body > 0]).tolist():  # a few lengths: bodies compared as whole items
         of = np.flatnonzero(body == z)
         items = at_every_octet(joined, np.dtype((np.void, z)))
         same[of] = items[pos[of] + 4] == items[pos[ref[of]] + 4]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 from collector.netflow.errors import DecodeError
 from collector.netflow.session import Limits, Pending, Session
@@ -227,6 +226,7 @@ class SessionTable:
         state = {"format": STATE_FORMAT, "sessions": [s.to_json() for s in self.sessions.values()
                                                       if s.templates or s.samplers or s.if_names or s.app_names]}
         folder = os.path.dirname(os.path.abspath(path))
+        import tempfile  # here: it brings shutil, random, bz2 and lzma, 0.6 MiB a daemon would hold for good
         fd, tmp = tempfile.mkstemp(prefix=".templates-", suffix=".tmp", dir=folder)  # O_EXCL, mode 0600
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from collector import kernels
 from collector.kernels import grouping
-from collector.kernels.grouping import codes, dense, group_rows, group_sums, sole, unique_inverse
+from collector.kernels.grouping import codes, dense, distinct, group_rows, group_sums, sole, unique_inverse
 from tests.kernels import both_ways
 
 # cardinalities per column: small ones pack into 32 bits, 2^40 and 2^62 into 64, two of 2^62 overflow
@@ -236,3 +236,12 @@ def test_sole_is_one_distinct_value(values, step):
     col = np.array(values, np.uint32)
     for c in (col, col[::step], np.broadcast_to(col[:1], (len(values),)) if values else col):
         assert sole(c) == (len(set(c.tolist())) == 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=60), st.sampled_from([np.int64, np.uint32, np.float64]))
+def test_distinct_is_the_sorted_set(values, dtype):
+    col = np.array(values, np.int64).astype(dtype)
+    got = distinct(col)
+    assert got.dtype == col.dtype
+    assert got.tolist() == sorted(set(col.tolist()))
