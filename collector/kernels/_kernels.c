@@ -188,7 +188,7 @@ static Py_ssize_t group(const uint64_t *key, Py_ssize_t n, const uint64_t *const
                 r[0] = x;
                 memset(r + 1, 0, (stride - 1) * sizeof *r);
                 first[g] = i;
-                if ((size_t)k * 2 > cap) { /* at most half full: grow fourfold, re-place */
+                if ((size_t)k * 4 > cap) { /* at most a quarter full: grow fourfold, re-place */
                     free(slot);
                     bits += 2;
                     cap = (size_t)1 << bits;
