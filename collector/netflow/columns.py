@@ -16,7 +16,7 @@ import numpy as np
 from collector.kernels.grouping import sole
 from collector.netflow import fields as F
 from collector.netflow import v5
-from collector.netflow.batch import COLUMNS, FlowBatch
+from collector.netflow.batch import COLUMNS, FlowBatch, repeated
 from collector.netflow.chunks import V5, Block, gather, spread
 from collector.netflow.errors import Faults
 from collector.netflow.reads import Reads
@@ -67,10 +67,9 @@ class Columns:
         one = sole(sids)  # one session (the usual batch, from one exporter): its id as a view
         if one:
             keep = keep - {"session"}
-        cols = {c: np.empty(total, d) if c in keep else np.broadcast_to(np.zeros((), d), (total,))
-                for c, d in COLUMNS.items()}
+        cols = {c: np.empty(total, d) if c in keep else repeated(np.zeros(1, d), total) for c, d in COLUMNS.items()}
         if one:
-            cols["session"] = np.broadcast_to(np.array(sids[0], COLUMNS["session"]), (total,))
+            cols["session"] = repeated(sids[:1].astype(COLUMNS["session"]), total)
         extra: list[FlowBatch] = []
         cut: list[tuple[int, np.ndarray]] = []  # (first row, rows of the group to drop)
         pos = 0
