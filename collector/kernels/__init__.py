@@ -15,7 +15,8 @@ from contextlib import contextmanager
 
 # what the hot path calls; a module without one of them (built from an older tree and left in
 # place) counts as not built, so no caller needs to check for each function itself
-FUNCTIONS = ("audit_fill", "bin_columns", "classify", "fields", "group_sums", "learned", "lookup4", "walk")
+FUNCTIONS = ("audit_fill", "bin_columns", "classify", "fields", "group_sums", "headers", "learned", "lookup4",
+             "walk")
 
 try:
     from collector.kernels import _kernels as built
