@@ -105,8 +105,8 @@ def bulk(dec, items: list, base: int) -> list[int]:
         np.cumsum(lens[:-1], out=off[1:])
         received = lambda i: items[i][2]  # noqa: E731
     # sessions: (exporter, port, version, domain), looked up once per distinct key
-    distinct = getattr(items, "distinct_sources", None)
-    sources = distinct() if distinct is not None else list(dict.fromkeys(srcs))
+    distinct_sources = getattr(items, "distinct_sources", None)
+    sources = distinct_sources() if distinct_sources is not None else list(dict.fromkeys(srcs))
     if len(sources) == 1:
         src = None
     else:
