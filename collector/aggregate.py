@@ -320,6 +320,9 @@ class Aggregator:
 
         def exporter_of(rows: np.ndarray) -> np.ndarray:
             return np.full(len(rows), glob[exporters], np.uint32) if one else glob[exporters[rows]]
+
+        def bin_start(rows: np.ndarray) -> np.ndarray:  # seconds: int64 before the multiply (2038)
+            return (mrel[rows].astype(np.int64) + m0) * BIN
         gexporter, gflag = exporter_of(first), flag[first]
         # the totals by (exporter, service, method): a few dozen groups of the batch's thousands
         # of bins, so the scattered adds into the totals (np.add.at, ~9 ns an item) stay few
@@ -330,7 +333,7 @@ class Aggregator:
         self._count(gexporter[t_first], t_service, t_b, t_p, t_f)
         self._count_methods(t_service, gmethod[t_first], t_b, t_p, t_f)
         host = cls.host[first]
-        self.bins.append({"minute": (mrel[first].astype(np.int64) + m0) * BIN, "exporter": gexporter,
+        self.bins.append({"minute": bin_start(first), "exporter": gexporter,
                           "service": gservice.astype(np.uint16), "hi": host["hi"], "lo": host["lo"],
                           "flag": gflag, "bytes": sums_b, "packets": sums_p, "flows": counts})
 
@@ -342,7 +345,7 @@ class Aggregator:
             return
         first, sums_b, sums_p, counts = _sums(
             batch, [(mrel, mcard), *by_exporter, (service, ncard), _small(in_if), _small(out_if)])
-        g_m, g_e, g_s = (mrel[first].astype(np.int64) + m0) * BIN, exporter_of(first), service[first].astype(np.uint16)
+        g_m, g_e, g_s = bin_start(first), exporter_of(first), service[first].astype(np.uint16)
         for ifs, direction in ((in_if[first], 0), (out_if[first], 1)):
             known = np.flatnonzero(ifs)  # interface 0: not given
             if known.size:

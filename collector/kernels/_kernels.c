@@ -1208,18 +1208,18 @@ done:
 
 /* Message headers of a batch, one pass (collector/netflow/bulk.py; its NumPy way is the same):
  *
- * headers(buf, off, lens, src, version, count, domain, export, seq, uptime, rate5, end, hl, key, ok)
+ * headers(buf, off, lens, src, version, count, export, seq, uptime, rate5, end, key, ok)
  *
  *   buf      the batch's datagrams; the 24 octets at each offset must lie in it (the receive
  *            arena's slots, or the joined datagrams' padding), else ValueError
  *   off, lens int64 n: where each datagram starts in buf, and its octets
  *   src      int64 n: each datagram's source index (below 2^22), or None: all from one source
- *   out, int64 n each: version; count (octets 2-3: v5 records, IPFIX length, v9 count); domain
- *            (v5 engine type and id, v9 source id, IPFIX observation domain); seq; uptime (ms,
- *            0 for IPFIX); rate5 (a v5 header's 14-bit sampling interval, 0 as 1); end (where
- *            the message ends: IPFIX by its length field); hl (the header's octets); key (the
- *            session key + 1, src << 40 | version << 32 | domain, 0 for a datagram too short
- *            for its version's header or of another version)
+ *   out, int64 n each: version; count (octets 2-3: v5 records, IPFIX length, v9 count); seq;
+ *            uptime (ms, 0 for IPFIX); rate5 (a v5 header's 14-bit sampling interval, 0 as 1);
+ *            end (where the message ends: IPFIX by its length field); key (the session key + 1,
+ *            src << 40 | version << 32 | domain, the domain being v5's engine type and id, v9's
+ *            source id or IPFIX's observation domain; 0 for a datagram too short for its
+ *            version's header or of another version)
  *   export   out, float64 n: export time, UNIX seconds (v5 with its nanoseconds)
  *   ok       out, uint8 n: the header is whole and its count fits (IPFIX: 16 <= length <= the
  *            datagram; v5: 24 + 48 records <= the datagram)
@@ -1227,14 +1227,14 @@ done:
 static PyObject *headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 15) {
-        PyErr_SetString(PyExc_TypeError, "headers(buf, off, lens, src, version, count, domain, export, seq, uptime, "
-                                         "rate5, end, hl, key, ok)");
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "headers(buf, off, lens, src, version, count, export, seq, uptime, rate5, end, "
+                                         "key, ok)");
         return NULL;
     }
     Views v = {.taken = 0};
     PyObject *result = NULL;
-    Py_buffer *b[15];
+    Py_buffer *b[13];
     if (!(b[0] = take_raw(&v, args[0], 0)) || !(b[1] = take(&v, args[1], 0, 0, 8)))
         goto done;
     Py_ssize_t n = b[1]->shape[0];
@@ -1243,12 +1243,12 @@ static PyObject *headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     b[3] = NULL;
     if (args[3] != Py_None && !(b[3] = take(&v, args[3], 0, n, 8)))
         goto done;
-    for (int j = 4; j < 14; j++) /* export (7) float64, the others int64 */
-        if (!(b[j] = j == 7 ? take_raw(&v, args[j], 1) : take(&v, args[j], 1, n, 8)))
+    for (int j = 4; j < 12; j++) /* export (6) float64, the others int64 */
+        if (!(b[j] = j == 6 ? take_raw(&v, args[j], 1) : take(&v, args[j], 1, n, 8)))
             goto done;
-    if (!(b[14] = take_raw(&v, args[14], 1)))
+    if (!(b[12] = take_raw(&v, args[12], 1)))
         goto done;
-    if (b[7]->len != n * 8 || b[7]->itemsize != 8 || b[14]->len != n || b[14]->itemsize != 1) {
+    if (b[6]->len != n * 8 || b[6]->itemsize != 8 || b[12]->len != n || b[12]->itemsize != 1) {
         PyErr_SetString(PyExc_ValueError, "headers: export needs n float64, ok n octets");
         goto done;
     }
@@ -1261,10 +1261,10 @@ static PyObject *headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         }
     Py_BEGIN_ALLOW_THREADS
     const unsigned char *u = b[0]->buf;
-    int64_t *version = b[4]->buf, *count = b[5]->buf, *domain = b[6]->buf, *seq = b[8]->buf,
-            *uptime = b[9]->buf, *rate5 = b[10]->buf, *end = b[11]->buf, *hl = b[12]->buf, *key = b[13]->buf;
-    double *export = b[7]->buf;
-    uint8_t *ok = b[14]->buf;
+    int64_t *version = b[4]->buf, *count = b[5]->buf, *seq = b[7]->buf, *uptime = b[8]->buf, *rate5 = b[9]->buf,
+            *end = b[10]->buf, *key = b[11]->buf;
+    double *export = b[6]->buf;
+    uint8_t *ok = b[12]->buf;
     for (Py_ssize_t j = 0; j < n; j++) {
         const unsigned char *p = u + off[j];
         int64_t ver = (int64_t)be(p, 2), f2 = (int64_t)be(p + 2, 2), f4 = (int64_t)be(p + 4, 4),
@@ -1280,7 +1280,6 @@ static PyObject *headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             seq[j] = f8;
             uptime[j] = 0;
             end[j] = off[j] + f2;
-            hl[j] = 16;
             ok[j] = whole && f2 >= 16 && f2 <= len;
         } else if (ver == 5) {
             whole = len >= 24;
@@ -1290,7 +1289,6 @@ static PyObject *headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             seq[j] = f16;
             uptime[j] = f4;
             end[j] = off[j] + len;
-            hl[j] = 24;
             ok[j] = whole && 24 + 48 * f2 <= len;
         } else {
             whole = ver == 9 && len >= 20;
@@ -1299,10 +1297,8 @@ static PyObject *headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             seq[j] = f12;
             uptime[j] = f4;
             end[j] = off[j] + len;
-            hl[j] = 20;
             ok[j] = whole;
         }
-        domain[j] = dom;
         rate5[j] = (int64_t)(be(p + 22, 2) & 0x3FFF);
         if (!rate5[j])
             rate5[j] = 1;
@@ -1333,8 +1329,8 @@ static PyMethodDef methods[] = {
      "learned(src, dst, src_skip, dst_skip, keys, entries, filter, now, seed, mix, spread, shift, fshift, rounds, "
      "out_src, out_dst, hits) -> hit rows (see the module source)"},
     {"headers", (PyCFunction)(void (*)(void))headers, METH_FASTCALL,
-     "headers(buf, off, lens, src, version, count, domain, export, seq, uptime, rate5, end, hl, key, ok) -> None "
-     "(see the module source)"},
+     "headers(buf, off, lens, src, version, count, export, seq, uptime, rate5, end, key, ok) -> None (see the module "
+     "source)"},
     {"walk", (PyCFunction)(void (*)(void))walk, METH_FASTCALL,
      "walk(buf, starts, ends, max_sets, d, pos, sid, size, more) -> sets (see the module source)"},
     {"lookup4", (PyCFunction)(void (*)(void))lookup4, METH_FASTCALL,

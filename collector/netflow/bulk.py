@@ -137,7 +137,7 @@ def bulk(dec, items: list, base: int) -> list[int]:
         f.add(five, off[five] + 24, f2[five], np.full(five.size, f.group(V5), _I8), np.zeros(five.size, _I8))
         f.nrec[five] = f2[five]
     alive = np.flatnonzero(ok & ~is5)
-    pos = off[alive] + h.hl[alive]
+    pos = off[alive] + np.where(ipfix[alive], 16, 20)  # past the header (v5's datagrams are not walked)
     kernel = kernels.compiled
     if kernel is not None and alive.size:
         _walk_all(kernel, b, f, alive, pos)
@@ -177,14 +177,13 @@ class Headers:
 
     version: np.ndarray
     count: np.ndarray  # octets 2-3: v5 records, IPFIX message length, v9 record count
-    domain: np.ndarray  # v5 engine type and id, v9 source id, IPFIX observation domain
     export: np.ndarray  # float64 UNIX seconds (v5 with its nanoseconds)
     seq: np.ndarray
     uptime: np.ndarray  # sysUpTime, ms (0 for IPFIX)
     rate5: np.ndarray  # v5: the 14-bit sampling interval of octets 22-23 (a 2-bit mode above it); 0 as 1
     end: np.ndarray  # where the message ends in the buffer (IPFIX: by its length field)
-    hl: np.ndarray  # the header's octets
-    key: np.ndarray  # the session key + 1 (src << 40 | version << 32 | domain); 0: no whole header
+    key: np.ndarray  # the session key + 1 (src << 40 | version << 32 | domain: v5's engine type and id,
+    #                  v9's source id, IPFIX's observation domain); 0: no whole header
     ok: np.ndarray  # bool: a whole header whose count fits (IPFIX length, v5 records)
 
 
@@ -202,8 +201,8 @@ def _headers(joined, off: np.ndarray, lens: np.ndarray, src: np.ndarray | None) 
     if kernel is not None:
         h = Headers(*(np.empty(n, np.float64 if c == "export" else _I8) for c in Headers.__slots__[:-1]),
                     np.empty(n, bool))
-        kernel.headers(joined, off, lens, src, h.version, h.count, h.domain, h.export, h.seq, h.uptime, h.rate5,
-                       h.end, h.hl, h.key, h.ok.view(np.uint8))
+        kernel.headers(joined, off, lens, src, h.version, h.count, h.export, h.seq, h.uptime, h.rate5, h.end, h.key,
+                       h.ok.view(np.uint8))
         return h
     # one gather of 24 octets per datagram (a view of the buffer with an item at every octet),
     # as opaque items then viewed as the header: NumPy gathers structured items field by
@@ -218,9 +217,8 @@ def _headers(joined, off: np.ndarray, lens: np.ndarray, src: np.ndarray | None) 
     export[is5] += f12[is5] * 1e-9
     ok = whole & (~ipfix | ((f2 >= 16) & (f2 <= lens))) & (~is5 | (24 + 48 * f2 <= lens))
     key = np.where(whole, ((0 if src is None else src) << 40 | version << 32 | domain) + 1, 0)
-    return Headers(version, f2, domain, export, np.where(ipfix, f8, np.where(is5, f16, f12)), np.where(ipfix, 0, f4),
-                   np.maximum(raw["f22"].astype(_I8) & 0x3FFF, 1), off + np.where(ipfix, f2, lens),
-                   np.where(ipfix, 16, np.where(is5, 24, 20)), key, ok)
+    return Headers(version, f2, export, np.where(ipfix, f8, np.where(is5, f16, f12)), np.where(ipfix, 0, f4),
+                   np.maximum(raw["f22"].astype(_I8) & 0x3FFF, 1), off + np.where(ipfix, f2, lens), key, ok)
 
 
 def _pairs(b: Batch, f: Found, rows: np.ndarray, sid: np.ndarray):
