@@ -1,10 +1,10 @@
 """Aggregation: classified flow batches -> 1-minute bins keyed (bin, exporter, service, host).
 
 Pure (docs/design.md §1): no clock, no I/O. Within a batch the flows are reduced in NumPy (one
-sort of a composite integer key, `np.add.reduceat` for exact sums), or with the compiled kernels
-in two passes (collector/kernels/: each flow's minute, flags and host code, then the grouped
-sums through a hash table), with the same results; only the distinct keys of a batch reach the
-open bins. `drain(before)` hands closed bins to the flush.
+sort of a composite integer key, `np.add.reduceat` for exact sums), or by the compiled kernel in
+one pass (collector/kernels/_aggregate.c, `bins`: each flow's minute, flag and host, and its
+sums added into two hash tables at once, by host and by interface pair), with the same results;
+only the distinct keys of a batch reach the open bins. `drain(before)` hands closed bins to the flush.
 
 A flow belongs to the minute of its end time. Times an exporter gets badly wrong (more than
 `max_age` in the past or `max_skew` in the future of the receive time) are replaced by the
@@ -16,13 +16,14 @@ the decoder's bounded stats labels (the rest arrive as "other"), so the table st
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from collector import kernels
 from collector.classify.classifier import METHODS, Classified
-from collector.kernels.grouping import codes, dense, fits, group_rows, group_sums
+from collector.kernels.grouping import SEED, codes, dense, fits, group_rows, group_sums
 from collector.netflow.batch import FlowBatch, addr_from_str, is_v4
 from collector.store.columns import BinColumns, IfColumns
 from collector.store.rows import BinRow, IfRow
@@ -81,6 +82,25 @@ def _code_other(hi: np.ndarray, lo: np.ndarray, rows: np.ndarray, out: np.ndarra
 
 
 _SUMS = ("bytes", "packets", "flows")
+# the compiled kernel's groups, as it lays them out (collector/kernels/_aggregate.c, `bins`)
+_HOST_GROUPS = (("minute", np.int64), ("hi", _U8), ("lo", _U8), ("bytes", _U8), ("packets", _U8), ("flows", _U8),
+                ("exporter", np.uint32), ("service", np.uint16), ("flag", np.uint8))
+_IF_GROUPS = (("minute", np.int64), ("bytes", _U8), ("packets", _U8), ("flows", _U8), ("in_if", np.uint32),
+              ("out_if", np.uint32), ("exporter", np.uint32), ("service", np.uint16))
+
+
+def _columns(buf: bytearray, k: int, layout) -> dict[str, np.ndarray]:
+    """Views of the columns a kernel wrote back to back into `buf`, k items each."""
+    out, offset = {}, 0
+    for name, dtype in layout:
+        out[name] = np.frombuffer(buf, dtype, k, offset)
+        offset += k * np.dtype(dtype).itemsize
+    return out
+
+
+def _unset(col: np.ndarray) -> bool:
+    """A column the decoder did not fill: a view of one 0 (netflow.batch.repeated)."""
+    return col.strides == (0,) and (not len(col) or col[0] == 0)
 HOST_KEYS = {"minute": np.int64, "exporter": np.uint32, "service": np.uint16, "hi": _U8, "lo": _U8,
              "flag": np.uint8}
 IF_KEYS = {"minute": np.int64, "exporter": np.uint32, "service": np.uint16, "ifindex": np.uint32,
@@ -286,76 +306,99 @@ class Aggregator:
         """Add one classified batch. `exporters[i]` indexes `exporter_names` for flow i, or
         `exporters` is that index for every flow (a batch from one exporter: no column of it);
         `violations[i]` marks flows of blocked services from internal hosts."""
-        n = len(batch)
-        if not n:
+        if not len(batch):
             return
-        one = not isinstance(exporters, np.ndarray)
-        service = cls.service
         kernel = kernels.compiled
-        if kernel is not None and batch.end.dtype == np.float64:
-            # minutes from the first and rows as int32: 8 octets a flow less at the batch's peak
-            mrel, flag, hosts = np.empty(n, np.int32), np.empty(n, np.uint8), np.empty(n, _U8)
-            other = np.empty(n, np.int32)
-            clamped, m0, mcard, k = kernel.bin_columns(
-                np.ascontiguousarray(batch.end), now - self.max_age, now + self.max_skew, float(now),
-                None if cls.method is None else np.ascontiguousarray(cls.method, np.uint8),
-                np.ascontiguousarray(cls.has_host, bool).view(np.uint8),
-                None if violations is None else np.ascontiguousarray(violations, bool).view(np.uint8),
-                np.ascontiguousarray(cls.host), mrel, flag, hosts, other)
-            if clamped:
-                self._clamped(batch.end, now, exporters, exporter_names)
-            hcard = _code_other(cls.host["hi"], cls.host["lo"], other[:k], hosts) if k else 1 << 32
-        else:
-            mrel, m0, mcard, flag = self._bin_columns(batch, cls, exporters, exporter_names, now, violations)
-            hosts, hcard = host_codes(cls.host["hi"], cls.host["lo"], cls.has_host)
-        ecard = len(exporter_names)
-        ncard = len(self.services)
-        by_exporter = [] if one else [(exporters, ecard)]  # a key column only when it varies
-        cols = [(mrel, mcard), *by_exporter, (service, ncard), (flag, 32), (hosts, hcard)]
-        if not fits(cols):
-            cols[-1] = dense(hosts, hcard)
-        first, sums_b, sums_p, counts = _sums(batch, cols)
-        gservice = service[first]
+        got = None if kernel is None else self._reduce_compiled(kernel, batch, cls, exporters, exporter_names, now,
+                                                                violations)
+        hosts, ifs = got or self._reduce(batch, cls, exporters, exporter_names, now, violations)
         glob = np.array([self._exporter(name) for name in exporter_names], np.uint32)
-
-        def exporter_of(rows: np.ndarray) -> np.ndarray:
-            return np.full(len(rows), glob[exporters], np.uint32) if one else glob[exporters[rows]]
-
-        def bin_start(rows: np.ndarray) -> np.ndarray:  # seconds: int64 before the multiply (2038)
-            return (mrel[rows].astype(np.int64) + m0) * BIN
-        gexporter, gflag = exporter_of(first), flag[first]
+        for groups in (hosts, ifs or {}):  # the batch's exporter codes -> ours
+            if groups:
+                groups["exporter"] = glob[groups["exporter"]]
         # the totals by (exporter, service, method): a few dozen groups of the batch's thousands
         # of bins, so the scattered adds into the totals (np.add.at, ~9 ns an item) stay few
-        gmethod = gflag >> np.uint8(2)
+        gexporter, gservice = hosts["exporter"], hosts["service"]
+        gmethod = hosts["flag"] >> np.uint8(2)
         t_first, (t_b, t_p, t_f), _ = group_sums(
-            [(gexporter, len(self.exporter_names)), (gservice, ncard), (gmethod, 64)], [sums_b, sums_p, counts])
+            [(gexporter, len(self.exporter_names)), (gservice, len(self.services)), (gmethod, 64)],
+            [hosts["bytes"], hosts["packets"], hosts["flows"]])
         t_service = gservice[t_first]
         self._count(gexporter[t_first], t_service, t_b, t_p, t_f)
         self._count_methods(t_service, gmethod[t_first], t_b, t_p, t_f)
-        host = cls.host[first]
-        self.bins.append({"minute": bin_start(first), "exporter": gexporter,
-                          "service": gservice.astype(np.uint16), "hi": host["hi"], "lo": host["lo"],
-                          "flag": gflag, "bytes": sums_b, "packets": sums_p, "flows": counts})
+        self.bins.append(hosts)
+        # per interface and direction: the flow's bytes count "in" on in_if and "out" on out_if;
+        # the groups by (minute, exporter, service, in_if, out_if), which are few, go to the
+        # interface bins once per direction (merged there)
+        if not ifs:
+            return
+        for name, direction in (("in_if", 0), ("out_if", 1)):
+            known = np.flatnonzero(ifs[name])  # interface 0: not given
+            if known.size:
+                self.if_bins.append({"minute": ifs["minute"][known], "exporter": ifs["exporter"][known],
+                                     "service": ifs["service"][known], "ifindex": ifs[name][known],
+                                     "direction": np.full(known.size, direction, np.uint8),
+                                     "bytes": ifs["bytes"][known], "packets": ifs["packets"][known],
+                                     "flows": ifs["flows"][known]})
 
-        # per interface and direction: the flow's bytes count "in" on in_if and "out" on out_if.
-        # One grouping of the flows by (minute, exporter, service, in_if, out_if); its groups,
-        # which are few, go to the interface bins once per direction (merged there).
+    def _reduce_compiled(self, kernel, batch: FlowBatch, cls: Classified, exporters, exporter_names, now: float,
+                         violations) -> tuple | None:
+        """The batch's host and interface groups by the compiled kernel (`bins`,
+        collector/kernels/_aggregate.c): one pass over the flows, two hash tables. None where it
+        does not apply (times or codes it cannot key, keys made to collide): `_reduce` then."""
+        lo, hi, now = now - self.max_age, now + self.max_skew, float(now)
+        if batch.end.dtype != np.float64 or len(exporter_names) > 1 << 16 \
+                or not (abs(lo) < 1e11 and abs(hi) < 1e11 and abs(now) < 1e11):
+            return None
+        base = math.floor(min(lo, now)) // BIN
+        if math.floor(max(hi, now)) // BIN - base >= 1 << 24:
+            return None
+        ifs = (None, None) if _unset(batch.in_if) and _unset(batch.out_if) else \
+            (np.ascontiguousarray(batch.in_if, np.uint32), np.ascontiguousarray(batch.out_if, np.uint32))
+        got = kernel.bins(
+            np.ascontiguousarray(batch.end), lo, hi, now, base,
+            None if cls.method is None else np.ascontiguousarray(cls.method, np.uint8),
+            np.ascontiguousarray(cls.has_host, bool).view(np.uint8),
+            None if violations is None else np.ascontiguousarray(violations, bool).view(np.uint8),
+            np.ascontiguousarray(cls.host), np.ascontiguousarray(cls.service, np.uint16),
+            int(exporters) if not isinstance(exporters, np.ndarray) else np.ascontiguousarray(exporters, np.uint32),
+            np.ascontiguousarray(batch.bytes, _U8), np.ascontiguousarray(batch.packets, _U8), *ifs, SEED)
+        if got is None:
+            return None
+        clamped, hosts, k, if_groups, j = got
+        if clamped:
+            self._clamped(batch.end, now, exporters, exporter_names)
+        return _columns(hosts, k, _HOST_GROUPS), _columns(if_groups, j, _IF_GROUPS) if j else None
+
+    def _reduce(self, batch: FlowBatch, cls: Classified, exporters, exporter_names, now: float, violations):
+        """What `_reduce_compiled` makes, in NumPy (with `group_sums`' compiled table when the
+        kernels are on): -> (host groups, interface groups or None) as columns, exporters as
+        the batch's codes."""
+        one = not isinstance(exporters, np.ndarray)
+        service = cls.service
+        mrel, m0, mcard, flag = self._bin_columns(batch, cls, exporters, exporter_names, now, violations)
+        hosts, hcard = host_codes(cls.host["hi"], cls.host["lo"], cls.has_host)
+        by_exporter = [] if one else [(exporters, len(exporter_names))]  # a key column only when it varies
+        ncard = len(self.services)
+        cols = [(mrel, mcard), *by_exporter, (service, ncard), (flag, 32), (hosts, hcard)]
+        if not fits(cols):
+            cols[-1] = dense(hosts, hcard)
+
+        def common(first: np.ndarray, b, p, f) -> dict[str, np.ndarray]:
+            return {"minute": (mrel[first].astype(np.int64) + m0) * BIN,  # int64 before the multiply (2038)
+                    "exporter": np.full(len(first), exporters, np.uint32) if one else exporters[first].astype(np.uint32),
+                    "service": service[first].astype(np.uint16), "bytes": b, "packets": p, "flows": f}
+        first, *sums = _sums(batch, cols)
+        host = cls.host[first]
+        out = {**common(first, *sums), "hi": host["hi"], "lo": host["lo"], "flag": flag[first]}
         in_if, out_if = batch.in_if, batch.out_if
         if not (in_if.any() or out_if.any()):
-            return
-        first, sums_b, sums_p, counts = _sums(
-            batch, [(mrel, mcard), *by_exporter, (service, ncard), _small(in_if), _small(out_if)])
-        g_m, g_e, g_s = bin_start(first), exporter_of(first), service[first].astype(np.uint16)
-        for ifs, direction in ((in_if[first], 0), (out_if[first], 1)):
-            known = np.flatnonzero(ifs)  # interface 0: not given
-            if known.size:
-                self.if_bins.append({"minute": g_m[known], "exporter": g_e[known], "service": g_s[known],
-                                     "ifindex": ifs[known], "direction": np.full(known.size, direction, np.uint8),
-                                     "bytes": sums_b[known], "packets": sums_p[known], "flows": counts[known]})
+            return out, None
+        first, *sums = _sums(batch, [(mrel, mcard), *by_exporter, (service, ncard), _small(in_if), _small(out_if)])
+        return out, {**common(first, *sums), "in_if": in_if[first], "out_if": out_if[first]}
 
     def _bin_columns(self, batch: FlowBatch, cls: Classified, exporters, exporter_names, now: float, violations):
-        """What the compiled `bin_columns` (collector/kernels/_aggregate.c) makes, in NumPy: ->
-        (minutes from the first, the first, how many, flags)."""
+        """Each flow's minute and flag: -> (minutes from the first, the first, how many, flags)."""
         end = batch.end
         bad = (end >= now - self.max_age) & (end <= now + self.max_skew)  # NaN fails both
         np.logical_not(bad, out=bad)

@@ -1,26 +1,30 @@
-"""The aggregator's compiled per-flow columns (collector/kernels/_aggregate.c, `bin_columns`)
-against its NumPy path: the same bins, flags, totals and clamp counts for random and hostile
-batches (end times NaN, infinite, negative, far off; hosts IPv4, IPv6 and none; with and
-without methods and violations), and the kernel's own outputs against the NumPy formulas."""
+"""The aggregator's compiled reduction (collector/kernels/_aggregate.c, `bins`) against its
+NumPy path: the same bins, flags, totals and clamp counts for random and hostile batches (end
+times NaN, infinite, negative, far off; hosts IPv4, IPv6 and none; with and without methods,
+violations and interfaces; one exporter and several), and the kernel's own groups against a
+grouping made here in plain Python; keys made to collide give None, not a wrong answer."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 
 from collector import kernels
-from collector.aggregate import BIN, Aggregator, host_codes
+from collector.aggregate import _HOST_GROUPS, _IF_GROUPS, BIN, Aggregator, _columns
 from collector.classify.classifier import Classified
 from collector.netflow.batch import ADDR, FlowBatch
 
-pytestmark = pytest.mark.skipif(not kernels.available() or not hasattr(kernels.built, "bin_columns"),
+pytestmark = pytest.mark.skipif(not kernels.available() or not hasattr(kernels.built, "bins"),
                                 reason="the kernels were not built")
 
 SERVICES = ["other", "msn", "bittorrent", "sip"]
 CATEGORIES = ["other", "im", "p2p", "voip"]
 
 
-def _batch(rng, n: int, now: float, v6: float, method: bool, violations: bool):
+def _batch(rng, n: int, now: float, v6: float, method: bool, violations: bool, one: bool = False,
+           interfaces: bool = True):
     b = FlowBatch.empty(n)
     b.bytes[:] = rng.integers(0, 2**64, n, np.uint64, endpoint=False)  # sums wrap
     b.packets[:] = rng.integers(0, 10**6, n)
@@ -31,8 +35,11 @@ def _batch(rng, n: int, now: float, v6: float, method: bool, violations: bool):
     end[(odd >= 0.04) & (odd < 0.06)] = -np.inf
     end[(odd >= 0.06) & (odd < 0.08)] = -1e300
     b.end[:] = end
-    b.in_if[:] = rng.choice([0, 1, 2, 70_000, 2**32 - 1], n)
-    b.out_if[:] = rng.choice([0, 3, 2**31], n)
+    if interfaces:
+        b.in_if[:] = rng.choice([0, 1, 2, 70_000, 2**32 - 1], n)
+        b.out_if[:] = rng.choice([0, 3, 2**31], n)
+    else:  # as the decoder leaves columns it did not fill: a view of one 0
+        b.in_if = b.out_if = np.broadcast_to(np.uint32(0), n)
     has = rng.random(n) < 0.9
     host = np.zeros(n, ADDR)
     host["lo"] = np.uint64(0xFFFF_0000_0000) | rng.integers(0, 64, n, np.uint64)
@@ -42,7 +49,7 @@ def _batch(rng, n: int, now: float, v6: float, method: bool, violations: bool):
     host[~has] = 0
     cls = Classified(rng.integers(0, len(SERVICES), n).astype(np.uint16), host, has, has & (rng.random(n) < 0.5),
                      rng.integers(0, 7, n).astype(np.uint8) if method else None)
-    exporters = rng.integers(0, 3, n).astype(np.uint32)
+    exporters = 1 if one else rng.integers(0, 3, n).astype(np.uint32)
     return b, cls, exporters, (rng.random(n) < 0.3) if violations else None
 
 
@@ -59,66 +66,140 @@ def _run(on: bool, batches, now: float):
 @pytest.mark.parametrize("now", [1_764_000_000.0, 1_764_000_059.999, 0.0, -1_000_000.5, -59.0])
 @pytest.mark.parametrize("n", [1, 2, 9, 3000])
 @pytest.mark.parametrize("v6", [0.0, 0.2])
-@pytest.mark.parametrize("extras", [(True, True), (False, False)], ids=["method-violations", "bare"])
+@pytest.mark.parametrize("extras", [(True, True, False, True), (False, False, True, False)],
+                         ids=["method-violations-exporters", "bare-one-exporter-no-interfaces"])
 def test_add_matches_numpy(now, n, v6, extras):
     rng = np.random.default_rng(n + int(v6 * 10))
     batches = [_batch(rng, n, now, v6, *extras) for _ in range(3)]
-    assert _run(True, batches, now) == _run(False, batches, now)
+    got = _run(True, batches, now)
+    assert got == _run(False, batches, now)
+    assert got[0] and sum(r.flows for r in got[0]) == 3 * n  # every flow in a bin
 
 
-def _numpy(end, lo, hi, now, method, has, vio, host):
-    bad = ~((end >= lo) & (end <= hi))
-    minute = np.floor(np.where(bad, now, end)).astype(np.int64) // BIN
-    flag = has.astype(np.uint8)
-    if method is not None:
-        flag |= np.left_shift(method, np.uint8(2))
-    if vio is not None:
-        flag |= np.left_shift(vio.astype(np.uint8), np.uint8(1))
-    codes, card = host_codes(host["hi"], host["lo"], has)
-    m0 = int(minute.min()) if len(minute) else 0
-    return int(bad.sum()), m0, minute - m0, flag, codes, card == 1 << 32
+def _plain(end, lo, hi, now, method, has, vio, host, service, exporters, b, p, in_if, out_if):
+    """The kernel's groups made row by row in Python: (clamped, host groups, interface groups),
+    each group a tuple of the layout's columns, in the order of their first rows."""
+    clamped, hosts, ifs = 0, {}, {}
+    for i in range(len(end)):
+        e = float(end[i])
+        if not lo <= e <= hi:
+            clamped, e = clamped + 1, now
+        minute = math.floor(e) // BIN * BIN
+        x = int(exporters if np.isscalar(exporters) else exporters[i])
+        flag = (int(has[i]) | (int(vio[i]) << 1 if vio is not None else 0)
+                | (int(method[i]) << 2 if method is not None else 0)) & 0xFF
+        h_hi, h_lo = int(host["hi"][i]), int(host["lo"][i])
+        key = (minute, x, int(service[i]), flag) + ((h_hi, h_lo) if has[i] else (0, h_lo & 0xFFFF_FFFF))
+        g = hosts.setdefault(key, [minute, h_hi, h_lo, 0, 0, 0, x, int(service[i]), flag])
+        g[3], g[4], g[5] = (g[3] + int(b[i])) % 2**64, (g[4] + int(p[i])) % 2**64, g[5] + 1
+        if in_if is not None and (in_if[i] or out_if[i]):
+            key = (minute, x, int(service[i]), int(in_if[i]), int(out_if[i]))
+            g = ifs.setdefault(key, [minute, 0, 0, 0, int(in_if[i]), int(out_if[i]), x, int(service[i])])
+            g[1], g[2], g[3] = (g[1] + int(b[i])) % 2**64, (g[2] + int(p[i])) % 2**64, g[3] + 1
+    return clamped, [tuple(g) for g in hosts.values()], [tuple(g) for g in ifs.values()]
 
 
-@pytest.mark.parametrize("n", [0, 1, 5, 1000])
-def test_kernel_outputs_equal_the_numpy_formulas(n):
-    rng = np.random.default_rng(n)
-    now = 1_000.25
-    end = rng.uniform(-10_000, 10_000, n)
-    end[: n // 3] = -end[: n // 3] - 0.5  # negative seconds: a floor division, not a truncation
-    method = rng.integers(0, 256, n).astype(np.uint8)  # shifted out past bit 7, as NumPy's uint8 does
-    has = rng.random(n) < 0.5
-    vio = rng.random(n) < 0.5
+def _rows(buf, k, layout):
+    cols = _columns(buf, k, layout) if k else {name: [] for name, _ in layout}
+    return list(zip(*(np.asarray(cols[name]).tolist() for name, _ in layout)))
+
+
+def _inputs(rng, n: int, now: float, hosts: int, many: bool, extras: bool):
+    end = now + rng.uniform(-4000, 400, n)
+    end[rng.random(n) < 0.05] = np.nan
+    end[: (n + 3) // 4] -= 1e7  # far in the past: replaced by now
+    has = rng.random(n) < 0.8
     host = np.zeros(n, ADDR)
-    host["lo"][has] = np.uint64(0xFFFF_0000_0000) | rng.integers(0, 2**32, has.sum(), np.uint64)
-    mrel, flag, code, other = (np.empty(n, np.int32), np.empty(n, np.uint8), np.empty(n, np.uint64),
-                               np.empty(n, np.int32))
-    got = kernels.built.bin_columns(end, now - 5000.0, now + 300.0, now, method, has.view(np.uint8),
-                                    vio.view(np.uint8), host, mrel, flag, code, other)
-    clamped, m0, rel, want_flag, codes, v4 = _numpy(end, now - 5000.0, now + 300.0, now, method, has, vio, host)
-    assert got[0] == clamped and got[3] == 0 and v4
-    if n:
-        assert got[1] == m0 and got[2] == int(rel.max()) + 1
-    assert np.array_equal(mrel, rel) and np.array_equal(flag, want_flag) and np.array_equal(code, codes)
-    if n > 1:  # IPv6 hosts (and one that is, but has no host): their rows, for the caller to code
-        host["hi"][:2], has[:2] = 1, [True, False]
-        k = kernels.built.bin_columns(end, 0.0, 1.0, 0.5, None, has.view(np.uint8), None, host, mrel, flag, code,
-                                      other)[3]
-        assert other[:k].tolist() == [0]
+    host["lo"] = np.uint64(0xFFFF_0000_0000) | rng.integers(0, hosts, n, np.uint64)
+    six = rng.random(n) < 0.2
+    host["hi"][six], host["lo"][six] = rng.integers(1, 4, six.sum(), np.uint64), rng.integers(0, hosts, six.sum(),
+                                                                                               np.uint64)
+    host["lo"][~has & (rng.random(n) < 0.5)] |= np.uint64(0xAB << 40)  # a hostless row's stray high bits
+    method = rng.integers(0, 256, n).astype(np.uint8) if extras else None
+    vio = (rng.random(n) < 0.3).view(np.uint8) if extras else None
+    return (end, now - 3600.0, now + 300.0, now, method, has.view(np.uint8), vio, host,
+            rng.integers(0, 5, n).astype(np.uint16),
+            rng.integers(0, 2**16, n).astype(np.uint32) if many else 7,
+            rng.integers(0, 2**64, n, np.uint64, endpoint=False), rng.integers(0, 10**6, n).astype(np.uint64),
+            *((rng.choice([0, 0, 1, 2**32 - 1], n).astype(np.uint32), rng.choice([0, 5], n).astype(np.uint32))
+              if extras else (None, None)))
 
 
-def test_kernel_refuses_what_does_not_fit():
-    n = 4
-    args = [np.zeros(n), 0.0, 1.0, 0.5, None, np.zeros(n, np.uint8), None, np.zeros(n, ADDR), np.empty(n, np.int32),
-            np.empty(n, np.uint8), np.empty(n, np.uint64), np.empty(n, np.int32)]
-    assert kernels.built.bin_columns(*args)[0] == 0
-    for i, bad in ((5, np.zeros(n - 1, np.uint8)), (8, np.empty(n, np.int64)), (7, np.zeros(n, np.uint64)),
-                   (1, -2e11), (2, float("nan")), (3, 1e12),  # minutes past int32
-                   (4, np.zeros(n + 1, np.uint8)), (11, np.empty(n, np.uint64)[:2])):
+@pytest.mark.parametrize("n", [1, 7, 1000, 20_000])
+@pytest.mark.parametrize("many", [True, False], ids=["exporters", "one-exporter"])
+@pytest.mark.parametrize("extras", [True, False], ids=["methods-violations-interfaces", "bare"])
+def test_kernel_groups_equal_a_plain_grouping(n, many, extras):
+    rng = np.random.default_rng(n)
+    now = -59.5 if n == 7 else 1_764_000_030.25  # before 1970 too: floor divisions, not truncations
+    args = _inputs(rng, n, now, 6000 if n > 1000 else 40, many, extras)  # 20,000 rows: tables grown
+    base = math.floor(min(args[1], now)) // BIN
+    got = kernels.built.bins(*args[:4], base, *args[4:], 12345)
+    clamped, hosts, ifs = _plain(*args)
+    assert got[0] == clamped and clamped
+    assert _rows(got[1], got[2], _HOST_GROUPS) == hosts
+    if extras:
+        assert _rows(got[3], got[4], _IF_GROUPS) == ifs and (ifs or n < 10)
+    else:
+        assert got[3] is None and got[4] == 0
+
+
+def test_kernel_refuses_what_it_cannot_key():
+    rng = np.random.default_rng(1)
+    args = list(_inputs(rng, 50, 1000.0, 10, True, True))
+    base = math.floor(args[1]) // BIN
+
+    def call(a, b=base):
+        return kernels.built.bins(*a[:4], b, *a[4:], 1)
+    assert call(args)[2] >= 1
+    with pytest.raises(ValueError, match="minute"):
+        call(args, base + 30)  # flows before their base
+    with pytest.raises(ValueError, match="minute"):
+        call(args, base - (1 << 24))
+    with pytest.raises(ValueError, match="base"):  # its first second past int64 otherwise
+        call(args, -(1 << 60))
+    wide = list(args)
+    wide[9] = args[9].copy()
+    wide[9][3] = 1 << 16
+    with pytest.raises(ValueError, match="exporter"):
+        call(wide)
+    with pytest.raises(ValueError, match="exporter"):
+        call(args[:9] + [1 << 16] + args[10:])
+    for i, bad in ((0, args[0][:-1]), (5, args[5][:-1].copy()), (7, np.zeros(50, np.uint64)), (8, args[8][:-1]),
+                   (9, args[9].astype(np.uint64)), (10, args[10][:-1]), (12, args[12][::2]), (1, 2e11), (3, 1e12)):
         wrong = list(args)
         wrong[i] = bad
         with pytest.raises(ValueError):
-            kernels.built.bin_columns(*wrong)
+            call(wrong)
     with pytest.raises(TypeError):
-        kernels.built.bin_columns(*args[:-1])
-    with pytest.raises(TypeError):
-        kernels.built.bin_columns(args[0], "x", *args[2:])
+        kernels.built.bins(*args)
+
+
+def test_keys_made_to_collide_give_none_and_the_aggregator_still_counts_them(monkeypatch):
+    """Hosts chosen (knowing the seed, as no exporter does) so that their hashes share the
+    table's first slot: the probe sequence passes MAX_PROBE, the kernel keeps nothing and says
+    None, and the aggregator groups the batch the NumPy way, losing no flow."""
+    seed, base, service = 99, 28_000_000, 3
+    k1, k2, k3 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9)
+    with np.errstate(over="ignore"):  # the kernel's hash (collector/kernels/_aggregate.c), replayed
+        a = np.uint64(service << 8 | 1)  # minute 0 from the base, exporter 0, flag 1 (a host)
+        s = np.uint64(seed)
+        lo = np.uint64(0xFFFF_0000_0000) | np.arange(1 << 20, dtype=np.uint64)
+        h = (a ^ s) * k1 ^ (lo + (s ^ k3) * k1) * k2 ^ s * k3
+    same = lo[(h >> np.uint64(52)) == 0][:80]  # the first slot of the table's 4,096
+    assert len(same) == 80
+    n = len(same)
+    host = np.zeros(n, ADDR)
+    host["lo"] = same
+    args = (np.full(n, base * 60 + 1.0), base * 60.0, base * 60 + 59.0, base * 60 + 1.0, base, None,
+            np.ones(n, np.uint8), None, host, np.full(n, service, np.uint16), 0, np.ones(n, np.uint64),
+            np.ones(n, np.uint64), None, None, seed)
+    assert kernels.built.bins(*args) is None
+    # the same rows through the aggregator, with its seed made this one
+    monkeypatch.setattr("collector.aggregate.SEED", seed)
+    b = FlowBatch.empty(n)
+    b.end[:], b.bytes[:], b.packets[:] = base * 60 + 1.0, 1, 1
+    cls = Classified(np.full(n, service, np.uint16), host, np.ones(n, bool), np.ones(n, bool), None)
+    agg = Aggregator(SERVICES, CATEGORIES)
+    agg.add(b, cls, 0, ["a"], base * 60 + 1.0)
+    rows = agg.drain()
+    assert len(rows) == n and sum(r.flows for r in rows) == n

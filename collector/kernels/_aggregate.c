@@ -1,112 +1,381 @@
-/* The aggregator's per-flow columns in one pass (collector/aggregate.py, Aggregator.add): the
- * minute of each flow's end time, its flag byte and its host's code, which the NumPy way makes
- * in some fifteen passes (a clamp, a floor, a division, shifts and ors, the IPv4 test of every
- * host) over the batch.
+/* The aggregator's reduction of a batch in one pass (collector/aggregate.py, Aggregator.add):
+ * each flow's minute, flag byte and host, and its sums added into two hash tables at once, one
+ * keyed by (minute, exporter, service, flag, host), one by (minute, exporter, service, in_if,
+ * out_if). The NumPy way (Aggregator._bin_columns, host_codes, then group_sums twice) makes
+ * the same groups in some twenty passes over the batch and its temporaries; here each flow's
+ * columns are read once, some 50 octets, and nothing is written per flow.
  *
- * bin_columns(end, lo, hi, now, method, has_host, violations, host, mrel, flag, code, other)
- *     -> (clamped, first minute, minutes, k)
+ * bins(end, lo, hi, now, base, method, has_host, violations, host, service, exporters, bytes,
+ *      packets, in_if, out_if, seed) -> (clamped, hosts, k, interfaces, j), or None
  *
  *   end          n float64: the flows' end times (UNIX seconds)
  *   lo, hi, now  floats: an end time outside [lo, hi] (or NaN) is replaced by `now`
+ *   base         the minute number (floor(seconds) // 60, a floor division) of min(lo, now):
+ *                every flow's minute lies from it to below base + 2^24 (the caller checks
+ *                that max(hi, now) does; ValueError otherwise)
  *   method       None or n uint8: classifier.METHODS of each flow
  *   has_host     n uint8 (0 or 1); violations None or n uint8 (0 or 1)
  *   host         n addresses as collector.netflow.batch.ADDR holds them (16-octet items)
- *   mrel         out, n int32: floor(end) // 60 (floor division, as NumPy's) minus the least
- *   flag         out, n uint8: has_host | violation << 1 | method << 2 (modulo 2^8)
- *   code         out, n uint64: the low 32 bits of the host (aggregate.host_codes' code for a
- *                host IPv4 or none)
- *   other        out, n int32: the first k items are the rows whose host is neither IPv4 nor
- *                none, in row order (the caller codes those above 2^32, as host_codes does)
+ *   service      n uint16
+ *   exporters    n uint32, or an integer for every flow: the flows' exporter codes, each
+ *                below 2^16 (ValueError otherwise)
+ *   bytes, packets  n uint64, summed modulo 2^64 (as NumPy's uint64 additions)
+ *   in_if, out_if   n uint32 each, or both None (no interface groups)
+ *   seed         an integer mixed into the hashes (the caller picks it at random once)
  *
- * `clamped` is how many end times were replaced; `minutes` is the largest mrel + 1. Each
- * output equals what Aggregator.add computes in NumPy. lo, hi and now must lie within 10^11
- * seconds of 1970 (minutes as int32), and n below 2^31 (rows as int32): ValueError otherwise.
+ * A flow's flag is has_host | violation << 1 | method << 2 (modulo 2^8), its host the address
+ * when it has one, else the low 32 bits of the address's low half (aggregate.host_codes' code:
+ * classify leaves hostless rows 0). Groups are numbered in the order of their first flows.
+ *
+ * `hosts` is a bytearray of k groups as columns, back to back: minute (int64 seconds, the
+ * bin's first), host hi, host lo (uint64: the first flow's address), bytes, packets, flows
+ * (uint64), exporter (uint32), service (uint16), flag (uint8). `interfaces` (None without
+ * in_if) holds j groups: minute, bytes, packets, flows, in_if, out_if, exporter, service;
+ * flows with both interfaces 0 are left out (they count on neither). `clamped` is how many end
+ * times were replaced. None: a probe sequence grew past MAX_PROBE (keys made to collide);
+ * nothing was kept and the caller groups the batch the NumPy way. lo, hi and now must lie
+ * within 10^11 seconds of 1970 and n below 2^31 (ValueError otherwise).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "_kernels.h"
 
 #define BIN 60
-#define N_BUFS 10
+#define N_BUFS 12
+#define TILE 256 /* rows keyed and their slots fetched before any is added: misses overlap */
+#define MAX_PROBE 64
+#define MINUTE_BITS 24
+#define HOST_WORDS 7 /* a host group's record: key (a, hi, lo), first row, flows, bytes, packets */
+#define IF_WORDS 5   /* an interface group's: key (a, ifs), flows, bytes, packets */
 
-PyObject *imflow_bin_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* A key's hash: each of its words, the seed mixed in, times one of these odd constants, the
+ * products xored; a table's slot is the hash's top bits (multiplicative hashing: one multiply
+ * a word, where a full mix of each took 2 ns a flow more) */
+#define K1 0x9e3779b97f4a7c15ULL
+#define K2 0xc2b2ae3d27d4eb4fULL
+#define K3 0x165667b19e3779f9ULL
+
+/* A hash table of groups: slots (record numbers, -1 empty), at most a quarter full, and the
+ * records back to back, `words` 64-bit words each, the key's first. */
+typedef struct {
+    int32_t *slot;
+    size_t mask;
+    int shift; /* 64 - log2(slots): a hash's slot is its top bits */
+    uint64_t *rec;
+    size_t k, room, words;
+} Groups;
+
+static int groups_init(Groups *g, size_t words)
+{
+    g->mask = 4095;
+    g->shift = 52;
+    g->k = 0;
+    g->room = 1024;
+    g->words = words;
+    g->slot = malloc((g->mask + 1) * sizeof *g->slot);
+    g->rec = malloc(g->room * words * sizeof *g->rec);
+    if (!g->slot || !g->rec)
+        return -1;
+    memset(g->slot, 0xff, (g->mask + 1) * sizeof *g->slot);
+    return 0;
+}
+
+static void groups_free(Groups *g)
+{
+    free(g->slot);
+    free(g->rec);
+}
+
+/* Room for one more record, the table grown fourfold when a quarter full (each record's slot
+ * found again from its stored hash, the record's last word): 0, or -1 when out of memory. */
+static int groups_grow(Groups *g, int hashed)
+{
+    if (g->k == g->room) {
+        uint64_t *r = realloc(g->rec, 2 * g->room * g->words * sizeof *r);
+        if (!r)
+            return -1;
+        g->rec = r;
+        g->room *= 2;
+    }
+    if ((g->k + 1) * 4 <= g->mask + 1)
+        return 0;
+    size_t cap = (g->mask + 1) * 4;
+    int32_t *s = malloc(cap * sizeof *s);
+    if (!s)
+        return -1;
+    memset(s, 0xff, cap * sizeof *s);
+    for (size_t j = 0; j < g->k; j++) {
+        size_t h = (size_t)(g->rec[j * g->words + hashed] >> (g->shift - 2));
+        while (s[h] >= 0)
+            h = (h + 1) & (cap - 1);
+        s[h] = (int32_t)j;
+    }
+    free(g->slot);
+    g->slot = s;
+    g->mask = cap - 1;
+    g->shift -= 2;
+    return 0;
+}
+
+/* The outputs' layout: columns of k items, each `sizes[c]` octets, back to back. */
+static PyObject *columns_of(size_t k, const int *sizes, int nc, char **at)
+{
+    size_t total = 0;
+    for (int c = 0; c < nc; c++)
+        total += k * (size_t)sizes[c];
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (!out)
+        return NULL;
+    char *p = PyByteArray_AS_STRING(out);
+    for (int c = 0; c < nc; c++) {
+        at[c] = p;
+        p += k * (size_t)sizes[c];
+    }
+    return out;
+}
+
+enum { FAIL_NONE, FAIL_MEMORY, FAIL_PROBE, FAIL_MINUTE, FAIL_EXPORTER };
+
+PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "bin_columns takes 12 arguments (see collector/kernels/_aggregate.c)");
+    if (nargs != 16) {
+        PyErr_SetString(PyExc_TypeError, "bins takes 16 arguments (see collector/kernels/_aggregate.c)");
         return NULL;
     }
     double lo = PyFloat_AsDouble(args[1]), hi = PyFloat_AsDouble(args[2]), now = PyFloat_AsDouble(args[3]);
+    long long base = PyLong_AsLongLong(args[4]);
+    uint64_t seed = PyLong_AsUnsignedLongLongMask(args[15]);
     if (PyErr_Occurred())
         return NULL;
     Py_buffer bufs[N_BUFS];
-    Held h = {bufs, 0, N_BUFS, "bin_columns"};
-    PyObject *result = NULL;
+    Held h = {bufs, 0, N_BUFS, "bins"};
+    PyObject *result = NULL, *hosts = NULL, *ifs = NULL;
+    Groups gh, gi;
+    memset(&gh, 0, sizeof gh);
+    memset(&gi, 0, sizeof gi);
     Py_ssize_t n = buffer_items(args[0], 8);
     if (n < 0)
         return NULL;
-    if (n > INT32_MAX || !(fabs(lo) < 1e11 && fabs(hi) < 1e11 && fabs(now) < 1e11)) {
-        PyErr_SetString(PyExc_ValueError, "bin_columns: at most 2^31 - 1 rows, and lo, hi, now within 1e11 s of 1970");
+    if (n > INT32_MAX || !(fabs(lo) < 1e11 && fabs(hi) < 1e11 && fabs(now) < 1e11) || llabs(base) > 1LL << 32) {
+        PyErr_SetString(PyExc_ValueError, "bins: at most 2^31 - 1 rows, lo, hi, now within 1e11 s of 1970 and base "
+                                          "within 2^32 minutes");
         return NULL;
     }
-    /* each argument: (index, writable, item size, name); method and violations may be None */
-    static const struct { int arg, writable, size; const char *name; } spec[9] = {
-        {0, 0, 8, "end"}, {4, 0, 1, "method"}, {5, 0, 1, "has_host"}, {6, 0, 1, "violations"}, {7, 0, 16, "host"},
-        {8, 1, 4, "mrel"}, {9, 1, 1, "flag"}, {10, 1, 8, "code"}, {11, 1, 4, "other"}};
-    void *p[9];
-    for (int j = 0; j < 9; j++) {
-        PyObject *o = args[spec[j].arg];
-        p[j] = NULL;
-        if ((spec[j].arg == 4 || spec[j].arg == 6) && o == Py_None)
+    uint64_t one = 0;
+    int many = !PyLong_Check(args[10]);
+    if (!many) {
+        one = PyLong_AsUnsignedLongLongMask(args[10]);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    int by_if = args[13] != Py_None || args[14] != Py_None;
+    /* each argument: (index, item size, name); method, violations (and in_if, out_if
+     * together) may be None, exporters an integer */
+    static const struct { int arg, size; const char *name; } spec[N_BUFS] = {
+        {0, 8, "end"}, {5, 1, "method"}, {6, 1, "has_host"}, {7, 1, "violations"}, {8, 16, "host"},
+        {9, 2, "service"}, {10, 4, "exporters"}, {11, 8, "bytes"}, {12, 8, "packets"}, {13, 4, "in_if"},
+        {14, 4, "out_if"}};
+    const void *p[N_BUFS] = {NULL};
+    for (int j = 0; j < 11; j++) {
+        int a = spec[j].arg;
+        if ((a == 5 || a == 7) && args[a] == Py_None)
             continue;
-        if (!(p[j] = held_buffer(&h, o, spec[j].writable, spec[j].size, n, spec[j].name)))
+        if ((a == 10 && !many) || ((a == 13 || a == 14) && !by_if))
+            continue;
+        if (!(p[j] = held_buffer(&h, args[a], 0, spec[j].size, n, spec[j].name)))
             goto done;
     }
     const double *end = p[0];
     const uint8_t *method = p[1], *has_host = p[2], *violations = p[3];
-    const uint64_t *host = p[4];
-    int32_t *mrel = p[5];
-    uint8_t *flag = p[6];
-    uint64_t *code = p[7];
-    int32_t *other = p[8];
+    const uint64_t *host = p[4], *bytes = p[7], *packets = p[8];
+    const uint16_t *service = p[5];
+    const uint32_t *exporters = p[6], *in_if = p[9], *out_if = p[10];
+    int fail = FAIL_NONE;
     Py_ssize_t clamped = 0;
-    int64_t least = INT64_MAX, most = INT64_MIN;
-    Py_ssize_t others = 0;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double e = end[i];
-        int bad = !(e >= lo && e <= hi); /* NaN fails both */
-        clamped += bad;
-        e = bad ? now : e;
-        /* NumPy: np.floor(end).astype(np.int64) // 60, a floor division */
-        int64_t s = (int64_t)floor(e), m = s / BIN;
-        m -= (s % BIN != 0) & (s < 0);
-        mrel[i] = (int32_t)m; /* |m| < 2^31: every end time lies within lo .. hi or is now */
-        least = m < least ? m : least;
-        most = m > most ? m : most;
-        uint8_t has = has_host[i];
-        uint8_t f = has;
-        if (violations)
-            f |= (uint8_t)(violations[i] << 1);
-        if (method)
-            f |= (uint8_t)(method[i] << 2);
-        flag[i] = f;
-        uint64_t ahi = host[2 * i], alo = host[2 * i + 1];
-        if ((ahi != 0 || (alo >> 32) != 0xFFFF) && has)
-            other[others++] = (int32_t)i;
-        code[i] = alo & 0xFFFFFFFFu;
+    if (groups_init(&gh, HOST_WORDS + 1) < 0 || groups_init(&gi, IF_WORDS + 1) < 0)
+        fail = FAIL_MEMORY;
+    /* a tile at a time: each row's keys and hashes, their slots fetched; then the adds */
+    uint64_t ka[TILE], khi[TILE], klo[TILE], kh[TILE], ia[TILE], ib[TILE], ih[TILE];
+    uint64_t seed2 = (seed ^ K3) * K1;
+    int64_t first = (int64_t)base * BIN; /* the base minute's first second */
+    uint64_t big = 0; /* exporters or'ed: one at 2^16 or above fails the call */
+    for (Py_ssize_t t0 = 0; t0 < n && fail == FAIL_NONE; t0 += TILE) {
+        int m = n - t0 < TILE ? (int)(n - t0) : TILE;
+        uint64_t late = 0;
+        for (int j = 0; j < m; j++) {
+            Py_ssize_t i = t0 + j;
+            double e = end[i];
+            int bad = !(e >= lo && e <= hi); /* NaN fails both */
+            clamped += bad;
+            e = bad ? now : e;
+            /* NumPy: np.floor(end).astype(np.int64) // 60, a floor division: the seconds
+             * truncated, one less below a negative fraction; from the base's first second
+             * they are not negative (else `late` fails the call), so the division truncates */
+            int64_t s = (int64_t)e;
+            s -= e < (double)s;
+            uint64_t rel = (uint64_t)(s - first) / BIN;
+            late |= rel;
+            uint64_t x = many ? exporters[i] : one;
+            big |= x;
+            uint64_t a = rel << 40 | x << 24 | (uint64_t)service[i] << 8;
+            uint64_t has = has_host[i], f = has;
+            if (violations)
+                f |= (uint64_t)violations[i] << 1;
+            if (method)
+                f |= (uint64_t)method[i] << 2;
+            f &= 0xFF;
+            uint64_t ahi = host[2 * i] & (0 - has), alo = host[2 * i + 1] & (has ? ~0ULL : 0xFFFFFFFFULL);
+            uint64_t ma = (a ^ seed) * K1;
+            ka[j] = a | f;
+            khi[j] = ahi;
+            klo[j] = alo;
+            kh[j] = ((a | f) ^ seed) * K1 ^ (alo + seed2) * K2 ^ (ahi + seed) * K3;
+            __builtin_prefetch(&gh.slot[kh[j] >> gh.shift]);
+            if (by_if) {
+                ia[j] = a;
+                ib[j] = (uint64_t)in_if[i] << 32 | out_if[i];
+                ih[j] = ma ^ (ib[j] + seed2) * K2;
+                __builtin_prefetch(&gi.slot[ih[j] >> gi.shift]);
+            }
+        }
+        if (late >> MINUTE_BITS || big >> 16) {
+            fail = late >> MINUTE_BITS ? FAIL_MINUTE : FAIL_EXPORTER;
+            break;
+        }
+        for (int j = 0; j < m && fail == FAIL_NONE; j++) {
+            Py_ssize_t i = t0 + j;
+            size_t at = (size_t)(kh[j] >> gh.shift);
+            uint64_t *r;
+            for (int probes = 0;; probes++) {
+                int32_t g = gh.slot[at];
+                if (g < 0) {
+                    if (groups_grow(&gh, HOST_WORDS) < 0) {
+                        fail = FAIL_MEMORY;
+                        break;
+                    }
+                    at = (size_t)(kh[j] >> gh.shift); /* the table may have grown */
+                    while (gh.slot[at] >= 0)
+                        at = (at + 1) & gh.mask;
+                    gh.slot[at] = (int32_t)gh.k;
+                    r = gh.rec + gh.k++ * gh.words;
+                    r[0] = ka[j], r[1] = khi[j], r[2] = klo[j], r[3] = (uint64_t)i;
+                    r[4] = r[5] = r[6] = 0;
+                    r[HOST_WORDS] = kh[j];
+                    break;
+                }
+                r = gh.rec + (size_t)g * gh.words;
+                if (r[0] == ka[j] && r[2] == klo[j] && r[1] == khi[j])
+                    break;
+                if (probes >= MAX_PROBE) {
+                    fail = FAIL_PROBE;
+                    break;
+                }
+                at = (at + 1) & gh.mask;
+            }
+            if (fail != FAIL_NONE)
+                break;
+            r[4] += 1;
+            r[5] += bytes[i];
+            r[6] += packets[i];
+            if (!by_if || !ib[j]) /* neither interface given: counted on neither */
+                continue;
+            at = (size_t)(ih[j] >> gi.shift);
+            for (int probes = 0;; probes++) {
+                int32_t g = gi.slot[at];
+                if (g < 0) {
+                    if (groups_grow(&gi, IF_WORDS) < 0) {
+                        fail = FAIL_MEMORY;
+                        break;
+                    }
+                    at = (size_t)(ih[j] >> gi.shift);
+                    while (gi.slot[at] >= 0)
+                        at = (at + 1) & gi.mask;
+                    gi.slot[at] = (int32_t)gi.k;
+                    r = gi.rec + gi.k++ * gi.words;
+                    r[0] = ia[j], r[1] = ib[j], r[2] = r[3] = r[4] = 0;
+                    r[IF_WORDS] = ih[j];
+                    break;
+                }
+                r = gi.rec + (size_t)g * gi.words;
+                if (r[0] == ia[j] && r[1] == ib[j])
+                    break;
+                if (probes >= MAX_PROBE) {
+                    fail = FAIL_PROBE;
+                    break;
+                }
+                at = (at + 1) & gi.mask;
+            }
+            if (fail != FAIL_NONE)
+                break;
+            r[2] += 1;
+            r[3] += bytes[i];
+            r[4] += packets[i];
+        }
     }
-    if (n) /* minutes from the first one: a narrower grouping key */
-        for (Py_ssize_t i = 0; i < n; i++)
-            mrel[i] -= (int32_t)least;
     Py_END_ALLOW_THREADS
-    if (!n)
-        least = most = 0;
-    result = Py_BuildValue("nLLn", clamped, (long long)least, (long long)(most - least + 1), others);
+    if (fail == FAIL_MEMORY) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (fail == FAIL_MINUTE || fail == FAIL_EXPORTER) {
+        PyErr_SetString(PyExc_ValueError, fail == FAIL_MINUTE ? "bins: a minute outside base .. base + 2^24"
+                                                              : "bins: an exporter code at 2^16 or above");
+        goto done;
+    }
+    if (fail == FAIL_PROBE) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
+    static const int host_sizes[9] = {8, 8, 8, 8, 8, 8, 4, 2, 1}, if_sizes[8] = {8, 8, 8, 8, 4, 4, 4, 2};
+    char *c[9];
+    if (!(hosts = columns_of(gh.k, host_sizes, 9, c)))
+        goto done;
+    for (size_t g = 0; g < gh.k; g++) {
+        const uint64_t *r = gh.rec + g * gh.words;
+        uint64_t a = r[0], row = r[3];
+        ((int64_t *)c[0])[g] = ((int64_t)(a >> 40) + base) * BIN;
+        ((uint64_t *)c[1])[g] = host[2 * row];
+        ((uint64_t *)c[2])[g] = host[2 * row + 1];
+        ((uint64_t *)c[3])[g] = r[5];
+        ((uint64_t *)c[4])[g] = r[6];
+        ((uint64_t *)c[5])[g] = r[4];
+        ((uint32_t *)c[6])[g] = (uint32_t)(a >> 24 & 0xFFFF);
+        ((uint16_t *)c[7])[g] = (uint16_t)(a >> 8);
+        ((uint8_t *)c[8])[g] = (uint8_t)a;
+    }
+    if (by_if) {
+        if (!(ifs = columns_of(gi.k, if_sizes, 8, c)))
+            goto done;
+        for (size_t g = 0; g < gi.k; g++) {
+            const uint64_t *r = gi.rec + g * gi.words;
+            uint64_t a = r[0];
+            ((int64_t *)c[0])[g] = ((int64_t)(a >> 40) + base) * BIN;
+            ((uint64_t *)c[1])[g] = r[3];
+            ((uint64_t *)c[2])[g] = r[4];
+            ((uint64_t *)c[3])[g] = r[2];
+            ((uint32_t *)c[4])[g] = (uint32_t)(r[1] >> 32);
+            ((uint32_t *)c[5])[g] = (uint32_t)r[1];
+            ((uint32_t *)c[6])[g] = (uint32_t)(a >> 24 & 0xFFFF);
+            ((uint16_t *)c[7])[g] = (uint16_t)(a >> 8);
+        }
+    } else {
+        Py_INCREF(Py_None);
+        ifs = Py_None;
+    }
+    result = Py_BuildValue("nOnOn", clamped, hosts, (Py_ssize_t)gh.k, ifs, (Py_ssize_t)(by_if ? gi.k : 0));
 done:
+    Py_XDECREF(hosts);
+    Py_XDECREF(ifs);
+    groups_free(&gh);
+    groups_free(&gi);
     held_release(&h);
     return result;
 }

@@ -1,7 +1,7 @@
 /* Compiled kernels of the hot path: grouped sums (the aggregator), the set walk and field
  * reads (the decoder), IPv4 range-table lookups and learned-address lookups (the classifier),
  * the audit log's rows; _classify.c (the classifier's common case in one pass) and
- * _aggregate.c (the aggregator's per-flow columns) are built into the same module and listed
+ * _aggregate.c (the aggregator's reduction of a batch) are built into the same module and listed
  * in its method table below. Optional: without them the same work is done in NumPy, with the
  * same results (collector/kernels/__init__.py is the switch).
  *
@@ -1315,16 +1315,16 @@ done:
 /* _classify.c */
 PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* _aggregate.c */
-PyObject *imflow_bin_columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 static PyMethodDef methods[] = {
     {"classify", (PyCFunction)(void (*)(void))imflow_classify, METH_FASTCALL,
      "classify(src, dst, sport, dport, proto, table4, table6, proto_offset, owned, n_services, service, method, "
      "src_int, dst_int, service_is_src, side_known, host, has_host, host_is_src, rare) -> rows left to the caller "
      "(see _classify.c)"},
-    {"bin_columns", (PyCFunction)(void (*)(void))imflow_bin_columns, METH_FASTCALL,
-     "bin_columns(end, lo, hi, now, method, has_host, violations, host, mrel, flag, code, other) -> (clamped, "
-     "first minute, minutes, rows of other hosts) (see _aggregate.c)"},
+    {"bins", (PyCFunction)(void (*)(void))imflow_bins, METH_FASTCALL,
+     "bins(end, lo, hi, now, base, method, has_host, violations, host, service, exporters, bytes, packets, in_if, "
+     "out_if, seed) -> (clamped, host groups, k, interface groups, j), or None (see _aggregate.c)"},
     {"learned", (PyCFunction)(void (*)(void))learned, METH_FASTCALL,
      "learned(src, dst, src_skip, dst_skip, keys, entries, filter, now, seed, mix, spread, shift, fshift, rounds, "
      "out_src, out_dst, hits) -> hit rows (see the module source)"},

@@ -21,7 +21,7 @@ import numpy as np
 from collector import kernels
 
 _U8 = np.uint64
-_SEED = int.from_bytes(os.urandom(8), "little")  # keys come from the network: no fixed hash
+SEED = int.from_bytes(os.urandom(8), "little")  # keys come from the network: no fixed hash
 TABLE_MAX = 1 << 20  # keys below this are coded through a table instead of a sort
 
 
@@ -85,7 +85,7 @@ def group_sums(cols: list[tuple[np.ndarray, int]], values: list[np.ndarray], roo
 
         def grouped(m: int) -> tuple:  # outputs with room for m groups; -3 from the kernel: more
             first, sums, counts = np.empty(m, np.int64), [np.empty(m, _U8) for _ in values], np.empty(m, _U8)
-            return kernel.group_sums(keys, vals, first, tuple(sums), counts, _SEED), first, sums, counts
+            return kernel.group_sums(keys, vals, first, tuple(sums), counts, SEED), first, sums, counts
         k, first, sums, counts = grouped(n if room is None else max(min(room, n), 1))
         if k == -3:
             k, first, sums, counts = grouped(n)

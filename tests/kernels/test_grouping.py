@@ -161,7 +161,7 @@ def _mix(x):
 def test_keys_sharing_a_slot_stay_apart(monkeypatch):
     """Keys that hash to one slot of the kernel's first table are told apart by the whole key:
     pairs one bit apart, and a chain of 40 in one slot."""
-    monkeypatch.setattr(grouping, "_SEED", 0)
+    monkeypatch.setattr(grouping, "SEED", 0)
     keys = np.arange(1 << 20, dtype=np.uint64)
     with np.errstate(over="ignore"):
         slots = _mix(keys) & np.uint64(4095)
@@ -180,7 +180,7 @@ def test_keys_sharing_a_slot_stay_apart(monkeypatch):
 def test_keys_made_to_collide_fall_back_to_the_sort(monkeypatch):
     """Keys an attacker made to share one slot (knowing the seed) cost the kernel a bounded
     probe, then the batch is grouped by the sort: same result."""
-    monkeypatch.setattr(grouping, "_SEED", 0)
+    monkeypatch.setattr(grouping, "SEED", 0)
     keys = np.arange(1 << 20, dtype=np.uint64)
     with np.errstate(over="ignore"):
         slots = _mix(keys) & np.uint64(4095)
