@@ -1,8 +1,8 @@
 /* Compiled kernels of the hot path: grouped sums (the aggregator), the set walk and field
  * reads (the decoder), IPv4 range-table lookups and learned-address lookups (the classifier),
- * the audit log's rows; _classify.c (the classifier's common case in one pass) and
- * _aggregate.c (the aggregator's reduction of a batch) are built into the same module and listed
- * in its method table below. Optional: without them the same work is done in NumPy, with the
+ * the audit log's rows; _classify.c (the classifier's common case in one pass), _aggregate.c
+ * (the aggregator's reduction of a batch) and _audit.c (the audit log's selection and chunk
+ * encoding) are built into the same module and listed in its method table below. Optional: without them the same work is done in NumPy, with the
  * same results (collector/kernels/__init__.py is the switch).
  *
  * Grouped sums by hashing: the aggregator's per-batch reduction in one pass, no sort.
@@ -1316,6 +1316,10 @@ done:
 PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* _aggregate.c */
 PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+/* _audit.c */
+PyObject *imflow_audit_spans(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *imflow_audit_pack(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *imflow_audit_select(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 
 static PyMethodDef methods[] = {
     {"classify", (PyCFunction)(void (*)(void))imflow_classify, METH_FASTCALL,
@@ -1335,6 +1339,12 @@ static PyMethodDef methods[] = {
      "walk(buf, starts, ends, max_sets, d, pos, sid, size, more) -> sets (see the module source)"},
     {"lookup4", (PyCFunction)(void (*)(void))lookup4, METH_FASTCALL,
      "lookup4(addr, level1, level2, starts, values, s1, s2, out, other) -> rows not IPv4 (see the module source)"},
+    {"audit_spans", (PyCFunction)(void (*)(void))imflow_audit_spans, METH_FASTCALL,
+     "audit_spans(cols) -> 20 (least, greatest, count) of the stored columns (see _audit.c)"},
+    {"audit_pack", (PyCFunction)(void (*)(void))imflow_audit_pack, METH_FASTCALL,
+     "audit_pack(cols, bases, widths, counts, head) -> the encoded chunk (see _audit.c)"},
+    {"audit_select", (PyCFunction)(void (*)(void))imflow_audit_select, METH_FASTCALL,
+     "audit_select(watch, service, out) -> rows kept (see _audit.c)"},
     {"audit_fill", (PyCFunction)(void (*)(void))audit_fill, METH_FASTCALL,
      "audit_fill(idx, now, max_age, max_skew, exporter, cols, outs) -> None (see the module source)"},
     {"fields", (PyCFunction)(void (*)(void))fields, METH_FASTCALL,

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from collector import kernels
 from collector.netflow.batch import addr_to_str
 from collector.store.rows import AuditRow
 
@@ -32,6 +33,10 @@ _MAGIC = b"IMFA"
 _FORMAT = 2  # what encode writes; decode reads 1 too
 _NONE = np.zeros(0, np.uint64)
 DIRECTIONS = ("none", "out", "in")  # code -> AuditRow.direction
+# format 2's stored columns, in order (AuditBatch.encode)
+_STORED = ("start_ms", "duration", "exporter", "host_port", "peer_port", "proto", "service", "bytes", "packets",
+           "in_if", "out_if", "direction", "host4", "host_x", "host_xhi", "host_xlo", "peer4", "peer_x", "peer_xhi",
+           "peer_xlo")
 
 # column -> dtype, in stored order
 COLUMNS: dict[str, np.dtype] = {
@@ -55,8 +60,12 @@ def _span(v: np.ndarray) -> tuple[int, int]:
     if not len(v):
         return 0, 0
     lo = int(v.min())
-    span = int(v.max()) - lo
-    return lo, 0 if span == 0 else 1 if span < 1 << 8 else 2 if span < 1 << 16 else 4 if span < 1 << 32 else 8
+    return lo, _width(int(v.max()) - lo)
+
+
+def _width(span: int) -> int:
+    """Octets an offset up to `span` takes (0: every value is the base)."""
+    return 0 if span == 0 else 1 if span < 1 << 8 else 2 if span < 1 << 16 else 4 if span < 1 << 32 else 8
 
 
 def addr_key(text: str) -> bytes:
@@ -174,6 +183,13 @@ class AuditBatch:
         flow does not widen a chunk's addresses from 4 octets to 16. IPv4 flows take about 25
         octets instead of 84 as held: SQLite's cost of storing a BLOB grows with its size.
         Format 1 (every column of `COLUMNS` as is) is still read."""
+        kernel = kernels.compiled
+        if kernel is not None:  # the same octets in two compiled passes (collector/kernels/_audit.c)
+            cols = tuple(self.cols[c] for c in COLUMNS)  # contiguous, of COLUMNS' types (__init__)
+            spans = kernel.audit_spans(cols)
+            meta = [(name, least, _width(most - least), count) for name, (least, most, count) in zip(_STORED, spans)]
+            return kernel.audit_pack(cols, tuple(m[1] for m in meta), tuple(m[2] for m in meta),
+                                     tuple(m[3] for m in meta), self._head(meta))
         n, c = len(self), self.cols
         stored = [("start_ms", c["start_ms"]), ("duration", c["end_ms"] - c["start_ms"])]
         stored += [(k, c[k]) for k in ("exporter", "host_port", "peer_port", "proto", "service", "bytes", "packets",
@@ -190,17 +206,23 @@ class AuditBatch:
             stored += [(f"{side}4", low), (f"{side}_x", x.astype(np.uint32)), (f"{side}_xhi", hi[x]),
                        (f"{side}_xlo", lo[x])]
         meta = [(name, *_span(v), len(v)) for name, v in stored]
-        header = json.dumps({"format": _FORMAT, "rows": n, "exporters": self.exporters, "services": self.services,
-                             "categories": self.categories, "columns": meta}, separators=(",", ":")).encode()
-        offset = 8 + len(header)
+        head = self._head(meta)
+        offset = len(head)
         out = bytearray(offset + sum(width * count for _, _, width, count in meta))
-        out[:offset] = _MAGIC + struct.pack("<I", len(header)) + header
+        out[:offset] = head
         for (_, v), (_, base, width, count) in zip(stored, meta):
             if width:  # the offsets written straight into the chunk, cut to the width
                 np.subtract(v, v.dtype.type(base), out=np.frombuffer(out, f"<u{width}", count, offset),
                             casting="unsafe")
                 offset += width * count
         return out  # a bytearray: SQLite binds it as a BLOB, no copy to bytes
+
+    def _head(self, meta: list) -> bytes:
+        """MAGIC, the header's length and the JSON header of a chunk of these rows."""
+        header = json.dumps({"format": _FORMAT, "rows": len(self), "exporters": self.exporters,
+                             "services": self.services, "categories": self.categories, "columns": meta},
+                            separators=(",", ":")).encode()
+        return _MAGIC + struct.pack("<I", len(header)) + header
 
     @classmethod
     def decode(cls, data: bytes) -> AuditBatch:
