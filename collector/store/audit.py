@@ -190,7 +190,7 @@ class AuditBatch:
             meta = [(name, least, _width(most - least), count) for name, (least, most, count) in zip(_STORED, spans)]
             return kernel.audit_pack(cols, tuple(m[1] for m in meta), tuple(m[2] for m in meta),
                                      tuple(m[3] for m in meta), self._head(meta))
-        n, c = len(self), self.cols
+        c = self.cols
         stored = [("start_ms", c["start_ms"]), ("duration", c["end_ms"] - c["start_ms"])]
         stored += [(k, c[k]) for k in ("exporter", "host_port", "peer_port", "proto", "service", "bytes", "packets",
                                        "in_if", "out_if", "direction")]
