@@ -249,6 +249,13 @@ PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             fail = late >> MINUTE_BITS ? FAIL_MINUTE : FAIL_EXPORTER;
             break;
         }
+        for (int j = 0; j < m; j++) { /* the records of the groups met before, fetched */
+            int32_t g = gh.slot[kh[j] >> gh.shift];
+            if (g >= 0)
+                __builtin_prefetch(gh.rec + (size_t)g * gh.words);
+            if (by_if && (g = gi.slot[ih[j] >> gi.shift]) >= 0)
+                __builtin_prefetch(gi.rec + (size_t)g * gi.words);
+        }
         for (int j = 0; j < m && fail == FAIL_NONE; j++) {
             Py_ssize_t i = t0 + j;
             size_t at = (size_t)(kh[j] >> gh.shift);
