@@ -171,6 +171,7 @@ class Receiver:
         # where each message's first piece lands: those iovec bases, rewritten per call as one column
         self._iov_base = np.frombuffer(self.iov, np.uint64).reshape(slots, 4)[:, 0]
         self._steps = np.arange(slots, dtype=np.uint64) * np.uint64(PITCH)
+        self._slot_offsets = self._steps.astype(np.int64)  # a call's slots from its first, in octets
         self._large_used = 0  # octets of the large region taken by the current batch
         # the kernel writes each message's length and address length: read them as columns
         size = ctypes.sizeof(_MMsgHdr)
@@ -204,7 +205,7 @@ class Receiver:
         room = min(self.slots, self.capacity - start)
         if room <= 0:
             return 0, 0
-        self._iov_base[:room] = self._steps[:room] + np.uint64(self._base + start * PITCH)
+        np.add(self._steps[:room], np.uint64(self._base + start * PITCH), out=self._iov_base[:room])
         self._namelen[:room] = NAME
         k = _RECVMMSG(fd, self._addr, room, MSG_DONTWAIT, None)
         if k <= 0:
@@ -218,12 +219,17 @@ class Receiver:
             self._memo_allow = allow
         batch.used = start + k
         names = self.names
-        lens, namelens = self._len[:k].copy(), self._namelen[:k].tolist()
-        offsets = np.arange(start, start + k, dtype=np.int64) * PITCH
+        lens = self._len[:k].copy()
+        offsets = self._slot_offsets[:k] + start * PITCH
         if int(lens.max()) > PITCH:
             self._gather_large(start, lens, offsets)
-        nl = namelens[0]
-        if k == 1 or (namelens.count(nl) == k and bool((self._names[1:k, :nl] == self._names[0, :nl]).all())):
+        nl = int(self._namelen[0])
+        # one socket, one address family: each name `nl` octets. Every slot's name area the
+        # same as the one before it (one comparison of two copies: 0.4 against 10 us) means one
+        # source; the areas' ends past `nl` may differ (left by an earlier call of the other
+        # family's socket), so the names alone are compared before giving up on that
+        if k == 1 or names[NAME:k * NAME] == names[:(k - 1) * NAME] or (
+                bool((self._namelen[:k] == nl).all()) and bool((self._names[1:k, :nl] == self._names[0, :nl]).all())):
             # the usual case: one exporter sent them all
             source, allowed = self._source(names[:nl], allow)
             if not allowed:
@@ -233,7 +239,7 @@ class Receiver:
             batch._add(offsets, lens, [source] * k, now, source)
             return k, 0
         keep, sources, refusals = [], [], {}
-        for i, nl in enumerate(namelens):
+        for i, nl in enumerate(self._namelen[:k].tolist()):
             source, allowed = self._source(names[i * NAME:i * NAME + nl], allow)
             if allowed:
                 keep.append(i)
