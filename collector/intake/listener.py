@@ -136,7 +136,7 @@ class Intake:
             self.sockets.append((label, sock))
             if self.use_mmsg:
                 if self.receiver is None:
-                    self.receiver = mmsg.Receiver(capacity=self.batch_size + mmsg.Receiver.SLOTS)
+                    self.receiver = mmsg.Receiver(capacity=self.batch_size + mmsg.Receiver.OVERSHOOT)
                     self.batch = self.receiver.new_batch()
                 sock.setblocking(False)
                 self.loop.add_reader(sock.fileno(), self._readable, sock.fileno())
