@@ -141,7 +141,7 @@ def bulk(dec, items: list, base: int) -> list[int]:
     kernel = kernels.compiled
     if kernel is not None and alive.size:
         _walk_all(kernel, b, f, alive, pos)
-    else:
+    elif alive.size:  # none to walk (a batch of v5): no pass at all
         _walk_by_position(b, f, alive, pos)
     refreshed = None  # (datagrams, sessions, templates) of template refreshes, counted if taken
     if f.special:  # every special set of the batch at once
