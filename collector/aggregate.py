@@ -4,7 +4,8 @@ Pure (docs/design.md §1): no clock, no I/O. Within a batch the flows are reduce
 sort of a composite integer key, `np.add.reduceat` for exact sums), or by the compiled kernel in
 one pass (collector/kernels/_aggregate.c, `bins`: each flow's minute, flag and host, and its
 sums added into two hash tables at once, by host and by interface pair), with the same results;
-only the distinct keys of a batch reach the open bins. `drain(before)` hands closed bins to the flush.
+only the distinct keys of a batch reach the open bins. `drain(before)` hands closed bins to the
+flush.
 
 A flow belongs to the minute of its end time. Times an exporter gets badly wrong (more than
 `max_age` in the past or `max_skew` in the future of the receive time) are replaced by the
@@ -101,6 +102,8 @@ def _columns(buf: bytearray, k: int, layout) -> dict[str, np.ndarray]:
 def _unset(col: np.ndarray) -> bool:
     """A column the decoder did not fill: a view of one 0 (netflow.batch.repeated)."""
     return col.strides == (0,) and (not len(col) or col[0] == 0)
+
+
 HOST_KEYS = {"minute": np.int64, "exporter": np.uint32, "service": np.uint16, "hi": _U8, "lo": _U8,
              "flag": np.uint8}
 IF_KEYS = {"minute": np.int64, "exporter": np.uint32, "service": np.uint16, "ifindex": np.uint32,
