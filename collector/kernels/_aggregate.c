@@ -50,8 +50,9 @@
 #define TILE 256 /* rows keyed and their slots fetched before any is added: misses overlap */
 #define MAX_PROBE 64
 #define MINUTE_BITS 24
-#define HOST_WORDS 7 /* a host group's record: key (a, hi, lo), first row, flows, bytes, packets */
-#define IF_WORDS 5   /* an interface group's: key (a, ifs), flows, bytes, packets */
+/* a group's record: its key's words, flows, bytes, packets, (a host group's first row,) the hash */
+#define HOST_WORDS 8 /* key (a, hi, lo), flows, bytes, packets, first row, hash */
+#define IF_WORDS 6   /* key (a, ifs), flows, bytes, packets, hash */
 
 /* A key's hash: each of its words, the seed mixed in, times one of these odd constants, the
  * products xored; a table's slot is the hash's top bits (multiplicative hashing: one multiply
@@ -93,8 +94,9 @@ static void groups_free(Groups *g)
 
 /* Room for one more record, the table grown fourfold when a quarter full (each record's slot
  * found again from its stored hash, the record's last word): 0, or -1 when out of memory. */
-static int groups_grow(Groups *g, int hashed)
+static int groups_grow(Groups *g)
 {
+    size_t hashed = g->words - 1;
     if (g->k == g->room) {
         uint64_t *r = realloc(g->rec, 2 * g->room * g->words * sizeof *r);
         if (!r)
@@ -122,6 +124,43 @@ static int groups_grow(Groups *g, int hashed)
     return 0;
 }
 
+enum { FAIL_NONE, FAIL_MEMORY, FAIL_PROBE, FAIL_MINUTE, FAIL_EXPORTER };
+
+/* The record of the group keyed by the `nk` words at `key` (hash `h`): the one met before, or a
+ * new one at the end (the key copied, the rest 0, the hash in its last word; *fresh set).
+ * NULL with *fail set after MAX_PROBE probes (keys made to collide) or without memory. */
+static inline uint64_t *group_of(Groups *g, uint64_t h, const uint64_t *key, int nk, int *fresh, int *fail)
+{
+    size_t at = (size_t)(h >> g->shift);
+    for (int probes = 0; g->slot[at] >= 0; probes++) {
+        uint64_t *r = g->rec + (size_t)g->slot[at] * g->words;
+        int w = 0;
+        while (w < nk && r[w] == key[w])
+            w++;
+        if (w == nk)
+            return r;
+        if (probes >= MAX_PROBE) {
+            *fail = FAIL_PROBE;
+            return NULL;
+        }
+        at = (at + 1) & g->mask;
+    }
+    if (groups_grow(g) < 0) {
+        *fail = FAIL_MEMORY;
+        return NULL;
+    }
+    at = (size_t)(h >> g->shift); /* the table may have grown */
+    while (g->slot[at] >= 0)
+        at = (at + 1) & g->mask;
+    g->slot[at] = (int32_t)g->k;
+    uint64_t *r = g->rec + g->k++ * g->words;
+    memset(r, 0, g->words * sizeof *r);
+    memcpy(r, key, (size_t)nk * sizeof *r);
+    r[g->words - 1] = h;
+    *fresh = 1;
+    return r;
+}
+
 /* The outputs' layout: columns of k items, each `sizes[c]` octets, back to back. */
 static PyObject *columns_of(size_t k, const int *sizes, int nc, char **at)
 {
@@ -138,8 +177,6 @@ static PyObject *columns_of(size_t k, const int *sizes, int nc, char **at)
     }
     return out;
 }
-
-enum { FAIL_NONE, FAIL_MEMORY, FAIL_PROBE, FAIL_MINUTE, FAIL_EXPORTER };
 
 PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -199,7 +236,7 @@ PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     int fail = FAIL_NONE;
     Py_ssize_t clamped = 0;
     Py_BEGIN_ALLOW_THREADS
-    if (groups_init(&gh, HOST_WORDS + 1) < 0 || groups_init(&gi, IF_WORDS + 1) < 0)
+    if (groups_init(&gh, HOST_WORDS) < 0 || groups_init(&gi, IF_WORDS) < 0)
         fail = FAIL_MEMORY;
     /* a tile at a time: each row's keys and hashes, their slots fetched; then the adds */
     uint64_t ka[TILE], khi[TILE], klo[TILE], kh[TILE], ia[TILE], ib[TILE], ih[TILE];
@@ -256,70 +293,22 @@ PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             if (by_if && (g = gi.slot[ih[j] >> gi.shift]) >= 0)
                 __builtin_prefetch(gi.rec + (size_t)g * gi.words);
         }
-        for (int j = 0; j < m && fail == FAIL_NONE; j++) {
+        for (int j = 0; j < m; j++) {
             Py_ssize_t i = t0 + j;
-            size_t at = (size_t)(kh[j] >> gh.shift);
-            uint64_t *r;
-            for (int probes = 0;; probes++) {
-                int32_t g = gh.slot[at];
-                if (g < 0) {
-                    if (groups_grow(&gh, HOST_WORDS) < 0) {
-                        fail = FAIL_MEMORY;
-                        break;
-                    }
-                    at = (size_t)(kh[j] >> gh.shift); /* the table may have grown */
-                    while (gh.slot[at] >= 0)
-                        at = (at + 1) & gh.mask;
-                    gh.slot[at] = (int32_t)gh.k;
-                    r = gh.rec + gh.k++ * gh.words;
-                    r[0] = ka[j], r[1] = khi[j], r[2] = klo[j], r[3] = (uint64_t)i;
-                    r[4] = r[5] = r[6] = 0;
-                    r[HOST_WORDS] = kh[j];
-                    break;
-                }
-                r = gh.rec + (size_t)g * gh.words;
-                if (r[0] == ka[j] && r[2] == klo[j] && r[1] == khi[j])
-                    break;
-                if (probes >= MAX_PROBE) {
-                    fail = FAIL_PROBE;
-                    break;
-                }
-                at = (at + 1) & gh.mask;
-            }
-            if (fail != FAIL_NONE)
+            int fresh = 0;
+            const uint64_t key[3] = {ka[j], khi[j], klo[j]};
+            uint64_t *r = group_of(&gh, kh[j], key, 3, &fresh, &fail);
+            if (!r)
                 break;
-            r[4] += 1;
-            r[5] += bytes[i];
-            r[6] += packets[i];
+            if (fresh)
+                r[6] = (uint64_t)i;
+            r[3] += 1;
+            r[4] += bytes[i];
+            r[5] += packets[i];
             if (!by_if || !ib[j]) /* neither interface given: counted on neither */
                 continue;
-            at = (size_t)(ih[j] >> gi.shift);
-            for (int probes = 0;; probes++) {
-                int32_t g = gi.slot[at];
-                if (g < 0) {
-                    if (groups_grow(&gi, IF_WORDS) < 0) {
-                        fail = FAIL_MEMORY;
-                        break;
-                    }
-                    at = (size_t)(ih[j] >> gi.shift);
-                    while (gi.slot[at] >= 0)
-                        at = (at + 1) & gi.mask;
-                    gi.slot[at] = (int32_t)gi.k;
-                    r = gi.rec + gi.k++ * gi.words;
-                    r[0] = ia[j], r[1] = ib[j], r[2] = r[3] = r[4] = 0;
-                    r[IF_WORDS] = ih[j];
-                    break;
-                }
-                r = gi.rec + (size_t)g * gi.words;
-                if (r[0] == ia[j] && r[1] == ib[j])
-                    break;
-                if (probes >= MAX_PROBE) {
-                    fail = FAIL_PROBE;
-                    break;
-                }
-                at = (at + 1) & gi.mask;
-            }
-            if (fail != FAIL_NONE)
+            const uint64_t ikey[2] = {ia[j], ib[j]};
+            if (!(r = group_of(&gi, ih[j], ikey, 2, &fresh, &fail)))
                 break;
             r[2] += 1;
             r[3] += bytes[i];
@@ -347,13 +336,13 @@ PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     for (size_t g = 0; g < gh.k; g++) {
         const uint64_t *r = gh.rec + g * gh.words;
-        uint64_t a = r[0], row = r[3];
+        uint64_t a = r[0], row = r[6];
         ((int64_t *)c[0])[g] = ((int64_t)(a >> 40) + base) * BIN;
         ((uint64_t *)c[1])[g] = host[2 * row];
         ((uint64_t *)c[2])[g] = host[2 * row + 1];
-        ((uint64_t *)c[3])[g] = r[5];
-        ((uint64_t *)c[4])[g] = r[6];
-        ((uint64_t *)c[5])[g] = r[4];
+        ((uint64_t *)c[3])[g] = r[4];
+        ((uint64_t *)c[4])[g] = r[5];
+        ((uint64_t *)c[5])[g] = r[3];
         ((uint32_t *)c[6])[g] = (uint32_t)(a >> 24 & 0xFFFF);
         ((uint16_t *)c[7])[g] = (uint16_t)(a >> 8);
         ((uint8_t *)c[8])[g] = (uint8_t)a;
