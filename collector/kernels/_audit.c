@@ -294,6 +294,11 @@ PyObject *imflow_audit_pack(PyObject *self, PyObject *const *args, Py_ssize_t na
             PyErr_Format(PyExc_ValueError, "audit_pack: stored column %d of %zd values for %zd rows", c, counts[c], n);
             goto done;
         }
+    for (int c = 13; c < STORED; c += 4)
+        if (counts[c + 1] != counts[c] || counts[c + 2] != counts[c]) {
+            PyErr_Format(PyExc_ValueError, "audit_pack: stored columns %d-%d of unequal counts", c, c + 2);
+            goto done;
+        }
     if (!(out = PyByteArray_FromStringAndSize(NULL, total)))
         goto done;
     unsigned char *o = (unsigned char *)PyByteArray_AS_STRING(out);
@@ -305,43 +310,51 @@ PyObject *imflow_audit_pack(PyObject *self, PyObject *const *args, Py_ssize_t na
     for (int c = 0; c < STORED; c++) {
         int w = widths[c];
         uint64_t base = bases[c];
-        if (!w)
-            continue;
-        if (c == 0) {
-            pack_column(0, start, NULL, 8, n, base, w, o);
-        } else if (c == 1) {
-            pack_column(1, start, end, 8, n, base, w, o);
-        } else if (c < 12) {
-            pack_column(0, in[plain[c - 2]], NULL, in_size[plain[c - 2]], n, base, w, o);
-        } else {
-            int side = c >= 16, part = (c - 12) % 4;
+        if (c == 13 || c == 17) { /* the rows not IPv4: their numbers and halves, in one pass */
+            int side = c == 17, wh = widths[c + 1], wl = widths[c + 2];
             const uint64_t *ahi = in[side ? PEER_HI : HOST_HI], *alo = in[side ? PEER_LO : HOST_LO];
-            if (part == 0) {
-                pack_column(2, ahi, alo, 8, n, base, w, o);
-            } else { /* the rows not IPv4: their numbers or halves, as many as counted */
-                Py_ssize_t j = 0;
+            Py_ssize_t cnt = counts[c], j = 0;
+            unsigned char *oh = o + (size_t)w * cnt, *ol = oh + (size_t)wh * cnt;
+            if (w || wh || wl)
                 for (Py_ssize_t i = 0; i < n; i++) {
                     if (is_v4(ahi[i], alo[i]))
                         continue;
-                    if (j < counts[c])
-                        put(o, j, w, (part == 1 ? (uint64_t)i : part == 2 ? ahi[i] : alo[i]) - base);
+                    if (j < cnt) {
+                        if (w)
+                            put(o, j, w, (uint64_t)i - base);
+                        if (wh)
+                            put(oh, j, wh, ahi[i] - bases[c + 1]);
+                        if (wl)
+                            put(ol, j, wl, alo[i] - bases[c + 2]);
+                    }
                     j++;
                 }
-                found[side] = j;
-                if (j != counts[c])
-                    break;
-            }
+            found[side] = j;
+            o = ol + (size_t)wl * cnt;
+            c += 2;
+            continue;
         }
+        if (!w)
+            continue;
+        if (c == 0)
+            pack_column(0, start, NULL, 8, n, base, w, o);
+        else if (c == 1)
+            pack_column(1, start, end, 8, n, base, w, o);
+        else if (c < 12)
+            pack_column(0, in[plain[c - 2]], NULL, in_size[plain[c - 2]], n, base, w, o);
+        else /* an address side's IPv4 part */
+            pack_column(2, in[c == 16 ? PEER_HI : HOST_HI], in[c == 16 ? PEER_LO : HOST_LO], 8, n, base, w, o);
         o += (size_t)w * counts[c];
     }
     Py_END_ALLOW_THREADS
-    for (int side = 0; side < 2; side++)
-        for (int part = 1; part < 4; part++)
-            if (widths[12 + 4 * side + part] && found[side] != counts[12 + 4 * side + part]) {
-                PyErr_SetString(PyExc_ValueError, "audit_pack: the rows not IPv4 are not as counted");
-                Py_CLEAR(out);
-                goto done;
-            }
+    for (int side = 0; side < 2; side++) {
+        int c = 13 + 4 * side;
+        if ((widths[c] || widths[c + 1] || widths[c + 2]) && found[side] != counts[c]) {
+            PyErr_SetString(PyExc_ValueError, "audit_pack: the rows not IPv4 are not as counted");
+            Py_CLEAR(out);
+            goto done;
+        }
+    }
 done:
     held_release(&h);
     return out;

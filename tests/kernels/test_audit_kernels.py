@@ -112,7 +112,9 @@ def test_the_packer_refuses_what_does_not_add_up():
     for wrong in (widths[:19] + (3,), widths[:19]):
         with pytest.raises((ValueError, TypeError)):
             kernels.built.audit_pack(cols, bases, wrong, counts, b"")
-    with pytest.raises(ValueError, match="not IPv4"):
+    with pytest.raises(ValueError, match="not IPv4"):  # three rows listed apart, two said
+        kernels.built.audit_pack(cols, bases, widths, counts[:13] + (2, 2, 2) + counts[16:], b"")
+    with pytest.raises(ValueError, match="unequal"):
         kernels.built.audit_pack(cols, bases, widths, counts[:13] + (2,) + counts[14:], b"")
     with pytest.raises(ValueError, match="values for 3 rows"):
         kernels.built.audit_pack(cols, bases, widths, (2,) + counts[1:], b"")
