@@ -1,7 +1,7 @@
 """Intake: UDP sockets -> batches of (payload, source, receive time). Nothing is parsed here.
 
 On Linux the sockets are read with recvmmsg(2) (`collector.intake.mmsg`): one system call and one
-Python call per readable event take up to 256 datagrams, straight into the batch's arena (no
+Python call per readable event take up to 512 datagrams, straight into the batch's arena (no
 copy per datagram), several times cheaper per datagram than the event loop's own datagram
 transport (one `recvfrom` and one callback each); elsewhere that transport is used and the
 batch is a list. Either way the batch is handed on when it is full or `delay` seconds old, and

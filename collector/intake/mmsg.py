@@ -229,7 +229,7 @@ class Receiver:
             self._gather_large(start, lens, offsets)
         nl = int(self._namelen[0])
         # one socket, one address family: each name `nl` octets. Every slot's name area the
-        # same as the one before it (one comparison of two copies: 0.4 against 10 us) means one
+        # same as the one before it (one comparison of two copies: 0.4 us against NumPy's 5.5) means one
         # source; the areas' ends past `nl` may differ (left by an earlier call of the other
         # family's socket), so the names alone are compared before giving up on that
         if k == 1 or names[NAME:k * NAME] == names[:(k - 1) * NAME] or (
