@@ -466,6 +466,78 @@ static void apply(const Field *f, const Segment *seg, int nseg, Py_ssize_t recle
 #undef EACH
 }
 
+/* NetFlow v5's fields as the decoder asks for them (collector.netflow.columns), whatever their
+ * offsets: the addresses, the interfaces, packets and octets times the sampling rate, the ports,
+ * the protocol, then the uptimes of the first and the last packet, or of the last only (the
+ * first is read only for the audit log). One loop over the records writes them all: with the
+ * kinds and widths fixed the compiler keeps it tight, where the loops per field pay their loop
+ * and address arithmetic once a field (decode 11.0 against 14.2 ns a flow). Any other list of
+ * specs takes the loops per field. */
+static const struct { int kind, width, size; } V5[] = {
+    {READ, 4, 16}, {READ, 4, 16}, {READ, 2, 4}, {READ, 2, 4}, {SCALED, 4, 8}, {SCALED, 4, 8},
+    {READ, 2, 2}, {READ, 2, 2}, {READ, 1, 1}, {UPTIME, 4, 8}, {UPTIME, 4, 8},
+};
+#define N_V5 ((Py_ssize_t)(sizeof V5 / sizeof V5[0]))
+
+/* 2: the eleven specs of V5; 1: the ten without the first packet's uptime; 0: another list. */
+static int v5_like(const Field *f, Py_ssize_t nf)
+{
+    if (nf != N_V5 && nf != N_V5 - 1)
+        return 0;
+    for (Py_ssize_t j = 0; j < nf; j++)
+        if (f[j].kind != V5[j].kind || f[j].width != V5[j].width || f[j].size != V5[j].size)
+            return 0;
+    return nf == N_V5 ? 2 : 1;
+}
+
+static inline void v5_runs(const Field *f, int both, const unsigned char *base, const int64_t *starts,
+                           const int64_t *counts, Py_ssize_t m, Py_ssize_t reclen)
+{
+    uint64_t *restrict src = (uint64_t *)f[0].out, *restrict dst = (uint64_t *)f[1].out;
+    uint32_t *restrict in_if = (uint32_t *)f[2].out, *restrict out_if = (uint32_t *)f[3].out;
+    uint64_t *restrict packets = (uint64_t *)f[4].out, *restrict octets = (uint64_t *)f[5].out;
+    uint16_t *restrict sport = (uint16_t *)f[6].out, *restrict dport = (uint16_t *)f[7].out;
+    uint8_t *restrict proto = (uint8_t *)f[8].out;
+    const Field *ff = &f[9], *fl = &f[9 + both]; /* the first packet's uptime (both), the last's */
+    double *restrict last = (double *)fl->out, *restrict first = (double *)ff->out;
+    const Py_ssize_t o_src = f[0].offset, o_dst = f[1].offset, o_in = f[2].offset, o_out = f[3].offset,
+                     o_pk = f[4].offset, o_oc = f[5].offset, o_sp = f[6].offset, o_dp = f[7].offset,
+                     o_pr = f[8].offset, o_fi = ff->offset, o_la = fl->offset;
+    const uint32_t *m_pk = f[4].a, *m_oc = f[5].a;
+    Py_ssize_t pos = 0;
+    for (Py_ssize_t r = 0; r < m; r++) {
+        const unsigned char *p = base + starts[r];
+        const uint64_t k_pk = m_pk[r], k_oc = m_oc[r];
+        const double t_fi = ((const double *)ff->a)[r], t_la = ((const double *)fl->a)[r];
+        const uint32_t u_fi = ff->uptime[r], u_la = fl->uptime[r];
+        for (Py_ssize_t i = 0, n = counts[r]; i < n; i++, pos++, p += reclen) {
+            src[2 * pos] = 0;
+            src[2 * pos + 1] = 0xFFFF00000000ULL | be(p + o_src, 4);
+            dst[2 * pos] = 0;
+            dst[2 * pos + 1] = 0xFFFF00000000ULL | be(p + o_dst, 4);
+            in_if[pos] = (uint32_t)be(p + o_in, 2);
+            out_if[pos] = (uint32_t)be(p + o_out, 2);
+            packets[pos] = be(p + o_pk, 4) * k_pk;
+            octets[pos] = be(p + o_oc, 4) * k_oc;
+            sport[pos] = (uint16_t)be(p + o_sp, 2);
+            dport[pos] = (uint16_t)be(p + o_dp, 2);
+            proto[pos] = p[o_pr];
+            if (both)
+                first[pos] = t_fi + (double)(int32_t)((uint32_t)be(p + o_fi, 4) - u_fi) / 1e3;
+            last[pos] = t_la + (double)(int32_t)((uint32_t)be(p + o_la, 4) - u_la) / 1e3;
+        }
+    }
+}
+
+static void v5_fields(const Field *f, int kind, const unsigned char *base, const int64_t *starts,
+                      const int64_t *counts, Py_ssize_t m, Py_ssize_t reclen)
+{
+    if (kind == 2)
+        v5_runs(f, 1, base, starts, counts, m, reclen);
+    else
+        v5_runs(f, 0, base, starts, counts, m, reclen);
+}
+
 static int spec_int(PyObject *spec, Py_ssize_t i, long *out)
 {
     *out = PyLong_AsLong(PyTuple_GET_ITEM(spec, i));
@@ -592,6 +664,13 @@ static PyObject *fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
     }
+    int v5 = v5_like(f, nf);
+    if (v5) {
+        Py_BEGIN_ALLOW_THREADS
+        v5_fields(f, v5, buf->buf, starts, counts, m, reclen);
+        Py_END_ALLOW_THREADS
+        goto ok;
+    }
     Py_BEGIN_ALLOW_THREADS
     const unsigned char *base = buf->buf;
     Segment seg[TILE];
@@ -618,6 +697,7 @@ static PyObject *fields(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         pos += got;
     }
     Py_END_ALLOW_THREADS
+ok:
     result = Py_None;
     Py_INCREF(result);
 done:
