@@ -493,13 +493,13 @@ static int v5_like(const Field *f, Py_ssize_t nf)
 static inline void v5_runs(const Field *f, int both, const unsigned char *base, const int64_t *starts,
                            const int64_t *counts, Py_ssize_t m, Py_ssize_t reclen)
 {
-    uint64_t *restrict src = (uint64_t *)f[0].out, *restrict dst = (uint64_t *)f[1].out;
-    uint32_t *restrict in_if = (uint32_t *)f[2].out, *restrict out_if = (uint32_t *)f[3].out;
-    uint64_t *restrict packets = (uint64_t *)f[4].out, *restrict octets = (uint64_t *)f[5].out;
-    uint16_t *restrict sport = (uint16_t *)f[6].out, *restrict dport = (uint16_t *)f[7].out;
-    uint8_t *restrict proto = (uint8_t *)f[8].out;
+    uint64_t *src = (uint64_t *)f[0].out, *dst = (uint64_t *)f[1].out;
+    uint32_t *in_if = (uint32_t *)f[2].out, *out_if = (uint32_t *)f[3].out;
+    uint64_t *packets = (uint64_t *)f[4].out, *octets = (uint64_t *)f[5].out;
+    uint16_t *sport = (uint16_t *)f[6].out, *dport = (uint16_t *)f[7].out;
+    uint8_t *proto = (uint8_t *)f[8].out;
     const Field *ff = &f[9], *fl = &f[9 + both]; /* the first packet's uptime (both), the last's */
-    double *restrict last = (double *)fl->out, *restrict first = (double *)ff->out;
+    double *last = (double *)fl->out, *first = (double *)ff->out;
     const Py_ssize_t o_src = f[0].offset, o_dst = f[1].offset, o_in = f[2].offset, o_out = f[3].offset,
                      o_pk = f[4].offset, o_oc = f[5].offset, o_sp = f[6].offset, o_dp = f[7].offset,
                      o_pr = f[8].offset, o_fi = ff->offset, o_la = fl->offset;
