@@ -90,6 +90,11 @@ _IF_GROUPS = (("minute", np.int64), ("bytes", _U8), ("packets", _U8), ("flows", 
               ("out_if", np.uint32), ("exporter", np.uint32), ("service", np.uint16))
 
 
+# what `totals` reads of the host groups, and as which types
+_TOTALS_IN = (("exporter", np.uint32), ("service", np.uint16), ("flag", np.uint8), ("bytes", _U8), ("packets", _U8),
+              ("flows", _U8))
+
+
 def _columns(buf: bytearray, k: int, layout) -> dict[str, np.ndarray]:
     """Views of the columns a kernel wrote back to back into `buf`, k items each."""
     out, offset = {}, 0
@@ -319,16 +324,7 @@ class Aggregator:
         for groups in (hosts, ifs or {}):  # the batch's exporter codes -> ours
             if groups:
                 groups["exporter"] = glob[groups["exporter"]]
-        # the totals by (exporter, service, method): a few dozen groups of the batch's thousands
-        # of bins, so the scattered adds into the totals (np.add.at, ~9 ns an item) stay few
-        gexporter, gservice = hosts["exporter"], hosts["service"]
-        gmethod = hosts["flag"] >> np.uint8(2)
-        t_first, (t_b, t_p, t_f), _ = group_sums(
-            [(gexporter, len(self.exporter_names)), (gservice, len(self.services)), (gmethod, 64)],
-            [hosts["bytes"], hosts["packets"], hosts["flows"]])
-        t_service = gservice[t_first]
-        self._count(gexporter[t_first], t_service, t_b, t_p, t_f)
-        self._count_methods(t_service, gmethod[t_first], t_b, t_p, t_f)
+        self._totals(kernel, hosts)
         self.bins.append(hosts)
         # per interface and direction: the flow's bytes count "in" on in_if and "out" on out_if;
         # the groups by (minute, exporter, service, in_if, out_if), which are few, go to the
@@ -343,6 +339,25 @@ class Aggregator:
                                      "direction": np.full(known.size, direction, np.uint8),
                                      "bytes": ifs["bytes"][known], "packets": ifs["packets"][known],
                                      "flows": ifs["flows"][known]})
+
+    def _totals(self, kernel, hosts: dict[str, np.ndarray]) -> None:
+        """Add the batch's host groups to the running totals by (exporter, service) and by
+        (service, method): in one compiled pass (`totals`, collector/kernels/_aggregate.c),
+        else by (exporter, service, method) first, a few dozen groups of the thousands, so the
+        scattered adds (np.add.at, ~9 ns an item) stay few."""
+        gexporter, gservice = hosts["exporter"], hosts["service"]
+        if kernel is not None:
+            self._grow_totals()
+            kernel.totals(*(np.ascontiguousarray(hosts[c], t) for c, t in _TOTALS_IN), self.exporter_totals,
+                          self.method_totals)
+            return
+        gmethod = hosts["flag"] >> np.uint8(2)
+        t_first, (t_b, t_p, t_f), _ = group_sums(
+            [(gexporter, len(self.exporter_names)), (gservice, len(self.services)), (gmethod, 64)],
+            [hosts["bytes"], hosts["packets"], hosts["flows"]])
+        t_service = gservice[t_first]
+        self._count(gexporter[t_first], t_service, t_b, t_p, t_f)
+        self._count_methods(t_service, gmethod[t_first], t_b, t_p, t_f)
 
     def _reduce_compiled(self, kernel, batch: FlowBatch, cls: Classified, exporters, exporter_names, now: float,
                          violations) -> tuple | None:

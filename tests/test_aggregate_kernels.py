@@ -203,3 +203,31 @@ def test_keys_made_to_collide_give_none_and_the_aggregator_still_counts_them(mon
     agg.add(b, cls, 0, ["a"], base * 60 + 1.0)
     rows = agg.drain()
     assert len(rows) == n and sum(r.flows for r in rows) == n
+
+
+def test_totals_add_each_group_once_and_refuse_rows_outside_the_tables():
+    """`totals` against sums made here row by row (wrapping at 2^64); a row outside either
+    table is an IndexError before anything is added."""
+    rng = np.random.default_rng(5)
+    k, n_exp, n_svc, n_met = 500, 3, 4, 7
+    cols = (rng.integers(0, n_exp, k).astype(np.uint32), rng.integers(0, n_svc, k).astype(np.uint16),
+            (rng.integers(0, n_met, k) << 2 | rng.integers(0, 4, k)).astype(np.uint8),
+            rng.integers(0, 2**64, k, np.uint64, endpoint=False), rng.integers(0, 2**40, k).astype(np.uint64),
+            rng.integers(0, 100, k).astype(np.uint64))
+    et, mt = np.zeros((n_exp, n_svc, 3), np.uint64), np.zeros((n_svc, n_met, 3), np.uint64)
+    want_e, want_m = {}, {}
+    for e, s, f, *sums in zip(*(c.tolist() for c in cols)):
+        for want, key in ((want_e, (e, s)), (want_m, (s, f >> 2))):
+            want[key] = [(a + b) % 2**64 for a, b in zip(want.get(key, [0, 0, 0]), sums)]
+    kernels.built.totals(*cols, et, mt)
+    assert {key: et[key].tolist() for key in want_e} == want_e and int(et.astype(bool).sum()) <= 3 * len(want_e)
+    assert {key: mt[key].tolist() for key in want_m} == want_m and int(mt.astype(bool).sum()) <= 3 * len(want_m)
+    for bad in ((0, n_exp), (1, n_svc), (2, n_met << 2)):  # exporter, service, method one past the table
+        col = cols[bad[0]].copy()
+        col[k // 2] = bad[1]
+        before_e, before_m = et.copy(), mt.copy()
+        with pytest.raises(IndexError, match="outside the tables"):
+            kernels.built.totals(*cols[:bad[0]], col, *cols[bad[0] + 1:], et, mt)
+        assert (et == before_e).all() and (mt == before_m).all()
+    with pytest.raises(ValueError):  # a table not (rows, columns, 3)
+        kernels.built.totals(*cols, np.zeros((n_exp, n_svc * 3), np.uint64), mt)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 # what the hot path calls; a module without one of them (built from an older tree and left in
 # place) counts as not built, so no caller needs to check for each function itself
 FUNCTIONS = ("audit_fill", "audit_pack", "audit_select", "audit_spans", "bins", "classify", "fields", "group_sums",
-             "headers", "learned", "lookup4", "walk")
+             "headers", "learned", "lookup4", "totals", "walk")
 
 try:
     from collector.kernels import _kernels as built

@@ -375,3 +375,79 @@ done:
     held_release(&h);
     return result;
 }
+
+/* totals(exporter, service, flag, bytes, packets, flows, exporter_totals, method_totals) -> None
+ *
+ * The aggregator's running totals (Aggregator.add: exporter_totals[e, s] and method_totals[s, m]
+ * += each group's bytes, packets, flows), from a batch's k host groups: exporter k uint32 (our
+ * index), service k uint16, flag k uint8 (the method is flag >> 2), the sums k uint64 each;
+ * exporter_totals E x S x 3 and method_totals S' x M x 3 uint64, C-contiguous, added to
+ * modulo 2^64. The NumPy way groups the groups by (exporter, service, method) first and then
+ * adds with np.add.at, seven calls for a few thousand rows. A row outside either table is an
+ * IndexError and nothing is added (every row is checked before the first add). */
+PyObject *imflow_totals(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "totals takes 8 arguments (see collector/kernels/_aggregate.c)");
+        return NULL;
+    }
+    Py_buffer bufs[8];
+    Held h = {bufs, 0, 8, "totals"};
+    PyObject *result = NULL;
+    Py_ssize_t k = buffer_items(args[0], 4);
+    if (k < 0)
+        return NULL;
+    const uint32_t *exporter;
+    const uint16_t *service;
+    const uint8_t *flag;
+    const uint64_t *bytes, *packets, *flows;
+    uint64_t *et, *mt;
+    Py_ssize_t dims[2][2];
+    for (int t = 0; t < 2; t++) { /* the tables' shapes: (rows, columns, 3) */
+        Py_buffer probe;
+        if (PyObject_GetBuffer(args[6 + t], &probe, PyBUF_C_CONTIGUOUS | PyBUF_ND) < 0)
+            return NULL;
+        int ok = probe.ndim == 3 && probe.shape[2] == 3 && probe.itemsize == 8;
+        if (ok) {
+            dims[t][0] = probe.shape[0];
+            dims[t][1] = probe.shape[1];
+        }
+        PyBuffer_Release(&probe);
+        if (!ok) {
+            PyErr_SetString(PyExc_ValueError, "totals: the tables are (rows, columns, 3) of 8-octet items");
+            return NULL;
+        }
+    }
+    if (!(exporter = held_buffer(&h, args[0], 0, 4, k, "exporter"))
+        || !(service = held_buffer(&h, args[1], 0, 2, k, "service"))
+        || !(flag = held_buffer(&h, args[2], 0, 1, k, "flag"))
+        || !(bytes = held_buffer(&h, args[3], 0, 8, k, "bytes"))
+        || !(packets = held_buffer(&h, args[4], 0, 8, k, "packets"))
+        || !(flows = held_buffer(&h, args[5], 0, 8, k, "flows"))
+        || !(et = held_buffer(&h, args[6], 1, 8, dims[0][0] * dims[0][1] * 3, "exporter_totals"))
+        || !(mt = held_buffer(&h, args[7], 1, 8, dims[1][0] * dims[1][1] * 3, "method_totals")))
+        goto done;
+    for (Py_ssize_t i = 0; i < k; i++)
+        if (exporter[i] >= dims[0][0] || service[i] >= dims[0][1] || service[i] >= dims[1][0]
+            || (flag[i] >> 2) >= dims[1][1]) {
+            PyErr_Format(PyExc_IndexError, "totals: group %zd (exporter %u, service %u, method %u) outside the "
+                         "tables", i, exporter[i], service[i], flag[i] >> 2);
+            goto done;
+        }
+    for (Py_ssize_t i = 0; i < k; i++) {
+        uint64_t *e = et + ((size_t)exporter[i] * dims[0][1] + service[i]) * 3;
+        uint64_t *m = mt + ((size_t)service[i] * dims[1][1] + (flag[i] >> 2)) * 3;
+        e[0] += bytes[i];
+        e[1] += packets[i];
+        e[2] += flows[i];
+        m[0] += bytes[i];
+        m[1] += packets[i];
+        m[2] += flows[i];
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    held_release(&h);
+    return result;
+}

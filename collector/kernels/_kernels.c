@@ -1396,6 +1396,7 @@ done:
 PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* _aggregate.c */
 PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *imflow_totals(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 /* _audit.c */
 PyObject *imflow_audit_spans(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *imflow_audit_pack(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
@@ -1409,6 +1410,9 @@ static PyMethodDef methods[] = {
     {"bins", (PyCFunction)(void (*)(void))imflow_bins, METH_FASTCALL,
      "bins(end, lo, hi, now, base, method, has_host, violations, host, service, exporters, bytes, packets, in_if, "
      "out_if, seed) -> (clamped, host groups, k, interface groups, j), or None (see _aggregate.c)"},
+    {"totals", (PyCFunction)(void (*)(void))imflow_totals, METH_FASTCALL,
+     "totals(exporter, service, flag, bytes, packets, flows, exporter_totals, method_totals) -> None: a batch's "
+     "host groups added into the running totals (see _aggregate.c)"},
     {"learned", (PyCFunction)(void (*)(void))learned, METH_FASTCALL,
      "learned(src, dst, src_skip, dst_skip, keys, entries, filter, now, seed, mix, spread, shift, fshift, rounds, "
      "out_src, out_dst, hits) -> hit rows (see the module source)"},
