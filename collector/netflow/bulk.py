@@ -151,14 +151,17 @@ def bulk(dec, items: list, base: int) -> list[int]:
         ok[d[bad]] = False
 
     # a session's datagrams stay in order: none after its first one left to the other path
-    idx = np.arange(n)
-    first_slow = np.full(len(sessions), n, _I8)
-    slow_here = known & ~ok
-    np.minimum.at(first_slow, sidx[slow_here], idx[slow_here])
-    ok &= idx < first_slow[sidx]
-    rest = np.flatnonzero(~ok).tolist()
-    if not ok.any():
-        return rest
+    # (every datagram taken, the usual batch: nothing to hold back)
+    rest = []
+    if not ok.all():
+        idx = np.arange(n)
+        first_slow = np.full(len(sessions), n, _I8)
+        slow_here = known & ~ok
+        np.minimum.at(first_slow, sidx[slow_here], idx[slow_here])
+        ok &= idx < first_slow[sidx]
+        rest = np.flatnonzero(~ok).tolist()
+        if not ok.any():
+            return rest
 
     if refreshed is not None:  # templates refreshed, per session, in the datagrams taken
         d, s, count = refreshed
@@ -455,9 +458,13 @@ def _emit(located: Located, b: Batch, f: Found, base: int) -> None:
     sess_sid = np.array([s.sid if s is not None else 0 for s in sessions], np.uint32)
     sess_rate = np.array([(s.override or s.sampling_rate) if s is not None else 1 for s in sessions], np.uint32)
     overridden = np.array([bool(s is not None and s.override) for s in sessions], bool)
-    own = b.is5[d] & ~overridden[sidx[d]]  # v5: each datagram's header interval, unless overridden
-    rate = np.where(own, b.rate5[d], sess_rate[sidx[d]]).astype(np.uint32)
-    cuts = np.flatnonzero(np.concatenate(([True], tcode[1:] != tcode[:-1], [True])))
+    is5 = b.is5[d]
+    if not overridden.any() and is5.all():  # v5 alone: each datagram's header interval
+        rate = b.rate5[d].astype(np.uint32)
+    else:  # v5's own unless overridden, the session's for the others
+        rate = np.where(is5 & ~overridden[sidx[d]], b.rate5[d], sess_rate[sidx[d]]).astype(np.uint32)
+    cuts = np.array([0, len(d)]) if len(f.groups) == 1 else \
+        np.flatnonzero(np.concatenate(([True], tcode[1:] != tcode[:-1], [True])))
     for a, z in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
         t = f.groups[int(tcode[a])]
         counts = count[a:z]
