@@ -345,13 +345,12 @@ class Aggregator:
         (service, method): in one compiled pass (`totals`, collector/kernels/_aggregate.c),
         else by (exporter, service, method) first, a few dozen groups of the thousands, so the
         scattered adds (np.add.at, ~9 ns an item) stay few."""
-        gexporter, gservice = hosts["exporter"], hosts["service"]
         if kernel is not None:
             self._grow_totals()
             kernel.totals(*(np.ascontiguousarray(hosts[c], t) for c, t in _TOTALS_IN), self.exporter_totals,
                           self.method_totals)
             return
-        gmethod = hosts["flag"] >> np.uint8(2)
+        gexporter, gservice, gmethod = hosts["exporter"], hosts["service"], hosts["flag"] >> np.uint8(2)
         t_first, (t_b, t_p, t_f), _ = group_sums(
             [(gexporter, len(self.exporter_names)), (gservice, len(self.services)), (gmethod, 64)],
             [hosts["bytes"], hosts["packets"], hosts["flows"]])
