@@ -403,7 +403,8 @@ class Aggregator:
 
         def common(first: np.ndarray, b, p, f) -> dict[str, np.ndarray]:
             return {"minute": (mrel[first].astype(np.int64) + m0) * BIN,  # int64 before the multiply (2038)
-                    "exporter": np.full(len(first), exporters, np.uint32) if one else exporters[first].astype(np.uint32),
+                    "exporter": (np.full(len(first), exporters, np.uint32) if one
+                                 else exporters[first].astype(np.uint32)),
                     "service": service[first].astype(np.uint16), "bytes": b, "packets": p, "flows": f}
         first, *sums = _sums(batch, cols)
         host = cls.host[first]

@@ -1,9 +1,10 @@
 """The one switch for the compiled kernels (one extension module from the C files beside this
 one: `_kernels.c`, grouped sums, the set walk, field reads, IPv4 range lookups, learned-address
 lookups, the audit log's rows; `_classify.c`, the classifier's common case; `_aggregate.c`, the
-aggregator's reduction of a batch and its running totals; `_audit.c`, the audit log's selection and chunk encoding).
-`compiled` is the extension module when it was built at install time and not turned off, else
-None, and the hot path then does the same work in NumPy with the same results. `IMFLOW_KERNELS=0` in the environment turns them off (to compare, or to rule them
+aggregator's reduction of a batch and its running totals; `_audit.c`, the audit log's selection
+and chunk encoding). `compiled` is the extension module when it was built at install time and
+not turned off, else None, and the hot path then does the same work in NumPy with the same
+results. `IMFLOW_KERNELS=0` in the environment turns them off (to compare, or to rule them
 out); tests switch them with `use(False)`. Callers read `kernels.compiled` at call time, never
 at import."""
 

@@ -388,6 +388,17 @@ static inline uint64_t be(const unsigned char *p, int width)
     }
 }
 
+/* An IPv4 address as collector.netflow.batch.ADDR keeps it: in ::ffff:0:0/96, the low half. */
+#define V4_MAPPED 0xFFFF00000000ULL
+
+/* A sysUpTime-relative time as UNIX seconds: the export time plus the signed 32-bit difference
+ * of the field and the header's uptime, in milliseconds (both reads, the loops per field and
+ * v5's one loop, compute it here). */
+static inline double since_uptime(double export, uint32_t field, uint32_t uptime)
+{
+    return export + (double)(int32_t)(field - uptime) / 1e3;
+}
+
 /* One spec over one tile's segments, a loop per (width, item size): the compiler keeps each tight. */
 static void apply(const Field *f, const Segment *seg, int nseg, Py_ssize_t reclen)
 {
@@ -410,7 +421,7 @@ static void apply(const Field *f, const Segment *seg, int nseg, Py_ssize_t recle
         if (f->size == 16) {
             uint64_t *a = (uint64_t *)f->out;
             if (f->width == 4)
-                EACH(a[2 * (pos + i)] = 0; a[2 * (pos + i) + 1] = 0xFFFF00000000ULL | be(p, 4))
+                EACH(a[2 * (pos + i)] = 0; a[2 * (pos + i) + 1] = V4_MAPPED | be(p, 4))
             else
                 EACH(a[2 * (pos + i)] = be(p, 8); a[2 * (pos + i) + 1] = be(p + 8, 8))
             break;
@@ -445,7 +456,7 @@ static void apply(const Field *f, const Segment *seg, int nseg, Py_ssize_t recle
         double *o = (double *)f->out;
         const double *e = f->a;
         const uint32_t *u = f->uptime;
-#define SINCE(W) EACH(o[pos + i] = e[run] + (double)(int32_t)((uint32_t)be(p, W) - u[run]) / 1e3)
+#define SINCE(W) EACH(o[pos + i] = since_uptime(e[run], (uint32_t)be(p, W), u[run]))
         WIDTHS(SINCE)
         break;
     }
@@ -512,9 +523,9 @@ static inline void v5_runs(const Field *f, int both, const unsigned char *base, 
         const uint32_t u_fi = ff->uptime[r], u_la = fl->uptime[r];
         for (Py_ssize_t i = 0, n = counts[r]; i < n; i++, pos++, p += reclen) {
             src[2 * pos] = 0;
-            src[2 * pos + 1] = 0xFFFF00000000ULL | be(p + o_src, 4);
+            src[2 * pos + 1] = V4_MAPPED | be(p + o_src, 4);
             dst[2 * pos] = 0;
-            dst[2 * pos + 1] = 0xFFFF00000000ULL | be(p + o_dst, 4);
+            dst[2 * pos + 1] = V4_MAPPED | be(p + o_dst, 4);
             in_if[pos] = (uint32_t)be(p + o_in, 2);
             out_if[pos] = (uint32_t)be(p + o_out, 2);
             packets[pos] = be(p + o_pk, 4) * k_pk;
@@ -523,12 +534,13 @@ static inline void v5_runs(const Field *f, int both, const unsigned char *base, 
             dport[pos] = (uint16_t)be(p + o_dp, 2);
             proto[pos] = p[o_pr];
             if (both)
-                first[pos] = t_fi + (double)(int32_t)((uint32_t)be(p + o_fi, 4) - u_fi) / 1e3;
-            last[pos] = t_la + (double)(int32_t)((uint32_t)be(p + o_la, 4) - u_la) / 1e3;
+                first[pos] = since_uptime(t_fi, (uint32_t)be(p + o_fi, 4), u_fi);
+            last[pos] = since_uptime(t_la, (uint32_t)be(p + o_la, 4), u_la);
         }
     }
 }
 
+/* v5_runs with `both` a constant at each call, so each copy has no test of it per record */
 static void v5_fields(const Field *f, int kind, const unsigned char *base, const int64_t *starts,
                       const int64_t *counts, Py_ssize_t m, Py_ssize_t reclen)
 {
