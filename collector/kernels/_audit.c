@@ -40,7 +40,6 @@
 #define IN 16
 #define STORED 20
 #define SIGN 0x8000000000000000ULL
-#define V4_LO 0xFFFFULL
 
 enum { START, END, EXPORTER, HOST_HI, HOST_LO, PEER_HI, PEER_LO, HOST_PORT, PEER_PORT, PROTO, SERVICE, BYTES,
        PACKETS, IN_IF, OUT_IF, DIRECTION };
@@ -48,11 +47,6 @@ static const int in_size[IN] = {8, 8, 4, 8, 8, 8, 8, 2, 2, 1, 2, 8, 8, 4, 4, 1};
 /* the stored columns 2-11 and the input each is (the rest are derived) */
 static const int plain[10] = {EXPORTER, HOST_PORT, PEER_PORT, PROTO, SERVICE, BYTES, PACKETS, IN_IF, OUT_IF,
                               DIRECTION};
-
-static inline int is_v4(uint64_t hi, uint64_t lo)
-{
-    return hi == 0 && lo >> 32 == V4_LO;
-}
 
 /* The 16 input columns into `in` (held in h); n, or -1 with an exception set. */
 static Py_ssize_t columns(Held *h, PyObject *cols, const void **in)
@@ -131,7 +125,7 @@ CLONES static Py_ssize_t span_v4(const uint64_t *ahi, const uint64_t *alo, Py_ss
 { /* <side>4's least and greatest; -> the rows not IPv4 */
     uint64_t lo = UINT64_MAX, hi = 0, other = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        uint64_t v4 = (ahi[i] == 0) & (alo[i] >> 32 == V4_LO), v = v4 ? alo[i] & 0xFFFFFFFFULL : 0;
+        uint64_t v4 = (uint64_t)is_v4(ahi[i], alo[i]), v = v4 ? alo[i] & 0xFFFFFFFFULL : 0;
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
         other += v4 ^ 1;
@@ -246,7 +240,7 @@ CLONES static void pack_column(int kind, const void *p, const void *q, int size,
         WRITE(b[i] - a[i])
     } else if (kind == 2) {
         const uint64_t *hi = p, *lo = q;
-        WRITE((hi[i] == 0) & (lo[i] >> 32 == V4_LO) ? lo[i] & 0xFFFFFFFFULL : 0)
+        WRITE(is_v4(hi[i], lo[i]) ? lo[i] & 0xFFFFFFFFULL : 0)
     } else {
         switch (size) {
         case 1: WRITE((uint64_t)((const uint8_t *)p)[i]) break;

@@ -66,7 +66,7 @@ static inline uint16_t range6(const Table *t, uint64_t ahi, uint64_t alo, int *b
 
 static inline uint16_t range(const Table *t4, const Table *t6, uint64_t hi, uint64_t lo, int *bad)
 {
-    if (hi == 0 && (lo >> 32) == 0xFFFF)
+    if (is_v4(hi, lo))
         return range4(t4, (uint32_t)lo, bad);
     return range6(t6, hi, lo, bad);
 }

@@ -388,9 +388,6 @@ static inline uint64_t be(const unsigned char *p, int width)
     }
 }
 
-/* An IPv4 address as collector.netflow.batch.ADDR keeps it: in ::ffff:0:0/96, the low half. */
-#define V4_MAPPED 0xFFFF00000000ULL
-
 /* A sysUpTime-relative time as UNIX seconds: the export time plus the signed 32-bit difference
  * of the field and the header's uptime, in milliseconds (both reads, the loops per field and
  * v5's one loop, compute it here). */
@@ -939,7 +936,7 @@ static PyObject *lookup4(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     const uint64_t *a = b[0]->buf;
     for (Py_ssize_t i = 0; i < n; i++) {
         uint64_t hi = a[2 * i], lo = a[2 * i + 1];
-        int v6 = hi != 0 || (lo >> 32) != 0xFFFF;
+        int v6 = !is_v4(hi, lo);
         other[i] = (uint8_t)v6;
         others += v6;
         out[i] = v6 ? 0 : range4(&t, (uint32_t)lo, &bad);

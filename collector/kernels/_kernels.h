@@ -1,6 +1,7 @@
 /* What the kernels' C files share: the buffers one call of _classify.c's or _aggregate.c's
  * kernels holds (_kernels.c keeps its own `Views`, which also checks the buffers' formats), and
- * the range tables' IPv4 lookup (lookup4 in _kernels.c, classify in _classify.c). */
+ * the range tables' IPv4 lookup (lookup4 in _kernels.c, classify in _classify.c), and the test
+ * for an IPv4 address in the 16-octet address columns (all four files). */
 #ifndef IMFLOW_KERNELS_H
 #define IMFLOW_KERNELS_H
 
@@ -52,6 +53,15 @@ static inline void held_release(Held *h)
     for (int j = 0; j < h->taken; j++)
         PyBuffer_Release(&h->b[j]);
     h->taken = 0;
+}
+
+/* An IPv4 address as collector.netflow.batch.ADDR holds it: mapped into ::ffff:0:0/96 (hi 0,
+ * the low half V4_MAPPED | the address). Written with & so that vector loops can use it. */
+#define V4_MAPPED 0xFFFF00000000ULL
+
+static inline int is_v4(uint64_t hi, uint64_t lo)
+{
+    return (hi == 0) & (lo >> 32 == V4_MAPPED >> 32);
 }
 
 /* A range table (collector.classify.ranges.RangeTable): level1 by the top s1 bits of a key,
