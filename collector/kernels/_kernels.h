@@ -1,5 +1,5 @@
-/* What the kernels' C files share: the buffers one call of _classify.c's or _aggregate.c's
- * kernels holds (_kernels.c keeps its own `Views`, which also checks the buffers' formats), and
+/* What the kernels' C files share: the buffers one call of _classify.c's, _aggregate.c's or
+ * _audit.c's kernels holds (_kernels.c keeps its own `Views`, which also checks the buffers' formats), and
  * the range tables' IPv4 lookup (lookup4 in _kernels.c, classify in _classify.c), and the test
  * for an IPv4 address in the 16-octet address columns (all four files). */
 #ifndef IMFLOW_KERNELS_H
