@@ -1,9 +1,12 @@
 /* The aggregator's reduction of a batch in one pass (collector/aggregate.py, Aggregator.add):
- * each flow's minute, flag byte and host, and its sums added into two hash tables at once, one
- * keyed by (minute, exporter, service, flag, host), one by (minute, exporter, service, in_if,
- * out_if). The NumPy way (Aggregator._bin_columns, host_codes, then group_sums twice) makes
- * the same groups in some twenty passes over the batch and its temporaries; here each flow's
- * columns are read once, some 50 octets, and nothing is written per flow.
+ * each flow's minute, flag byte and host, and its sums added into one hash table keyed by
+ * (minute, exporter, service, flag, host, in_if, out_if); its groups (a few thousand for a
+ * batch of 60,000 flows) are then added into the two the caller wants, one keyed by (minute,
+ * exporter, service, flag, host), one by (minute, exporter, service, in_if, out_if). A flow
+ * costs one lookup, not one in each (10.6 against 11.9 ns a flow). The NumPy way
+ * (Aggregator._bin_columns, host_codes, then group_sums twice) makes the same groups in some
+ * twenty passes over the batch and its temporaries; here each flow's columns are read once,
+ * some 50 octets, and nothing is written per flow.
  *
  * bins(end, lo, hi, now, base, method, has_host, violations, host, service, exporters, bytes,
  *      packets, in_if, out_if, seed) -> (clamped, hosts, k, interfaces, j), or None
@@ -51,6 +54,7 @@
 #define MAX_PROBE 64
 #define MINUTE_BITS 24
 /* a group's record: its key's words, flows, bytes, packets, (a host group's first row,) the hash */
+#define FINE_WORDS 9 /* key (a, hi, lo, ifs), flows, bytes, packets, first row, hash */
 #define HOST_WORDS 8 /* key (a, hi, lo), flows, bytes, packets, first row, hash */
 #define IF_WORDS 6   /* key (a, ifs), flows, bytes, packets, hash */
 
@@ -60,6 +64,12 @@
 #define K1 0x9e3779b97f4a7c15ULL
 #define K2 0xc2b2ae3d27d4eb4fULL
 #define K3 0x165667b19e3779f9ULL
+#define K4 0x27d4eb2f165667c5ULL
+
+static inline uint64_t host_hash(uint64_t a, uint64_t hi, uint64_t lo, uint64_t seed, uint64_t seed2)
+{
+    return (a ^ seed) * K1 ^ (lo + seed2) * K2 ^ (hi + seed) * K3;
+}
 
 /* A hash table of groups: slots (record numbers, -1 empty), at most a quarter full, and the
  * records back to back, `words` 64-bit words each, the key's first. */
@@ -193,7 +203,8 @@ PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_buffer bufs[N_BUFS];
     Held h = {bufs, 0, N_BUFS, "bins"};
     PyObject *result = NULL, *hosts = NULL, *ifs = NULL;
-    Groups gh, gi;
+    Groups gf, gh, gi;
+    memset(&gf, 0, sizeof gf);
     memset(&gh, 0, sizeof gh);
     memset(&gi, 0, sizeof gi);
     Py_ssize_t n = buffer_items(args[0], 8);
@@ -236,10 +247,11 @@ PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     int fail = FAIL_NONE;
     Py_ssize_t clamped = 0;
     Py_BEGIN_ALLOW_THREADS
-    if (groups_init(&gh, HOST_WORDS) < 0 || groups_init(&gi, IF_WORDS) < 0)
+    if (groups_init(&gf, FINE_WORDS) < 0 || groups_init(&gh, HOST_WORDS) < 0 || groups_init(&gi, IF_WORDS) < 0)
         fail = FAIL_MEMORY;
-    /* a tile at a time: each row's keys and hashes, their slots fetched; then the adds */
-    uint64_t ka[TILE], khi[TILE], klo[TILE], kh[TILE], ia[TILE], ib[TILE], ih[TILE];
+    /* a tile at a time: each row's key and hash, its slot fetched; then the records of the
+     * groups met before; then the adds */
+    uint64_t ka[TILE], khi[TILE], klo[TILE], kif[TILE], kh[TILE];
     uint64_t seed2 = (seed ^ K3) * K1;
     int64_t first = (int64_t)base * BIN; /* the base minute's first second */
     uint64_t big = 0; /* exporters or'ed: one at 2^16 or above fails the call */
@@ -269,51 +281,61 @@ PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 f |= (uint64_t)method[i] << 2;
             f &= 0xFF;
             uint64_t ahi = host[2 * i] & (0 - has), alo = host[2 * i + 1] & (has ? ~0ULL : 0xFFFFFFFFULL);
-            uint64_t ma = (a ^ seed) * K1;
+            uint64_t ifs = by_if ? (uint64_t)in_if[i] << 32 | out_if[i] : 0;
             ka[j] = a | f;
             khi[j] = ahi;
             klo[j] = alo;
-            kh[j] = ((a | f) ^ seed) * K1 ^ (alo + seed2) * K2 ^ (ahi + seed) * K3;
-            __builtin_prefetch(&gh.slot[kh[j] >> gh.shift]);
-            if (by_if) {
-                ia[j] = a;
-                ib[j] = (uint64_t)in_if[i] << 32 | out_if[i];
-                ih[j] = ma ^ (ib[j] + seed2) * K2;
-                __builtin_prefetch(&gi.slot[ih[j] >> gi.shift]);
-            }
+            kif[j] = ifs;
+            kh[j] = host_hash(a | f, ahi, alo, seed, seed2) ^ (ifs + seed2) * K4;
+            __builtin_prefetch(&gf.slot[kh[j] >> gf.shift]);
         }
         if (late >> MINUTE_BITS || big >> 16) {
             fail = late >> MINUTE_BITS ? FAIL_MINUTE : FAIL_EXPORTER;
             break;
         }
         for (int j = 0; j < m; j++) { /* the records of the groups met before, fetched */
-            int32_t g = gh.slot[kh[j] >> gh.shift];
+            int32_t g = gf.slot[kh[j] >> gf.shift];
             if (g >= 0)
-                __builtin_prefetch(gh.rec + (size_t)g * gh.words);
-            if (by_if && (g = gi.slot[ih[j] >> gi.shift]) >= 0)
-                __builtin_prefetch(gi.rec + (size_t)g * gi.words);
+                __builtin_prefetch(gf.rec + (size_t)g * gf.words);
         }
         for (int j = 0; j < m; j++) {
-            Py_ssize_t i = t0 + j;
-            int fresh = 0;
-            const uint64_t key[3] = {ka[j], khi[j], klo[j]};
-            uint64_t *r = group_of(&gh, kh[j], key, 3, &fresh, &fail);
-            if (!r)
-                break;
-            if (fresh)
-                r[6] = (uint64_t)i;
-            r[3] += 1;
-            r[4] += bytes[i];
-            r[5] += packets[i];
-            if (!by_if || !ib[j]) /* neither interface given: counted on neither */
-                continue;
-            const uint64_t ikey[2] = {ia[j], ib[j]};
-            if (!(r = group_of(&gi, ih[j], ikey, 2, &fresh, &fail)))
-                break;
-            r[2] += 1;
-            r[3] += bytes[i];
-            r[4] += packets[i];
+            int32_t g = gf.slot[kh[j] >> gf.shift];
+            uint64_t *r = gf.rec + (size_t)(g < 0 ? 0 : g) * gf.words;
+            /* the usual case, the group met before in its first slot, without a call */
+            if (g < 0 || ((r[0] ^ ka[j]) | (r[1] ^ khi[j]) | (r[2] ^ klo[j]) | (r[3] ^ kif[j]))) {
+                int fresh = 0;
+                const uint64_t key[4] = {ka[j], khi[j], klo[j], kif[j]};
+                if (!(r = group_of(&gf, kh[j], key, 4, &fresh, &fail)))
+                    break;
+                if (fresh)
+                    r[7] = (uint64_t)(t0 + j);
+            }
+            r[4] += 1;
+            r[5] += bytes[t0 + j];
+            r[6] += packets[t0 + j];
         }
+    }
+    /* the host and the interface groups from the fine ones, in the fine ones' order (each
+     * group's first fine group holds its first flow, so both keep first-flow order) */
+    for (size_t g = 0; g < gf.k && fail == FAIL_NONE; g++) {
+        const uint64_t *fr = gf.rec + g * gf.words;
+        int fresh = 0;
+        uint64_t *r = group_of(&gh, host_hash(fr[0], fr[1], fr[2], seed, seed2), fr, 3, &fresh, &fail);
+        if (!r)
+            break;
+        if (fresh)
+            r[6] = fr[7];
+        r[3] += fr[4];
+        r[4] += fr[5];
+        r[5] += fr[6];
+        if (!fr[3]) /* neither interface given: counted on neither */
+            continue;
+        const uint64_t ikey[2] = {fr[0] & ~(uint64_t)0xFF, fr[3]};
+        if (!(r = group_of(&gi, (ikey[0] ^ seed) * K1 ^ (ikey[1] + seed2) * K2, ikey, 2, &fresh, &fail)))
+            break;
+        r[2] += fr[4];
+        r[3] += fr[5];
+        r[4] += fr[6];
     }
     Py_END_ALLOW_THREADS
     if (fail == FAIL_MEMORY) {
@@ -370,6 +392,7 @@ PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 done:
     Py_XDECREF(hosts);
     Py_XDECREF(ifs);
+    groups_free(&gf);
     groups_free(&gh);
     groups_free(&gi);
     held_release(&h);
