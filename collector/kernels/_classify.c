@@ -64,11 +64,24 @@ static inline uint16_t range6(const Table *t, uint64_t ahi, uint64_t alo, int *b
     return t->values[lo];
 }
 
-static inline uint16_t range(const Table *t4, const Table *t6, uint64_t hi, uint64_t lo, int *bad)
+static __attribute__((noinline)) uint16_t range_slow(const Table *t4, const Table *t6, uint64_t hi, uint64_t lo,
+                                                     int *bad)
 {
     if (is_v4(hi, lo))
         return range4(t4, (uint32_t)lo, bad);
     return range6(t6, hi, lo, bad);
+}
+
+/* an IPv4 address in a whole level-1 cell (the usual case) inline; the rest by a call */
+static inline __attribute__((always_inline)) uint16_t range(const Table *t4, const Table *t6, uint64_t hi,
+                                                            uint64_t lo, int *bad)
+{
+    if (is_v4(hi, lo)) {
+        uint16_t v = t4->level1[(uint32_t)lo >> t4->shift1];
+        if (!(v & RANGE_POINTER))
+            return v;
+    }
+    return range_slow(t4, t6, hi, lo, bad);
 }
 
 /* A range table from its tuple (see the top of the file): 0, or -1 with an exception set. */
