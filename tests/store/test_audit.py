@@ -161,6 +161,35 @@ def test_the_row_bound_keeps_the_newest_whole_chunks(tmp_path):
     assert sorted(as_tuple(r) for r in got) == sorted(as_tuple(r) for r in rows[-1000:])
 
 
+def test_the_trim_does_not_write_the_pages_it_frees(tmp_path):
+    """At the row bound each flush deletes the oldest chunks. The pages they free are reused
+    as they are (SQLite's secure_delete FAST): the flush that drops some 2 MB of chunks writes
+    a few pages to the WAL, not the 2 MB again as zeros (Debian's SQLite zeroes freed pages
+    unless told otherwise). The WAL is empty at start (the last close checkpointed and removed
+    it), so its size after the flush counts the pages that flush wrote."""
+    db = tmp_path / "imflow.db"
+    old, new = make_rows(60_000, seed=11), make_rows(500, seed=12, t0=T0 + 7200)
+    write(db, [([], old)], page_size=16384)
+    wal = Path(str(db) + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        (stored,) = conn.execute("SELECT sum(length(data)) FROM audit_chunk").fetchone()
+    assert stored > 1_500_000  # what the trim frees: a hundred pages and more
+    frames = []
+
+    async def go():
+        store = Store(str(db), audit_max_rows=1000)
+        await store.start()
+        before = wal.stat().st_size if wal.exists() else 0
+        await store.write([], [], new)
+        frames.append((wal.stat().st_size - before) // (16384 + 24))
+        await store.stop()
+    run(go())
+    got = query.flows(str(db), None, None, limit=None)
+    assert sorted(as_tuple(r) for r in got) == sorted(as_tuple(r) for r in new)  # the trim happened
+    assert frames[0] < stored // 16384 // 4, f"{frames[0]} pages written to drop {stored} octets"
+
+
 def test_a_big_flush_is_cut_into_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(audit, "CHUNK_ROWS", 256)
     db = tmp_path / "imflow.db"
