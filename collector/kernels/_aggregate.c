@@ -307,17 +307,13 @@ PyObject *imflow_bins(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 __builtin_prefetch(gf.rec + (size_t)g * gf.words);
         }
         for (int j = 0; j < m; j++) {
-            int32_t g = gf.slot[kh[j] >> gf.shift];
-            uint64_t *r = gf.rec + (size_t)(g < 0 ? 0 : g) * gf.words;
-            /* the usual case, the group met before in its first slot, without a call */
-            if (g < 0 || ((r[0] ^ ka[j]) | (r[1] ^ khi[j]) | (r[2] ^ klo[j]) | (r[3] ^ kif[j]))) {
-                int fresh = 0;
-                const uint64_t key[4] = {ka[j], khi[j], klo[j], kif[j]};
-                if (!(r = group_of(&gf, kh[j], key, 4, &fresh, &fail)))
-                    break;
-                if (fresh)
-                    r[7] = (uint64_t)(t0 + j);
-            }
+            int fresh = 0;
+            const uint64_t key[4] = {ka[j], khi[j], klo[j], kif[j]};
+            uint64_t *r = group_of(&gf, kh[j], key, 4, &fresh, &fail);
+            if (!r)
+                break;
+            if (fresh)
+                r[7] = (uint64_t)(t0 + j);
             r[4] += 1;
             r[5] += bytes[t0 + j];
             r[6] += packets[t0 + j];
