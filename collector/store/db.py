@@ -82,8 +82,8 @@ WRITER_CACHE_KIB = 8192
 # What SQLite does with the octets it deletes. Debian builds it with SQLITE_SECURE_DELETE, so
 # by default every page freed is overwritten with zeros: once the audit log is at its row
 # bound (a busy site gets there in hours) each flush's trim wrote the old chunks' pages again,
-# to the WAL and by the checkpoint, as many octets as the new chunks (SQLite's threads 93-104
-# CPU ticks in 10 s at 200,000 v5 datagrams/s, against 67-70 with FAST). FAST still clears
+# to the WAL and by the checkpoint, as many octets as the new chunks (SQLite's threads 92-106
+# CPU ticks in 10 s at 200,000 v5 datagrams/s, against 64-71 with FAST). FAST still clears
 # what is deleted inside the pages kept (rollup rows, chunk index rows) but leaves freed pages
 # as they were until they are reused, as SQLite's own default leaves them (docs/audit.md).
 SECURE_DELETE = "FAST"
