@@ -6,8 +6,10 @@ kernel drop and sender error counters), never a timing or a rate.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +171,31 @@ def test_extra_configuration_joins_a_variants_config(tmp_path):
     check = subprocess.run([sys.executable, "-m", "collector", "check-config", conf], capture_output=True,
                            text=True, timeout=60, cwd=ROOT)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_the_audit_logs_drops_are_reported_and_add_up(tmp_path):
+    """With `audit.max_pending` at 1,000 a flush, imflow's audit log drops watched flows; the
+    harness reports imflow's own count of them (its stop line), and the count adds up: the audit
+    log's stored rows and the dropped ones make the watched flows the rollups counted (every
+    record is in the rollups all the same, so the trial passes)."""
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, str(HARNESS), "--versions", "v5", "--collectors", "imflow",
+         "--rate", "3000", "--duration", "1", "--reps", "1", "--records", "6000", "--no-sysctl",
+         "--quiet-wait", "0", "--imflow-toml", "[audit]\\nmax_pending = 1000", "--keep", "--json", str(out)],
+        check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    kept = Path(proc.stdout.rsplit("# kept ", 1)[1].split()[0])
+    try:
+        [trial] = json.loads(out.read_text())["results"][0]["trials"]
+        assert not trial["error"] and trial["counted"] == trial["records"] > 0, trial
+        [db] = sorted(kept.glob("trial-*/imflow.db"))[-1:]
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            watched = con.execute("SELECT sum(flows) FROM rollup_1m WHERE category IN ('im', 'p2p', 'voip', "
+                                  "'collab')").fetchone()[0]
+            stored = con.execute("SELECT sum(rows) FROM audit_chunk").fetchone()[0]
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
+    assert trial["audit_dropped"] > 0 and stored <= 2000  # one or two flushes of at most 1,000
+    assert stored + trial["audit_dropped"] == watched
+    assert f"audit-dropped {trial['audit_dropped']:,}" in proc.stdout and "its audit log dropped" in proc.stdout

@@ -265,6 +265,17 @@ class Imflow(Collector):
         finally:
             con.close()
 
+    def audit_dropped(self, run: Running) -> int:
+        """Watched flows the audit log dropped at `audit.max_pending` (the stop line's
+        `audit-dropped`; 0 with the log off). The rollups count them all the same."""
+        return audit_dropped(run.log.read_text(errors="replace"))
+
+
+def audit_dropped(log: str) -> int:
+    """`audit-dropped N` of the last status line in an imflow log, 0 without one."""
+    found = re.findall(r" audit-dropped (\d+)", log)
+    return int(found[-1]) if found else 0
+
 
 class Nfcapd(Collector):
     name = "nfcapd"

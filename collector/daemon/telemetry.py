@@ -232,6 +232,7 @@ class Telemetry:
         denied, drops, exporters = counters.intake_counters()
         alive, restarts = counters.worker_counts()
         names = {h: n for h, n in self.names.items() if n}
+        audit_dropped = _audit_dropped(counters, aggregator)
         self.metrics.swap(Snapshot(
             services=aggregator.service_totals(), hosts=dict(self.metrics.hosts.series), host_names=names,
             active_hosts=dict(self.active_hosts),
@@ -245,8 +246,7 @@ class Telemetry:
             exporters=len(exporter_addresses(s)), sessions=exporters,
             workers=alive, worker_restarts=restarts, backlog=counters.backlog(),
             evicted=dict(s.evicted) | {"open-bins": aggregator.dropped_bins}
-            | ({"audit-log": aggregator.audit.dropped + getattr(counters, "audit_dropped", lambda: 0)()}
-               if getattr(aggregator, "audit", None) is not None else {}),
+            | ({"audit-log": audit_dropped} if audit_dropped is not None else {}),
             violations=dict(self.violations), violation_hosts=dict(self.metrics.violation_hosts.series),
             snmp=tuple(poller.state().values()) if poller is not None else (),
             interface_service=dict(self.interface_service), figures=figures or {}))
@@ -268,7 +268,17 @@ class Telemetry:
                 f"held {s.total('held')} expired {s.total('expired')} errors {s.total('errors')} "
                 f"denied {denied} kernel-drops {sum(drops.values())} open-bins {aggregator.open_bins()} "
                 f"store-errors {self.health.store_errors} clamped-times {sum(counters.clamped().values())}"
+                + ("" if (dropped := _audit_dropped(counters, aggregator)) is None else f" audit-dropped {dropped}")
                 + counters.status_suffix())
+
+
+def _audit_dropped(counters: Counters, aggregator) -> int | None:
+    """Watched flows the audit log dropped at `audit.max_pending` (this process's and its
+    workers'); None when the log is off."""
+    audit = getattr(aggregator, "audit", None)
+    if audit is None:
+        return None
+    return audit.dropped + getattr(counters, "audit_dropped", lambda: 0)()
 
 
 def _first_codes(names: list) -> np.ndarray:

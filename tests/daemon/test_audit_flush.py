@@ -111,6 +111,7 @@ def test_the_ceiling_drops_and_counts(tmp_path, chunk_rows):
     _run(app, [feed, flush])
     assert total > 1000
     assert app.pipeline.audit.dropped == total - 1000
+    assert app.status_line().endswith(f" audit-dropped {total - 1000}")  # the log's stop line says it too
     stored = _stored(tmp_path / "imflow.db")
     assert sum(stored.values()) == 1000 and not stored - _truth(flows=flows)  # the first 1000, unchanged
 
