@@ -174,10 +174,11 @@ def test_extra_configuration_joins_a_variants_config(tmp_path):
 
 
 def test_the_audit_logs_drops_are_reported_and_add_up(tmp_path):
-    """With `audit.max_pending` at 1,000 a flush, imflow's audit log drops watched flows; the
-    harness reports imflow's own count of them (its stop line), and the count adds up: the audit
-    log's stored rows and the dropped ones make the watched flows the rollups counted (every
-    record is in the rollups all the same, so the trial passes)."""
+    """With `audit.max_pending` at 1,000, below what one batch of this rate brings, imflow's
+    audit log drops watched flows; the harness reports imflow's own count of them (its stop
+    line), and the count adds up: the audit log's stored rows and the dropped ones make the
+    watched flows the rollups counted (every record is in the rollups all the same, so the
+    trial passes)."""
     out = tmp_path / "result.json"
     proc = subprocess.run(
         [sys.executable, str(HARNESS), "--versions", "v5", "--collectors", "imflow",
@@ -196,6 +197,6 @@ def test_the_audit_logs_drops_are_reported_and_add_up(tmp_path):
             stored = con.execute("SELECT sum(rows) FROM audit_chunk").fetchone()[0]
     finally:
         shutil.rmtree(kept, ignore_errors=True)
-    assert trial["audit_dropped"] > 0 and stored <= 2000  # one or two flushes of at most 1,000
+    assert trial["audit_dropped"] > 0 and stored > 0
     assert stored + trial["audit_dropped"] == watched
     assert f"audit-dropped {trial['audit_dropped']:,}" in proc.stdout and "its audit log dropped" in proc.stdout

@@ -58,6 +58,7 @@ class Role:
     write_empty: bool = False  # a worker's pipe carries its counters even without rows
     names_interfaces: bool = True  # False in workers: the supervisor has the SNMP poller
     worker_signals: bool = False  # SIGINT ignored (it reaches the supervisor), SIGTERM stops
+    early_audit: bool = True  # the audit log written between flushes when half its ceiling is held
     template_states: tuple[str, ...] = ()  # other processes' template state, loaded before our own
 
 
@@ -107,6 +108,9 @@ class App:
         self._if_names: dict | None = None  # (exporter, if_index) -> name from options data
         self._batches = 0  # batches processed, for the idle timer (_work_off)
         self._work_off_timer: asyncio.TimerHandle | None = None
+        self._store_lock = asyncio.Lock()  # one store write at a time: the flush's and the audit log's
+        self._audit_write: asyncio.Task | None = None  # an audit-only write between flushes (_write_audit)
+        self._audit_early = role.early_audit  # off after a failed early write, until a flush succeeds
 
     def attach(self, component, counters: Counters | None = None) -> None:
         """Add a component with `start()`/`stop()` (and, if it receives instead of us, the
@@ -131,6 +135,26 @@ class App:
         self._batches += 1
         if self._work_off_timer is None and self.decoder.deferred_count() and self.intake.loop is not None:
             self._work_off_timer = self.intake.loop.call_later(WORK_OFF_EVERY, self._work_off, self._batches)
+        audit = self.pipeline.audit
+        if (audit is not None and self._audit_early and audit.held * 2 >= audit.max_rows
+                and (self._audit_write is None or self._audit_write.done()) and self.intake.loop is not None):
+            self._audit_write = self.intake.loop.create_task(self._write_audit())
+
+    async def _write_audit(self) -> None:
+        """Half of `audit.max_pending` held before the flush: those flows written now, alone, so
+        the ceiling bounds what waits for the store rather than what one flush interval brings
+        (at one flush a second the log kept 1 M watched flows a second and dropped the rest). A
+        failed write puts them back, and none is tried again before a flush succeeds."""
+        rows = self.pipeline.drain_audit()
+        if not rows:
+            return
+        try:
+            async with self._store_lock:
+                await self.store.write([], [], rows)
+        except StoreError as exc:
+            self._audit_early = False
+            self.pipeline.audit.restore(rows)
+            log.warning("store: the audit log's early write failed: %s (%d rows kept for the flush)", exc, len(rows))
 
     def _work_off(self, batches: int) -> None:
         """The idle timer: new sessions' template datagrams past the decoder's budget wait for a
@@ -272,9 +296,12 @@ class App:
                 await component.stop()
             if self.web is not None:
                 await self.web.stop()
+            self._audit_early = False  # the final flush writes what is held
             await self.intake.drain()
             self.intake.close()
             self._work_off_all()
+            if self._audit_write is not None:
+                await self._audit_write
             ok = await self.flush(final=True)
             try:
                 self.decoder.save_state(self.template_path)
@@ -344,8 +371,11 @@ class App:
         kept = False  # the store keeps the rows of a failed write itself (ClickHouse's write queue)
         for attempt in range(attempts):
             try:
-                await self.store.write(rows, if_rows, audit_rows)
+                async with self._store_lock:
+                    await self.store.write(rows, if_rows, audit_rows)
                 self._store_queue()
+                if not final:
+                    self._audit_early = self.role.early_audit
                 break
             except StoreError as exc:
                 self.health.write_failed()

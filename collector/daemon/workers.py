@@ -139,6 +139,7 @@ def worker_app(cfg: C.Config, index: int, conn, learned_conn=None) -> App:
                             "dns.dnstap": "",  # the supervisor listens; see WorkerPool.learned
                             "collector.refresh_time": min(WORKER_FLUSH, cfg.get("collector.refresh_time"))}),
               store=sink, role=Role(reuse_port=True, write_empty=True, names_interfaces=False, worker_signals=True,
+                                    early_audit=False,  # its pipe carries the log with the bins every second
                                     template_states=tuple(p for p in sorted(glob.glob(f"{base}*")) if p != own)))
     sink.counters = app.counters
     sink.audit = app.pipeline.audit  # its drops reach the supervisor's imflow_evictions{table="audit-log"}

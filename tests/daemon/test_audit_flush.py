@@ -116,6 +116,61 @@ def test_the_ceiling_drops_and_counts(tmp_path, chunk_rows):
     assert sum(stored.values()) == 1000 and not stored - _truth(flows=flows)  # the first 1000, unchanged
 
 
+def test_half_the_ceiling_held_is_written_before_the_flush(tmp_path, chunk_rows):
+    """The same traffic and ceiling, with the event loop given its turns between batches (as
+    the sockets give it): each time half of `max_pending` is held, those flows are written
+    at once, so nothing is dropped and every watched flow is stored, before any flush."""
+    batches, flows = _traffic(seconds=30, hosts=300)
+    truth = _truth(flows=flows)
+    app = _app(tmp_path, max_pending=1000)
+
+    async def feed(app):
+        for b in batches:
+            app.process(b)
+            if app._audit_write is not None:
+                await app._audit_write  # the early write of the rows held so far, if one started
+
+    async def flush(app):
+        assert app.pipeline.audit.dropped == 0
+        with contextlib.closing(sqlite3.connect(tmp_path / "imflow.db")) as conn:
+            (early,) = conn.execute("SELECT coalesce(sum(rows), 0) FROM audit_chunk").fetchone()
+        assert early + app.pipeline.audit.held == sum(truth.values()) and early > 1000
+        assert await app.flush()
+    _run(app, [feed, flush])
+    assert _stored(tmp_path / "imflow.db") == truth
+    assert app.status_line().endswith(" audit-dropped 0")
+
+
+def test_an_early_write_the_store_refuses_keeps_its_rows_for_the_flush(tmp_path, chunk_rows):
+    """The store refuses the audit log's first early write: its flows go back into the buffer,
+    no early write is tried again before a flush succeeds (the ceiling drops the rest, counted),
+    and the next flush writes what was kept: stored and dropped add up to the watched flows."""
+    db = tmp_path / "imflow.db"
+    batches, flows = _traffic(seconds=30, hosts=300)
+    truth = _truth(flows=flows)
+    app = _app(tmp_path, max_pending=1000)
+
+    async def refuse_then_feed(app):
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON audit_chunk BEGIN SELECT RAISE(ABORT, 'refused'); END")
+            conn.commit()
+        tasks = set()
+        for b in batches:
+            app.process(b)
+            if app._audit_write is not None:
+                tasks.add(app._audit_write)
+                await app._audit_write
+        assert len(tasks) == 1 and app.pipeline.audit.held == 1000  # one try, its rows back in the buffer
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("DROP TRIGGER refuse")
+            conn.commit()
+        assert await app.flush()
+    _run(app, [refuse_then_feed])
+    stored = _stored(db)
+    assert sum(stored.values()) == 1000 and not stored - truth
+    assert app.pipeline.audit.dropped == sum(truth.values()) - 1000
+
+
 def test_rows_the_store_refuses_are_written_at_the_next_flush(tmp_path, chunk_rows):
     db = tmp_path / "imflow.db"
     app = _app(tmp_path)
