@@ -428,8 +428,8 @@ def table(results: list[Result], duration: float) -> str:
         dropped = sum(t.audit_dropped for t in passing)
         if dropped:
             lines.append(f"# {r.collector} {r.version}: its audit log dropped {dropped:,} watched flows in "
-                         f"{sum(t.audit_dropped > 0 for t in passing)} of {len(passing)} passing trials (at "
-                         f"audit.max_pending a flush; --imflow-toml '[audit]\\nmax_pending = N' raises it)")
+                         f"{sum(t.audit_dropped > 0 for t in passing)} of {len(passing)} passing trials (more "
+                         f"waiting for the store than audit.max_pending; the rollups counted them)")
     return "\n".join(lines)
 
 
