@@ -144,17 +144,23 @@ class App:
         """Half of `audit.max_pending` held before the flush: those flows written now, alone, so
         the ceiling bounds what waits for the store rather than what one flush interval brings
         (at one flush a second the log kept 1 M watched flows a second and dropped the rest). A
-        failed write puts them back, and none is tried again before a flush succeeds."""
+        failed write puts them back (unless the store keeps them itself, as ClickHouse's queue
+        does), and none is tried again before a flush succeeds."""
         rows = self.pipeline.drain_audit()
         if not rows:
             return
         try:
             async with self._store_lock:
                 await self.store.write([], [], rows)
-        except StoreError as exc:
+        except Exception as exc:  # a StoreError; anything else is a bug, and the rows are kept too
             self._audit_early = False
-            self.pipeline.audit.restore(rows)
-            log.warning("store: the audit log's early write failed: %s (%d rows kept for the flush)", exc, len(rows))
+            self.health.write_failed()
+            if not getattr(exc, "kept", False):
+                self.pipeline.audit.restore(rows)
+            if isinstance(exc, StoreError):
+                log.warning("store: the audit log's early write failed: %s (%d rows kept)", exc, len(rows))
+            else:
+                log.exception("store: the audit log's early write failed (%d rows kept for the flush)", len(rows))
 
     def _work_off(self, batches: int) -> None:
         """The idle timer: new sessions' template datagrams past the decoder's budget wait for a
