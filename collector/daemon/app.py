@@ -135,10 +135,26 @@ class App:
         self._batches += 1
         if self._work_off_timer is None and self.decoder.deferred_count() and self.intake.loop is not None:
             self._work_off_timer = self.intake.loop.call_later(WORK_OFF_EVERY, self._work_off, self._batches)
+        self._audit_due()
+
+    def absorb(self, rows, if_rows=(), audit_rows=()) -> None:
+        """A worker's delta, in the supervisor: its bins into the aggregator, its audit log's
+        flows into the buffer, which may then be due an early write."""
+        self.aggregator.absorb(rows, if_rows, audit_rows)
+        self._audit_due()
+
+    def _audit_due(self) -> None:
+        """Start an early write of the audit log (`_write_audit`) when half of
+        `audit.max_pending` is held and none is running."""
         audit = self.pipeline.audit
-        if (audit is not None and self._audit_early and audit.held * 2 >= audit.max_rows
-                and (self._audit_write is None or self._audit_write.done()) and self.intake.loop is not None):
-            self._audit_write = self.intake.loop.create_task(self._write_audit())
+        if (audit is None or not self._audit_early or audit.held * 2 < audit.max_rows
+                or (self._audit_write is not None and not self._audit_write.done())):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside the event loop (a test, a tool): the flush writes them
+            return
+        self._audit_write = loop.create_task(self._write_audit())
 
     async def _write_audit(self) -> None:
         """Half of `audit.max_pending` held before the flush: those flows written now, alone, so

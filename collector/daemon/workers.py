@@ -48,7 +48,7 @@ _COUNTERS = ("datagrams", "flows", "errors", "held", "replayed", "expired", "seq
 def supervisor(cfg: C.Config, workers: int) -> App:
     """The supervising App: no listeners of its own, the pool of workers attached."""
     app = App(cfg.replaced({"collector.listen": []}))
-    pool = WorkerPool(cfg, workers, app.aggregator.absorb)
+    pool = WorkerPool(cfg, workers, app.absorb)
     if app.pipeline.learned is not None:  # dnstap: the supervisor listens, the workers classify
         app.pipeline.learned.keep_journal()
         pool.learned = app.pipeline.learned

@@ -16,6 +16,7 @@ import pytest
 from collector import config as C
 from collector.classify.catalogue import load_catalogue
 from collector.daemon.app import App
+from collector.daemon.pipeline import Pipeline
 from collector.store import audit, query
 from collector.tools.simulate import Simulator
 
@@ -139,6 +140,30 @@ def test_half_the_ceiling_held_is_written_before_the_flush(tmp_path, chunk_rows)
     _run(app, [feed, flush])
     assert _stored(tmp_path / "imflow.db") == truth
     assert app.status_line().endswith(" audit-dropped 0")
+
+
+def test_a_supervisor_writes_its_workers_flows_early_too(tmp_path, chunk_rows):
+    """With --workers the flows reach the supervisor's buffer as a worker's deltas (`absorb`),
+    not through its own batches: they too are written when half of `max_pending` is held,
+    so a ceiling below what the workers send between two flushes drops nothing."""
+    batches, flows = _traffic(seconds=30, hosts=300)
+    truth = _truth(flows=flows)
+    worker = Pipeline(C.validate({"collector": {"listen": []}}), lambda: T0 + 60)  # its own ceiling: 1 M
+    app = _app(tmp_path, max_pending=1000)
+
+    async def deltas(app):
+        for i, b in enumerate(batches):
+            worker.process(b)
+            if i % 3 == 2 or i == len(batches) - 1:  # a delta every few batches, as a worker's second
+                app.absorb([], [], worker.drain_audit())
+                if app._audit_write is not None:
+                    await app._audit_write
+        with contextlib.closing(sqlite3.connect(tmp_path / "imflow.db")) as conn:
+            (early,) = conn.execute("SELECT coalesce(sum(rows), 0) FROM audit_chunk").fetchone()
+        assert early > 1000 and early + app.pipeline.audit.held == sum(truth.values())
+        assert await app.flush()
+    _run(app, [deltas])
+    assert app.pipeline.audit.dropped == 0 and _stored(tmp_path / "imflow.db") == truth
 
 
 def test_an_early_write_the_store_refuses_keeps_its_rows_for_the_flush(tmp_path, chunk_rows):
