@@ -154,10 +154,11 @@ def test_a_supervisor_writes_its_workers_flows_early_too(tmp_path, chunk_rows):
     async def deltas(app):
         for i, b in enumerate(batches):
             worker.process(b)
-            if i % 3 == 2 or i == len(batches) - 1:  # a delta every few batches, as a worker's second
-                app.absorb([], [], worker.drain_audit())
-                if app._audit_write is not None:
-                    await app._audit_write
+            while i == len(batches) - 1 and worker.decoder.deferred_count():
+                worker.process([])  # datagrams past the decoder's template budget, as a worker's idle timer
+            app.absorb([], [], worker.drain_audit())  # a delta a second of traffic, as a worker's
+            if app._audit_write is not None:
+                await app._audit_write
         with contextlib.closing(sqlite3.connect(tmp_path / "imflow.db")) as conn:
             (early,) = conn.execute("SELECT coalesce(sum(rows), 0) FROM audit_chunk").fetchone()
         assert early > 1000 and early + app.pipeline.audit.held == sum(truth.values())
