@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from collector.auditlog import DEFAULT_CATEGORIES
+
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "bench" / "ingest" / "run.py"
 
@@ -192,8 +194,8 @@ def test_the_audit_logs_drops_are_reported_and_add_up(tmp_path):
         assert not trial["error"] and trial["counted"] == trial["records"] > 0, trial
         [db] = sorted(kept.glob("trial-*/imflow.db"))[-1:]
         with contextlib.closing(sqlite3.connect(db)) as con:
-            watched = con.execute("SELECT sum(flows) FROM rollup_1m WHERE category IN ('im', 'p2p', 'voip', "
-                                  "'collab')").fetchone()[0]
+            watched = con.execute(f"SELECT sum(flows) FROM rollup_1m WHERE category IN "
+                                  f"({', '.join('?' * len(DEFAULT_CATEGORIES))})", DEFAULT_CATEGORIES).fetchone()[0]
             stored = con.execute("SELECT sum(rows) FROM audit_chunk").fetchone()[0]
     finally:
         shutil.rmtree(kept, ignore_errors=True)
