@@ -96,6 +96,7 @@ class Classifier:
             self._proto_offset[proto] = row * _PORTS
         self._proto_offset64 = self._proto_offset.astype(np.int64)  # as the kernel takes it
         self._owned = _owned_table(catalogue.services)
+        self._owned_blocks = _port_blocks(self._owned)  # as the kernel takes it
         self._portset, self._member = _membership(catalogue.services)
         self._groups: dict[tuple[int, ...], int] = {}
         self._asn_groups: dict[tuple[int, ...], int] = {}
@@ -276,7 +277,7 @@ class Classifier:
         host = np.empty(n, src_addr.dtype)
         rare = np.empty(n, np.int32)  # rows listed: 4 octets a flow at the batch's peak of memory
         k = classify(src_addr, dst_addr, np.ascontiguousarray(src_port), np.ascontiguousarray(dst_port),
-                     np.ascontiguousarray(proto), *self._kernel_tables, self._proto_offset64, self._owned, self._n,
+                     np.ascontiguousarray(proto), *self._kernel_tables, self._proto_offset64, self._owned_blocks, self._n,
                      service, method, *flags[:4], host, *flags[4:], rare)
         src_int, dst_int, service_is_src, side_known, has_host, host_is_src = flags
         fix = []
@@ -506,6 +507,18 @@ def _owned_table(services: Sequence[Service]) -> np.ndarray:
             span = slice(base + r.lo, base + r.hi + 1)
             table[span] = np.where(shared[span], table[span], s.index)
     return table
+
+
+def _port_blocks(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_owned_table` as the kernel reads it: (top, blocks), top[(proto row) * 256 + port // 256]
+    the block of 256 ports that one is in, block 0 all zero. The flat table is 512 KiB and a
+    batch's ephemeral ports read it all over, a cache miss for most flows; the catalogue's owned
+    ports fall in a few dozen distinct blocks, so the two levels are some 20 KiB."""
+    rows = table.reshape(-1, 256)
+    blocks, top = np.unique(np.vstack([np.zeros((1, 256), table.dtype), rows]), axis=0, return_inverse=True)
+    # np.unique sorts, and the zero block sorts first: it is block 0
+    assert not blocks[0].any()
+    return top.ravel()[1:].astype(np.uint16), np.ascontiguousarray(blocks.ravel())
 
 
 def _membership(services: Sequence[Service]) -> tuple[np.ndarray, np.ndarray]:

@@ -16,8 +16,12 @@
  *   table6       the IPv6 one as (level1, level2, starts_hi, starts_lo, values, s1, s2): levels
  *                indexed by the top s1, then s2 bits of `hi`; split cells by the last 128-bit
  *                start at or below the address (uint64 halves)
- *   proto_offset 256 int64: the start of each protocol's row in `owned` (each <= 3 * 65536)
- *   owned        4 * 65536 uint16: the service owning each (protocol row, port), else 0
+ *   proto_offset 256 int64: the start of each protocol's row in the flat owned-port table
+ *                (row * 65536, each <= 3 * 65536)
+ *   owned        (top, blocks): the service owning each (protocol row, port), else 0, in two
+ *                levels (classifier._port_blocks): top, 4 * 256 uint16, the block of each
+ *                (row, port >> 8); blocks, k * 256 uint16, the blocks' ports. A flat 512 KiB
+ *                table missed the caches on most flows' ephemeral ports; these are some 20 KiB
  *   n_services   range-table groups at or above it are not one service (identical prefixes
  *                of several, ASN groups)
  *   service      out, n uint16; method out, n uint8 (classifier.METHODS: 0, 1 port, 2 prefix)
@@ -45,7 +49,7 @@
 #define PORTS 65536
 #define M_PORT 1
 #define M_PREFIX 2
-#define N_BUFS 26 /* the buffers of a call: 5 columns, 4 + 5 table arrays, 2 port tables, 10 outputs */
+#define N_BUFS 27 /* the buffers of a call: 5 columns, 4 + 5 table arrays, 3 port tables, 10 outputs */
 
 static inline uint16_t range6(const Table *t, uint64_t ahi, uint64_t alo, int *bad)
 {
@@ -130,6 +134,29 @@ static int table(Table *t, Held *h, PyObject *spec, int width)
     return 0;
 }
 
+/* The owned-port table's two levels from (top, blocks): 0, or -1 with an exception set. */
+static int port_blocks(Held *h, PyObject *spec, const uint16_t **top, const uint16_t **blocks, Py_ssize_t *n)
+{
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 2) {
+        PyErr_SetString(PyExc_TypeError, "owned: a tuple (top, blocks) expected");
+        return -1;
+    }
+    if (!(*top = held_buffer(h, PyTuple_GET_ITEM(spec, 0), 0, 2, 4 * 256, "owned top"))
+        || !(*blocks = held_buffer(h, PyTuple_GET_ITEM(spec, 1), 0, 2, -1, "owned blocks")))
+        return -1;
+    *n = h->b[h->taken - 1].len / 2 / 256;
+    if (*n * 256 * 2 != h->b[h->taken - 1].len || *n < 1) {
+        PyErr_SetString(PyExc_ValueError, "owned blocks: a whole number of 256-port blocks, at least one");
+        return -1;
+    }
+    for (int i = 0; i < 4 * 256; i++)
+        if ((*top)[i] >= *n) {
+            PyErr_SetString(PyExc_ValueError, "owned top: a block past the blocks");
+            return -1;
+        }
+    return 0;
+}
+
 PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
@@ -152,7 +179,8 @@ PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t narg
     }
     Table t4, t6;
     const uint64_t *src = held_buffer(&h, args[0], 0, 16, n, "src"), *dst;
-    const uint16_t *sport, *dport, *owned;
+    const uint16_t *sport, *dport, *top, *blocks;
+    Py_ssize_t n_blocks = 0;
     const uint8_t *proto;
     const int64_t *offset;
     uint16_t *service;
@@ -163,7 +191,7 @@ PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t narg
         || !(dport = held_buffer(&h, args[3], 0, 2, n, "dport")) || !(proto = held_buffer(&h, args[4], 0, 1, n, "proto"))
         || table(&t4, &h, args[5], 32) < 0 || table(&t6, &h, args[6], 128) < 0
         || !(offset = held_buffer(&h, args[7], 0, 8, 256, "proto_offset"))
-        || !(owned = held_buffer(&h, args[8], 0, 2, 4 * PORTS, "owned"))
+        || port_blocks(&h, args[8], &top, &blocks, &n_blocks) < 0
         || !(service = held_buffer(&h, args[10], 1, 2, n, "service"))
         || !(method = held_buffer(&h, args[11], 1, 1, n, "method"))
         || !(src_int = held_buffer(&h, args[12], 1, 1, n, "src_int"))
@@ -196,8 +224,9 @@ PyObject *imflow_classify(PyObject *self, PyObject *const *args, Py_ssize_t narg
         }
         int si = (sv >> 14) & 1, di = (dv >> 14) & 1;
         unsigned sp = sport[i], dp = dport[i];
-        const uint16_t *row = owned + offset[proto[i]];
-        unsigned so = row[sp], d_o = row[dp];
+        const uint16_t *row = top + (offset[proto[i]] >> 8);
+        unsigned so = blocks[((size_t)row[sp >> 8] << 8) | (sp & 255)];
+        unsigned d_o = blocks[((size_t)row[dp >> 8] << 8) | (dp & 255)];
         /* both owned: the non-ephemeral side, then the external, then the lower port, else dst */
         int se = sp < EPHEMERAL_MIN, de = dp < EPHEMERAL_MIN;
         int tie = (se ^ de) ? se : (si ^ di) ? !si : sp < dp;

@@ -13,7 +13,7 @@ import pytest
 from collector import kernels
 from collector.classify import asn as asn_data
 from collector.classify.catalogue import load_catalogue
-from collector.classify.classifier import Classifier
+from collector.classify.classifier import Classifier, _port_blocks
 from collector.dns.table import LearnedAddresses
 from collector.netflow.batch import ADDR, addr_from_str
 from tests.classify.test_classifier import CUSTOM, SHIPPED
@@ -136,7 +136,7 @@ def test_kernel_refuses_tables_that_do_not_fit():
     outs = [np.empty(n, np.uint16), np.empty(n, np.uint8), *(np.empty(n, bool) for _ in range(4)),
             np.empty(n, ADDR), np.empty(n, bool), np.empty(n, bool), np.empty(n, np.int32)]
     args = [a, a, np.zeros(n, np.uint16), np.zeros(n, np.uint16), np.zeros(n, np.uint8), *classifier._kernel_tables,
-            classifier._proto_offset64, classifier._owned, classifier._n, *outs]
+            classifier._proto_offset64, classifier._owned_blocks, classifier._n, *outs]
     assert kernels.built.classify(*args) == 0
     short = list(args)
     short[10] = np.empty(n - 1, np.uint16)
@@ -148,6 +148,13 @@ def test_kernel_refuses_tables_that_do_not_fit():
         kernels.built.classify(*bad)
     with pytest.raises(TypeError):
         kernels.built.classify(*args[:-1])
+    top, blocks = args[8]
+    far = top.copy()
+    far[5] = len(blocks) // 256  # one block past the last
+    with pytest.raises(ValueError, match="owned top"):
+        kernels.built.classify(*args[:8], (far, blocks), *args[9:])
+    with pytest.raises(ValueError, match="owned blocks"):
+        kernels.built.classify(*args[:8], (top, blocks[:-1]), *args[9:])
     table6 = list(args[6])
     table6[0] = table6[0][:-1]  # level1 one entry short
     with pytest.raises(ValueError, match="level1"):
@@ -156,3 +163,20 @@ def test_kernel_refuses_tables_that_do_not_fit():
     pointer[0] = np.full_like(pointer[0], 0x8000 | 0x7FFF)  # every cell points past level2
     with pytest.raises(ValueError, match="past level2"):
         kernels.built.classify(*args[:5], tuple(pointer), *args[6:])
+
+
+@pytest.mark.parametrize("case", ["shipped", "custom", "random"])
+def test_the_owned_ports_two_levels_are_the_flat_table(case):
+    """The kernel's (top, blocks) give every (protocol row, port) the flat table's service:
+    the shipped and a custom catalogue's, and a table with a service on a random port of every
+    block (more distinct blocks than any catalogue)."""
+    if case == "random":
+        rng = np.random.default_rng(7)
+        flat = np.zeros(4 * 65536, np.uint16)
+        flat[np.arange(0, 4 * 65536, 256) + rng.integers(0, 256, 1024)] = rng.integers(1, 900, 1024)
+    else:
+        flat = Classifier(SHIPPED if case == "shipped" else CUSTOM)._owned
+    top, blocks = _port_blocks(flat)
+    assert top.shape == (1024,) and not blocks[:256].any()
+    again = blocks.reshape(-1, 256)[top].ravel()
+    assert np.array_equal(again, flat)
