@@ -24,6 +24,7 @@ import numpy as np
 
 from collector import kernels
 from collector.netflow.batch import addr_to_str
+from collector.store import segments
 from collector.store.rows import AuditRow
 
 _V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
@@ -48,6 +49,10 @@ COLUMNS: dict[str, np.dtype] = {
 }
 
 INSERT = "INSERT INTO audit_chunk (first_ms, last_ms, rows, data) VALUES (?, ?, ?, ?)"
+# schema version 4: the octets in a segment file (collector/store/segments.py), `data` empty
+INSERT_AT = ("INSERT INTO audit_chunk (first_ms, last_ms, rows, data, segment, at, size)"
+             " VALUES (?, ?, ?, x'', ?, ?, ?)")
+SEGMENTS = "SELECT DISTINCT segment FROM audit_chunk WHERE segment IS NOT NULL"
 # the oldest chunks beyond the row bound (whole chunks, newest kept first)
 TRIM = ("DELETE FROM audit_chunk WHERE id IN (SELECT id FROM (SELECT id, sum(rows) OVER (ORDER BY id DESC)"
         " AS total FROM audit_chunk) WHERE total > ?)")
@@ -477,12 +482,49 @@ def chunks_of(conn, flt: _Filter) -> Iterator[AuditBatch]:
     if flt.hi is not None:
         where.append("first_ms < ?")
         params.append(flt.hi)
-    sql = "SELECT data FROM audit_chunk" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
-    for (data,) in conn.execute(sql, params):
-        try:
-            yield AuditBatch.decode(data)
-        except (ValueError, struct.error, KeyError, TypeError, IndexError, OverflowError, AttributeError) as exc:
-            raise ValueError(f"audit log: a stored chunk cannot be read ({exc})") from None
+    cond = " WHERE " + " AND ".join(where) if where else ""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version < 4:  # every chunk in `data`
+        for (data,) in conn.execute(f"SELECT data FROM audit_chunk{cond} ORDER BY id", params):
+            yield _decoded(data)
+        return
+    # one snapshot: the segments it points into opened first (a segment the writer removes
+    # after its grace stays readable once open), then the chunks read in order
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
+    reader = None
+    try:
+        located = conn.execute(f"SELECT DISTINCT segment FROM audit_chunk{cond}{' AND' if cond else ' WHERE'}"
+                               " segment IS NOT NULL", params).fetchall()
+        reader = segments.SegmentReader(conn_path(conn), (s for (s,) in located))
+        for data, seg, at, size in conn.execute(
+                f"SELECT data, segment, at, size FROM audit_chunk{cond} ORDER BY id", params):
+            if seg is not None:
+                if not (isinstance(seg, int) and isinstance(at, int) and isinstance(size, int)):
+                    raise ValueError("audit log: a chunk's place in its segment is damaged")
+                data = reader.read(seg, at, size)
+            yield _decoded(data)
+    finally:
+        if reader is not None:
+            reader.close()
+        if own and conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+def _decoded(data) -> AuditBatch:
+    try:
+        return AuditBatch.decode(data)
+    except (ValueError, struct.error, KeyError, TypeError, IndexError, OverflowError, AttributeError) as exc:
+        raise ValueError(f"audit log: a stored chunk cannot be read ({exc})") from None
+
+
+def conn_path(conn) -> str:
+    """The file of the connection's main database."""
+    for _, name, path in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return path
+    raise ValueError("audit log: the database has no file")
 
 
 def select(conn, start: float | None, end: float | None, *, host=None, peer=None, port=None, proto=None,

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 
 import aiosqlite
 
-from collector.store import audit, schema, staging
+from collector.store import audit, schema, segments, staging
 from collector.store.errors import from_sqlite
 from collector.store.rows import AuditRow, BinRow, IfRow
 from collector.turns import no_turns
@@ -107,7 +107,8 @@ class Store:
     def __init__(self, path: str, retention: dict[str, float] | None = None,
                  clock: Callable[[], float] = time.time, busy_timeout: float = 5.0,
                  max_size: int | None = None, audit_max_age: float = schema.DEFAULT_AUDIT_MAX_AGE,
-                 audit_max_rows: int = schema.DEFAULT_AUDIT_MAX_ROWS, page_size: int = PAGE_SIZE):
+                 audit_max_rows: int = schema.DEFAULT_AUDIT_MAX_ROWS, page_size: int = PAGE_SIZE,
+                 audit_segments: bool = True):
         self.path = path
         self.retention = schema.resolve_retention(retention)
         self.clock = clock
@@ -117,6 +118,10 @@ class Store:
         self.audit_max_rows = audit_max_rows
         self.page_size = page_size
         self.audit_pruned = 0  # audit log rows the last prune deleted (past audit_max_age)
+        # the audit log's chunks in segment files beside the database (collector/store/segments.py);
+        # in `data` as before for a database with no directory of its own (in memory) or when asked
+        self.segments = (segments.SegmentWriter(path) if audit_segments and path not in ("", ":memory:")
+                         and not path.startswith("file:") else None)
         self._conn: aiosqlite.Connection | None = None
         self._checkpointer: aiosqlite.Connection | None = None
         self._checkpoint_task: asyncio.Task | None = None
@@ -174,6 +179,7 @@ class Store:
         page_size = await self._scalar("PRAGMA page_size")  # an existing database's own
         await conn.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_OCTETS // page_size}")
         self._checkpointer = await aiosqlite.connect(self.path, timeout=0, isolation_level=None)
+        await self._sweep()  # segments an earlier run left with no row: their grace starts now
 
     async def _migrate(self) -> None:
         version = await self._scalar("PRAGMA user_version")
@@ -219,8 +225,13 @@ class Store:
                 for res, (_, width) in schema.RESOLUTIONS.items():
                     await conn.executemany(_IF_ROLLUP.format(table=schema.IF_TABLES[res], width=width),
                                            staged.if_rows)
-            if audit_params:
+            if audit_params and self.segments is not None:
+                next_id = await self._scalar("SELECT coalesce(max(id), 0) + 1 FROM audit_chunk")
+                located = await asyncio.to_thread(self.segments.append, next_id, audit_params)
+                await conn.executemany(audit.INSERT_AT, located)
+            elif audit_params:
                 await conn.executemany(audit.INSERT, audit_params)
+            if audit_params:
                 await conn.execute(audit.TRIM, (self.audit_max_rows,))
             await conn.execute("DELETE FROM temp.incoming")
             await conn.execute("COMMIT")
@@ -230,8 +241,22 @@ class Store:
         except BaseException:
             await self._rollback()
             raise
+        if audit_params:
+            await self._sweep()
         if self._checkpoint_task is None or self._checkpoint_task.done():
             self._checkpoint_task = asyncio.create_task(self._checkpoint())
+
+    async def _sweep(self) -> None:
+        """The segments no chunk row points into any more removed (after their grace)."""
+        if self.segments is None:
+            return
+        try:
+            async with self._conn.execute(audit.SEGMENTS) as cur:
+                rows = await cur.fetchall()
+            largest = await self._scalar("SELECT coalesce(max(id), 0) FROM audit_chunk")
+            await asyncio.to_thread(self.segments.sweep, [r[0] for r in rows], largest)
+        except (sqlite3.Error, OSError) as exc:  # the next write sweeps again
+            log.warning("%s: removing the audit log's unused segments: %s", self.path, exc)
 
     async def _checkpoint(self) -> None:
         try:
@@ -276,6 +301,8 @@ class Store:
             log.info("%s: pruned %s", self.path, ", ".join(
                 [f"{n} {r} rows" for r, n in deleted.items()] + [f"{audit_deleted} audit log rows"]))
         self.audit_pruned = audit_deleted
+        if audit_deleted:
+            await self._sweep()
         return deleted
 
     async def stop(self) -> None:

@@ -39,9 +39,12 @@ through it), ``service, if_name`` (ifName when known, else ""), ``category, byte
 flows``; primary key ``(bin, exporter, if_index, direction, service)``.
 
 The flow audit log (version 2, docs/audit.md) is ``audit_chunk (id INTEGER PRIMARY KEY,
-first_ms, last_ms, rows, data BLOB)``, index ``audit_chunk_last (last_ms)``: each row is a chunk
-of up to 65,536 flows of the watched categories, ``first_ms``/``last_ms`` the first start and
-the last end of its flows (UNIX milliseconds), ``data`` their columns as
+first_ms, last_ms, rows, data BLOB, segment, at, size)``, indexes ``audit_chunk_last (last_ms)``
+and ``audit_chunk_segment (segment)``: each row is a chunk of up to 65,536 flows of the watched
+categories, ``first_ms``/``last_ms`` the first start and the last end of its flows (UNIX
+milliseconds). Since version 4 the chunk's octets are ``size`` octets at ``at`` in the segment
+file ``<database>-audit/<segment, 12 digits>.imfa`` and ``data`` is empty; rows written before
+have ``segment`` NULL and the octets in ``data``. The octets are their columns as
 ``collector.store.audit.AuditBatch.encode`` writes them ("IMFA", a JSON header with the row
 count, the exporter and service names and each stored column's base, width and length, then per
 column its values minus the base as little-endian unsigned integers of that width; chunk format
@@ -85,7 +88,7 @@ import math
 
 from collector.store.errors import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x494D464C  # "IMFL"
 
 # resolution name -> (table, bin width in seconds); finest first
@@ -147,6 +150,18 @@ _AUDIT_DDL = (
     "CREATE INDEX audit_chunk_last ON audit_chunk (last_ms)",
 )
 
+# Version 4: a chunk's octets in a segment file beside the database (collector/store/segments.py):
+# `segment` (the file's number), `at` and `size` (where in it); `data` is then empty. Chunks
+# written before keep their octets in `data`, with `segment` NULL.
+_AUDIT_SEGMENTS_DDL = (
+    "ALTER TABLE audit_chunk ADD COLUMN segment INTEGER",
+    "ALTER TABLE audit_chunk ADD COLUMN at INTEGER",
+    "ALTER TABLE audit_chunk ADD COLUMN size INTEGER",
+    # the segments still pointed into, after each write: read from here, not the table, whose
+    # older rows hold their chunks' octets (reaching a column after them reads them through)
+    "CREATE INDEX audit_chunk_segment ON audit_chunk (segment)",
+)
+
 # MIGRATIONS[n]: the statements that take a database from version n-1 to n, run in one
 # transaction together with `PRAGMA user_version = n`.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -155,6 +170,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         *(stmt for table in IF_TABLES.values() for stmt in _if_rollup_ddl(table))),
     2: _AUDIT_DDL,
     3: tuple(stmt for table in METHOD_TABLES.values() for stmt in _method_rollup_ddl(table)),
+    4: _AUDIT_SEGMENTS_DDL,
 }
 assert max(MIGRATIONS) == SCHEMA_VERSION
 

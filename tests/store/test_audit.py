@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.store import Store, StoreError, audit, query, schema
+from collector.store import Store, StoreError, audit, query, schema, segments
 from collector.store.rows import AuditRow
 from tests.store.helpers import T0, row, run, table_contents
 
@@ -166,10 +166,12 @@ def test_the_trim_does_not_write_the_pages_it_frees(tmp_path):
     as they are (SQLite's secure_delete FAST): the flush that drops some 2 MB of chunks writes
     a few pages to the WAL, not the 2 MB again as zeros (Debian's SQLite zeroes freed pages
     unless told otherwise). The WAL is empty at start (the last close checkpointed and removed
-    it), so its size after the flush counts the pages that flush wrote."""
+    it), so its size after the flush counts the pages that flush wrote. The chunks are in the
+    database, as before schema version 4 put them in segment files (and as they stay in a
+    database written before)."""
     db = tmp_path / "imflow.db"
     old, new = make_rows(60_000, seed=11), make_rows(500, seed=12, t0=T0 + 7200)
-    write(db, [([], old)], page_size=16384)
+    write(db, [([], old)], page_size=16384, audit_segments=False)
     wal = Path(str(db) + "-wal")
     assert not wal.exists() or wal.stat().st_size == 0
     with contextlib.closing(sqlite3.connect(db)) as conn:
@@ -178,7 +180,7 @@ def test_the_trim_does_not_write_the_pages_it_frees(tmp_path):
     frames = []
 
     async def go():
-        store = Store(str(db), audit_max_rows=1000)
+        store = Store(str(db), audit_max_rows=1000, audit_segments=False)
         await store.start()
         before = wal.stat().st_size if wal.exists() else 0
         await store.write([], [], new)
@@ -282,16 +284,106 @@ def test_constant_columns_are_kept_in_the_header_and_come_back():
     assert [as_tuple(r) for r in audit.AuditBatch.decode(data)] == [as_tuple(r) for r in rows]
 
 
+@pytest.mark.parametrize("where", ["segment", "database"])
 @pytest.mark.parametrize("cut", [lambda d: d[:-1], lambda d: b"XXXX" + d[4:], lambda d: d[:10] + b"{" + d[11:]])
-def test_a_damaged_chunk_is_a_clear_error(tmp_path, cut):
+def test_a_damaged_chunk_is_a_clear_error(tmp_path, cut, where):
     db = tmp_path / "imflow.db"
-    write(db, [([], ROWS[:50])])
+    write(db, [([], ROWS[:50])], audit_segments=where == "segment")
     with contextlib.closing(sqlite3.connect(db)) as conn:
-        (data,) = conn.execute("SELECT data FROM audit_chunk").fetchone()
-        conn.execute("UPDATE audit_chunk SET data = ?", (cut(data),))
-        conn.commit()
-    with pytest.raises(ValueError, match="audit log: a stored chunk cannot be read"):
+        (data, seg, at, size) = conn.execute("SELECT data, segment, at, size FROM audit_chunk").fetchone()
+        if where == "database":
+            conn.execute("UPDATE audit_chunk SET data = ?", (cut(data),))
+            conn.commit()
+    if where == "segment":
+        assert not data and at == 0
+        path = Path(segments.directory(str(db))) / segments.name(seg)
+        octets = path.read_bytes()
+        assert len(octets) == size
+        path.write_bytes(cut(octets))  # cut short: the segment ends before the chunk does
+    with pytest.raises(ValueError, match="audit log: (a stored chunk cannot be read|segment .* ends before)"):
         query.flows(str(db), None, None)
+
+
+def test_a_missing_segment_or_a_damaged_place_is_a_clear_error(tmp_path):
+    """A copy of the database without its -audit directory, a segment cut short, an index row
+    whose place is damaged: each a one-line error, no traceback, no huge read."""
+    db = tmp_path / "imflow.db"
+    write(db, [([], ROWS[:50]), ([], ROWS[50:90])])
+    folder = Path(segments.directory(str(db)))
+    (path,) = folder.iterdir()  # both flushes appended to the one segment of this run
+    octets = path.read_bytes()
+    path.write_bytes(octets[:-5])
+    with pytest.raises(ValueError, match="ends before its chunk"):
+        query.flows(str(db), None, None)
+    path.write_bytes(octets)
+    assert len(query.flows(str(db), None, None, limit=None)) == 90
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("UPDATE audit_chunk SET size = ? WHERE id = 2", (1 << 40,))
+        conn.commit()
+    with pytest.raises(ValueError, match="place in segment .* is damaged"):
+        query.flows(str(db), None, None)
+    shutil.rmtree(folder)
+    with pytest.raises(ValueError, match="is missing .* needs its -audit directory"):
+        query.flows(str(db), None, None)
+
+
+def test_segments_no_chunk_points_into_are_removed_after_their_grace(tmp_path, monkeypatch):
+    """At the row bound the oldest chunks go, and a segment with none left goes too, but only
+    once its grace has passed (a reader may have it open); the segment being appended to
+    stays. What is left on disk is what the kept chunks need and the current segment."""
+    monkeypatch.setattr(segments, "SEGMENT_OCTETS", 1)  # a segment per write
+    db = tmp_path / "imflow.db"
+    now = [1000.0]
+    folder = Path(segments.directory(str(db)))
+    rows = make_rows(3000, seed=21)
+    seen = []
+
+    async def go():
+        store = Store(str(db), audit_max_rows=1000)
+        store.segments.clock = lambda: now[0]
+        await store.start()
+        for i in range(0, 3000, 500):
+            await store.write([], [], rows[i:i + 500])
+            seen.append(sorted(int(p.name.split(".")[0]) for p in folder.iterdir()))
+            now[0] += 1
+        now[0] += segments.GRACE
+        await store.write([], [], rows[:1])  # a sweep after the grace
+        await store.stop()
+    run(go())
+    assert [len(s) for s in seen] == [1, 2, 3, 4, 5, 6]  # within the grace, none went
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        kept = {s for (s,) in conn.execute("SELECT DISTINCT segment FROM audit_chunk")}
+    on_disk = {int(p.name.split(".")[0]) for p in folder.iterdir()}
+    assert kept == {6, 7}  # segment N is the id of its first chunk: a chunk a write here
+    assert on_disk == kept | {5}  # 1-4 waited out their grace; 5, freed by the last trim, waits
+    assert sorted(as_tuple(r) for r in query.flows(str(db), None, None, limit=None)) == \
+        sorted(as_tuple(r) for r in rows[2500:] + rows[:1])
+
+
+def test_a_reader_keeps_its_snapshot_while_the_writer_removes_segments(tmp_path, monkeypatch):
+    """`imflow flows` opens the segments of its snapshot as it starts: a trim and a sweep that
+    remove them while it reads (grace 0 here) take nothing from its answer."""
+    monkeypatch.setattr(segments, "SEGMENT_OCTETS", 1)
+    monkeypatch.setattr(segments, "GRACE", 0.0)
+    db = tmp_path / "imflow.db"
+    rows = make_rows(1200, seed=22)
+    write(db, [([], rows[i:i + 300]) for i in range(0, 1200, 300)])
+    conn = query.connect(str(db), need=2)
+    try:
+        chunks = audit.chunks_of(conn, audit._Filter(None, None, *[None] * 7))
+        first = next(chunks)  # the snapshot taken, its segments open
+
+        async def trim():
+            store = Store(str(db), audit_max_rows=300)
+            await store.start()
+            await store.write([], [], make_rows(300, seed=23))
+            await store.stop()
+        run(trim())
+        assert len(list(Path(segments.directory(str(db))).iterdir())) == 1  # the old ones went
+        got = [r for b in [first, *chunks] for r in b]
+    finally:
+        conn.close()
+    assert sorted(map(as_tuple, got)) == sorted(map(as_tuple, rows))
 
 
 def test_one_ipv6_flow_does_not_widen_a_chunks_ipv4_addresses():
@@ -354,19 +446,9 @@ def test_any_damage_to_a_chunk_decodes_or_is_the_clear_error(fmt):
             else:
                 data[at:at] = bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 8)))
         try:
-            list(audit.chunks_of(_OneChunk(bytes(data)), audit._Filter(None, None, *[None] * 7)))
+            audit._decoded(bytes(data))
         except ValueError as exc:
             assert "audit log: a stored chunk cannot be read" in str(exc)
-
-
-class _OneChunk:
-    """A connection whose audit_chunk table holds one chunk."""
-
-    def __init__(self, data: bytes):
-        self.data = data
-
-    def execute(self, sql, params=()):
-        return [(self.data,)]
 
 
 def _with_header(data: bytes, change) -> bytes:
@@ -399,4 +481,4 @@ def test_a_hostile_chunk_header_is_the_clear_error(change):
     rows = make_rows(40, seed=8) + [make_rows(1, seed=9)[0]._replace(peer="2001:db8:1::5")]
     data = _with_header(bytes(audit.AuditBatch.from_rows(rows).encode()), change)
     with pytest.raises(ValueError, match="audit log: a stored chunk cannot be read"):
-        list(audit.chunks_of(_OneChunk(data), audit._Filter(None, None, *[None] * 7)))
+        audit._decoded(data)

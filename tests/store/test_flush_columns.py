@@ -23,7 +23,6 @@ from collector.daemon.telemetry import Health, Telemetry
 from collector.metrics import Metrics
 from collector.netflow.batch import ADDR, FlowBatch, addr_from_str
 from collector.store import Store
-from collector.store.columns import BinColumns
 
 SERVICES = ["other", "msn", "bittorrent", "sip", "zoom"]
 CATEGORIES = ["other", "im", "p2p", "voip", "collab"]
