@@ -138,8 +138,11 @@ class SegmentReader:
     def __init__(self, db_path: str, segments: Iterable[int]):
         self.dir = directory(db_path)
         self.fds: dict[int, int] = {}
+        wanted = set(segments)
+        if not all(isinstance(s, int) and 0 <= s < 10**18 for s in wanted):
+            raise ValueError("audit log: a chunk's segment number is damaged")
         try:
-            for seg in sorted(set(segments)):
+            for seg in sorted(wanted):
                 path = os.path.join(self.dir, name(seg))
                 try:
                     self.fds[seg] = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))

@@ -322,6 +322,15 @@ def test_a_missing_segment_or_a_damaged_place_is_a_clear_error(tmp_path):
         conn.commit()
     with pytest.raises(ValueError, match="place in segment .* is damaged"):
         query.flows(str(db), None, None)
+    for seg in ("'x'", "-1", "1e30"):
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute(f"UPDATE audit_chunk SET size = 10, segment = {seg} WHERE id = 2")
+            conn.commit()
+        with pytest.raises(ValueError, match="segment number is damaged"):
+            query.flows(str(db), None, None)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("UPDATE audit_chunk SET segment = 1 WHERE id = 2")
+        conn.commit()
     shutil.rmtree(folder)
     with pytest.raises(ValueError, match="is missing .* needs its -audit directory"):
         query.flows(str(db), None, None)
