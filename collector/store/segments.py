@@ -3,8 +3,9 @@ version 4): `<database>-audit/<N>.imfa`, each chunk's octets appended as `AuditB
 wrote them, and its row in `audit_chunk` saying where (`segment`, `at`, `size`).
 
 A chunk in SQLite was bound by copy, written to the WAL with a checksum per page, then copied
-again by the checkpoint: at 240,000 v5 datagrams/s SQLite's two threads spent 50 CPU ticks in
-10 s on it, against 18-20 with the octets appended to a file (bench/RESULTS.md). The index
+again by the checkpoint: at 200,000 v5 datagrams/s SQLite's two threads spent 54-62 CPU ticks
+in 5 s, against 11-18 with the octets appended to a segment (and 5-11 for its writes; about a
+tenth of the collector, bench/RESULTS.md). The index
 rows stay in SQLite, in the same transaction as the rollups, so a flush is still all or
 nothing:
 
