@@ -77,7 +77,8 @@ class SegmentWriter:
             if fresh:
                 self.current = next_id
             path = os.path.join(self.dir, name(self.current))
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o640)
+            # as SQLite makes the database (0644 less the umask): who may read one may read both
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o644)
             try:
                 at = os.fstat(fd).st_size
                 rows = []
