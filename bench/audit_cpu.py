@@ -8,8 +8,9 @@ its checkpointer included), per flow of all the traffic, best of --reps; a machi
 other work disturbs it far less than the loss-free rate. `held` is the largest memory the audit
 buffer held before a flush (its own accounting, `AuditBuffer.nbytes`), `peak RSS` the process's
 growth over the run of each mode (ru_maxrss only grows: run one mode per process to compare it).
-Each run writes a new database with the page size the daemon would give it (16 KiB with the
-audit log on, 4 KiB off: `collector/store/db.py`), or --page-size for both.
+Each run writes a new database with the page size the daemon would give it
+(`collector/store/db.py`: 4 KiB; from 2026-12-05 until the segment files, 16 KiB with the
+audit log on), or --page-size for both.
 
     python bench/audit_cpu.py [--version v9] [--flows 2000000] [--flush 1000000] [--reps 3] [--page-size 4096]
 """
@@ -46,9 +47,13 @@ def _cpu() -> float:
 
 def _page_kw(audit: bool, page_size: int | None) -> dict:
     """The daemon's page size for a new database (collector/daemon/app.py); older trees: none."""
-    if not hasattr(store_db, "AUDIT_PAGE_SIZE"):
+    if not hasattr(store_db, "PAGE_SIZE"):  # a tree whose Store takes no page size
         return {}
-    return {"page_size": page_size or (store_db.AUDIT_PAGE_SIZE if audit else store_db.PAGE_SIZE)}
+    if page_size:
+        return {"page_size": page_size}
+    if not hasattr(store_db, "AUDIT_PAGE_SIZE"):  # one page size for both (since the segment files)
+        return {}
+    return {"page_size": store_db.AUDIT_PAGE_SIZE if audit else store_db.PAGE_SIZE}
 
 
 async def one(built: D.Built, audit: bool, flows: int, flush: int, workdir: str, page_size: int | None = None) -> dict:
@@ -85,6 +90,9 @@ async def one(built: D.Built, audit: bool, flows: int, flush: int, workdir: str,
     await store.stop()
     cpu, wall = _cpu() - c0, time.perf_counter() - t0
     size = os.path.getsize(db)
+    folder = db + "-audit"  # the audit log's segment files (schema version 4)
+    if os.path.isdir(folder):
+        size += sum(e.stat().st_size for e in os.scandir(folder))
     os.unlink(db)
     return {"cpu_us": cpu / fed * 1e6, "flush_us": flush_cpu / fed * 1e6, "wall_us": wall / fed * 1e6, "held_mib": held / 2**20,
             "db_mib": size / 2**20, "kept": pipe.audit.kept if pipe.audit else 0,

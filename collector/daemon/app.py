@@ -33,7 +33,6 @@ from collector.metrics import Metrics
 from collector.sflow.decode import figures as sflow_figures
 from collector.sflow.links import Links
 from collector.store import Store, StoreError
-from collector.store.db import AUDIT_PAGE_SIZE, PAGE_SIZE
 from collector.turns import LoopTurns
 
 log = logging.getLogger(__name__)
@@ -72,9 +71,7 @@ class App:
         self.store = store or Store(db, retention={"minute": cfg.get("store.retention_minute"),
                                                    "hour": cfg.get("store.retention_hour"),
                                                    "day": cfg.get("store.retention_day")}, clock=clock,
-                                    audit_max_age=cfg.get("audit.max_age"), audit_max_rows=cfg.get("audit.max_rows"),
-                                    # a new database's pages: larger when it will hold the audit log's chunks
-                                    page_size=AUDIT_PAGE_SIZE if cfg.get("audit.categories") else PAGE_SIZE)
+                                    audit_max_age=cfg.get("audit.max_age"), audit_max_rows=cfg.get("audit.max_rows"))
         if store is None and cfg.get("store.backend") == "clickhouse":
             self.store = build_store(cfg, clock)
         self.template_path = cfg.get("collector.template_state") or db + ".templates.json"

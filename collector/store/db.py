@@ -63,12 +63,12 @@ _IF_ROLLUP = ("INSERT INTO {table} (bin, exporter, if_index, direction, service,
               " SET bytes = bytes + excluded.bytes, packets = packets + excluded.packets,"
               " flows = flows + excluded.flows, category = excluded.category,"
               " if_name = CASE excluded.if_name WHEN '' THEN if_name ELSE excluded.if_name END")
-# octets a page of a new database (docs/stores.md). SQLite's cost of the audit log's chunks is
-# system calls per page (the WAL's frame, the checkpoint's copy): 16 KiB pages cut it by a third;
-# they cost the rollups at the first flush of an hour or day and host-range queries a little,
-# so a database made with the audit log off keeps SQLite's 4 KiB
+# octets a page of a new database (docs/stores.md): SQLite's 4 KiB. From 2026-12-05 a database
+# made with the audit log on got 16 KiB pages, which cut SQLite's cost of writing the log's
+# chunks (system calls per page) by a third and cost the rollups at the first flush of an hour
+# or day and host-range queries; since the chunks went to segment files (schema version 4)
+# SQLite writes only their index rows, and its threads spent no more with 4 KiB (bench/RESULTS.md)
 PAGE_SIZE = 4096
-AUDIT_PAGE_SIZE = 16384
 _AUTOCHECKPOINT_OCTETS = 64 << 20  # of WAL, if the background checkpoints lag
 # The writer's page cache, in KiB (PRAGMA cache_size = -N). It was 64 MiB, and with the audit log
 # on it fills: every flush appends a second of chunks (about 30 MiB at 1 M flows/s), whose pages
