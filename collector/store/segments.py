@@ -16,7 +16,7 @@ nothing:
   the writing transaction); the writer starts a new one when its current one passes
   `SEGMENT_OCTETS`, and at each start;
 - a segment goes once no row points into it and `GRACE` seconds have passed since the writer
-  first saw that: a reader (`imflow flows`) opens every segment its snapshot points into just
+  first saw that (the writes look every `SWEEP_EVERY` seconds, the prunes at each prune): a reader (`imflow flows`) opens every segment its snapshot points into just
   after it began, and an open file stays readable after it is removed. A segment numbered
   above the largest committed id is never removed (another writer's, not committed yet).
 """
@@ -33,6 +33,7 @@ from collector.store.errors import StoreError
 SUFFIX = "-audit"  # the directory: the database's path and this
 SEGMENT_OCTETS = 64 << 20  # a segment is closed past this: trimming frees whole segments only
 GRACE = 30.0  # seconds an unreferenced segment is kept for readers that opened it
+SWEEP_EVERY = 10.0  # seconds between the writes' sweeps (each one takes the event loop's turns)
 MAX_CHUNK_OCTETS = 1 << 28  # a chunk's octets at most, as its index row says (a damaged one: an error)
 _NAME = re.compile(r"^(\d{1,18})\.imfa$")
 
@@ -58,6 +59,7 @@ class SegmentWriter:
         self.clock = clock
         self.current: int | None = None  # the segment appended to
         self._unreferenced: dict[int, float] = {}  # segment -> when first seen with no row
+        self._swept: float | None = None  # when the last sweep ran
 
     def append(self, next_id: int, chunks: list[tuple[int, int, int, bytes]]) -> list[tuple]:
         """Append the chunks (first, last, rows, data) to the current segment (a new one,
@@ -102,6 +104,10 @@ class SegmentWriter:
             self.current = None  # the next write starts afresh
             raise _error(exc, path, "write the audit log's segment") from None
 
+    def sweep_due(self) -> bool:
+        """A write's sweep: at most one every `SWEEP_EVERY` seconds."""
+        return self._swept is None or self.clock() - self._swept >= SWEEP_EVERY
+
     def sweep(self, referenced: Iterable[int], largest_id: int) -> int:
         """Remove the segments no committed row points into, `GRACE` seconds after first
         seeing them so: -> how many went. Never the current one, nor any above `largest_id`."""
@@ -109,6 +115,7 @@ class SegmentWriter:
         if self.current is not None:
             keep.add(self.current)
         now, removed = self.clock(), 0
+        self._swept = now
         try:
             names = os.listdir(self.dir)
         except FileNotFoundError:

@@ -341,6 +341,7 @@ def test_segments_no_chunk_points_into_are_removed_after_their_grace(tmp_path, m
     once its grace has passed (a reader may have it open); the segment being appended to
     stays. What is left on disk is what the kept chunks need and the current segment."""
     monkeypatch.setattr(segments, "SEGMENT_OCTETS", 1)  # a segment per write
+    monkeypatch.setattr(segments, "SWEEP_EVERY", 0.0)  # a sweep after every write
     db = tmp_path / "imflow.db"
     now = [1000.0]
     folder = Path(segments.directory(str(db)))
@@ -374,6 +375,7 @@ def test_a_reader_keeps_its_snapshot_while_the_writer_removes_segments(tmp_path,
     remove them while it reads (grace 0 here) take nothing from its answer."""
     monkeypatch.setattr(segments, "SEGMENT_OCTETS", 1)
     monkeypatch.setattr(segments, "GRACE", 0.0)
+    monkeypatch.setattr(segments, "SWEEP_EVERY", 0.0)
     db = tmp_path / "imflow.db"
     rows = make_rows(1200, seed=22)
     write(db, [([], rows[i:i + 300]) for i in range(0, 1200, 300)])
@@ -491,3 +493,32 @@ def test_a_hostile_chunk_header_is_the_clear_error(change):
     data = _with_header(bytes(audit.AuditBatch.from_rows(rows).encode()), change)
     with pytest.raises(ValueError, match="audit log: a stored chunk cannot be read"):
         audit._decoded(data)
+
+
+def test_the_writes_sweep_once_every_few_seconds(tmp_path, monkeypatch):
+    """A sweep takes the event loop's turns, and a busy loop gives them late: the writes sweep
+    at most once every SWEEP_EVERY seconds (by the writer's clock), so a trimmed segment goes
+    after its grace and at the next sweep after that."""
+    monkeypatch.setattr(segments, "SEGMENT_OCTETS", 1)
+    db = tmp_path / "imflow.db"
+    now = [0.0]
+    folder = Path(segments.directory(str(db)))
+    rows = make_rows(2400, seed=24)
+    counts = []
+
+    async def go():
+        store = Store(str(db), audit_max_rows=500)
+        store.segments.clock = lambda: now[0]
+        await store.start()  # the first sweep, at 0
+        for i, t in enumerate((1.0, 2.0, 31.0, 35.0, 45.0, 62.0)):
+            now[0] = t
+            await store.write([], [], rows[i * 400:(i + 1) * 400])
+            counts.append(len(list(folder.iterdir())))
+        await store.stop()
+    run(go())
+    # each write's chunk is a segment of its own, and the row bound keeps the newest only. 1
+    # and 2: no sweep due (the last at 0); 31: a sweep, segments 1 and 2 seen unreferenced (their
+    # grace starts); 35: none due; 45: a sweep, 3 and 4 seen so, 1 and 2 within their grace;
+    # 62: a sweep, 1 and 2 past theirs and gone
+    assert counts == [1, 2, 3, 4, 5, 4]
+    assert sorted(int(p.name.split(".")[0]) for p in folder.iterdir()) == [3, 4, 5, 6]
