@@ -205,13 +205,13 @@ class Store:
         the rows and retries."""
         conn = self._require()
         # rows and interface rows (BinColumns / IfColumns, or lists of BinRow / IfRow) become
-        # parameters in a thread: no pass over them on the event loop
-        # Each await below is a turn of the event loop, which a busy loop gives late (a batch's
-        # time each): the audit log's early writes (no rows) skip the turns they need not take.
+        # parameters in a thread: no pass over them on the event loop. Each await is a turn of
+        # the loop, which a busy loop gives late (a batch's time each): an audit-only write (the
+        # daemon's early one) takes none it need not.
         no_bins = isinstance(rows, (list, tuple)) and not rows and isinstance(if_rows, (list, tuple)) and not if_rows
         staged = staging.Staged() if no_bins else await asyncio.to_thread(staging.staged, rows, if_rows, self.pause)
-        # one BLOB per chunk of columns, encoded off the event loop (NumPy passes over every
-        # held flow: a million of them would stall the intake)
+        # the audit rows as chunks: the daemon's come encoded; others (rows, a batch) are encoded
+        # in a thread (NumPy passes over every flow: a million of them would stall the intake)
         if isinstance(audit_rows, audit.AuditChunks):  # encoded already: the daemon's
             audit_params = audit.params(audit_rows)
         else:
