@@ -497,7 +497,7 @@ def chunks_of(conn, flt: _Filter) -> Iterator[AuditBatch]:
     try:
         located = conn.execute(f"SELECT DISTINCT segment FROM audit_chunk{cond}{' AND' if cond else ' WHERE'}"
                                " segment IS NOT NULL", params).fetchall()
-        reader = segments.SegmentReader(conn_path(conn), (s for (s,) in located))
+        reader = segments.SegmentReader(_conn_path(conn), (s for (s,) in located))
         for data, seg, at, size in conn.execute(
                 f"SELECT data, segment, at, size FROM audit_chunk{cond} ORDER BY id", params):
             if seg is not None:
@@ -519,7 +519,7 @@ def _decoded(data) -> AuditBatch:
         raise ValueError(f"audit log: a stored chunk cannot be read ({exc})") from None
 
 
-def conn_path(conn) -> str:
+def _conn_path(conn) -> str:
     """The file of the connection's main database."""
     for _, name, path in conn.execute("PRAGMA database_list"):
         if name == "main":

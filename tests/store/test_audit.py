@@ -343,27 +343,13 @@ def test_segments_no_chunk_points_into_are_removed_after_their_grace(tmp_path, m
     monkeypatch.setattr(segments, "SEGMENT_OCTETS", 1)  # a segment per write
     monkeypatch.setattr(segments, "SWEEP_EVERY", 0.0)  # a sweep after every write
     db = tmp_path / "imflow.db"
-    now = [1000.0]
-    folder = Path(segments.directory(str(db)))
     rows = make_rows(3000, seed=21)
-    seen = []
-
-    async def go():
-        store = Store(str(db), audit_max_rows=1000)
-        store.segments.clock = lambda: now[0]
-        await store.start()
-        for i in range(0, 3000, 500):
-            await store.write([], [], rows[i:i + 500])
-            seen.append(sorted(int(p.name.split(".")[0]) for p in folder.iterdir()))
-            now[0] += 1
-        now[0] += segments.GRACE
-        await store.write([], [], rows[:1])  # a sweep after the grace
-        await store.stop()
-    run(go())
-    assert [len(s) for s in seen] == [1, 2, 3, 4, 5, 6]  # within the grace, none went
+    writes = [(1000.0 + k, rows[i:i + 500]) for k, i in enumerate(range(0, 3000, 500))]
+    seen = _segments_after_writes(db, 1000, writes + [(1006 + segments.GRACE, rows[:1])])  # the last after the grace
+    assert [len(s) for s in seen[:-1]] == [1, 2, 3, 4, 5, 6]  # within the grace, none went
     with contextlib.closing(sqlite3.connect(db)) as conn:
         kept = {s for (s,) in conn.execute("SELECT DISTINCT segment FROM audit_chunk")}
-    on_disk = {int(p.name.split(".")[0]) for p in folder.iterdir()}
+    on_disk = set(seen[-1])
     assert kept == {6, 7}  # segment N is the id of its first chunk: a chunk a write here
     assert on_disk == kept | {5}  # 1-4 waited out their grace; 5, freed by the last trim, waits
     assert sorted(as_tuple(r) for r in query.flows(str(db), None, None, limit=None)) == \
@@ -501,24 +487,32 @@ def test_the_writes_sweep_once_every_few_seconds(tmp_path, monkeypatch):
     after its grace and at the next sweep after that."""
     monkeypatch.setattr(segments, "SEGMENT_OCTETS", 1)
     db = tmp_path / "imflow.db"
+    rows = make_rows(2400, seed=24)
+    seen = _segments_after_writes(db, 500, [(t, rows[i * 400:(i + 1) * 400])
+                                            for i, t in enumerate((1.0, 2.0, 31.0, 35.0, 45.0, 62.0))])
+    # the store starts (a sweep) at 0; each write's chunk is a segment of its own, and the row
+    # bound keeps the newest only. 1 and 2: no sweep due; 31: a sweep, segments 1 and 2 seen
+    # unreferenced (their grace starts); 35: none due; 45: a sweep, 3 and 4 seen so, 1 and 2
+    # within their grace; 62: a sweep, 1 and 2 past theirs and gone
+    assert [len(s) for s in seen] == [1, 2, 3, 4, 5, 4]
+    assert seen[-1] == [3, 4, 5, 6]
+
+
+def _segments_after_writes(db, max_rows: int, writes) -> list[list[int]]:
+    """One store, started at 0 by its segment writer's clock, writing (time, audit rows) in
+    turn: the segment numbers on disk after each write."""
     now = [0.0]
     folder = Path(segments.directory(str(db)))
-    rows = make_rows(2400, seed=24)
-    counts = []
+    after = []
 
     async def go():
-        store = Store(str(db), audit_max_rows=500)
+        store = Store(str(db), audit_max_rows=max_rows)
         store.segments.clock = lambda: now[0]
-        await store.start()  # the first sweep, at 0
-        for i, t in enumerate((1.0, 2.0, 31.0, 35.0, 45.0, 62.0)):
+        await store.start()
+        for t, audit_rows in writes:
             now[0] = t
-            await store.write([], [], rows[i * 400:(i + 1) * 400])
-            counts.append(len(list(folder.iterdir())))
+            await store.write([], [], audit_rows)
+            after.append(sorted(int(p.name.split(".")[0]) for p in folder.iterdir()))
         await store.stop()
     run(go())
-    # each write's chunk is a segment of its own, and the row bound keeps the newest only. 1
-    # and 2: no sweep due (the last at 0); 31: a sweep, segments 1 and 2 seen unreferenced (their
-    # grace starts); 35: none due; 45: a sweep, 3 and 4 seen so, 1 and 2 within their grace;
-    # 62: a sweep, 1 and 2 past theirs and gone
-    assert counts == [1, 2, 3, 4, 5, 4]
-    assert sorted(int(p.name.split(".")[0]) for p in folder.iterdir()) == [3, 4, 5, 6]
+    return after
