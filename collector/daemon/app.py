@@ -488,8 +488,8 @@ class App:
 
 
 def run_loop(coro) -> int:
-    try:
-        import uvloop
-    except ImportError:  # plain asyncio receives ~8x fewer datagrams/s
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+    """Run the daemon's coroutine on asyncio's own event loop. The receive path asks the loop
+    for a readable event and a timer per recvmmsg round, not a callback per datagram, so uvloop
+    no longer paid for itself: measured side by side it took as much CPU a flow or more, and 1.9
+    MiB more resident memory (docs/performance.md, "Memory")."""
+    return asyncio.run(coro)

@@ -166,7 +166,7 @@ class Intake:
     def _poll(self, fd: int) -> None:
         """The end of a socket's rest: read it. While every rest brings datagrams the socket
         stays unwatched and rests again (watching it anew every 2 ms cost more than the read:
-        uvloop makes and frees a poll handle each time); a rest that brought none hands it
+        two epoll_ctl calls each time); a rest that brought none hands it
         back to the event loop's watch."""
         if self._resting.pop(fd, None) is None or fd not in self.readers:
             return

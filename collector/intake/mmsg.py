@@ -1,6 +1,6 @@
 """recvmmsg(2) for UDP sockets, through ctypes: many datagrams per system call, no copies.
 
-asyncio (and uvloop) receive one datagram per `recvfrom` and one Python callback per datagram;
+asyncio's datagram transport receives one datagram per `recvfrom` and one Python callback per datagram;
 at NetFlow rates that is most of a core. `Receiver.receive` takes up to `slots` datagrams in
 one call, straight into the next free slots of an anonymous mapping (the arena) that holds a
 whole batch; pages are only touched as datagrams land in them. The intake's batch is a `Batch`:

@@ -39,12 +39,7 @@ def run_demo(db: str | None = None, hosts: int = 40, every: float = 5.0, duratio
         cfg = cfg.replaced({"classify": dict(config["classify"], internal=cfg.get("classify.internal")),
                             "policy": config["policy"]})
     try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    try:
-        return runner(_demo(cfg, hosts, every, duration, out))
+        return asyncio.run(_demo(cfg, hosts, every, duration, out))
     except KeyboardInterrupt:
         return 0
     finally:
