@@ -22,9 +22,12 @@ def load_run_config(args):
 
 
 def cmd_run(args) -> int:
-    from collector import daemon
+    from collector.daemon.tuning import leave_out_tls
 
     cfg = load_run_config(args)
+    leave_out_tls(cfg)  # before the daemon imports asyncio
+    from collector import daemon
+
     if not args.log_level:
         logging.getLogger().setLevel(cfg.get("log.level").upper())
     if not 1 <= args.workers <= 64:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import sys
 
 M_TRIM_THRESHOLD = -1
 M_TOP_PAD = -2
@@ -72,3 +73,21 @@ def trim_heap() -> bool:
         return False
     trim.argtypes = [ctypes.c_size_t]
     return trim(0) == 1
+
+
+def leave_out_tls(cfg) -> bool:
+    """Keep OpenSSL out of a daemon that has no use for it. asyncio imports `ssl` with itself,
+    and with it libssl, libcrypto and OpenSSL's start: 4.8 MiB resident together with the
+    `hashlib` that `collector.netflow.templates` now imports only for a server name
+    (docs/performance.md, "Memory"). Two parts of the daemon need `ssl`: the ClickHouse store
+    over https, and prometheus_client, which imports it unconditionally (`metrics.listen`).
+    `sys.modules["ssl"] = None` is the import system's documented way to make an import fail;
+    asyncio, aiohttp and http.client take it as a Python built without ssl. Must run before
+    asyncio is imported; True when ssl was left out."""
+    if "ssl" in sys.modules or cfg.get("metrics.listen"):
+        return False
+    if cfg.get("store.backend") == "clickhouse" and \
+            any(url.startswith("https:") for url in cfg.get("store.clickhouse")["urls"]):
+        return False
+    sys.modules["ssl"] = None
+    return True

@@ -16,7 +16,6 @@ fields the decoder reads of a length it can read, and for data templates a flow 
 
 from __future__ import annotations
 
-import hashlib
 import re
 import struct
 from dataclasses import dataclass, field
@@ -203,6 +202,8 @@ def server_name_id(octets: bytes, skip: int = 0) -> tuple[int, str]:
     raw = raw.split(b":", 1)[0].rstrip(b".")
     if not raw or len(raw) > 253 or not _NAME.fullmatch(raw):
         return 0, ""
+    import hashlib  # here, not at the top: hashlib loads OpenSSL's libcrypto (3.6 MiB resident)
+
     digest = int.from_bytes(hashlib.blake2b(raw, digest_size=7).digest(), "big") or 1
     return (F.NAME_ENGINE << 56) | digest, raw.decode("ascii")
 

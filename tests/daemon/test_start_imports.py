@@ -49,6 +49,13 @@ NEEDLESS = {
     "importlib.resources": "the package's data files (read by path instead)",
     "html.entities": "html.escape (collector.text's own table instead)",
     "tempfile": "the template state's atomic write, at shutdown only (imported there)",
+    "ssl": "TLS, which the default configuration makes none of (collector.daemon.tuning.leave_out_tls)",
+    "hashlib": "a server name's hash (imported there): it loads OpenSSL's libcrypto",
+}
+# shared libraries of the same kind: megabytes of resident pages each
+NEEDLESS_LIBRARIES = {
+    "libssl": "ssl (collector.daemon.tuning.leave_out_tls)",
+    "libcrypto": "ssl and hashlib",
 }
 
 PROBE = r"""
@@ -78,8 +85,10 @@ def watch():
         off += 3 + n
         time.sleep(0.0005)  # well below what the daemon takes: nothing is dropped
     time.sleep(1.6)  # one flush (every second here) has run
-    with open(out, "w") as fh:
-        json.dump(sorted(sys.modules), fh)
+    with open(out, "w") as fh:  # a module set to None was left out on purpose (ssl): not imported
+        libraries = sorted({line.split()[-1] for line in open("/proc/self/maps") if ".so" in line})
+        json.dump({"modules": sorted(k for k, v in sys.modules.items() if v is not None),
+                   "libraries": libraries}, fh)
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=watch, daemon=True).start()
@@ -119,7 +128,8 @@ def test_imflow_run_on_the_default_configuration_imports_nothing_it_does_not_use
                            "--listen", f"127.0.0.1:{port}", "--db", str(db), "--refresh-time", "1"],
                           cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert out.exists(), f"the daemon did not start (exit {proc.returncode}): {proc.stderr[-2000:]}"
-    modules = set(json.loads(out.read_text()))
+    seen = json.loads(out.read_text())
+    modules = set(seen["modules"])
     assert "collector.daemon.app" in modules and "numpy" in modules  # the probe saw the running daemon
     with sqlite3.connect(db) as con:
         stored = con.execute("SELECT coalesce(sum(flows), 0) FROM rollup_1m").fetchone()[0]
@@ -128,3 +138,6 @@ def test_imflow_run_on_the_default_configuration_imports_nothing_it_does_not_use
     assert not loaded, f"imported though not configured: {loaded}"
     needless = {name: why for name, why in NEEDLESS.items() if name in modules}
     assert not needless, f"imported on the data path, which has no use for them: {needless}"
+    mapped = {name: why for name, why in NEEDLESS_LIBRARIES.items()
+              if any(Path(path).name.startswith(name + ".") for path in seen["libraries"])}
+    assert not mapped, f"loaded though the default configuration has no use for them: {mapped}"

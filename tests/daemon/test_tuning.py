@@ -90,3 +90,48 @@ def test_trim_heap_gives_freed_pages_back():
                                                   text=True, timeout=60).stdout.split())
     assert kept > full - (8 << 20), "the freed chunks were returned before the trim: the probe shows nothing"
     assert trimmed < kept - (24 << 20), (full, kept, trimmed)
+
+
+# collector.daemon.tuning.leave_out_tls: a daemon that makes no TLS connection never loads OpenSSL.
+# Each case is a fresh interpreter that validates a configuration, asks leave_out_tls, and then
+# does what the daemon does next: imports asyncio and runs a loop. It prints whether ssl was left
+# out, whether `import ssl` still works, and whether libssl is mapped into the process.
+TLS_PROBE = r"""
+import json, sys
+from collector import config
+from collector.daemon.tuning import leave_out_tls
+left = leave_out_tls(config.validate(json.loads(sys.argv[1])))
+import asyncio
+asyncio.run(asyncio.sleep(0))
+try:
+    import ssl
+    importable = True
+except ImportError:
+    importable = False
+mapped = any("libssl" in line for line in open("/proc/self/maps"))
+print(left, importable, mapped)
+"""
+
+
+def _tls(values: dict) -> list[str]:
+    import json
+
+    return subprocess.run([sys.executable, "-c", TLS_PROBE, json.dumps(values)], check=True, capture_output=True,
+                          text=True, timeout=60).stdout.split()
+
+
+@pytest.mark.parametrize("values", [
+    {},
+    {"store": {"backend": "clickhouse", "clickhouse": {"urls": ["http://127.0.0.1:8123"]}}},
+    {"store": {"clickhouse": {"urls": ["https://ch.example:8443"]}}},  # the SQLite store: the URL is unused
+], ids=["default", "clickhouse-http", "sqlite-with-https-url"])
+def test_no_tls_use_leaves_openssl_out(values):
+    assert _tls(values) == ["True", "False", "False"]
+
+
+@pytest.mark.parametrize("values", [
+    {"metrics": {"listen": "127.0.0.1:9000"}},  # prometheus_client imports ssl whatever it serves
+    {"store": {"backend": "clickhouse", "clickhouse": {"urls": ["http://127.0.0.1:8123", "https://ch.example"]}}},
+], ids=["metrics", "clickhouse-https"])
+def test_a_tls_user_keeps_ssl(values):
+    assert _tls(values) == ["False", "True", "True"]
