@@ -17,7 +17,7 @@ and every mapping's resident size summed by kind:
 | thread arenas | glibc's per-thread malloc arenas (64 MiB reserved each, 64 MiB-aligned): the store and helper threads |
 | receive arena | the recvmmsg arena (`collector/intake/mmsg.py`; a shared anonymous mapping, `/dev/zero`) |
 | other anonymous | pymalloc's 1 MiB arenas, NumPy and library allocations served by mmap, thread stacks |
-| code and data of files | libpython, NumPy's and uvloop's extension modules, libcrypto (asyncio imports ssl), ... |
+| code and data of files | libpython, NumPy's extension module and OpenBLAS, libc, SQLite, ... |
 
 Peak RSS is VmHWM (the kernel's high-water mark of the whole process); the kinds are read at the
 end, so they add up to the RSS then, not to the peak. `CPU s` is the process's user and system time at the
