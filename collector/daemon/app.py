@@ -105,7 +105,7 @@ class App:
         self._if_names: dict | None = None  # (exporter, if_index) -> name from options data
         self._batches = 0  # batches processed, for the idle timer (_work_off)
         self._work_off_timer: asyncio.TimerHandle | None = None
-        self._store_lock = asyncio.Lock()  # one store write at a time: the flush's and the audit log's
+        self._store_lock = asyncio.Lock()  # one store transaction at a time: the flush's, the audit log's, the prune's
         self._audit_write: asyncio.Task | None = None  # an audit-only write between flushes (_write_audit)
         self._audit_early = role.early_audit  # off after a failed early write, until a flush succeeds
 
@@ -419,13 +419,21 @@ class App:
         self.health.written()
         if rows or if_rows:
             self.metrics.flush_duration.observe(time.perf_counter() - t0)
-        if now - self._last_prune > PRUNE_EVERY:
-            self._last_prune = now
-            try:
-                await self.store.prune()
-            except StoreError as exc:
-                log.warning("store: pruning old rows failed: %s", exc)
+        await self._prune(now)
         return True
+
+    async def _prune(self, now: float) -> None:
+        """Delete what retention no longer keeps, once every PRUNE_EVERY, under the store lock:
+        the prune's transaction and an early write of the audit log share the store's one
+        connection, and the write's BEGIN inside the prune's failed and rolled the prune back."""
+        if now - self._last_prune <= PRUNE_EVERY:
+            return
+        self._last_prune = now
+        try:
+            async with self._store_lock:
+                await self.store.prune()
+        except StoreError as exc:
+            log.warning("store: pruning old rows failed: %s", exc)
 
     def _prepare(self, rows, if_rows, walks: dict) -> None:
         """In a thread, one step after the other: merge the drained bins, name their hosts and

@@ -197,6 +197,31 @@ def test_an_early_write_the_store_refuses_keeps_its_rows_for_the_flush(tmp_path,
     assert app.pipeline.audit.dropped == sum(truth.values()) - 1000
 
 
+def test_an_early_write_waits_for_the_hourly_prune(tmp_path, chunk_rows, caplog):
+    """The hourly prune and an early write of the audit log share the store's one connection.
+    An early write due while the prune's transaction is open waits for it: it used to send its
+    BEGIN inside the prune's, fail ("cannot start a transaction within a transaction"), and roll
+    the prune back (seen in bench/flush_stall.py at 1M bins with traffic arriving)."""
+    db = tmp_path / "imflow.db"
+    app = _app(tmp_path)
+
+    async def race(app):
+        for b in BATCHES:
+            app.process(b)
+        assert app.pipeline.audit.held == sum(_truth().values()) and app._audit_write is None
+        prune = asyncio.create_task(app._prune(app.clock()))
+        await asyncio.sleep(0)  # the prune has sent its BEGIN to the store's thread
+        await app._write_audit()
+        await prune
+    with caplog.at_level("WARNING"):
+        _run(app, [race])
+    assert not [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert app.pipeline.audit.held == 0 and app._audit_early  # written, not given back
+    assert _stored(db) == _truth()
+    with contextlib.closing(sqlite3.connect(db)) as conn:  # and the prune committed
+        assert conn.execute("SELECT count(*) FROM meta WHERE key LIKE 'pruned.%'").fetchone()[0] == 3
+
+
 def test_rows_the_store_refuses_are_written_at_the_next_flush(tmp_path, chunk_rows):
     db = tmp_path / "imflow.db"
     app = _app(tmp_path)
