@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collector import config as C
 from collector.config import parse_endpoint
 from collector.daemon.app import App, Role, run_loop
+from collector.daemon.spawned import worker_main
 from collector.daemon.telemetry import Counters
 from collector.netflow.stats import DecodeStats
 from collector.sflow.links import sflow_interfaces
@@ -152,7 +153,8 @@ def worker_app(cfg: C.Config, index: int, conn, learned_conn=None) -> App:
     return app
 
 
-def _worker_main(cfg: C.Config, index: int, conn, level: int, learned_conn=None) -> None:
+def run_worker(cfg: C.Config, index: int, conn, level: int, learned_conn=None) -> None:
+    """A worker process's life, from `spawned.worker_main`: logging, malloc tuning, its App."""
     handler = logging.StreamHandler()
     handler.setFormatter(LogFormatter(f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
@@ -193,7 +195,7 @@ class WorkerPool:
     def _spawn(self, index: int) -> None:
         parent, child = self._ctx.Pipe(duplex=False)
         l_recv, l_send = self._ctx.Pipe(duplex=False) if self.learned is not None else (None, None)
-        proc = self._ctx.Process(target=_worker_main, name=f"imflow-worker-{index}", daemon=True,
+        proc = self._ctx.Process(target=worker_main, name=f"imflow-worker-{index}", daemon=True,
                                  args=(self.cfg, index, child, logging.getLogger().level, l_recv))
         proc.start()
         child.close()
