@@ -1,4 +1,6 @@
-"""Process-level tuning for the data path (Linux/glibc only; a no-op elsewhere).
+"""Process-level tuning for the data path: glibc's malloc and the garbage collector (Linux/glibc
+only; a no-op elsewhere), and OpenSSL left out of a daemon that makes no TLS connection
+(`leave_out_tls`, at the end).
 
 glibc serves allocations above a dynamic threshold (128 KiB at first) with fresh mmap()s and
 returns them at free(), so every batch-sized NumPy array is page-faulted in anew: measured

@@ -1,7 +1,7 @@
 """recvmmsg(2) for UDP sockets, through ctypes: many datagrams per system call, no copies.
 
-asyncio's datagram transport receives one datagram per `recvfrom` and one Python callback per datagram;
-at NetFlow rates that is most of a core. `Receiver.receive` takes up to `slots` datagrams in
+asyncio's datagram transport receives one datagram per `recvfrom` and one Python callback per
+datagram; at NetFlow rates that is most of a core. `Receiver.receive` takes up to `slots` datagrams in
 one call, straight into the next free slots of an anonymous mapping (the arena) that holds a
 whole batch; pages are only touched as datagrams land in them. The intake's batch is a `Batch`:
 a sequence of `(payload, (address, port), receive time)` like a list of them (a payload is
