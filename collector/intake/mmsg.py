@@ -1,12 +1,12 @@
 """recvmmsg(2) for UDP sockets, through ctypes: many datagrams per system call, no copies.
 
 asyncio's datagram transport receives one datagram per `recvfrom` and one Python callback per
-datagram; at NetFlow rates that is most of a core. `Receiver.receive` takes up to `slots` datagrams in
-one call, straight into the next free slots of an anonymous mapping (the arena) that holds a
-whole batch; pages are only touched as datagrams land in them. The intake's batch is a `Batch`:
-a sequence of `(payload, (address, port), receive time)` like a list of them (a payload is
-copied out when asked for), whose `layout()` gives the decoder's bulk path the arena itself
-with every datagram's offset and length, so the usual datagrams are never copied in Python.
+datagram; at NetFlow rates that is most of a core. `Receiver.receive` takes up to `slots` datagrams
+in one call, straight into the next free slots of an anonymous mapping (the arena) that holds a
+whole batch; pages are only touched as datagrams land in them. The intake's batch is a `Batch`: a
+sequence of `(payload, (address, port), receive time)` like a list of them (a payload is copied out
+when asked for), whose `layout()` gives the decoder's bulk path the arena itself with every
+datagram's offset and length, so the usual datagrams are never copied in Python.
 
 The arena is dense: a slot is PITCH (1,472) octets, the largest UDP payload of a 1,500-octet
 MTU over IPv4 (1,452 over IPv6): the daemon's 2,304 slots (a 2,048-datagram batch and one call
