@@ -12,7 +12,7 @@ from collector import config as C
 def worker_main(cfg: C.Config, index: int, conn, level: int, learned_conn=None) -> None:
     from collector.daemon.tuning import leave_out_tls
 
-    leave_out_tls(cfg.replaced({"metrics.listen": "", "store.backend": "sqlite"}))  # what the worker runs
+    leave_out_tls()  # whatever the supervisor's configuration: the worker serves and stores nothing itself
     from collector.daemon.workers import run_worker
 
     run_worker(cfg, index, conn, level, learned_conn)

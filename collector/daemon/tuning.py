@@ -77,19 +77,24 @@ def trim_heap() -> bool:
     return trim(0) == 1
 
 
-def leave_out_tls(cfg) -> bool:
-    """Keep OpenSSL out of a daemon that has no use for it. asyncio imports `ssl` with itself,
-    and with it libssl, libcrypto and OpenSSL's start: 4.8 MiB resident together with the
-    `hashlib` that `collector.netflow.templates` now imports only for a server name
-    (docs/performance.md, "Memory"). Two parts of the daemon need `ssl`: the ClickHouse store
-    over https, and prometheus_client, which imports it unconditionally (`metrics.listen`).
+def needs_tls(cfg) -> bool:
+    """Whether a daemon on `cfg` may import `ssl`: prometheus_client imports it unconditionally
+    (`metrics.listen`), and the ClickHouse store over https makes TLS connections."""
+    return bool(cfg.get("metrics.listen")) or (
+        cfg.get("store.backend") == "clickhouse"
+        and any(url.startswith("https:") for url in cfg.get("store.clickhouse")["urls"]))
+
+
+def leave_out_tls(cfg=None) -> bool:
+    """Keep OpenSSL out of a process that has no use for it: one whose configuration `cfg` does
+    not `needs_tls`, or, with no configuration, one that makes no TLS connection whatever it is (a
+    `--workers` worker). asyncio imports `ssl` with itself, and with it libssl, libcrypto and
+    OpenSSL's start: 4.8 MiB resident together with the `hashlib` that
+    `collector.netflow.templates` imports only for a server name (docs/performance.md, "Memory").
     `sys.modules["ssl"] = None` is the import system's documented way to make an import fail;
     asyncio, aiohttp and http.client take it as a Python built without ssl. Must run before
     asyncio is imported; True when ssl was left out."""
-    if "ssl" in sys.modules or cfg.get("metrics.listen"):
-        return False
-    if cfg.get("store.backend") == "clickhouse" and \
-            any(url.startswith("https:") for url in cfg.get("store.clickhouse")["urls"]):
+    if "ssl" in sys.modules or (cfg is not None and needs_tls(cfg)):
         return False
     sys.modules["ssl"] = None
     return True

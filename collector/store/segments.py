@@ -16,8 +16,9 @@ nothing:
   the writing transaction); the writer starts a new one when its current one passes
   `SEGMENT_OCTETS`, and at each start;
 - a segment goes once no row points into it and `GRACE` seconds have passed since the writer
-  first saw that (the writes look every `SWEEP_EVERY` seconds, the prunes at each prune): a reader (`imflow flows`) opens every segment its snapshot points into just
-  after it began, and an open file stays readable after it is removed. A segment numbered
+  first saw that (the writes look every `SWEEP_EVERY` seconds, the prunes at each prune): a
+  reader (`imflow flows`) opens every segment its snapshot points into just after it began, and
+  an open file stays readable after it is removed. A segment numbered
   above the largest committed id is never removed (another writer's, not committed yet).
 """
 
